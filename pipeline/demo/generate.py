@@ -1,0 +1,477 @@
+"""Write the demo BIDS dataset (digital reference object) and its ground truth.
+
+Layout written under ``DIR``::
+
+    DIR/bids/                 a valid BIDS dataset (the input of the demo run)
+    DIR/groundtruth/          machine-readable truth: groundtruth.json, and per session the
+                              true brain mask and atlas labels on the T1w grid
+    DIR/inflamap-demo.yml     the configuration the demo is run with
+
+Every participant has two sessions. Patients (MA) have ``ses-01`` interictal and ``ses-02``
+ictal with a headache side; controls (HC) have two attack-free sessions. Each session has a
+pre- and post-gadolinium T1w, pre/post-ferumoxytol multi-echo GRE, VFA and a DCE series;
+``ses-01`` also has a [11C]PBR28 PET. Every image has its own true rigid head position.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..models.pharmacokinetics import extended_tofts_concentration, parker_aif
+from ..models.signal import multiecho_signal, spgr_signal
+from ..utils import atomic_write_nifti, atomic_write_text
+from .phantom import TISSUES, Phantom, build_phantom, region_mask, tissue_param
+
+TEMPLATE = "MNI152NLin2009aSym"
+GAD_AGENT = "gadobutrol"
+IRON_AGENT = "ferumoxytol"
+R1_GAD = 5.0  # 1/(mM s), gadobutrol at 3 T
+HEMATOCRIT = 0.45
+T1W = dict(tr=0.008, fa=12.0, te=0.003, snr=40.0)
+MEGRE = dict(tr=0.040, fa=20.0, te=(0.003, 0.008, 0.013, 0.018, 0.023, 0.028), snr=60.0)
+VFA = dict(tr=0.0054, fa=(2.0, 5.0, 10.0, 15.0), snr=80.0)
+DCE = dict(tr=0.004, fa=15.0, dt=15.0, n=24, injection=30.0, snr=50.0)
+POST_GAD_TIME_S = 480.0
+PET_FRAMES = dict(start=[0, 300, 600, 1200, 1800, 2700, 3600, 4200, 4800],
+                  duration=[300, 300, 600, 600, 900, 900, 600, 600, 600])
+PET_FWHM_MM = 6.0
+
+# Planted effects (MA patients). Regions are geometric regions of the template (MNI mm).
+EFFECTS = [
+    {"id": "gad_meningeal_occipital", "modality": "gadolinium", "group": "MA",
+     "phase": "ictal", "region": "occipital", "side": "headache", "tissues": ["dura"],
+     "parameter": "ktrans", "change": "+", "size": 0.08, "units": "1/min",
+     "expect": "post-contrast enhancement of the occipital meningeal band on the headache side"},
+    {"id": "dce_ktrans_occipital", "modality": "dce", "group": "MA", "phase": "ictal",
+     "region": "occipital", "side": "headache", "tissues": ["gm"], "parameter": "ktrans",
+     "change": "+", "size": 0.01, "units": "1/min",
+     "expect": "Ktrans increase in occipital cortex on the headache side"},
+    {"id": "uspio_dr2star_frontal", "modality": "uspio", "group": "MA", "phase": "ictal",
+     "region": "frontal", "side": "headache", "tissues": ["gm", "wm"],
+     "parameter": "uspio_dr2star", "change": "+", "size": 3.0, "units": "1/s",
+     "expect": "ΔR2* increase in frontal tissue on the headache side"},
+    {"id": "pet_suvr_occipital", "modality": "pet", "group": "MA", "phase": "any",
+     "region": "occipital", "side": "both", "tissues": ["gm", "dura", "marrow"],
+     "parameter": "suv", "change": "x", "size": 1.15, "units": "ratio",
+     "expect": "SUV(R) +15 % in occipital cortex and occipital parameningeal tissue"},
+]
+
+
+# --------------------------------------------------------------------------------------------
+# geometry
+def random_rigid(rng, max_mm=5.0, max_deg=5.0):
+    """A 4x4 rigid transform with |translation| <= max_mm and rotation angle <= max_deg."""
+    from scipy.spatial.transform import Rotation
+
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(rng.uniform(0.3, 1.0) * max_deg)
+    shift = rng.normal(size=3)
+    shift *= rng.uniform(0.3, 1.0) * max_mm / np.linalg.norm(shift)
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_rotvec(axis * angle).as_matrix()
+    m[:3, 3] = shift
+    return m
+
+
+def grid_affine(res: float, template_affine, template_shape):
+    """Scanner grid covering the template's field of view at ``res`` mm (RAS, axis-aligned)."""
+    lo = template_affine[:3, 3]
+    hi = lo + np.diag(template_affine)[:3] * (np.asarray(template_shape) - 1)
+    shape = tuple(int(np.ceil((h - l) / res)) + 1 for l, h in zip(lo, hi))
+    aff = np.diag([res, res, res, 1.0])
+    aff[:3, 3] = lo
+    return shape, aff
+
+
+def sample(phantom: Phantom, world_from_template, shape, affine, order=1):
+    """Fractions (dict) and labels of the phantom moved to ``world_from_template``, sampled on
+    the grid ``(shape, affine)``; also the template-mm coordinates of every voxel."""
+    from scipy import ndimage
+
+    # voxel (scanner grid) -> template voxel
+    vox2tpl = np.linalg.inv(phantom.affine) @ np.linalg.inv(world_from_template) @ affine
+    coords = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    tcoords = vox2tpl[:3, :3] @ coords + vox2tpl[:3, 3:4]
+    out = {}
+    for t, f in phantom.fractions.items():
+        out[t] = ndimage.map_coordinates(f, tcoords, order=order, cval=0.0).reshape(shape)
+    labels = ndimage.map_coordinates(phantom.labels, tcoords, order=0, cval=0).reshape(shape)
+    brain = ndimage.map_coordinates(phantom.brain.astype(np.float32), tcoords, order=1,
+                                    cval=0).reshape(shape) >= 0.5
+    tmm = phantom.affine[:3, :3] @ tcoords + phantom.affine[:3, 3:4]
+    xyz = tuple(c.reshape(shape) for c in tmm)
+    return out, labels.astype(np.uint8), brain, xyz
+
+
+def bias_field(rng, shape, affine, amplitude=0.2):
+    """Smooth multiplicative receive-field inhomogeneity (scanner-fixed), mean ~1."""
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    xyz = (affine[:3, :3] @ ijk + affine[:3, 3:4]) / 100.0
+    c = rng.normal(scale=amplitude / 2, size=9)
+    x, y, z = xyz
+    field = (c[0] * x + c[1] * y + c[2] * z + c[3] * x * y + c[4] * y * z + c[5] * x * z
+             + c[6] * x ** 2 + c[7] * y ** 2 + c[8] * z ** 2)
+    return np.exp(field - field.mean()).reshape(shape)
+
+
+def rician(rng, signal, sigma):
+    return np.sqrt((signal + rng.normal(scale=sigma, size=signal.shape)) ** 2
+                   + rng.normal(scale=sigma, size=signal.shape) ** 2)
+
+
+# --------------------------------------------------------------------------------------------
+# per-voxel parameters with planted effects
+def effects_for(participant: dict, session: dict):
+    """The planted effects that apply to this participant and session."""
+    out = []
+    for eff in EFFECTS:
+        if participant["group"] != eff["group"]:
+            continue
+        if eff["phase"] != "any" and session["phase"] != eff["phase"]:
+            continue
+        out.append(eff)
+    return out
+
+
+def _effect_masks(effects, modality, xyz, headache_side):
+    """{(tissue, parameter): (mask, change, size)} for the modality's planted effects."""
+    res = []
+    for eff in effects:
+        if eff["modality"] != modality:
+            continue
+        side = {"headache": headache_side, "both": "both"}[eff["side"]]
+        mask = region_mask(eff["region"], side, xyz)
+        for t in eff["tissues"]:
+            res.append((t, eff["parameter"], mask, eff["change"], eff["size"]))
+    return res
+
+
+def voxel_param(tissue, name, shape, masks):
+    """Parameter ``name`` of ``tissue`` as a voxel map with the planted changes applied."""
+    val = np.full(shape, tissue_param(tissue, name), dtype=float)
+    for t, p, mask, change, size in masks:
+        if t == tissue and p == name:
+            val = np.where(mask, val + size if change == "+" else val * size, val)
+    return val
+
+
+def gad_concentration(tissue, t_s, shape, masks, cp):
+    """Tissue Gd concentration (mM) over ``t_s`` for every voxel: (..., n)."""
+    ktrans = voxel_param(tissue, "ktrans", shape, masks)
+    ve = np.full(shape, tissue_param(tissue, "ve"))
+    vp = np.full(shape, tissue_param(tissue, "vp"))
+    uniq = np.unique(ktrans)
+    out = np.empty(shape + (len(t_s),))
+    for k in uniq:  # few distinct values: compute each curve once
+        curve = extended_tofts_concentration(cp, t_s, k, ve.flat[0], vp.flat[0])
+        out[ktrans == k] = curve
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+def _save(img_data, affine, path, dtype=np.int16, meta=None):
+    import nibabel as nb
+
+    img = nb.Nifti1Image(np.asarray(img_data, dtype=np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_qform(affine, 1)
+    img.header.set_sform(affine, 1)
+    img.set_data_dtype(dtype)
+    atomic_write_nifti(img, path)
+    if meta is not None:
+        atomic_write_text(json.dumps(meta, indent=2), str(path).replace(".nii.gz", ".json"))
+
+
+def _mix(fr, per_tissue):
+    """Partial-volume mixing: sum_t fraction_t * signal_t (signal may have a trailing axis)."""
+    total = None
+    for t in TISSUES:
+        s = np.asarray(per_tissue[t])
+        f = fr[t][..., None] if s.ndim > fr[t].ndim else fr[t]
+        total = f * s if total is None else total + f * s
+    return total
+
+
+def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int = 0,
+              templateflow_home=None, progress=None) -> Path:
+    """Write the demo dataset to ``out_dir`` (see module docstring). Returns ``out_dir``."""
+    import nibabel as nb
+
+    from ..templates import build_offline_home, get_template_file
+
+    if participants < 2:
+        raise ValueError("the demo needs at least 2 participants (one control, one patient)")
+    if not 1.0 <= resolution <= 6.0:
+        raise ValueError("--resolution must be between 1 and 6 mm")
+    say = progress or (lambda msg: None)
+    out_dir = Path(out_dir)
+    bids = out_dir / "bids"
+    truth_dir = out_dir / "groundtruth"
+    if bids.exists() and any(bids.iterdir()):
+        raise FileExistsError(f"{bids} exists and is not empty; choose a new demo folder")
+    if templateflow_home is not None:
+        build_offline_home(templateflow_home)
+    rng = np.random.default_rng(seed)
+
+    say("building the template-space head phantom")
+    mask_img = nb.load(get_template_file(TEMPLATE, 1, desc="brain", suffix="mask"))
+    gm = nb.load(get_template_file(TEMPLATE, 1, label="GM", suffix="probseg")).get_fdata()
+    wm = nb.load(get_template_file(TEMPLATE, 1, label="WM", suffix="probseg")).get_fdata()
+    base = build_phantom(mask_img.get_fdata(), gm, wm, mask_img.affine)
+    ph_anat = base.smoothed(resolution)
+    dce_res = resolution * 1.5
+    ph_dce = base.smoothed(dce_res)
+    ph_pet = base.smoothed(float(np.hypot(resolution, PET_FWHM_MM)))
+    shape, aff = grid_affine(resolution, base.affine, base.labels.shape)
+    dshape, daff = grid_affine(dce_res, base.affine, base.labels.shape)
+
+    n_ma = participants // 2
+    groups = ["HC"] * (participants - n_ma) + ["MA"] * n_ma
+    rng.shuffle(groups)
+    part_rows, truth = [], {
+        "generator": f"inflamap {__version__} demo", "seed": seed, "resolution_mm": resolution,
+        "template": TEMPLATE, "atlas": "inflamap-lobes", "hematocrit": HEMATOCRIT,
+        "gadolinium_r1_per_mM_s": R1_GAD, "tissues": {t: dict(zip(
+            ("pd", "t1_s", "r2star_per_s", "vp", "ve", "ktrans_per_min", "uspio_dr2star_per_s",
+             "suv"), v)) for t, v in __import__("pipeline.demo.phantom", fromlist=["PARAMS"])
+            .PARAMS.items()},
+        "effects": EFFECTS, "participants": {},
+    }
+    for i, group in enumerate(groups, start=1):
+        pid = f"sub-{i:02d}"
+        say(f"{pid} ({group})")
+        side = str(rng.choice(["left", "right"])) if group == "MA" else "none"
+        weight = float(np.round(rng.uniform(55, 95), 1))
+        part_rows.append({
+            "participant_id": pid, "group": group, "age": int(rng.integers(22, 55)),
+            "sex": str(rng.choice(["F", "M"], p=[0.7, 0.3])),
+            "attacks_per_month": int(rng.integers(2, 12)) if group != "HC" else 0,
+            "body_weight": weight, "tspo_genotype": str(rng.choice(["HAB", "MAB"])),
+        })
+        scale = np.diag(np.r_[rng.uniform(0.94, 1.06, 3), 1.0])
+        ptruth = {"group": group, "headache_side": side, "anatomical_scale": np.diag(scale)[:3]
+                  .tolist(), "sessions": {}}
+        sess_rows = []
+        for s, phase in ((1, "interictal"), (2, "ictal")):
+            ses = f"ses-{s:02d}"
+            phase = phase if group != "HC" else "n/a"
+            srow = {"session_id": ses, "phase": phase,
+                    "headache_side": side if group != "HC" else "none",
+                    "hours_since_onset": float(np.round(rng.uniform(2, 12), 1))
+                    if phase == "ictal" else "n/a",
+                    "treatment": str(rng.choice(["none", "sumatriptan"]))
+                    if phase == "ictal" else "n/a"}
+            sess_rows.append(srow)
+            effects = effects_for(part_rows[-1], srow)
+            session_pose = random_rigid(rng)
+            files = {}
+            stem = f"{pid}_{ses}"
+            anat = bids / pid / ses / "anat"
+            bias = bias_field(rng, shape, aff)
+
+            def pose(small):
+                m = session_pose @ (random_rigid(rng, 1.0, 1.0) if small else np.eye(4))
+                return m @ scale
+
+            # ---- T1w pre and post gadolinium (same coil bias) --------------------------
+            cp_t = parker_aif(np.array([0.0, 60.0, 120.0, 240.0, POST_GAD_TIME_S]), 0.0,
+                              HEMATOCRIT)
+            for label, post in (("T1w", False), (f"ce-{GAD_AGENT}_T1w", True)):
+                w = pose(post)
+                fr, labels, brain, xyz = sample(ph_anat, w, shape, aff)
+                masks = _effect_masks(effects, "gadolinium", xyz, side)
+                sig = {}
+                for t in TISSUES:
+                    r1 = 1.0 / tissue_param(t, "t1")
+                    if post:
+                        conc = gad_concentration(t, np.array([0.0, 60, 120, 240, POST_GAD_TIME_S]),
+                                                 shape, masks, cp_t)[..., -1]
+                        r1 = r1 + R1_GAD * conc
+                    sig[t] = spgr_signal(tissue_param(t, "pd"), r1, T1W["fa"], T1W["tr"])
+                wm_level = spgr_signal(0.7, 1 / 0.85, T1W["fa"], T1W["tr"])
+                img = rician(rng, _mix(fr, sig) * bias / wm_level * 1000.0, 1000.0 / T1W["snr"])
+                meta = {"MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
+                        "RepetitionTime": T1W["tr"], "EchoTime": T1W["te"],
+                        "FlipAngle": T1W["fa"]}
+                if post:
+                    meta.update({"ContrastBolusIngredient": "GADOLINIUM",
+                                 "TimeSinceInjection": POST_GAD_TIME_S})
+                path = anat / f"{stem}_{label}.nii.gz"
+                _save(img, aff, path, meta=meta)
+                files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
+                if not post:
+                    gt = truth_dir / pid / ses
+                    _save(labels, aff, gt / f"{stem}_atlas-inflamapLobes_dseg.nii.gz",
+                          dtype=np.uint8)
+                    _save(brain.astype(np.uint8), aff, gt / f"{stem}_desc-brain_mask.nii.gz",
+                          dtype=np.uint8)
+
+            # ---- multi-echo GRE pre/post ferumoxytol ------------------------------------
+            for post in (False, True):
+                w = pose(True)
+                fr, _, _, xyz = sample(ph_anat, w, shape, aff)
+                masks = _effect_masks(effects, "uspio", xyz, side)
+                sig = {}
+                for t in TISSUES:
+                    r2s = np.full(shape, tissue_param(t, "r2star"))
+                    if post:
+                        r2s = r2s + voxel_param(t, "uspio_dr2star", shape, masks)
+                    s0 = spgr_signal(tissue_param(t, "pd"), 1 / tissue_param(t, "t1"),
+                                     MEGRE["fa"], MEGRE["tr"])
+                    sig[t] = multiecho_signal(np.broadcast_to(s0, shape), r2s, MEGRE["te"])
+                ref = spgr_signal(0.7, 1 / 0.85, MEGRE["fa"], MEGRE["tr"])
+                echoes = rician(rng, _mix(fr, sig) * bias[..., None] / ref * 1000.0,
+                                1000.0 / MEGRE["snr"])
+                ce = f"ce-{IRON_AGENT}_" if post else ""
+                for e, te in enumerate(MEGRE["te"], start=1):
+                    path = anat / f"{stem}_{ce}echo-{e}_MEGRE.nii.gz"
+                    _save(echoes[..., e - 1], aff, path, meta={
+                        "MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
+                        "EchoTime": te, "RepetitionTime": MEGRE["tr"], "FlipAngle": MEGRE["fa"],
+                        "MRAcquisitionType": "3D"})
+                    files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
+
+            # ---- VFA and DCE (one position: same slab, acquired back to back) -----------
+            w = pose(True)
+            fr, _, _, xyz = sample(ph_dce, w, dshape, daff)
+            dbias = bias_field(rng, dshape, daff)
+            ref = spgr_signal(0.7, 1 / 0.85, 15.0, VFA["tr"])
+            for k, fa in enumerate(VFA["fa"], start=1):
+                sig = {t: spgr_signal(np.full(dshape, tissue_param(t, "pd")),
+                                      1 / tissue_param(t, "t1"), fa, VFA["tr"]) for t in TISSUES}
+                img = rician(rng, _mix(fr, sig) * dbias / ref * 1000.0, 1000.0 / VFA["snr"])
+                path = anat / f"{stem}_flip-{k}_VFA.nii.gz"
+                _save(img, daff, path, meta={
+                    "MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO", "FlipAngle": fa,
+                    "RepetitionTimeExcitation": VFA["tr"], "PulseSequenceType": "SPGR", "MTState": False,
+                    "SpoilingState": True})
+                files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
+            t_dce = np.arange(DCE["n"]) * DCE["dt"]
+            cp = parker_aif(t_dce, DCE["injection"], HEMATOCRIT)
+            masks = _effect_masks(effects, "dce", xyz, side)
+            sig = {}
+            for t in TISSUES:
+                conc = gad_concentration(t, t_dce, dshape, masks, cp)
+                sig[t] = spgr_signal(tissue_param(t, "pd"),
+                                     1 / tissue_param(t, "t1") + R1_GAD * conc,
+                                     DCE["fa"], DCE["tr"])
+            ref = spgr_signal(0.7, 1 / 0.85, DCE["fa"], DCE["tr"])
+            series = rician(rng, _mix(fr, sig) * dbias[..., None] / ref * 1000.0,
+                            1000.0 / DCE["snr"])
+            path = anat / f"{stem}_ce-{GAD_AGENT}_dce.nii.gz"
+            _save(series, daff, path, meta={
+                "MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
+                "RepetitionTimeExcitation": DCE["tr"], "FlipAngle": DCE["fa"],
+                "ContrastBolusIngredient": "GADOLINIUM",
+                "FrameTimesStart": t_dce.tolist(), "FrameDuration": [DCE["dt"]] * DCE["n"],
+                "InjectionStart": DCE["injection"]})
+            files[str(path.relative_to(bids))] = {
+                "world_from_template": w.tolist(), "aif_plasma_mM": cp.tolist(),
+                "frame_times_s": t_dce.tolist()}
+
+            # ---- TSPO PET (first session only) ------------------------------------------
+            if s == 1:
+                w = pose(True)
+                fr, _, _, xyz = sample(ph_pet, w, shape, aff)
+                masks = _effect_masks(effects, "pet", xyz, side)
+                dose_mbq = float(np.round(rng.uniform(330, 420), 1))
+                to_bq = dose_mbq * 1e6 / (weight * 1000.0)
+                start = np.asarray(PET_FRAMES["start"], float)
+                mid = (start + np.asarray(PET_FRAMES["duration"]) / 2) / 60.0
+                frames = []
+                uptake = 1 - np.exp(-mid / 12.0)
+                blood_tac = 3.0 * np.exp(-mid / 2.0) + 0.8
+                for j in range(len(mid)):
+                    sig = {}
+                    for t in TISSUES:
+                        suv = voxel_param(t, "suv", shape, masks)
+                        sig[t] = blood_tac[j] * np.ones(shape) if t == "blood" else suv * uptake[j]
+                    frames.append(_mix(fr, sig) * to_bq)
+                act = np.stack(frames, axis=-1)
+                act = act + rng.normal(size=act.shape) * (0.03 * act + 0.05 * to_bq)
+                path = bids / pid / ses / "pet" / f"{stem}_trc-PBR28_pet.nii.gz"
+                _save(np.clip(act, 0, None), aff, path, meta={
+                    "Manufacturer": "inflamap DRO", "ManufacturersModelName": "synthetic",
+                    "Units": "Bq/mL", "BodyPart": "Brain", "TracerName": "PBR28",
+                    "TracerRadionuclide": "C11", "InjectedRadioactivity": dose_mbq,
+                    "InjectedRadioactivityUnits": "MBq", "InjectedMass": 2.0,
+                    "InjectedMassUnits": "ug", "SpecificRadioactivity": dose_mbq / 2.0,
+                    "SpecificRadioactivityUnits": "MBq/ug", "ModeOfAdministration": "bolus",
+                    "TimeZero": "10:00:00", "ScanStart": 0, "InjectionStart": 0,
+                    "FrameTimesStart": PET_FRAMES["start"], "FrameDuration":
+                        PET_FRAMES["duration"], "AcquisitionMode": "list mode",
+                    "ImageDecayCorrected": True, "ImageDecayCorrectionTime": 0,
+                    "ReconMethodName": "3D-OSEM", "ReconMethodParameterLabels": ["iterations",
+                                                                                 "subsets"],
+                    "ReconMethodParameterUnits": ["none", "none"],
+                    "ReconMethodParameterValues": [4, 16], "ReconFilterType": "Gaussian",
+                    "ReconFilterSize": PET_FWHM_MM, "AttenuationCorrection": "CT-based"})
+                files[str(path.relative_to(bids))] = {
+                    "world_from_template": w.tolist(), "injected_MBq": dose_mbq,
+                    "body_weight_kg": weight}
+            ptruth["sessions"][ses] = {
+                "phase": phase, "headache_side": srow["headache_side"],
+                "effects": [e["id"] for e in effects], "files": files}
+        pd.DataFrame(sess_rows).to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t",
+                                       index=False)
+        truth["participants"][pid] = ptruth
+
+    _write_dataset_files(bids, pd.DataFrame(part_rows), seed)
+    atomic_write_text(json.dumps(truth, indent=1), truth_dir / "groundtruth.json")
+    config = (
+        "# Configuration of the demo run (template bundled for offline use)\n"
+        "anat:\n"
+        f"  template: {TEMPLATE}\n"
+        "  template_resolution: 2\n"
+        "  atlas: inflamap-lobes\n")
+    atomic_write_text(config, out_dir / "inflamap-demo.yml")
+    return out_dir
+
+
+def _write_dataset_files(bids: Path, participants: pd.DataFrame, seed: int):
+    desc = {
+        "Name": "inflamap demo: digital reference object of migraine neuroinflammation imaging",
+        "BIDSVersion": "1.10.0", "DatasetType": "raw", "License": "CC0",
+        "Authors": ["inflamap developers"],
+        "GeneratedBy": [{"Name": "inflamap", "Version": __version__,
+                         "Description": f"inflamap demo --seed {seed}"}],
+    }
+    atomic_write_text(json.dumps(desc, indent=2), bids / "dataset_description.json")
+    participants.to_csv(bids / "participants.tsv", sep="\t", index=False)
+    pjson = {
+        "group": {"Description": "diagnostic group",
+                  "Levels": {"HC": "healthy control", "MO": "migraine without aura",
+                             "MA": "migraine with aura", "HM": "hemiplegic migraine"}},
+        "age": {"Description": "age at first session", "Units": "year"},
+        "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
+        "attacks_per_month": {"Description": "migraine attacks per month"},
+        "body_weight": {"Description": "body weight", "Units": "kg"},
+        "tspo_genotype": {"Description": "rs6971 TSPO binding affinity",
+                          "Levels": {"HAB": "high", "MAB": "mixed", "LAB": "low"}},
+    }
+    atomic_write_text(json.dumps(pjson, indent=2), bids / "participants.json")
+    sjson = {
+        "phase": {"Description": "migraine phase at scan",
+                  "Levels": {"ictal": "during an attack", "interictal": "attack-free",
+                             "provoked": "attack provoked pharmacologically",
+                             "n/a": "control"}},
+        "headache_side": {"Description": "side of the headache (of the usual attacks when "
+                                         "interictal)",
+                          "Levels": {"left": "left", "right": "right",
+                                     "bilateral": "bilateral", "none": "none"}},
+        "hours_since_onset": {"Description": "hours since attack onset", "Units": "h"},
+        "treatment": {"Description": "acute treatment taken before the scan"},
+    }
+    for p in participants["participant_id"]:
+        atomic_write_text(json.dumps(sjson, indent=2), bids / p / f"{p}_sessions.json")
+    readme = ("# inflamap demo dataset\n\nSynthetic digital reference object written by "
+              "`inflamap demo`. Ground truth is beside this folder in `../groundtruth/`.\n")
+    atomic_write_text(readme, bids / "README.md")
+    # BIDS has no DCE datatype yet: inflamap's convention (README) is ignored by the validator
+    atomic_write_text("*_dce.nii.gz\n*_dce.json\n", bids / ".bidsignore")

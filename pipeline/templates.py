@@ -1,0 +1,128 @@
+"""Templates and atlases: TemplateFlow queries and the project-built offline TemplateFlow home.
+
+Real runs ask TemplateFlow (``templateflow.api.get``), which downloads on first use and then
+reads ``$TEMPLATEFLOW_HOME``. Machines without a network (CI, tests, cluster nodes) use a home
+that either was pre-fetched (``inflamap templates --fetch ...`` on a login node, or the Docker
+image) or is built here from data that ships with the installed packages:
+``tpl-MNI152NLin2009aSym`` (the ICBM 2009a symmetric template bundled with nilearn: brain
+T1w, brain mask and tissue probability maps at 1 and 2 mm) in TemplateFlow's own layout, so
+that ``templateflow.api.get`` serves it with no network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+OFFLINE_TEMPLATE = "MNI152NLin2009aSym"
+
+
+class TemplateError(RuntimeError):
+    """A template or atlas cannot be found (exit code 66)."""
+
+
+def _nilearn_data_dir() -> Path:
+    import nilearn
+
+    return Path(nilearn.__file__).parent / "datasets" / "data"
+
+
+def build_offline_home(home) -> Path:
+    """Write ``tpl-MNI152NLin2009aSym`` (res 1 and 2 mm) under ``home``; idempotent.
+
+    Files: ``desc-brain_T1w``, ``desc-brain_mask``, ``label-{GM,WM,CSF}_probseg`` and
+    ``template_description.json``. Every file is written to a temporary name and renamed, so
+    concurrent builders (many cluster jobs starting at once) never see a partial file.
+    """
+    import nibabel as nb
+    from nibabel.processing import resample_from_to
+
+    from .utils import atomic_write_nifti, atomic_write_text
+
+    home = Path(home)
+    tdir = home / f"tpl-{OFFLINE_TEMPLATE}"
+    stamp = tdir / "template_description.json"
+    if stamp.exists():
+        return tdir
+    tdir.mkdir(parents=True, exist_ok=True)
+    src = _nilearn_data_dir()
+    t1 = nb.load(src / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+    gm = nb.load(src / "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz")
+    wm = nb.load(src / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz")
+    t1d = np.asarray(t1.dataobj, dtype=np.float32)
+    brain = (t1d > 0).astype(np.float32)
+    gmd = np.asarray(gm.dataobj, dtype=np.float32) / 255.0
+    wmd = np.asarray(wm.dataobj, dtype=np.float32) / 255.0
+    csf = np.clip(brain - gmd - wmd, 0, 1)
+    maps = {"desc-brain_T1w": t1d, "desc-brain_mask": brain,
+            "label-GM_probseg": gmd, "label-WM_probseg": wmd, "label-CSF_probseg": csf}
+    for res in (1, 2):
+        aff = np.diag([res, res, res, 1.0])
+        aff[:3, 3] = t1.affine[:3, 3]
+        shape = tuple(int(np.floor((s - 1) / res)) + 1 for s in t1.shape)
+        for key, data in maps.items():
+            img = nb.Nifti1Image(data, t1.affine)
+            if res != 1:
+                img = resample_from_to(img, (shape, aff), order=1)
+            out = np.asarray(img.dataobj, dtype=np.float32)
+            if key.endswith("_mask"):
+                out = (out >= 0.5).astype(np.uint8)
+            elif key.endswith("_probseg"):
+                out = np.clip(out, 0, 1)
+            res_img = nb.Nifti1Image(out, aff)
+            res_img.header.set_xyzt_units("mm")
+            res_img.header.set_qform(aff, 4)
+            res_img.header.set_sform(aff, 4)
+            atomic_write_nifti(res_img, tdir / f"tpl-{OFFLINE_TEMPLATE}_res-{res:02d}_{key}.nii.gz")
+    desc = {
+        "Name": "ICBM 2009a Nonlinear Symmetric (as bundled with nilearn)",
+        "Identifier": OFFLINE_TEMPLATE,
+        "Authors": ["Fonov V", "Evans AC", "Botteron K", "Almli CR", "McKinstry RC",
+                    "Collins DL"],
+        "ReferencesAndLinks": ["https://doi.org/10.1016/j.neuroimage.2010.07.033"],
+        "res": {"01": {"zooms": [1, 1, 1]}, "02": {"zooms": [2, 2, 2]}},
+        "GeneratedBy": [{"Name": "inflamap templates",
+                         "Description": "Built offline from nilearn's bundled ICBM152 2009a "
+                                        "brain template and tissue maps; CSF = mask - GM - WM."}],
+    }
+    atomic_write_text(json.dumps(desc, indent=2), stamp)
+    return tdir
+
+
+def get_template_file(template: str, resolution: int, **entities) -> Path:
+    """One file from TemplateFlow, or :class:`TemplateError` saying how to get it."""
+    try:
+        from templateflow import api
+
+        found = api.get(template, resolution=resolution, **entities)
+    except Exception as exc:  # network errors, unknown template
+        raise TemplateError(
+            f"TemplateFlow could not provide {template} {entities} (res {resolution}): {exc}. "
+            f"Pre-fetch it with 'inflamap templates --fetch {template}' on a machine with "
+            "network, or set TEMPLATEFLOW_HOME to a pre-fetched home") from exc
+    if isinstance(found, list):
+        found = [f for f in found if "_space-" not in str(f)]
+        if len(found) != 1:
+            raise TemplateError(
+                f"TemplateFlow has {len(found) or 'no'} file(s) for {template} {entities} "
+                f"(res {resolution}) under TEMPLATEFLOW_HOME={os.environ.get('TEMPLATEFLOW_HOME')}; "
+                f"pre-fetch it with 'inflamap templates --fetch {template}' or choose another "
+                "template in the config")
+        found = found[0]
+    return Path(found)
+
+
+def fetch_templates(templates, resolution: int = 2):
+    """Pre-fetch what a run needs from each template (needs network): T1w, brain T1w and mask."""
+    from templateflow import api
+
+    got = []
+    for tpl in templates:
+        for q in ({"desc": "brain", "suffix": "T1w"}, {"desc": "brain", "suffix": "mask"},
+                  {"desc": None, "suffix": "T1w"}, {"label": "GM", "suffix": "probseg"},
+                  {"label": "WM", "suffix": "probseg"}):
+            got.append(api.get(tpl, resolution=resolution, **q))
+    return got
