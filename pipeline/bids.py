@@ -1,0 +1,219 @@
+"""BIDS input: validation, participant/session selection, file queries and covariates.
+
+Entity conventions (see README): pre-contrast ``T1w``; post-contrast ``ce-<agent>_T1w``;
+multi-echo GRE ``echo-<n>_MEGRE`` (with or without ``ce-<agent>``); ``flip-<n>_VFA``; DCE
+``ce-<agent>_dce`` (4-D, listed in ``.bidsignore``); ``pet/*_pet`` per PET-BIDS. Clinical
+covariates come from ``participants.tsv`` and ``sub-<label>_sessions.tsv``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import BIDSValidationError, DataError, InputMissingError, UsageError
+
+LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def check_bids_root(bids_dir) -> Path:
+    """The BIDS root as an absolute path, or an error naming what is missing."""
+    root = Path(bids_dir)
+    if not root.exists():
+        raise InputMissingError(f"{bids_dir}: BIDS folder does not exist; check the path")
+    if not root.is_dir():
+        raise InputMissingError(f"{bids_dir}: not a folder; give the BIDS dataset's root")
+    if not (root / "dataset_description.json").is_file():
+        raise InputMissingError(
+            f"{root / 'dataset_description.json'}: missing; is {bids_dir} the root of a BIDS "
+            "dataset?")
+    try:
+        json.loads((root / "dataset_description.json").read_text())
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{root / 'dataset_description.json'}: not valid JSON ({exc})") from None
+    return root.absolute()
+
+
+def clean_labels(labels, entity="participant") -> list[str]:
+    """Labels without their ``sub-``/``ses-`` prefix; refuse anything not alphanumeric."""
+    prefix = {"participant": "sub-", "session": "ses-"}[entity]
+    out = []
+    for lab in labels or []:
+        lab = str(lab)
+        lab = lab[len(prefix):] if lab.startswith(prefix) else lab
+        if not LABEL_RE.match(lab):
+            raise UsageError(
+                f"--{entity}-label {lab!r}: BIDS labels are letters and digits only")
+        out.append(lab)
+    return sorted(set(out))
+
+
+def validate(bids_dir) -> None:
+    """Run the official BIDS validator (``bids-validator-deno``); raise on errors."""
+    exe = shutil.which("bids-validator-deno")
+    if exe is None:
+        raise BIDSValidationError(
+            "bids-validator-deno not found; install it (pip install bids-validator-deno) or "
+            "pass --skip-bids-validation")
+    proc = subprocess.run([exe, str(bids_dir), "--format", "json", "--ignoreWarnings"],
+                          capture_output=True, text=True, timeout=600)
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        raise BIDSValidationError(
+            f"{bids_dir}: the BIDS validator failed to run ({proc.stderr.strip()[:200]}); "
+            "pass --skip-bids-validation to proceed without it") from None
+    issues = report.get("issues", {}).get("issues", [])
+    errors = [i for i in issues if i.get("severity") == "error"]
+    if errors:
+        first = errors[0]
+        where = first.get("location", "")
+        raise BIDSValidationError(
+            f"{bids_dir}{where}: BIDS validation failed with {len(errors)} error(s), first: "
+            f"{first.get('code')} {first.get('issueMessage') or ''}".strip()
+            + "; fix the dataset or pass --skip-bids-validation")
+
+
+def get_layout(bids_dir):
+    """A pybids layout of the raw dataset (read-only: no database is written into it)."""
+    from bids import BIDSLayout
+
+    return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+
+
+def select_participants(layout, labels) -> list[str]:
+    """Requested participants that exist (all when none requested)."""
+    available = sorted(layout.get_subjects())
+    if not available:
+        raise InputMissingError(f"{layout.root}: no sub-<label> folders found")
+    labels = clean_labels(labels)
+    if not labels:
+        return available
+    missing = [lab for lab in labels if lab not in available]
+    if missing:
+        raise InputMissingError(
+            f"{layout.root}: participant(s) {', '.join('sub-' + m for m in missing)} not found; "
+            f"available: {', '.join('sub-' + a for a in available)}")
+    return labels
+
+
+def _one(files, what):
+    return files[0].path if files else None
+
+
+def collect_session(layout, subject: str, session: str | None, filters: dict | None = None,
+                    agent_class=None) -> dict:
+    """Files of one participant/session by role.
+
+    Returns ``{"t1w": path|None, "t1w_ce": [(agent, path)], "megre": [paths],
+    "megre_ce": [(agent, [paths])], "vfa": [paths], "dce": [(agent, path)], "pet": [paths]}``.
+    ``filters`` (from ``--bids-filter-file``) add entities per role, e.g.
+    ``{"t1w": {"acquisition": "mprage"}}``.
+    """
+    filters = filters or {}
+    base = {"subject": subject, "extension": [".nii", ".nii.gz"]}
+    if session is not None:
+        base["session"] = session
+
+    def q(role, **kw):
+        return layout.get(**{**base, **kw, **filters.get(role, {})})
+
+    t1w = q("t1w", suffix="T1w", datatype="anat", ceagent=None, acquisition=None)
+    if len(t1w) > 1:
+        t1w = [f for f in t1w if "run" not in f.entities or f.entities["run"] == 1] or t1w
+    out = {"t1w": _one(t1w, "T1w"), "t1w_ce": [], "megre": [], "megre_ce": [], "vfa": [],
+           "dce": [], "pet": []}
+    for f in q("t1w_ce", suffix="T1w", datatype="anat"):
+        agent = f.entities.get("ceagent")
+        if agent:
+            out["t1w_ce"].append((agent, f.path))
+    echoes = q("megre", suffix="MEGRE", ceagent=None)
+    out["megre"] = [f.path for f in sorted(echoes, key=lambda f: int(f.entities.get("echo", 0)))]
+    by_agent: dict = {}
+    for f in q("megre_ce", suffix="MEGRE"):
+        if f.entities.get("ceagent"):
+            by_agent.setdefault(f.entities["ceagent"], []).append(f)
+    out["megre_ce"] = [(a, [f.path for f in sorted(fs, key=lambda f: int(f.entities["echo"]))])
+                       for a, fs in sorted(by_agent.items())]
+    out["vfa"] = [f.path for f in sorted(q("vfa", suffix="VFA"),
+                                         key=lambda f: int(f.entities.get("flip", 0)))]
+    out["dce"] = [(f.entities.get("ceagent"), f.path) for f in q("dce", suffix="dce")]
+    out["pet"] = [f.path for f in q("pet", suffix="pet", datatype="pet")]
+    return out
+
+
+def sessions_of(layout, subject: str, session_labels=None) -> list:
+    """The participant's sessions (``[None]`` for a dataset without sessions)."""
+    sessions = sorted(layout.get_sessions(subject=subject))
+    labels = clean_labels(session_labels, "session")
+    if not sessions:
+        if labels:
+            raise InputMissingError(
+                f"sub-{subject}: has no sessions, but --session-label was given")
+        return [None]
+    if labels:
+        chosen = [s for s in sessions if s in labels]
+        if not chosen:
+            raise InputMissingError(
+                f"sub-{subject}: none of the sessions {', '.join(labels)} exist; available: "
+                f"{', '.join(sessions)}")
+        return chosen
+    return sessions
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
+                           dtype={"participant_id": str, "session_id": str})
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read as a TSV table ({exc})") from None
+
+
+def _check_levels(df, column, allowed, path):
+    if column in df:
+        bad = sorted(set(df[column].dropna().astype(str)) - set(allowed))
+        if bad:
+            raise DataError(
+                f"{path}: column '{column}' has value(s) {bad}; documented values are "
+                f"{', '.join(allowed)} (or n/a)")
+
+
+def read_participants(bids_dir, covariates: dict) -> pd.DataFrame:
+    """``participants.tsv`` checked against the documented levels; empty if absent."""
+    path = Path(bids_dir) / "participants.tsv"
+    if not path.exists():
+        return pd.DataFrame(columns=["participant_id"])
+    df = _read_tsv(path)
+    if "participant_id" not in df:
+        raise DataError(f"{path}: no 'participant_id' column")
+    _check_levels(df, "group", covariates["groups"], path)
+    return df
+
+
+def read_sessions(bids_dir, subject: str, covariates: dict) -> pd.DataFrame:
+    """``sub-<label>_sessions.tsv`` checked against the documented levels; empty if absent."""
+    path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
+    if not path.exists():
+        return pd.DataFrame(columns=["session_id"])
+    df = _read_tsv(path)
+    if "session_id" not in df:
+        raise DataError(f"{path}: no 'session_id' column")
+    _check_levels(df, "headache_side", covariates["headache_sides"], path)
+    _check_levels(df, "phase", covariates["phases"], path)
+    return df
+
+
+def session_info(bids_dir, subject: str, session: str | None, covariates: dict) -> dict:
+    """The sessions.tsv row of one session as a dict (NaN for n/a), ``{}`` if none."""
+    df = read_sessions(bids_dir, subject, covariates)
+    if session is None or df.empty:
+        return {}
+    row = df[df["session_id"] == f"ses-{session}"]
+    if row.empty:
+        return {}
+    return {k: (None if pd.isna(v) else v) for k, v in row.iloc[0].to_dict().items()}

@@ -1,0 +1,100 @@
+"""BIDS-Derivatives naming and dataset files.
+
+Derivative names are built from the source file's entities (as niworkflows'
+``DerivativesDataSink`` does) in the order of the BIDS specification, so that every custom
+suffix the modalities need (``Ktrans``, ``R2starmap``, ``SUVR``, ``regions``...) gets a
+valid name; writing is atomic (:mod:`pipeline.utils`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import __version__
+from .utils import atomic_write_text
+
+ENTITY_ORDER = (
+    ("subject", "sub"), ("session", "ses"), ("task", "task"), ("acquisition", "acq"),
+    ("ceagent", "ce"), ("tracer", "trc"), ("reconstruction", "rec"), ("direction", "dir"),
+    ("run", "run"), ("echo", "echo"), ("flip", "flip"), ("part", "part"),
+    ("from", "from"), ("to", "to"), ("mode", "mode"), ("hemi", "hemi"), ("atlas", "atlas"),
+    ("roi", "roi"), ("space", "space"), ("cohort", "cohort"), ("res", "res"),
+    ("label", "label"), ("desc", "desc"),
+)
+# entities of the source that a derivative inherits unless told otherwise
+INHERITED = ("subject", "session", "acquisition", "ceagent", "tracer", "reconstruction", "run")
+
+
+def parse_entities(path) -> dict:
+    """BIDS entities of ``path`` (pybids' parser), keyed by long names (subject, session...)."""
+    from bids.layout import parse_file_entities
+
+    ents = parse_file_entities(str(path))
+    return {k: v for k, v in ents.items() if k not in ("extension", "datatype")}
+
+
+def derivative_relpath(source_file, suffix: str, extension: str = ".nii.gz",
+                       datatype: str | None = None, **entities) -> Path:
+    """Relative path of a derivative of ``source_file``.
+
+    ``entities`` use the short or long names (``desc="preproc"``, ``space="MNI..."``,
+    ``ce=None`` to drop an inherited entity).
+    """
+    short_to_long = {short: long for long, short in ENTITY_ORDER}
+    src = parse_entities(source_file)
+    ents = {k: src[k] for k in INHERITED if src.get(k) is not None}
+    for key, value in entities.items():
+        long = short_to_long.get(key, key)
+        if long not in dict(ENTITY_ORDER):
+            raise ValueError(f"unknown BIDS entity {key!r} for a derivative name")
+        if value is None:
+            ents.pop(long, None)
+        else:
+            value = str(value)
+            if not value.isalnum():
+                raise ValueError(f"BIDS entity {key}-{value}: labels must be alphanumeric")
+            ents[long] = value
+    if "subject" not in ents:
+        raise ValueError(f"{source_file}: not a BIDS file name (no sub- entity)")
+    name = "_".join(f"{short}-{ents[long]}" for long, short in ENTITY_ORDER if long in ents)
+    name = f"{name}_{suffix}{extension}"
+    if datatype is None:
+        datatype = Path(source_file).parent.name
+        if datatype not in ("anat", "pet", "func", "perf", "dwi", "fmap"):
+            datatype = "anat"
+    folder = Path(f"sub-{ents['subject']}")
+    if "session" in ents:
+        folder /= f"ses-{ents['session']}"
+    return folder / datatype / name
+
+
+def in_container() -> str | None:
+    """``docker``/``apptainer`` when running inside one (for GeneratedBy)."""
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        return "apptainer"
+    if os.path.exists("/.dockerenv") or os.environ.get("INFLAMAP_DOCKER"):
+        return "docker"
+    return None
+
+
+def write_dataset_description(output_dir, bids_dir) -> Path:
+    """``dataset_description.json`` of the derivatives (written once, atomically)."""
+    path = Path(output_dir) / "dataset_description.json"
+    if path.exists():
+        return path
+    gen = {"Name": "inflamap", "Version": __version__,
+           "CodeURL": "https://github.com/inflamap/inflamap"}
+    container = in_container()
+    if container:
+        gen["Container"] = {"Type": container, "Tag": f"inflamap:{__version__}"}
+    desc = {
+        "Name": "inflamap derivatives",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [gen],
+        "SourceDatasets": [{"URL": Path(bids_dir).absolute().as_uri()}],
+    }
+    atomic_write_text(json.dumps(desc, indent=2), path)
+    return path

@@ -1,0 +1,1 @@
+"""Nipype interfaces of inflamap (thin wrappers; numerics live in :mod:`pipeline.models`)."""

@@ -1,0 +1,105 @@
+"""ANTs interfaces that run in-process through the ``antspyx`` library.
+
+Debian has no ``ants`` package and no PyPI wheel ships the ANTs executables, but the
+``antspyx`` wheel compiles ANTs in, and its ``antsRegistration``, ``antsApplyTransforms`` and
+``N4BiasFieldCorrection`` entry points take the usual command-line argument list. These
+classes reuse nipype's ANTs interfaces unchanged for everything (inputs, validation,
+command-line construction, output naming) and replace only the execution: the argument list
+nipype builds is handed to the in-process entry point instead of a subprocess. If a real ANTs
+installation is on ``PATH``, it is not used: one engine, one version, reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+
+from nipype.interfaces import ants as nants
+
+
+def ants_version() -> str:
+    """Version of ANTs compiled into antspyx (e.g. ``2.5.1``) and of antspyx itself."""
+    from importlib.metadata import version
+
+    return f"antspyx {version('antspyx')}"
+
+
+class _CapturedFDs:
+    """Capture the C++ library's stdout/stderr (file descriptors 1 and 2) into a file."""
+
+    def __enter__(self):
+        self._tmp = tempfile.TemporaryFile(mode="w+b")
+        for stream in (getattr(os, "sys").stdout, getattr(os, "sys").stderr):
+            try:
+                stream.flush()
+            except Exception:  # pragma: no cover - closed streams
+                pass
+        self._saved = [os.dup(1), os.dup(2)]
+        os.dup2(self._tmp.fileno(), 1)
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in self._saved:
+            os.close(fd)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode(errors="replace")
+        self._tmp.close()
+        return False
+
+
+class InProcessANTsMixin:
+    """Run a nipype ANTs command line through antspyx's compiled entry point."""
+
+    def _run_interface(self, runtime, correct_return_codes=(0,)):
+        from ants.internal import get_lib_fn
+
+        argv = shlex.split(self.cmdline)
+        program, args = os.path.basename(argv[0]), argv[1:]
+        libfn = get_lib_fn(program)
+        threads = str(getattr(self.inputs, "num_threads", 1) or 1)
+        old_env = {k: os.environ.get(k) for k in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",)}
+        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = threads
+        cwd = os.getcwd()
+        try:
+            os.chdir(runtime.cwd)
+            with _CapturedFDs() as cap:
+                code = libfn(args)
+        finally:
+            os.chdir(cwd)
+            for k, v in old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        runtime.stdout = cap.text
+        runtime.stderr = ""
+        runtime.merged = cap.text
+        runtime.returncode = int(code)
+        runtime.cmdline = self.cmdline
+        runtime.success_codes = correct_return_codes
+        runtime.command_path = f"antspyx:{program}"
+        runtime.dependencies = []
+        if runtime.returncode not in correct_return_codes:
+            tail = "\n".join(cap.text.strip().splitlines()[-15:])
+            raise RuntimeError(f"{program} (antspyx, in-process) exited with {code}:\n{tail}")
+        return runtime
+
+    @property
+    def version(self):  # the nipype version probe runs the executable; we have none
+        return "2.5.1"
+
+
+class Registration(InProcessANTsMixin, nants.Registration):
+    """``antsRegistration`` (nipype's interface), run in-process."""
+
+
+class ApplyTransforms(InProcessANTsMixin, nants.ApplyTransforms):
+    """``antsApplyTransforms`` (nipype's interface), run in-process."""
+
+
+class N4BiasFieldCorrection(InProcessANTsMixin, nants.N4BiasFieldCorrection):
+    """``N4BiasFieldCorrection`` (nipype's interface), run in-process."""
