@@ -1,6 +1,6 @@
 """The built-in coarse lobar atlas, defined in MNI coordinates on any MNI152 template.
 
-``inflamap-lobes`` splits the template's brain tissue (grey + white matter) into frontal,
+``inflamapLobes`` splits the template's brain tissue (grey + white matter) into frontal,
 parietal, temporal and occipital lobes, thalamus and cerebellum per hemisphere, plus the
 brainstem, with planes and an ellipsoid in MNI millimetres. It is coarse by design: it needs
 no download (so the demo, the tests and offline clusters have an atlas), it exists on every
@@ -17,7 +17,7 @@ LOBES = ("frontal", "parietal", "temporal", "occipital", "thalamus", "cerebellum
 
 
 def lobar_lut() -> pd.DataFrame:
-    """Label table of ``inflamap-lobes``: columns ``index, name, hemisphere``."""
+    """Label table of ``inflamapLobes``: columns ``index, name, hemisphere``."""
     rows = []
     for h, hemi in enumerate(("left", "right")):
         for i, lobe in enumerate(LOBES):

@@ -5,8 +5,9 @@ reads ``$TEMPLATEFLOW_HOME``. Machines without a network (CI, tests, cluster nod
 that either was pre-fetched (``inflamap templates --fetch ...`` on a login node, or the Docker
 image) or is built here from data that ships with the installed packages:
 ``tpl-MNI152NLin2009aSym`` (the ICBM 2009a symmetric template bundled with nilearn: brain
-T1w, brain mask and tissue probability maps at 1 and 2 mm) in TemplateFlow's own layout, so
-that ``templateflow.api.get`` serves it with no network.
+T1w, brain mask and tissue probability maps at 1 and 2 mm) in TemplateFlow's own layout and
+names, so that ``templateflow.api.get`` serves it with no network. Where the home already
+holds TemplateFlow's skeleton, the builder fills its empty placeholders of the same files.
 """
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ def build_offline_home(home) -> Path:
 
     home = Path(home)
     tdir = home / f"tpl-{OFFLINE_TEMPLATE}"
-    stamp = tdir / "template_description.json"
-    if stamp.exists():
+    keys = ("desc-brain_T1w", "desc-brain_mask", "label-GM_probseg", "label-WM_probseg",
+            "label-CSF_probseg")
+    targets = [tdir / f"tpl-{OFFLINE_TEMPLATE}_res-{res}_{key}.nii.gz"
+               for res in (1, 2) for key in keys]
+    # TemplateFlow's skeleton holds 0-byte placeholders of files not yet downloaded
+    if all(t.exists() and t.stat().st_size > 0 for t in targets):
         return tdir
     tdir.mkdir(parents=True, exist_ok=True)
     src = _nilearn_data_dir()
@@ -76,19 +81,23 @@ def build_offline_home(home) -> Path:
             res_img.header.set_xyzt_units("mm")
             res_img.header.set_qform(aff, 4)
             res_img.header.set_sform(aff, 4)
-            atomic_write_nifti(res_img, tdir / f"tpl-{OFFLINE_TEMPLATE}_res-{res:02d}_{key}.nii.gz")
+            target = tdir / f"tpl-{OFFLINE_TEMPLATE}_res-{res}_{key}.nii.gz"
+            if not (target.exists() and target.stat().st_size > 0):
+                atomic_write_nifti(res_img, target)
     desc = {
         "Name": "ICBM 2009a Nonlinear Symmetric (as bundled with nilearn)",
         "Identifier": OFFLINE_TEMPLATE,
         "Authors": ["Fonov V", "Evans AC", "Botteron K", "Almli CR", "McKinstry RC",
                     "Collins DL"],
         "ReferencesAndLinks": ["https://doi.org/10.1016/j.neuroimage.2010.07.033"],
-        "res": {"01": {"zooms": [1, 1, 1]}, "02": {"zooms": [2, 2, 2]}},
+        "res": {"1": {"zooms": [1, 1, 1]}, "2": {"zooms": [2, 2, 2]}},
         "GeneratedBy": [{"Name": "inflamap templates",
                          "Description": "Built offline from nilearn's bundled ICBM152 2009a "
                                         "brain template and tissue maps; CSF = mask - GM - WM."}],
     }
-    atomic_write_text(json.dumps(desc, indent=2), stamp)
+    stamp = tdir / "template_description.json"
+    if not stamp.exists():  # keep TemplateFlow's own description where its skeleton has one
+        atomic_write_text(json.dumps(desc, indent=2), stamp)
     return tdir
 
 

@@ -178,7 +178,11 @@ def gad_concentration(tissue, t_s, shape, masks, cp):
 def _save(img_data, affine, path, dtype=np.int16, meta=None):
     import nibabel as nb
 
-    img = nb.Nifti1Image(np.asarray(img_data, dtype=np.float32), affine)
+    data = np.asarray(img_data)
+    # integer images (labels, masks) are stored as they are; others are scaled into dtype
+    data = data.astype(dtype) if np.issubdtype(data.dtype, np.integer) or data.dtype == bool \
+        else data.astype(np.float32)
+    img = nb.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm", "sec")
     img.header.set_qform(affine, 1)
     img.header.set_sform(affine, 1)
@@ -236,7 +240,7 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
     rng.shuffle(groups)
     part_rows, truth = [], {
         "generator": f"inflamap {__version__} demo", "seed": seed, "resolution_mm": resolution,
-        "template": TEMPLATE, "atlas": "inflamap-lobes", "hematocrit": HEMATOCRIT,
+        "template": TEMPLATE, "atlas": "inflamapLobes", "hematocrit": HEMATOCRIT,
         "gadolinium_r1_per_mM_s": R1_GAD, "tissues": {t: dict(zip(
             ("pd", "t1_s", "r2star_per_s", "vp", "ve", "ktrans_per_min", "uspio_dr2star_per_s",
              "suv"), v)) for t, v in __import__("pipeline.demo.phantom", fromlist=["PARAMS"])
@@ -429,7 +433,7 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
         "anat:\n"
         f"  template: {TEMPLATE}\n"
         "  template_resolution: 2\n"
-        "  atlas: inflamap-lobes\n")
+        "  atlas: inflamapLobes\n")
     atomic_write_text(config, out_dir / "inflamap-demo.yml")
     return out_dir
 

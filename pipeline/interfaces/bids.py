@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, DictStrAny, File, SimpleInterface, Str, TraitedSpec, traits,
+    BaseInterfaceInputSpec, File, SimpleInterface, Str, TraitedSpec, traits,
 )
 
 
@@ -18,8 +18,8 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     suffix = Str(mandatory=True)
     extension = Str(desc="default: that of in_file (.nii.gz, .tsv, .h5, ...)")
     datatype = Str()
-    entities = DictStrAny(desc="entities of the derivative name, e.g. {'desc': 'preproc'}")
-    meta_dict = DictStrAny(desc="fields of the JSON sidecar")
+    entities = traits.Dict(traits.Str, traits.Any, desc="entities of the derivative name, e.g. {'desc': 'preproc'}")
+    meta_dict = traits.Dict(traits.Str, traits.Any, desc="fields of the JSON sidecar")
     sidecar = traits.Bool(True, usedefault=True, desc="write a JSON sidecar")
 
 

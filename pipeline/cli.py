@@ -1,0 +1,312 @@
+"""Command line: ``inflamap BIDS_DIR OUTPUT_DIR {participant,group} [options]``.
+
+Also ``inflamap demo DIR`` (write the demo dataset) and ``inflamap templates`` (build the
+offline TemplateFlow home, or pre-fetch templates on a machine with network).
+Exit codes follow the BIDS-Apps execution spec: 0 success, 1 failure, 16 BIDS validation
+failed, 64 usage or configuration error, 65 bad data, 66 required input missing, 73 output
+not writable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from . import __version__
+from .errors import (EX_USAGE, InflamapError, InputMissingError, OutputError, UsageError)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors exit 64 (EX_USAGE), not argparse's 2
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"inflamap: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="inflamap", description=(
+        "inflamap: neuroinflammation maps in migraine from MRI and PET (a BIDS-App). "
+        "Also: 'inflamap demo DIR' writes the demo dataset; 'inflamap templates' prepares "
+        "TemplateFlow for offline use."))
+    p.add_argument("bids_dir", help="root of the input BIDS dataset (never modified)")
+    p.add_argument("output_dir", help="root of the output BIDS-Derivatives dataset")
+    p.add_argument("analysis_level", choices=["participant", "group"])
+    g = p.add_argument_group("selection")
+    g.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                   metavar="LABEL", help="participants to process (with or without sub-)")
+    g.add_argument("--session-label", nargs="+", default=[], metavar="LABEL",
+                   help="sessions to process (with or without ses-)")
+    g.add_argument("--bids-filter-file", metavar="FILE",
+                   help="JSON of extra BIDS entities per file role, e.g. "
+                        '{"t1w": {"acquisition": "mprage"}}')
+    g.add_argument("--skip-bids-validation", "--skip_bids_validation", action="store_true",
+                   help="do not run the BIDS validator first")
+    g = p.add_argument_group("resources")
+    g.add_argument("-w", "--work-dir", metavar="DIR",
+                   help="nipype working folder (cache; a rerun reuses it). Default: "
+                        "./work. Must not be inside OUTPUT_DIR")
+    g.add_argument("--nprocs", "--nthreads", "--n-cpus", type=int, default=None,
+                   help="processes in parallel (default: all cores)")
+    g.add_argument("--omp-nthreads", type=int, default=None,
+                   help="threads per process (default: min(8, nprocs))")
+    g.add_argument("--mem-gb", "--mem", type=float, default=None, help="memory limit, GB")
+    g.add_argument("--use-plugin", metavar="FILE",
+                   help="nipype plugin YAML (plugin: MultiProc|Linear|SLURMGraph, plugin_args)")
+    g.add_argument("--stop-on-first-crash", action="store_true",
+                   help="stop at the first failing participant/step")
+    g = p.add_argument_group("configuration")
+    g.add_argument("--config", metavar="FILE",
+                   help="YAML merged over configs/defaults.yml (unknown keys are errors)")
+    g.add_argument("-v", "--verbose", action="count", default=0)
+    g.add_argument("--version", action="version", version=f"inflamap {__version__}")
+    return p
+
+
+def build_demo_parser():
+    p = _Parser(prog="inflamap demo", description="Write the demo dataset (digital "
+                "reference object with ground truth): DIR/bids, DIR/groundtruth, "
+                "DIR/inflamap-demo.yml")
+    p.add_argument("out_dir")
+    p.add_argument("--participants", type=int, default=6)
+    p.add_argument("--resolution", type=float, default=3.0, help="voxel size, mm")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def build_templates_parser():
+    p = _Parser(prog="inflamap templates", description=(
+        "Prepare $TEMPLATEFLOW_HOME: always builds the offline MNI152NLin2009aSym from data "
+        "bundled with nilearn; with --fetch, downloads the named TemplateFlow templates "
+        "(needs network: run it on a login node before cluster jobs)."))
+    p.add_argument("--fetch", nargs="*", default=[], metavar="TEMPLATE")
+    p.add_argument("--resolution", type=int, default=2)
+    return p
+
+
+def _tf_home() -> Path:
+    home = os.environ.get("TEMPLATEFLOW_HOME")
+    if home:
+        return Path(home)
+    from templateflow import conf
+
+    return Path(conf.TF_HOME)
+
+
+def _progress(msg, start=[time.time()]):  # noqa: B006 - process start time
+    el = time.time() - start[0]
+    print(f"[inflamap {int(el // 60):02d}:{el % 60:04.1f}] {msg}", file=sys.stderr, flush=True)
+
+
+def run_demo(argv) -> int:
+    args = build_demo_parser().parse_args(argv)
+    from .demo import make_demo
+    from .templates import build_offline_home
+
+    build_offline_home(_tf_home())
+    try:
+        make_demo(args.out_dir, participants=args.participants, resolution=args.resolution,
+                  seed=args.seed, progress=_progress)
+    except (ValueError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
+    _progress(f"demo written to {args.out_dir} (BIDS: {Path(args.out_dir) / 'bids'})")
+    return 0
+
+
+def run_templates(argv) -> int:
+    args = build_templates_parser().parse_args(argv)
+    from .templates import build_offline_home, fetch_templates
+
+    home = _tf_home()
+    print(build_offline_home(home))
+    if args.fetch:
+        for f in fetch_templates(args.fetch, args.resolution):
+            print(f)
+    return 0
+
+
+def _check_paths(args):
+    from .bids import check_bids_root
+
+    bids = check_bids_root(args.bids_dir)
+    out = Path(args.output_dir).absolute()
+    if out == bids or bids in out.parents:
+        raise UsageError(f"{args.output_dir}: the output folder must be outside the input "
+                         "BIDS dataset (the input is never written to)")
+    if args.analysis_level == "participant":
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); "
+                              "choose a writable location") from None
+    if out.exists() and not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: output folder is not writable; fix its permissions or "
+                          "choose another")
+    work = Path(args.work_dir).absolute() if args.work_dir else Path.cwd() / "work"
+    if work == out or out in work.parents:
+        raise UsageError(f"{work}: the work folder must not be inside the output folder")
+    if work == bids or bids in work.parents:
+        raise UsageError(f"{work}: the work folder must not be inside the input dataset")
+    return bids, out, work
+
+
+def _plugin(args, settings):
+    import yaml
+
+    nprocs = args.nprocs or os.cpu_count() or 1
+    settings.nipype.nprocs = nprocs
+    settings.nipype.omp_nthreads = args.omp_nthreads or min(8, nprocs)
+    if settings.nipype.omp_nthreads > nprocs:
+        raise UsageError(f"--omp-nthreads {settings.nipype.omp_nthreads} exceeds --nprocs "
+                         f"{nprocs}")
+    settings.nipype.mem_gb = args.mem_gb or 0.0
+    plugin, plugin_args = "MultiProc", {"n_procs": nprocs, "raise_insufficient": False}
+    if args.mem_gb:
+        plugin_args["memory_gb"] = args.mem_gb
+    if args.use_plugin:
+        try:
+            spec = yaml.safe_load(Path(args.use_plugin).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"{args.use_plugin}: cannot read the plugin YAML ({exc})") from None
+        if not isinstance(spec, dict) or "plugin" not in spec:
+            raise UsageError(f"{args.use_plugin}: needs a 'plugin:' key (MultiProc, Linear, "
+                             "SLURMGraph, ...)")
+        plugin = spec["plugin"]
+        plugin_args = spec.get("plugin_args") or {}
+        if plugin == "MultiProc":
+            plugin_args.setdefault("n_procs", nprocs)
+    settings.nipype.plugin = plugin
+    settings.nipype.plugin_args = plugin_args
+
+
+def run_participant(args, settings, layout, work) -> int:
+    from nipype import config as ncfg
+
+    from workflows.anat import template_inputs
+    from workflows.base import init_single_subject_wf
+
+    from .bids import select_participants
+    from .derivatives import write_dataset_description
+    from .templates import TemplateError
+
+    subjects = select_participants(layout, args.participant_label)
+    anat = settings.workflow["anat"]
+    try:
+        tfiles = template_inputs(anat["template"], anat["template_resolution"], anat["atlas"],
+                                 anat["atlas_desc"])
+    except TemplateError as exc:
+        raise InputMissingError(str(exc)) from None
+    write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
+    failures = []
+    for i, subject in enumerate(subjects, start=1):
+        sub_work = work / f"sub-{subject}"  # one work folder per participant (no clobbering)
+        sub_work.mkdir(parents=True, exist_ok=True)
+        crash_dir = Path(settings.execution.output_dir) / "logs" / f"sub-{subject}"
+        ncfg.update_config({
+            "execution": {"crashdump_dir": str(crash_dir), "crashfile_format": "txt",
+                          "stop_on_first_crash": args.stop_on_first_crash,
+                          "remove_unnecessary_outputs": False,
+                          "parameterize_dirs": False},
+            "logging": {"workflow_level": "INFO" if args.verbose else "WARNING",
+                        "interface_level": "INFO" if args.verbose > 1 else "WARNING"}})
+        _progress(f"sub-{subject} ({i}/{len(subjects)}): building workflow")
+        try:
+            wf = init_single_subject_wf(subject, settings, tfiles, layout)
+            wf.base_dir = str(sub_work)
+            plugin_args = dict(settings.nipype.plugin_args)
+            if settings.nipype.plugin in ("MultiProc", "Linear"):
+                plugin_args["status_callback"] = _status_callback(subject)
+            settings.dump(sub_work / "inflamap_config.json")
+            _progress(f"sub-{subject} ({i}/{len(subjects)}): running "
+                      f"{len(wf.list_node_names())} steps with {settings.nipype.plugin}")
+            wf.run(plugin=settings.nipype.plugin, plugin_args=plugin_args)
+            _progress(f"sub-{subject} ({i}/{len(subjects)}): done")
+        except InflamapError as exc:
+            failures.append((subject, str(exc), None))
+        except Exception as exc:  # a failing node: nipype wrote a crash file
+            if args.verbose:
+                import traceback
+
+                traceback.print_exc()
+            crash = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
+            failures.append((subject, str(exc).strip().splitlines()[0] if str(exc) else
+                             type(exc).__name__, crash[-1] if crash else None))
+        if failures and failures[-1][0] == subject:
+            _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
+            if args.stop_on_first_crash:
+                break
+    if failures:
+        print("inflamap: participant-level failures:", file=sys.stderr)
+        for subject, msg, crash in failures:
+            where = f" (crash file: {crash})" if crash else ""
+            print(f"  sub-{subject}: {msg}{where}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status_callback(subject):
+    def callback(node, status):
+        if status == "end":
+            _progress(f"sub-{subject}: finished {node.fullname}")
+    return callback
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "demo":
+            return run_demo(argv[1:])
+        if argv and argv[0] == "templates":
+            return run_templates(argv[1:])
+        return _main(argv)
+    except InflamapError as exc:
+        print(f"inflamap: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("inflamap: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    from .bids import clean_labels, get_layout, validate
+    from .config import ConfigError, Settings, load_workflow_config
+
+    bids, out, work = _check_paths(args)
+    try:
+        workflow_cfg = load_workflow_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    filters = {}
+    if args.bids_filter_file:
+        try:
+            filters = json.loads(Path(args.bids_filter_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{args.bids_filter_file}: not a readable JSON filter file "
+                             f"({exc})") from None
+        if not isinstance(filters, dict):
+            raise UsageError(f"{args.bids_filter_file}: must be a JSON object of roles")
+    settings = Settings(workflow=workflow_cfg)
+    ex = settings.execution
+    ex.bids_dir, ex.output_dir, ex.analysis_level = str(bids), str(out), args.analysis_level
+    ex.work_dir = str(work)
+    ex.participant_label = clean_labels(args.participant_label)
+    ex.session_label = clean_labels(args.session_label, "session")
+    ex.bids_filters = filters
+    ex.skip_bids_validation = args.skip_bids_validation
+    ex.stop_on_first_crash = args.stop_on_first_crash
+    ex.verbosity = args.verbose
+    ex.run_uuid = f"{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}"
+    _plugin(args, settings)
+    if not args.skip_bids_validation:
+        _progress("validating the input dataset (bids-validator-deno)")
+        validate(bids)
+    if args.analysis_level == "group":
+        from .group import run_group
+
+        return run_group(settings)
+    layout = get_layout(bids)
+    return run_participant(args, settings, layout, work)

@@ -1,0 +1,143 @@
+"""Interfaces for atlases and regional tables (wrapping :mod:`pipeline.atlas` and
+:mod:`pipeline.models.regional`)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec, File, SimpleInterface, Str, TraitedSpec, traits,
+)
+
+
+class _LobarAtlasInputSpec(BaseInterfaceInputSpec):
+    gm_probseg = File(exists=True, mandatory=True)
+    wm_probseg = File(exists=True, mandatory=True)
+
+
+class _AtlasOutputSpec(TraitedSpec):
+    atlas = File(desc="label image in template space")
+    lut = File(desc="label table (index, name, hemisphere)")
+
+
+class LobarAtlas(SimpleInterface):
+    """The built-in ``inflamapLobes`` atlas on the template's grid."""
+
+    input_spec = _LobarAtlasInputSpec
+    output_spec = _AtlasOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        from pipeline.atlas import lobar_labels, lobar_lut
+
+        gm = nb.load(self.inputs.gm_probseg)
+        tissue = gm.get_fdata() + nb.load(self.inputs.wm_probseg).get_fdata()
+        labels = lobar_labels(tissue, gm.affine)
+        out = os.path.join(runtime.cwd, "atlas-inflamapLobes_dseg.nii.gz")
+        img = nb.Nifti1Image(labels, gm.affine, gm.header)
+        img.set_data_dtype(np.uint8)
+        img.to_filename(out)
+        lut = os.path.join(runtime.cwd, "atlas-inflamapLobes_dseg.tsv")
+        lobar_lut().to_csv(lut, sep="\t", index=False)
+        self._results.update(atlas=out, lut=lut)
+        return runtime
+
+
+class _TableInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="quantitative map")
+    labels = File(exists=True, mandatory=True, desc="label image on the same grid")
+    lut = File(exists=True, mandatory=True, desc="label table TSV")
+    mask = File(exists=True, desc="valid-voxel mask on the same grid")
+    participant_id = Str(mandatory=True)
+    session_id = Str("n/a", usedefault=True)
+    modality = Str(mandatory=True)
+    metric = Str(mandatory=True)
+    headache_side = traits.Either(None, Str, default=None, usedefault=True)
+    min_voxels = traits.Int(1, usedefault=True)
+
+
+class _TableOutputSpec(TraitedSpec):
+    out_table = File(desc="tidy regional TSV")
+
+
+def read_lut(path):
+    """A label table (``index``, ``name``, optional ``hemisphere``) as a DataFrame."""
+    import pandas as pd
+
+    lut = pd.read_csv(path, sep="\t")
+    if "index" not in lut or "name" not in lut:
+        raise ValueError(f"{path}: a label table needs 'index' and 'name' columns")
+    if "hemisphere" not in lut:
+        names = lut["name"].astype(str).str.lower()
+        lut["hemisphere"] = np.select(
+            [names.str.contains("left|_lh|^lh_|^l_"), names.str.contains("right|_rh|^rh_|^r_")],
+            ["left", "right"], "bilateral")
+    return lut
+
+
+class RegionalTable(SimpleInterface):
+    """Tidy per-ROI statistics (and ipsi/contra/AI rows) of a map."""
+
+    input_spec = _TableInputSpec
+    output_spec = _TableOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        from pipeline.models.regional import regional_table
+
+        img = nb.load(self.inputs.in_file)
+        lab = nb.load(self.inputs.labels)
+        if img.shape[:3] != lab.shape[:3] or not np.allclose(img.affine, lab.affine, atol=1e-3):
+            raise ValueError(
+                f"{self.inputs.labels}: label grid differs from {self.inputs.in_file}; "
+                "resample the labels to the map first")
+        mask = None
+        if self.inputs.mask:
+            mask = np.asarray(nb.load(self.inputs.mask).dataobj) > 0
+        table = regional_table(
+            img.get_fdata(), np.asarray(lab.dataobj).astype(int), read_lut(self.inputs.lut),
+            participant_id=self.inputs.participant_id, session_id=self.inputs.session_id,
+            modality=self.inputs.modality, metric=self.inputs.metric,
+            headache_side=self.inputs.headache_side, mask=mask)
+        few = table["n_voxels"] < self.inputs.min_voxels
+        table.loc[few, ["mean", "median", "sd"]] = np.nan
+        out = os.path.join(runtime.cwd, "regions.tsv")
+        table.to_csv(out, sep="\t", index=False, na_rep="n/a")
+        self._results["out_table"] = out
+        return runtime
+
+
+class _NormalizeInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True)
+    mask = File(exists=True, mandatory=True)
+
+
+class _NormalizeOutputSpec(TraitedSpec):
+    out_file = File()
+    scale = traits.Float()
+
+
+class NormalizeToMedian(SimpleInterface):
+    """Divide an image by its median within a mask (``nT1w``: intensity relative to brain)."""
+
+    input_spec = _NormalizeInputSpec
+    output_spec = _NormalizeOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        img = nb.load(self.inputs.in_file)
+        data = img.get_fdata()
+        m = np.asarray(nb.load(self.inputs.mask).dataobj) > 0
+        if not m.any():
+            raise ValueError(f"{self.inputs.mask}: empty brain mask")
+        scale = float(np.median(data[m]))
+        if scale <= 0:
+            raise ValueError(f"{self.inputs.in_file}: non-positive median within the brain")
+        out = os.path.join(runtime.cwd, "normalized.nii.gz")
+        nb.Nifti1Image((data / scale).astype(np.float32), img.affine, img.header).to_filename(out)
+        self._results.update(out_file=out, scale=scale)
+        return runtime

@@ -1,0 +1,182 @@
+"""Anatomical workflow: bias correction, template registration, brain mask and atlas ROIs.
+
+.. autofunction:: init_anat_wf
+"""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+
+def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None) -> dict:
+    """Files the anatomical workflow needs from TemplateFlow (resolved before the run)."""
+    from pipeline.templates import get_template_file
+
+    files = {
+        "template": get_template_file(template, resolution, desc="brain", suffix="T1w"),
+        "template_mask": get_template_file(template, resolution, desc="brain", suffix="mask"),
+        "gm_probseg": get_template_file(template, resolution, label="GM", suffix="probseg"),
+        "wm_probseg": get_template_file(template, resolution, label="WM", suffix="probseg"),
+    }
+    if atlas != "inflamapLobes":
+        files["atlas"] = get_template_file(template, resolution, atlas=atlas, desc=atlas_desc,
+                                           suffix="dseg", extension=".nii.gz")
+        files["atlas_lut"] = get_template_file(template, None, atlas=atlas, desc=atlas_desc,
+                                               suffix="dseg", extension=".tsv")
+    return {k: str(v) for k, v in files.items()}
+
+
+def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthreads: int,
+                 mem_gb: float = 1.0, name: str = "anat_wf"):
+    r"""
+    Bias-correct the T1w, register it to a template and bring the atlas to native space.
+
+    #. N4 bias-field correction of the T1w.
+    #. Registration T1w → template (rigid, affine, SyN; ANTs ``antsRegistration``) with the
+       metric restricted to the dilated template brain mask.
+    #. Brain mask: the template brain mask brought to the T1w by the inverse transform
+       (linear interpolation, thresholded).
+    #. Atlas labels brought to the T1w by the inverse transform (nearest neighbour).
+
+    Parameters
+    ----------
+    template : :obj:`str`
+        TemplateFlow identifier (e.g. ``MNI152NLin2009cAsym``)
+    template_files : :obj:`dict`
+        paths from :func:`template_inputs` (``template``, ``template_mask``, ``gm_probseg``,
+        ``wm_probseg`` and, for a TemplateFlow atlas, ``atlas``/``atlas_lut``)
+    settings : :obj:`dict`
+        the ``anat`` section of the configuration
+    omp_nthreads : :obj:`int`
+        maximum number of threads an individual process may use
+    mem_gb : :obj:`float`
+        memory of the largest node, GB
+    name : :obj:`str`
+        name of workflow (default: ``anat_wf``)
+
+    Inputs
+    ------
+    t1w
+        the T1w image (NIfTI)
+
+    Outputs
+    -------
+    t1w_preproc
+        bias-corrected T1w (native space)
+    t1w_mask
+        brain mask (native space)
+    t1w_tpl
+        bias-corrected T1w resampled to the template
+    anat2tpl_xfm
+        composite transform T1w → template (ITK HDF5)
+    tpl2anat_xfm
+        composite transform template → T1w (ITK HDF5)
+    atlas_native
+        atlas labels in native space
+    atlas_lut
+        label table (TSV)
+    bias_field
+        the estimated bias field
+    """
+    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+    from niworkflows.interfaces.morphology import BinaryDilation
+    from niworkflows.interfaces.nibabel import Binarize
+
+    from pipeline.interfaces.ants import ApplyTransforms, N4BiasFieldCorrection, Registration
+    from pipeline.interfaces.regional import LobarAtlas
+
+    n4s = settings["n4"]
+    reg = settings["registration"]
+    atlas = settings["atlas"]
+    workflow = Workflow(name=name)
+    workflow.__desc__ = f"""\
+The T1-weighted (T1w) image was corrected for intensity non-uniformity with
+`N4BiasFieldCorrection` [@n4] (ANTs 2.5.1, run in-process through antspyx). It was then
+spatially normalised to the *{template}* template (TemplateFlow [@templateflow]) by
+nonlinear registration with `antsRegistration` [@ants] (rigid, affine and symmetric
+normalisation (SyN) stages, {reg['syn_metric']} metric for SyN, with the similarity restricted
+to the template brain mask dilated by {reg['fixed_mask_dilation_mm']:g} mm). A brain mask was
+obtained by bringing the template brain mask to the T1w through the inverse transform
+(linear interpolation, threshold {settings['brain_mask_threshold']:g}), and the
+*{atlas}* atlas labels were brought to the T1w with nearest-neighbour interpolation.
+"""
+    inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "t1w_preproc", "t1w_mask", "t1w_tpl", "anat2tpl_xfm", "tpl2anat_xfm",
+        "atlas_native", "atlas_lut", "bias_field"]), name="outputnode")
+
+    n4 = pe.Node(N4BiasFieldCorrection(
+        dimension=3, save_bias=True, copy_header=True, n_iterations=n4s["iterations"],
+        convergence_threshold=n4s["convergence_threshold"], shrink_factor=n4s["shrink_factor"],
+        bspline_fitting_distance=n4s["bspline_fitting_distance"],
+        num_threads=omp_nthreads), name="n4", n_procs=omp_nthreads, mem_gb=mem_gb)
+
+    import nibabel as nb
+
+    zoom = float(min(nb.load(template_files["template_mask"]).header.get_zooms()[:3]))
+    dilate = pe.Node(BinaryDilation(
+        in_mask=template_files["template_mask"],
+        radius=max(1, int(round(reg["fixed_mask_dilation_mm"] / zoom)))), name="dilate_tpl_mask")
+
+    levels = len(reg["shrink_factors"])
+    registration = pe.Node(Registration(
+        fixed_image=template_files["template"], dimension=3, initial_moving_transform_com=1,
+        transforms=["Rigid", "Affine", "SyN"],
+        transform_parameters=[(0.1,), (0.1,), (reg["syn_gradient_step"], 3.0, 0.0)],
+        metric=["MI", "MI", reg["syn_metric"]], metric_weight=[1.0] * 3,
+        radius_or_number_of_bins=[32, 32, 32 if reg["syn_metric"] == "MI" else 4],
+        sampling_strategy=["Regular", "Regular", "None"], sampling_percentage=[0.25, 0.25, 1.0],
+        number_of_iterations=[reg["rigid_iterations"], reg["affine_iterations"],
+                              reg["syn_iterations"]],
+        shrink_factors=[reg["shrink_factors"]] * 3,
+        smoothing_sigmas=[reg["smoothing_sigmas"]] * 3, sigma_units=["vox"] * 3,
+        convergence_threshold=[1e-6] * 3, convergence_window_size=[10] * 3,
+        winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
+        write_composite_transform=True, collapse_output_transforms=True,
+        output_warped_image=True, float=True, num_threads=omp_nthreads),
+        name="registration", n_procs=omp_nthreads, mem_gb=mem_gb * 2)
+    if any(len(x) != levels for x in (reg["rigid_iterations"], reg["affine_iterations"],
+                                      reg["syn_iterations"], reg["smoothing_sigmas"])):
+        raise ValueError("anat.registration: iterations, shrink_factors and smoothing_sigmas "
+                         "must have one entry per level")
+
+    mask_to_t1w = pe.Node(ApplyTransforms(
+        input_image=template_files["template_mask"], interpolation="Linear", dimension=3,
+        float=True, num_threads=omp_nthreads), name="mask_to_t1w", mem_gb=mem_gb)
+    binarize = pe.Node(Binarize(thresh_low=settings["brain_mask_threshold"]), name="binarize")
+    atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
+                                           num_threads=omp_nthreads),
+                           name="atlas_to_t1w", mem_gb=mem_gb)
+    if atlas == "inflamapLobes":
+        atlas_src = pe.Node(LobarAtlas(gm_probseg=template_files["gm_probseg"],
+                                       wm_probseg=template_files["wm_probseg"]),
+                            name="lobar_atlas")
+    else:
+        atlas_src = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name="tf_atlas")
+        atlas_src.inputs.atlas = template_files["atlas"]
+        atlas_src.inputs.lut = template_files["atlas_lut"]
+
+    workflow.connect([
+        (inputnode, n4, [("t1w", "input_image")]),
+        (n4, registration, [("output_image", "moving_image")]),
+        (dilate, registration, [(("out_mask", _listify), "fixed_image_masks")]),
+        (n4, mask_to_t1w, [("output_image", "reference_image")]),
+        (registration, mask_to_t1w, [("inverse_composite_transform", "transforms")]),
+        (mask_to_t1w, binarize, [("output_image", "in_file")]),
+        (n4, atlas_to_t1w, [("output_image", "reference_image")]),
+        (atlas_src, atlas_to_t1w, [("atlas", "input_image")]),
+        (registration, atlas_to_t1w, [("inverse_composite_transform", "transforms")]),
+        (n4, outputnode, [("output_image", "t1w_preproc"), ("bias_image", "bias_field")]),
+        (binarize, outputnode, [("out_mask", "t1w_mask")]),
+        (registration, outputnode, [("warped_image", "t1w_tpl"),
+                                    ("composite_transform", "anat2tpl_xfm"),
+                                    ("inverse_composite_transform", "tpl2anat_xfm")]),
+        (atlas_to_t1w, outputnode, [("output_image", "atlas_native")]),
+        (atlas_src, outputnode, [("lut", "atlas_lut")]),
+    ])  # fmt:skip
+    return workflow
+
+
+def _listify(value):
+    return [value]
