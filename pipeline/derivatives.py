@@ -71,12 +71,10 @@ def derivative_relpath(source_file, suffix: str, extension: str = ".nii.gz",
 
 
 def in_container() -> str | None:
-    """``docker``/``apptainer`` when running inside one (for GeneratedBy)."""
+    """``docker``/``apptainer`` when running inside inflamap's image (for GeneratedBy)."""
     if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
         return "apptainer"
-    if os.path.exists("/.dockerenv") or os.environ.get("INFLAMAP_DOCKER"):
-        return "docker"
-    return None
+    return os.environ.get("INFLAMAP_CONTAINER") or None  # set by the Dockerfile
 
 
 def write_dataset_description(output_dir, bids_dir) -> Path:
@@ -84,8 +82,7 @@ def write_dataset_description(output_dir, bids_dir) -> Path:
     path = Path(output_dir) / "dataset_description.json"
     if path.exists():
         return path
-    gen = {"Name": "inflamap", "Version": __version__,
-           "CodeURL": "https://github.com/inflamap/inflamap"}
+    gen = {"Name": "inflamap", "Version": __version__}
     container = in_container()
     if container:
         gen["Container"] = {"Type": container, "Tag": f"inflamap:{__version__}"}
@@ -95,6 +92,7 @@ def write_dataset_description(output_dir, bids_dir) -> Path:
         "DatasetType": "derivative",
         "GeneratedBy": [gen],
         "SourceDatasets": [{"URL": Path(bids_dir).absolute().as_uri()}],
+        "DatasetLinks": {"raw": Path(bids_dir).absolute().as_uri()},
     }
     atomic_write_text(json.dumps(desc, indent=2), path)
     return path

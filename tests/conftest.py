@@ -1,0 +1,73 @@
+"""Shared fixtures: a hermetic offline TemplateFlow home, the demo dataset and one run of it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+# TemplateFlow reads its home at import: set it before anything imports templateflow.
+TF_HOME = ROOT / ".cache" / "templateflow"
+os.environ["TEMPLATEFLOW_HOME"] = str(TF_HOME)
+
+
+def run_cli(*args, cwd=None, timeout=1800):
+    """Run ``python -m pipeline ARGS`` and return the completed process."""
+    env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def tree_snapshot(root: Path) -> dict:
+    """Every file below ``root`` with its size, mtime and content hash."""
+    snap = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        entry = (st.st_mode, st.st_size, st.st_mtime_ns)
+        if p.is_file():
+            entry += (hashlib.sha1(p.read_bytes()).hexdigest(),)
+        snap[str(p.relative_to(root))] = entry
+    return snap
+
+
+@pytest.fixture(scope="session")
+def tf_home():
+    from pipeline.templates import build_offline_home
+
+    build_offline_home(TF_HOME)
+    return TF_HOME
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory, tf_home):
+    """A 2-participant demo at 3 mm (one control, one patient with aura)."""
+    from pipeline.demo import make_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    make_demo(out, participants=2, resolution=3.0, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_dir, tmp_path_factory):
+    """Participant and group level on a read-only copy of the demo; snapshots around it."""
+    base = tmp_path_factory.mktemp("run")
+    bids = base / "bids"
+    shutil.copytree(demo_dir / "bids", bids)
+    for p in [bids, *bids.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)  # read-only (for non-root runs)
+    before = tree_snapshot(bids)
+    out, work = base / "out", base / "work"
+    part = run_cli(bids, out, "participant", "--config", demo_dir / "inflamap-demo.yml",
+                   "-w", work, "--nprocs", "2", "--omp-nthreads", "1")
+    group = run_cli(bids, out, "group", "--config", demo_dir / "inflamap-demo.yml",
+                    "-w", work)
+    return {"bids": bids, "out": out, "work": work, "participant": part, "group": group,
+            "before": before, "demo": demo_dir}
