@@ -1,0 +1,102 @@
+"""End to end on the demo: registration accuracy against ground truth, derivatives, tables,
+group gathering, an untouched input and a rerun that reuses the work folder."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli, tree_snapshot
+from pipeline.demo.evaluate import evaluate
+
+
+def test_runs_succeed(demo_run):
+    assert demo_run["participant"].returncode == 0, demo_run["participant"].stderr[-3000:]
+    assert demo_run["group"].returncode == 0, demo_run["group"].stderr[-3000:]
+    assert "sub-01 (1/2)" in demo_run["participant"].stderr  # progress display
+
+
+def test_registration_accuracy_against_ground_truth(demo_run):
+    rows = pd.DataFrame(evaluate(demo_run["demo"], demo_run["out"]))
+    assert len(rows) == 4  # 2 participants x 2 sessions
+    print(rows.to_string())
+    assert (rows["mask_dice"] >= 0.90).all()
+    assert (rows["label_dice_mean"] >= 0.80).all()
+    assert (rows["rotation_error_deg"] <= 1.0).all()
+    assert (rows["translation_error_mm"] <= 1.0).all()
+
+
+def test_input_dataset_untouched(demo_run):
+    assert tree_snapshot(demo_run["bids"]) == demo_run["before"]
+
+
+@pytest.mark.parametrize("name,needs_sidecar", [
+    ("desc-preproc_T1w.nii.gz", True), ("desc-brain_mask.nii.gz", True),
+    ("space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz", True),
+    ("from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5", True),
+    ("from-MNI152NLin2009aSym_to-T1w_mode-image_xfm.h5", True),
+    ("atlas-inflamapLobes_dseg.nii.gz", True), ("atlas-inflamapLobes_dseg.tsv", False),
+    ("atlas-inflamapLobes_desc-nT1w_regions.tsv", True)])
+def test_derivatives_present_with_sidecars(demo_run, name, needs_sidecar):
+    out = demo_run["out"]
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    for sub in ("01", "02"):
+        for ses in ("01", "02"):
+            f = out / f"sub-{sub}" / f"ses-{ses}" / "anat" / f"sub-{sub}_ses-{ses}_{name}"
+            assert f.exists(), f
+            side = f.with_name(f.name.split(".")[0] + ".json")
+            if needs_sidecar:
+                meta = json.loads(side.read_text())
+                assert meta["Sources"] == [
+                    f"bids:raw:sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_T1w.nii.gz"]
+    assert not list(out.rglob(".*.tmp"))  # no leftover temporary files
+
+
+def test_regional_table_and_laterality(demo_run):
+    truth = json.loads((demo_run["demo"] / "groundtruth" / "groundtruth.json").read_text())
+    out = demo_run["out"]
+    for pid, p in truth["participants"].items():
+        t = pd.read_csv(out / pid / "ses-02" / "anat" /
+                        f"{pid}_ses-02_atlas-inflamapLobes_desc-nT1w_regions.tsv", sep="\t")
+        assert list(t.columns) == ["participant_id", "session_id", "modality", "metric", "roi",
+                                   "hemisphere", "n_voxels", "mean", "median", "sd"]
+        assert set(t["participant_id"]) == {pid} and set(t["session_id"]) == {"ses-02"}
+        base = t[t.hemisphere.isin(["left", "right", "bilateral"])]
+        assert len(base) == 13 and (base["n_voxels"] > 0).all()
+        # normalised to the brain median: regional means near 1
+        assert base["mean"].between(0.8, 1.25).all()
+        side = p["headache_side"]
+        lat = t[t.hemisphere.isin(["ipsi", "contra", "AI"])]
+        if side in ("left", "right"):
+            other = "right" if side == "left" else "left"
+            occ = t[t.roi == "occipital"].set_index("hemisphere")
+            assert occ.loc["ipsi", "mean"] == occ.loc[side, "mean"]
+            assert occ.loc["contra", "mean"] == occ.loc[other, "mean"]
+            ai = (occ.loc[side, "mean"] - occ.loc[other, "mean"]) / (
+                (occ.loc[side, "mean"] + occ.loc[other, "mean"]) / 2)
+            assert occ.loc["AI", "mean"] == pytest.approx(ai)
+            assert len(lat) == 3 * 6  # six paired ROIs
+        else:
+            assert lat.empty
+
+
+def test_group_table(demo_run):
+    g = demo_run["out"] / "group"
+    t = pd.read_csv(g / "desc-all_regions.tsv", sep="\t")
+    assert set(t["participant_id"]) == {"sub-01", "sub-02"}
+    assert {"group", "phase", "headache_side", "body_weight"} <= set(t.columns)
+    assert pd.read_csv(g / "desc-missing_participants.tsv", sep="\t").empty
+
+
+def test_rerun_reuses_work_dir(demo_run):
+    work = demo_run["work"]
+    result = work / "sub-01" / "sub_01_wf" / "anat_ses_01_wf" / "registration" / \
+        "result_registration.pklz"
+    before = result.stat().st_mtime_ns
+    p = run_cli(demo_run["bids"], demo_run["out"], "participant", "--participant-label", "01",
+                "--config", demo_run["demo"] / "inflamap-demo.yml", "-w", work,
+                "--skip-bids-validation")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert result.stat().st_mtime_ns == before  # cached node, not recomputed

@@ -1,0 +1,128 @@
+"""Command line: exit codes after the BIDS-Apps spec, one-line errors, nothing written."""
+
+import json
+import shutil
+
+import nibabel as nb
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from pipeline import __version__
+
+
+def _err_line(proc):
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("inflamap: error")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_version_and_help():
+    p = run_cli("--version")
+    assert p.returncode == 0 and p.stdout.strip() == f"inflamap {__version__}"
+    h = run_cli("--help")
+    for opt in ("--participant-label", "--session-label", "--work-dir", "--nprocs",
+                "--omp-nthreads", "--mem-gb", "--config", "--bids-filter-file",
+                "--skip-bids-validation", "--stop-on-first-crash", "--use-plugin"):
+        assert opt in h.stdout
+
+
+def test_usage_errors_exit_64(tmp_path):
+    p = run_cli(tmp_path)
+    assert p.returncode == 64 and "required" in p.stderr
+    p = run_cli(tmp_path, tmp_path / "o", "subject")
+    assert p.returncode == 64 and "invalid choice" in p.stderr
+
+
+def test_nonexistent_input_exits_66_naming_it(tmp_path):
+    p = run_cli("/nonexistent", tmp_path / "out", "participant")
+    assert p.returncode == 66
+    assert "/nonexistent" in _err_line(p)
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_a_bids_root(tmp_path):
+    p = run_cli(tmp_path, tmp_path.parent / "o_notbids", "participant")
+    assert p.returncode == 66
+    assert "dataset_description.json: missing" in _err_line(p)
+
+
+@pytest.fixture()
+def small_ds(tmp_path, demo_dir):
+    """A copy of one demo participant, T1w only (fast to validate)."""
+    ds = tmp_path / "ds"
+    shutil.copytree(demo_dir / "bids", ds, ignore=shutil.ignore_patterns(
+        "*MEGRE*", "*VFA*", "*dce*", "pet", "*ce-*", "sub-02"))
+    tsv = ds / "participants.tsv"
+    tsv.write_text("\n".join(tsv.read_text().splitlines()[:2]) + "\n")
+    return ds
+
+
+def test_participant_label_errors(small_ds, tmp_path):
+    out = tmp_path / "out"
+    p = run_cli(small_ds, out, "participant", "--participant-label", "99",
+                "--skip-bids-validation")
+    assert p.returncode == 66
+    assert "sub-99 not found; available: sub-01" in _err_line(p)
+    p = run_cli(small_ds, out, "participant", "--participant-label", "../x",
+                "--skip-bids-validation")
+    assert p.returncode == 64 and "'../x'" in _err_line(p)
+    assert not (out / "dataset_description.json").exists()
+
+
+def test_output_inside_input_refused(small_ds):
+    p = run_cli(small_ds, small_ds / "derivatives" / "inflamap", "participant")
+    assert p.returncode == 64 and "outside the input" in _err_line(p)
+    assert not (small_ds / "derivatives").exists()
+
+
+def test_bad_config_key_exit_64(small_ds, tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("anat:\n  atlass: inflamapLobes\n")
+    p = run_cli(small_ds, tmp_path / "out", "participant", "--config", cfg)
+    assert p.returncode == 64
+    assert "unknown key 'anat.atlass'; did you mean 'anat.atlas'?" in _err_line(p)
+
+
+def test_bids_validation_failure_exit_16(small_ds, tmp_path):
+    bad = small_ds / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz"
+    shutil.copy(bad, bad.with_name("sub-01_ses-01_badsuffix.nii.gz"))
+    p = run_cli(small_ds, tmp_path / "out", "participant")
+    assert p.returncode == 16
+    assert "BIDS validation failed" in _err_line(p)
+    assert "--skip-bids-validation" in _err_line(p)
+    assert not (tmp_path / "out" / "dataset_description.json").exists()
+
+
+def test_unknown_template_exit_66(small_ds, tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("anat:\n  template: NoSuchTemplate\n")
+    p = run_cli(small_ds, tmp_path / "out", "participant", "--config", cfg,
+                "--skip-bids-validation")
+    assert p.returncode == 66 and "NoSuchTemplate" in _err_line(p)
+
+
+def test_uncreatable_output_exit_73(small_ds, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    p = run_cli(small_ds, blocker / "out", "participant", "--skip-bids-validation")
+    assert p.returncode == 73
+    assert "cannot create the output folder" in _err_line(p)
+
+
+def test_group_without_participant_level(small_ds, tmp_path):
+    p = run_cli(small_ds, tmp_path / "out", "group", "--skip-bids-validation")
+    assert p.returncode == 66 and "run the participant level first" in _err_line(p)
+
+
+def test_bad_plugin_file(small_ds, tmp_path):
+    f = tmp_path / "plugin.yml"
+    f.write_text("plugin_args: {}\n")
+    p = run_cli(small_ds, tmp_path / "out", "participant", "--use-plugin", f,
+                "--skip-bids-validation")
+    assert p.returncode == 64 and "needs a 'plugin:' key" in _err_line(p)
+
+
+def test_demo_command_validation(tmp_path):
+    p = run_cli("demo", tmp_path / "d", "--participants", "1")
+    assert p.returncode == 64 and "at least 2 participants" in _err_line(p)
