@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli, tree_snapshot
+from conftest import ROOT, run_cli, tree_snapshot
 from pipeline.demo.evaluate import evaluate
 
 
@@ -97,6 +97,7 @@ def test_rerun_reuses_work_dir(demo_run):
     before = result.stat().st_mtime_ns
     p = run_cli(demo_run["bids"], demo_run["out"], "participant", "--participant-label", "01",
                 "--config", demo_run["demo"] / "inflamap-demo.yml", "-w", work,
-                "--skip-bids-validation")
+                "--skip-bids-validation", "--use-plugin", ROOT / "configs" / "plugin_linear.yml")
     assert p.returncode == 0, p.stderr[-2000:]
+    assert "with Linear" in p.stderr
     assert result.stat().st_mtime_ns == before  # cached node, not recomputed

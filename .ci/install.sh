@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs inflamap and everything it needs. Used by CI (.ci/run), by the Dockerfile and by
+# the README's first command, so that the three stay the same.
+#   bash .ci/install.sh [SOURCE_DIR]
+set -euo pipefail
+src="${1:-.}"
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  # libgomp1: OpenMP runtime of the antspyx wheel (present on most systems, not on slim images)
+  if ! ldconfig -p 2>/dev/null | grep -q libgomp.so.1; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends libgomp1
+  fi
+fi
+python3 -m pip install --upgrade --quiet pip
+python3 -m pip install --quiet "${src}[test]"
