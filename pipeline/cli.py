@@ -212,6 +212,9 @@ def run_participant(args, settings, layout, work) -> int:
                           "parameterize_dirs": False},
             "logging": {"workflow_level": "INFO" if args.verbose else "WARNING",
                         "interface_level": "INFO" if args.verbose > 1 else "WARNING"}})
+        from nipype import logging as nlogging
+
+        nlogging.update_logging(ncfg)
         _progress(f"sub-{subject} ({i}/{len(subjects)}): building workflow")
         try:
             wf = init_single_subject_wf(subject, settings, tfiles, layout)

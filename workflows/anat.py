@@ -8,6 +8,8 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from .utils import listify
+
 
 def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None) -> dict:
     """Files the anatomical workflow needs from TemplateFlow (resolved before the run)."""
@@ -38,6 +40,10 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
     #. Brain mask: the template brain mask brought to the T1w by the inverse transform
        (linear interpolation, thresholded).
     #. Atlas labels brought to the T1w by the inverse transform (nearest neighbour).
+    #. Extra-cerebral ROIs in native space: meningeal and calvarial bands split by lobe and
+       hemisphere after the nearest atlas region, and the dural venous sinuses (template
+       prior brought to the T1w), removed from both bands.
+    #. The template white-matter probability map brought to the T1w (reference tissue).
 
     Parameters
     ----------
@@ -76,6 +82,12 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
         atlas labels in native space
     atlas_lut
         label table (TSV)
+    rois_native
+        atlas labels plus meningeal/calvarial bands and sinuses (native space)
+    rois_lut
+        their label table (TSV)
+    wm_prob
+        white-matter probability (native space)
     bias_field
         the estimated bias field
     """
@@ -84,7 +96,7 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
     from niworkflows.interfaces.nibabel import Binarize
 
     from pipeline.interfaces.ants import ApplyTransforms, N4BiasFieldCorrection, Registration
-    from pipeline.interfaces.regional import LobarAtlas
+    from pipeline.interfaces.regional import ExtracerebralROIs, LobarAtlas, SinusPrior
 
     n4s = settings["n4"]
     reg = settings["registration"]
@@ -100,11 +112,18 @@ to the template brain mask dilated by {reg['fixed_mask_dilation_mm']:g} mm). A b
 obtained by bringing the template brain mask to the T1w through the inverse transform
 (linear interpolation, threshold {settings['brain_mask_threshold']:g}), and the
 *{atlas}* atlas labels were brought to the T1w with nearest-neighbour interpolation.
+Extra-cerebral regions were defined in native space: a meningeal band
+({settings['meningeal_band_mm'][0]:g}–{settings['meningeal_band_mm'][1]:g} mm outside the
+brain mask) and a calvarial band ({settings['calvarial_band_mm'][0]:g}–
+{settings['calvarial_band_mm'][1]:g} mm), each split by lobe and hemisphere after the nearest
+atlas region, and the superior sagittal and transverse sinuses (a geometric prior in template
+space brought to the T1w), which were excluded from both bands.
 """
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "t1w_preproc", "t1w_mask", "t1w_tpl", "anat2tpl_xfm", "tpl2anat_xfm",
-        "atlas_native", "atlas_lut", "bias_field"]), name="outputnode")
+        "atlas_native", "atlas_lut", "rois_native", "rois_lut", "wm_prob", "bias_field"]),
+        name="outputnode")
 
     n4 = pe.Node(N4BiasFieldCorrection(
         dimension=3, save_bias=True, copy_header=True, n_iterations=n4s["iterations"],
@@ -157,10 +176,33 @@ obtained by bringing the template brain mask to the T1w through the inverse tran
         atlas_src.inputs.atlas = template_files["atlas"]
         atlas_src.inputs.lut = template_files["atlas_lut"]
 
+    wm_to_t1w = pe.Node(ApplyTransforms(
+        input_image=template_files["wm_probseg"], interpolation="Linear", dimension=3,
+        float=True, num_threads=omp_nthreads), name="wm_to_t1w", mem_gb=mem_gb)
+    sinus_tpl = pe.Node(SinusPrior(brain_mask=template_files["template_mask"]),
+                        name="sinus_prior")
+    sinus_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
+                                           num_threads=omp_nthreads),
+                           name="sinus_to_t1w", mem_gb=mem_gb)
+    extracerebral = pe.Node(ExtracerebralROIs(
+        meningeal_mm=tuple(settings["meningeal_band_mm"]),
+        calvarial_mm=tuple(settings["calvarial_band_mm"])), name="extracerebral_rois")
+
     workflow.connect([
         (inputnode, n4, [("t1w", "input_image")]),
+        (n4, wm_to_t1w, [("output_image", "reference_image")]),
+        (registration, wm_to_t1w, [("inverse_composite_transform", "transforms")]),
+        (sinus_tpl, sinus_to_t1w, [("out_file", "input_image")]),
+        (n4, sinus_to_t1w, [("output_image", "reference_image")]),
+        (registration, sinus_to_t1w, [("inverse_composite_transform", "transforms")]),
+        (binarize, extracerebral, [("out_mask", "brain_mask")]),
+        (atlas_to_t1w, extracerebral, [("output_image", "atlas")]),
+        (atlas_src, extracerebral, [("lut", "lut")]),
+        (sinus_to_t1w, extracerebral, [("output_image", "sinus")]),
+        (extracerebral, outputnode, [("out_labels", "rois_native"), ("out_lut", "rois_lut")]),
+        (wm_to_t1w, outputnode, [("output_image", "wm_prob")]),
         (n4, registration, [("output_image", "moving_image")]),
-        (dilate, registration, [(("out_mask", _listify), "fixed_image_masks")]),
+        (dilate, registration, [(("out_mask", listify), "fixed_image_masks")]),
         (n4, mask_to_t1w, [("output_image", "reference_image")]),
         (registration, mask_to_t1w, [("inverse_composite_transform", "transforms")]),
         (mask_to_t1w, binarize, [("output_image", "in_file")]),
@@ -176,7 +218,3 @@ obtained by bringing the template brain mask to the T1w through the inverse tran
         (atlas_src, outputnode, [("lut", "atlas_lut")]),
     ])  # fmt:skip
     return workflow
-
-
-def _listify(value):
-    return [value]

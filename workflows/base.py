@@ -10,24 +10,32 @@ from pathlib import Path
 from nipype.pipeline import engine as pe
 
 
-def _sink(workflow, node, field, settings, source_file, suffix, name, meta=None,
-          sidecar=True, **entities):
-    """Connect ``node.field`` to a :class:`DerivativesSink` writing ``suffix`` + entities."""
+def _sinks(workflow, settings, source_file, node, specs, prefix, extra_sources=None,
+           meta_from=None):
+    """One :class:`DerivativesSink` per ``(field, suffix, entities, meta)`` of ``specs``.
+
+    ``meta_from=(node, field)`` connects sidecar fields computed at run time (e.g. a
+    normalisation factor); ``meta=None`` writes no sidecar (label tables).
+    """
     from pipeline.interfaces.bids import DerivativesSink
 
-    ds = pe.Node(DerivativesSink(
-        base_directory=settings.execution.output_dir, bids_dir=settings.execution.bids_dir,
-        source_file=source_file, suffix=suffix, entities=entities, meta_dict=meta or {},
-        sidecar=sidecar), name=name, run_without_submitting=True, mem_gb=0.1)
-    workflow.connect(node, field, ds, "in_file")
-    return ds
+    for i, (field, suffix, entities, meta) in enumerate(specs):
+        ds = pe.Node(DerivativesSink(
+            base_directory=settings.execution.output_dir, bids_dir=settings.execution.bids_dir,
+            source_file=source_file, suffix=suffix, entities=entities, meta_dict=meta or {},
+            sidecar=meta is not None, extra_sources=list(extra_sources or [])),
+            name=f"ds_{prefix}_{i}", run_without_submitting=True, mem_gb=0.1)
+        workflow.connect(node, field, ds, "in_file")
+        if meta_from is not None and meta is not None:
+            workflow.connect(meta_from[0], meta_from[1], ds, "meta_extra")
 
 
 def init_single_subject_wf(subject: str, settings, template_files: dict, layout,
                            name: str | None = None):
     """
-    Organise the participant's processing: per session, the anatomical workflow, its
-    derivatives and the regional table of the normalised T1w (``nT1w``).
+    Organise the participant's processing: per session, the anatomical workflow and its
+    derivatives, the regional table of the normalised T1w (``nT1w``), and the gadolinium
+    workflow for every post-contrast T1w with a gadolinium-based agent.
 
     Parameters
     ----------
@@ -53,6 +61,7 @@ def init_single_subject_wf(subject: str, settings, template_files: dict, layout,
     from pipeline.interfaces.regional import NormalizeToMedian
 
     from .anat import init_anat_wf
+    from .gadolinium import init_gadolinium_wf
     from .regional import init_regional_wf
 
     cfg = settings.workflow
@@ -72,6 +81,7 @@ Results included in this manuscript come from processing performed with *inflama
             continue
         n_t1w += 1
         info = session_info(settings.execution.bids_dir, subject, ses, cfg["covariates"])
+        pid, sid = f"sub-{subject}", (f"ses-{ses}" if ses else "n/a")
         tag = f"ses_{ses}" if ses else "nosession"
         t1w = files["t1w"]
         anat_wf = init_anat_wf(template, template_files, anat_cfg,
@@ -79,49 +89,97 @@ Results included in this manuscript come from processing performed with *inflama
                                name=f"anat_{tag}_wf")
         anat_wf.inputs.inputnode.t1w = t1w
         norm = pe.Node(NormalizeToMedian(), name=f"nt1w_{tag}")
+        regional_wf = init_regional_wf(
+            participant_id=pid, session_id=sid, modality="anat", metric="nT1w",
+            headache_side=info.get("headache_side"),
+            min_voxels=cfg["regional"]["min_voxels"], name=f"regional_nt1w_{tag}_wf")
         workflow.connect([
             (anat_wf, norm, [("outputnode.t1w_preproc", "in_file"),
                              ("outputnode.t1w_mask", "mask")]),
-        ])  # fmt:skip
-        regional_wf = init_regional_wf(
-            participant_id=f"sub-{subject}", session_id=f"ses-{ses}" if ses else "n/a",
-            modality="anat", metric="nT1w", headache_side=info.get("headache_side"),
-            min_voxels=cfg["regional"]["min_voxels"], name=f"regional_nt1w_{tag}_wf")
-        workflow.connect([
             (norm, regional_wf, [("out_file", "inputnode.in_file")]),
             (anat_wf, regional_wf, [("outputnode.atlas_native", "inputnode.labels"),
                                     ("outputnode.atlas_lut", "inputnode.lut"),
                                     ("outputnode.t1w_mask", "inputnode.mask")]),
         ])  # fmt:skip
-        n4 = anat_cfg["n4"]
-        reg = anat_cfg["registration"]
-        sinks = [
+        ants = "ANTs 2.5.1 (antspyx)"
+        _sinks(workflow, settings, t1w, anat_wf, [
             ("outputnode.t1w_preproc", "T1w", dict(desc="preproc"),
-             {"SkullStripped": False, "BiasCorrection": {"Method": "N4BiasFieldCorrection",
-                                                         **n4}}),
+             {"SkullStripped": False,
+              "BiasCorrection": {"Method": "N4BiasFieldCorrection", **anat_cfg["n4"]}}),
             ("outputnode.t1w_mask", "mask", dict(desc="brain"),
              {"Type": "Brain", "Method": "template brain mask through the inverse transform",
               "Threshold": anat_cfg["brain_mask_threshold"]}),
             ("outputnode.t1w_tpl", "T1w", dict(space=template, desc="preproc"),
-             {"Registration": {"Software": "ANTs 2.5.1 (antspyx)", **reg}}),
+             {"Registration": {"Software": ants, **anat_cfg["registration"]}}),
             ("outputnode.anat2tpl_xfm", "xfm", {"from": "T1w", "to": template, "mode": "image"},
-             {"Software": "ANTs 2.5.1 (antspyx)", "Direction": "T1w to template"}),
+             {"Software": ants, "Direction": "T1w to template"}),
             ("outputnode.tpl2anat_xfm", "xfm", {"from": template, "to": "T1w", "mode": "image"},
-             {"Software": "ANTs 2.5.1 (antspyx)", "Direction": "template to T1w"}),
+             {"Software": ants, "Direction": "template to T1w"}),
             ("outputnode.atlas_native", "dseg", dict(atlas=atlas),
              {"Atlas": atlas, "Template": template, "Interpolation": "NearestNeighbor"}),
-        ]
-        for i, (field, suffix, ents, meta) in enumerate(sinks):
-            _sink(workflow, anat_wf, field, settings, t1w, suffix, f"ds_{tag}_{i}",
-                  meta=meta, **ents)
-        _sink(workflow, anat_wf, "outputnode.atlas_lut", settings, t1w, "dseg",
-              f"ds_{tag}_lut", sidecar=False, atlas=atlas)
-        _sink(workflow, regional_wf, "outputnode.out_table", settings, t1w, "regions",
-              f"ds_{tag}_regions", meta={
-                  "Description": "Per-ROI statistics of the T1w normalised to its median "
-                                 "within the brain mask (nT1w)",
-                  "Atlas": atlas, "HeadacheSide": info.get("headache_side")},
-              atlas=atlas, desc="nT1w")
+            ("outputnode.atlas_lut", "dseg", dict(atlas=atlas), None),
+            ("outputnode.rois_native", "dseg", dict(atlas=atlas, desc="extracerebral"),
+             {"Atlas": atlas, "Description": "atlas labels plus meningeal and calvarial bands "
+              "(by nearest atlas region) and dural venous sinuses",
+              "MeningealBandMM": anat_cfg["meningeal_band_mm"],
+              "CalvarialBandMM": anat_cfg["calvarial_band_mm"]}),
+            ("outputnode.rois_lut", "dseg", dict(atlas=atlas, desc="extracerebral"), None),
+        ], prefix=f"anat_{tag}")
+        _sinks(workflow, settings, t1w, regional_wf, [
+            ("outputnode.out_table", "regions", dict(atlas=atlas, desc="nT1w"), {
+                "Description": "Per-ROI statistics of the T1w normalised to its median "
+                               "within the brain mask (nT1w)",
+                "Atlas": atlas, "HeadacheSide": info.get("headache_side")}),
+        ], prefix=f"nt1w_{tag}")
+
+        for agent, post in files["t1w_ce"]:
+            if settings.agent_class(agent) != "gadolinium":
+                continue
+            gcfg = cfg["gadolinium"]
+            gad_wf = init_gadolinium_wf(
+                agent, template, template_files["template"], gcfg, pid, sid,
+                headache_side=info.get("headache_side"),
+                omp_nthreads=settings.nipype.omp_nthreads, name=f"gad_{agent}_{tag}_wf")
+            gad_wf.inputs.inputnode.post = post
+            workflow.connect([
+                (anat_wf, gad_wf, [
+                    ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                    ("outputnode.bias_field", "inputnode.bias_field"),
+                    ("outputnode.t1w_mask", "inputnode.brain_mask"),
+                    ("outputnode.wm_prob", "inputnode.wm_prob"),
+                    ("outputnode.rois_native", "inputnode.rois"),
+                    ("outputnode.rois_lut", "inputnode.rois_lut"),
+                    ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm")]),
+            ])  # fmt:skip
+            meta = {"ContrastAgent": agent, "AgentClass": "gadolinium",
+                    "Normalisation": gcfg["normalisation"],
+                    "FindingThresholdPercent": gcfg["finding_threshold_percent"],
+                    "FindingMinVolumeMM3": gcfg["finding_min_volume_mm3"]}
+            _sinks(workflow, settings, post, gad_wf, [
+                ("outputnode.post_preproc", "T1w", dict(desc="preproc"),
+                 {**meta, "Description": "bias-corrected with the pre-contrast field, "
+                  "registered to and normalised to the pre-contrast T1w", "SpatialReference":
+                  f"bids:raw:{Path(t1w).relative_to(settings.execution.bids_dir).as_posix()}"}),
+                ("outputnode.subtraction", "enhancement", dict(desc="subtraction"),
+                 {**meta, "Description": "post - pre (normalised)", "Units": "arbitrary"}),
+                ("outputnode.percent", "enhancement", dict(desc="percent"),
+                 {**meta, "Description": "100 (post - pre) / max(pre, floor)", "Units": "%"}),
+                ("outputnode.subtraction_tpl", "enhancement",
+                 dict(space=template, desc="subtraction"), {**meta, "Units": "arbitrary"}),
+                ("outputnode.percent_tpl", "enhancement", dict(space=template, desc="percent"),
+                 {**meta, "Units": "%"}),
+                ("outputnode.post2pre_xfm", "xfm",
+                 {"from": "postcontrast", "to": "T1w", "mode": "image"},
+                 {**meta, "Software": ants, "Type": "rigid"}),
+                ("outputnode.regions", "regions", dict(atlas=atlas, desc="percent"),
+                 {**meta, "Description": "per-ROI percent enhancement (atlas, meningeal and "
+                  "calvarial bands, sinuses); ipsi/contra/AI rows for a lateral headache",
+                  "HeadacheSide": info.get("headache_side")}),
+                ("outputnode.findings", "findings", dict(desc="enhancement"),
+                 {**meta, "Description": "connected clusters above the threshold and minimum "
+                  "volume, attributed to the ROI holding most of their voxels"}),
+            ], prefix=f"gad_{agent}_{tag}", extra_sources=[t1w],
+                meta_from=(gad_wf, "outputnode.provenance"))
     if n_t1w == 0:
         raise InputMissingError(
             f"{Path(settings.execution.bids_dir) / ('sub-' + subject)}: no pre-contrast T1w "

@@ -32,7 +32,8 @@ GAD_AGENT = "gadobutrol"
 IRON_AGENT = "ferumoxytol"
 R1_GAD = 5.0  # 1/(mM s), gadobutrol at 3 T
 HEMATOCRIT = 0.45
-T1W = dict(tr=0.008, fa=12.0, te=0.003, snr=40.0)
+T1W = dict(tr=0.008, fa=12.0, te=0.003, snr=100.0)  # SNR of WM at 3 mm voxels
+ENHANCEMENT_FLOOR = 0.1  # percent enhancement floor: fraction of the brain median of pre
 MEGRE = dict(tr=0.040, fa=20.0, te=(0.003, 0.008, 0.013, 0.018, 0.023, 0.028), snr=60.0)
 VFA = dict(tr=0.0054, fa=(2.0, 5.0, 10.0, 15.0), snr=80.0)
 DCE = dict(tr=0.004, fa=15.0, dt=15.0, n=24, injection=30.0, snr=50.0)
@@ -232,6 +233,7 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
     dce_res = resolution * 1.5
     ph_dce = base.smoothed(dce_res)
     ph_pet = base.smoothed(float(np.hypot(resolution, PET_FWHM_MM)))
+    truth_dir.mkdir(parents=True, exist_ok=True)
     shape, aff = grid_affine(resolution, base.affine, base.labels.shape)
     dshape, daff = grid_affine(dce_res, base.affine, base.labels.shape)
 
@@ -284,37 +286,48 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                 return m @ scale
 
             # ---- T1w pre and post gadolinium (same coil bias) --------------------------
-            cp_t = parker_aif(np.array([0.0, 60.0, 120.0, 240.0, POST_GAD_TIME_S]), 0.0,
-                              HEMATOCRIT)
-            for label, post in (("T1w", False), (f"ce-{GAD_AGENT}_T1w", True)):
-                w = pose(post)
-                fr, labels, brain, xyz = sample(ph_anat, w, shape, aff)
-                masks = _effect_masks(effects, "gadolinium", xyz, side)
+            t_gad = np.array([0.0, 60.0, 120.0, 240.0, POST_GAD_TIME_S])
+            cp_t = parker_aif(t_gad, 0.0, HEMATOCRIT)
+            wm_level = spgr_signal(0.7, 1 / 0.85, T1W["fa"], T1W["tr"])
+
+            def t1w_signal(fr, xyz, post, with_effects=True):
+                masks = _effect_masks(effects if with_effects else [], "gadolinium", xyz, side)
                 sig = {}
                 for t in TISSUES:
                     r1 = 1.0 / tissue_param(t, "t1")
                     if post:
-                        conc = gad_concentration(t, np.array([0.0, 60, 120, 240, POST_GAD_TIME_S]),
-                                                 shape, masks, cp_t)[..., -1]
-                        r1 = r1 + R1_GAD * conc
+                        r1 = r1 + R1_GAD * gad_concentration(t, t_gad, shape, masks, cp_t)[..., -1]
                     sig[t] = spgr_signal(tissue_param(t, "pd"), r1, T1W["fa"], T1W["tr"])
-                wm_level = spgr_signal(0.7, 1 / 0.85, T1W["fa"], T1W["tr"])
-                img = rician(rng, _mix(fr, sig) * bias / wm_level * 1000.0, 1000.0 / T1W["snr"])
-                meta = {"MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
-                        "RepetitionTime": T1W["tr"], "EchoTime": T1W["te"],
-                        "FlipAngle": T1W["fa"]}
-                if post:
-                    meta.update({"ContrastBolusIngredient": "GADOLINIUM",
-                                 "TimeSinceInjection": POST_GAD_TIME_S})
-                path = anat / f"{stem}_{label}.nii.gz"
-                _save(img, aff, path, meta=meta)
-                files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
-                if not post:
-                    gt = truth_dir / pid / ses
-                    _save(labels, aff, gt / f"{stem}_atlas-inflamapLobes_dseg.nii.gz",
-                          dtype=np.uint8)
-                    _save(brain.astype(np.uint8), aff, gt / f"{stem}_desc-brain_mask.nii.gz",
-                          dtype=np.uint8)
+                return _mix(fr, sig) / wm_level * 1000.0
+
+            meta = {"MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
+                    "RepetitionTime": T1W["tr"], "EchoTime": T1W["te"], "FlipAngle": T1W["fa"]}
+            w_pre, w_post = pose(False), pose(True)
+            fr, labels, brain, xyz = sample(ph_anat, w_pre, shape, aff)
+            pre_clean = t1w_signal(fr, xyz, False)
+            path = anat / f"{stem}_T1w.nii.gz"
+            _save(rician(rng, pre_clean * bias, 1000.0 / T1W["snr"]), aff, path, meta=meta)
+            files[str(path.relative_to(bids))] = {"world_from_template": w_pre.tolist()}
+            gt = truth_dir / pid / ses
+            _save(labels, aff, gt / f"{stem}_atlas-inflamapLobes_dseg.nii.gz", dtype=np.uint8)
+            _save(brain.astype(np.uint8), aff, gt / f"{stem}_desc-brain_mask.nii.gz",
+                  dtype=np.uint8)
+            # truth on the pre grid: noise- and bias-free percent enhancement, and the part of
+            # it due to the planted effects (floor: ENHANCEMENT_FLOOR x brain median of pre)
+            floor = ENHANCEMENT_FLOOR * np.median(pre_clean[brain])
+            post_eff = t1w_signal(fr, xyz, True)
+            post_base = t1w_signal(fr, xyz, True, with_effects=False)
+            den = np.maximum(pre_clean, floor)
+            _save(100 * (post_eff - pre_clean) / den, aff,
+                  gt / f"{stem}_ce-{GAD_AGENT}_desc-true_percent.nii.gz", dtype=np.float32)
+            _save(100 * (post_eff - post_base) / den, aff,
+                  gt / f"{stem}_ce-{GAD_AGENT}_desc-effect_percent.nii.gz", dtype=np.float32)
+            fr, _, _, xyz = sample(ph_anat, w_post, shape, aff)
+            path = anat / f"{stem}_ce-{GAD_AGENT}_T1w.nii.gz"
+            _save(rician(rng, t1w_signal(fr, xyz, True) * bias, 1000.0 / T1W["snr"]), aff, path,
+                  meta={**meta, "ContrastBolusIngredient": "GADOLINIUM",
+                        "TimeSinceInjection": POST_GAD_TIME_S})
+            files[str(path.relative_to(bids))] = {"world_from_template": w_post.tolist()}
 
             # ---- multi-echo GRE pre/post ferumoxytol ------------------------------------
             for post in (False, True):

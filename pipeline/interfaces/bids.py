@@ -20,6 +20,9 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     datatype = Str()
     entities = traits.Dict(traits.Str, traits.Any, desc="entities of the derivative name, e.g. {'desc': 'preproc'}")
     meta_dict = traits.Dict(traits.Str, traits.Any, desc="fields of the JSON sidecar")
+    meta_extra = traits.Dict(traits.Str, traits.Any, desc="more sidecar fields (connected "
+                             "from the node that computed them)")
+    extra_sources = traits.List(File(exists=True), desc="further BIDS files it derives from")
     sidecar = traits.Bool(True, usedefault=True, desc="write a JSON sidecar")
 
 
@@ -55,10 +58,12 @@ class DerivativesSink(SimpleInterface):
         atomic_copy(self.inputs.in_file, out)
         self._results["out_file"] = str(out)
         if self.inputs.sidecar:
-            src_rel = Path(self.inputs.source_file).resolve().relative_to(
-                Path(self.inputs.bids_dir).resolve())
-            meta = {"Sources": [f"bids:raw:{src_rel.as_posix()}"]}
+            root = Path(self.inputs.bids_dir).resolve()
+            sources = [self.inputs.source_file, *(self.inputs.extra_sources or [])]
+            meta = {"Sources": [f"bids:raw:{Path(s).resolve().relative_to(root).as_posix()}"
+                                for s in sources]}
             meta.update(self.inputs.meta_dict or {})
+            meta.update(self.inputs.meta_extra or {})
             side = out.with_name(out.name[: -len(ext)] + ".json")
             atomic_write_text(json.dumps(meta, indent=2, default=str), side)
             self._results["out_meta"] = str(side)

@@ -141,3 +141,76 @@ class NormalizeToMedian(SimpleInterface):
         nb.Nifti1Image((data / scale).astype(np.float32), img.affine, img.header).to_filename(out)
         self._results.update(out_file=out, scale=scale)
         return runtime
+
+
+class _SinusInputSpec(BaseInterfaceInputSpec):
+    brain_mask = File(exists=True, mandatory=True, desc="template brain mask")
+
+
+class _OutFileSpec(TraitedSpec):
+    out_file = File()
+
+
+class SinusPrior(SimpleInterface):
+    """Geometric dural-sinus labels on the template grid (:func:`pipeline.rois.sinus_prior`)."""
+
+    input_spec = _SinusInputSpec
+    output_spec = _OutFileSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        from pipeline.rois import sinus_prior
+
+        img = nb.load(self.inputs.brain_mask)
+        out = os.path.join(runtime.cwd, "sinus_prior.nii.gz")
+        lab = nb.Nifti1Image(sinus_prior(np.asarray(img.dataobj), img.affine), img.affine)
+        lab.set_data_dtype(np.uint8)
+        lab.to_filename(out)
+        self._results["out_file"] = out
+        return runtime
+
+
+class _ExtraInputSpec(BaseInterfaceInputSpec):
+    brain_mask = File(exists=True, mandatory=True)
+    atlas = File(exists=True, mandatory=True)
+    lut = File(exists=True, mandatory=True)
+    sinus = File(exists=True, desc="sinus labels (1 SSS, 2/3 transverse) on the same grid")
+    meningeal_mm = traits.Tuple(traits.Float, traits.Float, default=(0.0, 4.0), usedefault=True)
+    calvarial_mm = traits.Tuple(traits.Float, traits.Float, default=(4.0, 10.0),
+                                usedefault=True)
+
+
+class _ExtraOutputSpec(TraitedSpec):
+    out_labels = File(desc="atlas + meningeal/calvarial bands + sinuses")
+    out_lut = File()
+
+
+class ExtracerebralROIs(SimpleInterface):
+    """Atlas labels plus meningeal and calvarial bands and dural sinuses (native space)."""
+
+    input_spec = _ExtraInputSpec
+    output_spec = _ExtraOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        from pipeline.rois import extracerebral_rois
+
+        mask = nb.load(self.inputs.brain_mask)
+        atlas = nb.load(self.inputs.atlas)
+        sinus = None
+        if self.inputs.sinus:
+            sinus = np.asarray(nb.load(self.inputs.sinus).dataobj)
+        labels, lut = extracerebral_rois(
+            np.asarray(mask.dataobj), np.asarray(atlas.dataobj), read_lut(self.inputs.lut),
+            mask.header.get_zooms()[:3], sinus, tuple(self.inputs.meningeal_mm),
+            tuple(self.inputs.calvarial_mm))
+        out = os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz")
+        img = nb.Nifti1Image(labels.astype(np.int16), mask.affine)
+        img.set_data_dtype(np.int16)
+        img.to_filename(out)
+        tsv = os.path.join(runtime.cwd, "extracerebral_dseg.tsv")
+        lut.to_csv(tsv, sep="\t", index=False)
+        self._results.update(out_labels=out, out_lut=tsv)
+        return runtime

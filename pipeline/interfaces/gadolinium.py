@@ -1,0 +1,162 @@
+"""Interfaces of the gadolinium workflow (wrapping :mod:`pipeline.models.enhancement` and
+:mod:`pipeline.rois`)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec, File, SimpleInterface, Str, TraitedSpec, traits,
+)
+
+
+def _same_grid(a, b):
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
+
+
+class _BiasInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="image to correct")
+    bias_field = File(exists=True, mandatory=True, desc="multiplicative field (N4 of pre)")
+
+
+class _OutFile(TraitedSpec):
+    out_file = File()
+
+
+class ApplyBiasField(SimpleInterface):
+    """Divide an image by a bias field estimated on another image of the same session.
+
+    The receive field is fixed to the scanner, so pre- and post-contrast images share it:
+    estimating it once (on the pre-contrast T1w) keeps the enhancement from being
+    "corrected" away. A field on another grid is resampled in scanner coordinates.
+    """
+
+    input_spec = _BiasInputSpec
+    output_spec = _OutFile
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+        from nibabel.processing import resample_from_to
+
+        img = nb.load(self.inputs.in_file)
+        field = nb.load(self.inputs.bias_field)
+        if not _same_grid(img, field):
+            field = resample_from_to(field, img, order=1, cval=1.0)
+        f = np.asarray(field.dataobj, dtype=float)
+        data = img.get_fdata() / np.where(f > 1e-6, f, 1.0)
+        out = os.path.join(runtime.cwd, "bias_corrected.nii.gz")
+        nb.Nifti1Image(data.astype(np.float32), img.affine, img.header).to_filename(out)
+        self._results["out_file"] = out
+        return runtime
+
+
+class _EnhInputSpec(BaseInterfaceInputSpec):
+    pre = File(exists=True, mandatory=True)
+    post = File(exists=True, mandatory=True, desc="post-contrast, registered to pre")
+    brain_mask = File(exists=True, mandatory=True)
+    wm_prob = File(exists=True, mandatory=True, desc="white-matter probability on pre grid")
+    method = traits.Enum("reference-tissue", "global-median", "none", usedefault=True)
+    wm_threshold = traits.Float(0.95, usedefault=True)
+    floor_fraction = traits.Float(0.1, usedefault=True)
+
+
+class _EnhOutputSpec(TraitedSpec):
+    subtraction = File()
+    percent = File()
+    post_normalised = File()
+    factor = traits.Float()
+    floor = traits.Float()
+    wm_mean_abs_diff_percent = traits.Float(desc="QC: mean |post-pre| in reference WM, % of "
+                                                 "WM median")
+    n_reference_voxels = traits.Int()
+    provenance = traits.Dict(traits.Str, traits.Any, desc="sidecar fields")
+
+
+class EnhancementMaps(SimpleInterface):
+    """Normalise post to pre and compute subtraction and percent-enhancement maps."""
+
+    input_spec = _EnhInputSpec
+    output_spec = _EnhOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+        from scipy import ndimage
+
+        from pipeline.models.enhancement import enhancement_maps, normalisation_factor
+
+        pre_img = nb.load(self.inputs.pre)
+        post_img = nb.load(self.inputs.post)
+        for other in (self.inputs.post, self.inputs.brain_mask, self.inputs.wm_prob):
+            if not _same_grid(pre_img, nb.load(other)):
+                raise ValueError(f"{other}: not on the grid of {self.inputs.pre}")
+        pre = pre_img.get_fdata()
+        post = post_img.get_fdata()
+        brain = np.asarray(nb.load(self.inputs.brain_mask).dataobj) > 0
+        wm = (nb.load(self.inputs.wm_prob).get_fdata() >= self.inputs.wm_threshold) & brain
+        wm = ndimage.binary_erosion(wm) if ndimage.binary_erosion(wm).sum() >= 50 else wm
+        factor = normalisation_factor(pre, post, self.inputs.method, reference_mask=wm,
+                                      brain_mask=brain)
+        post_n = post * factor
+        floor = self.inputs.floor_fraction * float(np.median(pre[brain]))
+        diff, pct = enhancement_maps(pre, post_n, floor)
+        wm_level = float(np.median(pre[wm])) if wm.any() else float("nan")
+        qc = float(np.mean(np.abs(diff[wm])) / wm_level * 100) if wm.any() else float("nan")
+        outs = {}
+        for key, data in (("subtraction", diff), ("percent", pct), ("post_normalised", post_n)):
+            path = os.path.join(runtime.cwd, f"{key}.nii.gz")
+            img = nb.Nifti1Image(data.astype(np.float32), pre_img.affine)
+            img.header.set_xyzt_units("mm")
+            img.to_filename(path)
+            outs[key] = path
+        self._results.update(outs, factor=factor, floor=floor, wm_mean_abs_diff_percent=qc,
+                             n_reference_voxels=int(wm.sum()))
+        self._results["provenance"] = {
+            "NormalisationMethod": self.inputs.method, "NormalisationFactor": factor,
+            "ReferenceTissue": f"white matter, probability >= {self.inputs.wm_threshold:g}, "
+                               "eroded" if self.inputs.method == "reference-tissue" else None,
+            "ReferenceVoxels": int(wm.sum()), "PercentFloor": floor,
+            "PercentFloorFraction": self.inputs.floor_fraction,
+            "QCWhiteMatterMeanAbsDiffPercent": qc}
+        return runtime
+
+
+class _FindInputSpec(BaseInterfaceInputSpec):
+    percent = File(exists=True, mandatory=True)
+    labels = File(exists=True, mandatory=True)
+    lut = File(exists=True, mandatory=True)
+    threshold = traits.Float(mandatory=True, desc="percent enhancement threshold")
+    min_volume_mm3 = traits.Float(mandatory=True)
+    participant_id = Str(mandatory=True)
+    session_id = Str("n/a", usedefault=True)
+
+
+class _FindOutputSpec(TraitedSpec):
+    out_table = File()
+    n_findings = traits.Int()
+
+
+class EnhancementFindings(SimpleInterface):
+    """Clusters of enhancement above a threshold and a minimum volume, with their ROI."""
+
+    input_spec = _FindInputSpec
+    output_spec = _FindOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        from pipeline.interfaces.regional import read_lut
+        from pipeline.models.enhancement import enhancement_findings
+
+        pct = nb.load(self.inputs.percent)
+        labels = np.asarray(nb.load(self.inputs.labels).dataobj).astype(int)
+        vox = float(np.prod(pct.header.get_zooms()[:3]))
+        df = enhancement_findings(pct.get_fdata(), labels, read_lut(self.inputs.lut), vox,
+                                  self.inputs.threshold, self.inputs.min_volume_mm3,
+                                  mask=labels > 0)
+        df.insert(0, "session_id", self.inputs.session_id)
+        df.insert(0, "participant_id", self.inputs.participant_id)
+        out = os.path.join(runtime.cwd, "findings.tsv")
+        df.to_csv(out, sep="\t", index=False, na_rep="n/a")
+        self._results.update(out_table=out, n_findings=len(df))
+        return runtime

@@ -1,0 +1,169 @@
+"""Gadolinium enhancement: post − pre subtraction and percent enhancement, with regional
+tables over brain, meningeal, calvarial and sinus ROIs and "enhancement present" findings.
+
+.. autofunction:: init_gadolinium_wf
+"""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from .utils import first, listify
+
+
+def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: dict,
+                       participant_id: str, session_id: str, headache_side=None,
+                       omp_nthreads: int = 1, mem_gb: float = 1.0,
+                       name: str = "gadolinium_wf"):
+    r"""
+    Map contrast enhancement from a pre- and a post-gadolinium T1w of one session.
+
+    #. The post-contrast T1w is divided by the bias field estimated on the pre-contrast T1w
+       (the receive field is the same; estimating it again would remove enhancement).
+    #. Rigid registration post → pre (``antsRegistration``, mutual information, metric in the
+       dilated brain mask); the post image is resampled once, onto the pre grid.
+    #. Intensity normalisation of post to pre (``reference-tissue``: median pre/post over
+       non-enhancing white matter; ``global-median``; ``none``).
+    #. Subtraction ``post − pre`` and percent enhancement ``100 (post − pre)/max(pre, floor)``,
+       in native space and in template space.
+    #. Regional table over the atlas and extra-cerebral ROIs (ipsi/contra and asymmetry index
+       against the headache side) and the clusters above the finding threshold.
+
+    Parameters
+    ----------
+    agent : :obj:`str`
+        contrast agent (``ce-`` label)
+    template, template_file : :obj:`str`
+        template identifier and its T1w (reference grid of the template-space maps)
+    settings : :obj:`dict`
+        the ``gadolinium`` section of the configuration
+    participant_id, session_id : :obj:`str`
+        identifiers written in the tables
+    headache_side : :obj:`str` or None
+        from ``sessions.tsv``
+    omp_nthreads : :obj:`int`
+        maximum number of threads an individual process may use
+    mem_gb : :obj:`float`
+        memory of the largest node, GB
+    name : :obj:`str`
+        name of workflow (default: ``gadolinium_wf``)
+
+    Inputs
+    ------
+    post
+        the post-contrast T1w (raw)
+    t1w_preproc, bias_field, brain_mask, wm_prob
+        from the anatomical workflow (pre-contrast T1w grid)
+    rois, rois_lut
+        atlas + extra-cerebral ROIs (native) and their label table
+    anat2tpl_xfm
+        T1w → template composite transform
+
+    Outputs
+    -------
+    post_preproc
+        post-contrast T1w, bias-corrected, registered and normalised (pre grid)
+    subtraction, percent
+        enhancement maps (native)
+    subtraction_tpl, percent_tpl
+        enhancement maps (template)
+    post2pre_xfm
+        rigid post → pre transform
+    regions, findings
+        regional table and findings table (TSV)
+    provenance
+        normalisation method and factor, floor, QC (sidecar fields)
+    """
+    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+    from niworkflows.interfaces.morphology import BinaryDilation
+
+    from pipeline.interfaces.ants import ApplyTransforms, Registration
+    from pipeline.interfaces.gadolinium import (ApplyBiasField, EnhancementFindings,
+                                                EnhancementMaps)
+
+    from .regional import init_regional_wf
+
+    reg = settings["registration"]
+    workflow = Workflow(name=name)
+    workflow.__desc__ = f"""\
+The post-contrast ({agent}) T1w image was divided by the bias field estimated on the
+pre-contrast T1w, rigidly registered to the pre-contrast T1w with `antsRegistration`
+(mutual information) and resampled once onto its grid. Its intensities were normalised to
+the pre-contrast image ({settings['normalisation']}{
+    ' over white matter with template probability ≥ '
+    + format(settings['reference_wm_threshold'], 'g')
+    if settings['normalisation'] == 'reference-tissue' else ''}); the subtraction
+(post − pre) and the percent enhancement 100·(post − pre)/max(pre, floor), with the floor at
+{settings['floor_fraction']:g} × the brain median of the pre-contrast image, were computed
+and brought to *{template}* space. Regional means were computed over the atlas, meningeal,
+calvarial and dural-sinus regions; clusters above {settings['finding_threshold_percent']:g} %
+enhancement with a volume of at least {settings['finding_min_volume_mm3']:g} mm³ were
+reported as enhancement findings.
+"""
+    inputnode = pe.Node(niu.IdentityInterface(fields=[
+        "post", "t1w_preproc", "bias_field", "brain_mask", "wm_prob", "rois", "rois_lut",
+        "anat2tpl_xfm"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "post_preproc", "subtraction", "percent", "subtraction_tpl", "percent_tpl",
+        "post2pre_xfm", "regions", "findings", "provenance"]), name="outputnode")
+
+    unbias = pe.Node(ApplyBiasField(), name="apply_pre_bias")
+    dilate = pe.Node(BinaryDilation(radius=2), name="dilate_brain_mask")
+    levels = len(reg["iterations"])
+    if len(reg["shrink_factors"]) != levels or len(reg["smoothing_sigmas"]) != levels:
+        raise ValueError("gadolinium.registration: iterations, shrink_factors and "
+                         "smoothing_sigmas must have one entry per level")
+    post2pre = pe.Node(Registration(
+        dimension=3, initial_moving_transform_com=0, transforms=["Rigid"],
+        transform_parameters=[(0.1,)], metric=["MI"], metric_weight=[1.0],
+        radius_or_number_of_bins=[32], sampling_strategy=["Regular"],
+        sampling_percentage=[0.5], number_of_iterations=[reg["iterations"]],
+        shrink_factors=[reg["shrink_factors"]], smoothing_sigmas=[reg["smoothing_sigmas"]],
+        sigma_units=["vox"], convergence_threshold=[1e-7], convergence_window_size=[10],
+        winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
+        write_composite_transform=False, collapse_output_transforms=True,
+        output_warped_image=True, float=True, interpolation="LanczosWindowedSinc",
+        num_threads=omp_nthreads), name="post_to_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
+    maps = pe.Node(EnhancementMaps(
+        method=settings["normalisation"], wm_threshold=settings["reference_wm_threshold"],
+        floor_fraction=settings["floor_fraction"]), name="enhancement_maps")
+    regional_wf = init_regional_wf(participant_id, session_id, "gadolinium", "enhancement",
+                                   headache_side=headache_side, name="regional_wf")
+    findings = pe.Node(EnhancementFindings(
+        threshold=settings["finding_threshold_percent"],
+        min_volume_mm3=settings["finding_min_volume_mm3"], participant_id=participant_id,
+        session_id=session_id), name="findings")
+    to_tpl = {}
+    for key in ("percent", "subtraction"):
+        to_tpl[key] = pe.Node(ApplyTransforms(
+            reference_image=template_file, interpolation="LanczosWindowedSinc", dimension=3,
+            float=True, num_threads=omp_nthreads), name=f"{key}_to_template", mem_gb=mem_gb)
+        workflow.connect([
+            (maps, to_tpl[key], [(key, "input_image")]),
+            (inputnode, to_tpl[key], [("anat2tpl_xfm", "transforms")]),
+            (to_tpl[key], outputnode, [("output_image", f"{key}_tpl")]),
+        ])  # fmt:skip
+
+    workflow.connect([
+        (inputnode, unbias, [("post", "in_file"), ("bias_field", "bias_field")]),
+        (inputnode, dilate, [("brain_mask", "in_mask")]),
+        (inputnode, post2pre, [("t1w_preproc", "fixed_image")]),
+        (unbias, post2pre, [("out_file", "moving_image")]),
+        (dilate, post2pre, [(("out_mask", listify), "fixed_image_masks")]),
+        (inputnode, maps, [("t1w_preproc", "pre"), ("brain_mask", "brain_mask"),
+                           ("wm_prob", "wm_prob")]),
+        (post2pre, maps, [("warped_image", "post")]),
+        (maps, regional_wf, [("percent", "inputnode.in_file")]),
+        (inputnode, regional_wf, [("rois", "inputnode.labels"),
+                                  ("rois_lut", "inputnode.lut")]),
+        (maps, findings, [("percent", "percent")]),
+        (inputnode, findings, [("rois", "labels"), ("rois_lut", "lut")]),
+        (maps, outputnode, [("post_normalised", "post_preproc"),
+                            ("subtraction", "subtraction"), ("percent", "percent"),
+                            ("provenance", "provenance")]),
+        (post2pre, outputnode, [(("forward_transforms", first), "post2pre_xfm")]),
+        (regional_wf, outputnode, [("outputnode.out_table", "regions")]),
+        (findings, outputnode, [("out_table", "findings")]),
+    ])  # fmt:skip
+    return workflow
