@@ -42,14 +42,16 @@ def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
 
 
 def extracerebral_rois(brain_mask, brain_labels, brain_lut: pd.DataFrame, zooms,
-                       sinus_labels=None, meningeal_mm=(0.0, 4.0), calvarial_mm=(4.0, 10.0)):
+                       sinus_labels=None, meningeal_mm=(0.0, 4.0), calvarial_mm=(4.0, 10.0),
+                       sinus_margin_mm: float = 3.0):
     """Native-space meningeal and calvarial bands and sinuses, numbered after the atlas.
 
     Returns ``(labels, lut)``: the brain atlas labels unchanged, then per atlas region a
     ``meningeal_<name>`` and a ``calvarial_<name>`` ROI (same hemisphere) taking the band
     voxels whose nearest labelled brain voxel is in that region, then the sinuses
     (``superior_sagittal_sinus``, ``transverse_sinus`` left/right) from ``sinus_labels``
-    (1, 2, 3 as in :func:`sinus_prior`), which are removed from both bands.
+    (1, 2, 3 as in :func:`sinus_prior`), which are removed from both bands together with a
+    margin of ``sinus_margin_mm`` around them (partial volume of the enhancing blood).
     """
     brain = np.asarray(brain_mask) > 0
     labels = np.asarray(brain_labels).astype(np.int32)
@@ -92,5 +94,9 @@ def extracerebral_rois(brain_mask, brain_labels, brain_lut: pd.DataFrame, zooms,
         if sin.shape != brain.shape:
             raise ValueError("extracerebral_rois: sinus labels must share the brain grid")
         for k, dst in sinus_index.items():
-            out[(sin == k) & ~brain] = dst
+            sel = (sin == k) & ~brain
+            if sinus_margin_mm > 0 and sel.any():
+                near = ndimage.distance_transform_edt(~sel, sampling=zooms) <= sinus_margin_mm
+                sel = near & ~brain & (dist <= calvarial_mm[1])
+            out[sel] = dst
     return out, pd.DataFrame(rows, columns=["index", "name", "hemisphere"])

@@ -186,7 +186,8 @@ space brought to the T1w), which were excluded from both bands.
                            name="sinus_to_t1w", mem_gb=mem_gb)
     extracerebral = pe.Node(ExtracerebralROIs(
         meningeal_mm=tuple(settings["meningeal_band_mm"]),
-        calvarial_mm=tuple(settings["calvarial_band_mm"])), name="extracerebral_rois")
+        calvarial_mm=tuple(settings["calvarial_band_mm"]),
+        sinus_margin_mm=settings["sinus_margin_mm"]), name="extracerebral_rois")
 
     workflow.connect([
         (inputnode, n4, [("t1w", "input_image")]),

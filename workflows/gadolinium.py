@@ -98,8 +98,9 @@ the pre-contrast image ({settings['normalisation']}{
 {settings['floor_fraction']:g} × the brain median of the pre-contrast image, were computed
 and brought to *{template}* space. Regional means were computed over the atlas, meningeal,
 calvarial and dural-sinus regions; clusters above {settings['finding_threshold_percent']:g} %
-enhancement with a volume of at least {settings['finding_min_volume_mm3']:g} mm³ were
-reported as enhancement findings.
+enhancement with a volume of at least {settings['finding_min_volume_mm3']:g} mm³ within the
+brain and the meningeal band (sinuses, skull and scalp enhance in everyone and were not
+searched) were reported as enhancement findings.
 """
     inputnode = pe.Node(niu.IdentityInterface(fields=[
         "post", "t1w_preproc", "bias_field", "brain_mask", "wm_prob", "rois", "rois_lut",

@@ -45,9 +45,11 @@ PET_FWHM_MM = 6.0
 # Planted effects (MA patients). Regions are geometric regions of the template (MNI mm).
 EFFECTS = [
     {"id": "gad_meningeal_occipital", "modality": "gadolinium", "group": "MA",
-     "phase": "ictal", "region": "occipital", "side": "headache", "tissues": ["dura"],
-     "parameter": "ktrans", "change": "+", "size": 0.08, "units": "1/min",
-     "expect": "post-contrast enhancement of the occipital meningeal band on the headache side"},
+     "phase": "ictal", "region": "occipital", "side": "headache", "tissues": ["dura", "csf"],
+     "parameter": ["ktrans", "ve"], "change": "+", "size": [0.01, 0.3],
+     "units": ["1/min", "fraction"],
+     "expect": "post-contrast enhancement of the occipital meningeal band (dura and "
+               "subarachnoid space: leptomeningeal/sulcal leakage) on the headache side"},
     {"id": "dce_ktrans_occipital", "modality": "dce", "group": "MA", "phase": "ictal",
      "region": "occipital", "side": "headache", "tissues": ["gm"], "parameter": "ktrans",
      "change": "+", "size": 0.01, "units": "1/min",
@@ -148,8 +150,11 @@ def _effect_masks(effects, modality, xyz, headache_side):
             continue
         side = {"headache": headache_side, "both": "both"}[eff["side"]]
         mask = region_mask(eff["region"], side, xyz)
+        params = eff["parameter"] if isinstance(eff["parameter"], list) else [eff["parameter"]]
+        sizes = eff["size"] if isinstance(eff["size"], list) else [eff["size"]] * len(params)
         for t in eff["tissues"]:
-            res.append((t, eff["parameter"], mask, eff["change"], eff["size"]))
+            for p, size in zip(params, sizes):
+                res.append((t, p, mask, eff["change"], size))
     return res
 
 
@@ -164,14 +169,18 @@ def voxel_param(tissue, name, shape, masks):
 
 def gad_concentration(tissue, t_s, shape, masks, cp):
     """Tissue Gd concentration (mM) over ``t_s`` for every voxel: (..., n)."""
+    if not any(t == tissue for t, *_ in masks):  # no planted change: one curve for all
+        curve = extended_tofts_concentration(cp, t_s, tissue_param(tissue, "ktrans"),
+                                             tissue_param(tissue, "ve"),
+                                             tissue_param(tissue, "vp"))
+        return np.broadcast_to(curve, shape + (len(t_s),))
     ktrans = voxel_param(tissue, "ktrans", shape, masks)
-    ve = np.full(shape, tissue_param(tissue, "ve"))
-    vp = np.full(shape, tissue_param(tissue, "vp"))
-    uniq = np.unique(ktrans)
+    ve = voxel_param(tissue, "ve", shape, masks)
+    vp = tissue_param(tissue, "vp")
+    pairs = np.stack([ktrans, ve], axis=-1)
     out = np.empty(shape + (len(t_s),))
-    for k in uniq:  # few distinct values: compute each curve once
-        curve = extended_tofts_concentration(cp, t_s, k, ve.flat[0], vp.flat[0])
-        out[ktrans == k] = curve
+    for k, v in np.unique(pairs.reshape(-1, 2), axis=0):  # few distinct values
+        out[(ktrans == k) & (ve == v)] = extended_tofts_concentration(cp, t_s, k, v, vp)
     return out
 
 

@@ -129,6 +129,9 @@ class _FindInputSpec(BaseInterfaceInputSpec):
     min_volume_mm3 = traits.Float(mandatory=True)
     participant_id = Str(mandatory=True)
     session_id = Str("n/a", usedefault=True)
+    exclude = traits.List(Str, ["calvarial_", "superior_sagittal_sinus", "transverse_sinus"],
+                          usedefault=True, desc="ROI name prefixes not searched (they enhance "
+                                                "in everyone: skull marrow, scalp, sinuses)")
 
 
 class _FindOutputSpec(TraitedSpec):
@@ -151,9 +154,11 @@ class EnhancementFindings(SimpleInterface):
         pct = nb.load(self.inputs.percent)
         labels = np.asarray(nb.load(self.inputs.labels).dataobj).astype(int)
         vox = float(np.prod(pct.header.get_zooms()[:3]))
-        df = enhancement_findings(pct.get_fdata(), labels, read_lut(self.inputs.lut), vox,
-                                  self.inputs.threshold, self.inputs.min_volume_mm3,
-                                  mask=labels > 0)
+        lut = read_lut(self.inputs.lut)
+        keep = [int(i) for i, n in zip(lut["index"], lut["name"].astype(str))
+                if not any(n.startswith(p) for p in self.inputs.exclude)]
+        df = enhancement_findings(pct.get_fdata(), labels, lut, vox, self.inputs.threshold,
+                                  self.inputs.min_volume_mm3, mask=np.isin(labels, keep))
         df.insert(0, "session_id", self.inputs.session_id)
         df.insert(0, "participant_id", self.inputs.participant_id)
         out = os.path.join(runtime.cwd, "findings.tsv")

@@ -179,6 +179,7 @@ class _ExtraInputSpec(BaseInterfaceInputSpec):
     meningeal_mm = traits.Tuple(traits.Float, traits.Float, default=(0.0, 4.0), usedefault=True)
     calvarial_mm = traits.Tuple(traits.Float, traits.Float, default=(4.0, 10.0),
                                 usedefault=True)
+    sinus_margin_mm = traits.Float(3.0, usedefault=True)
 
 
 class _ExtraOutputSpec(TraitedSpec):
@@ -205,7 +206,7 @@ class ExtracerebralROIs(SimpleInterface):
         labels, lut = extracerebral_rois(
             np.asarray(mask.dataobj), np.asarray(atlas.dataobj), read_lut(self.inputs.lut),
             mask.header.get_zooms()[:3], sinus, tuple(self.inputs.meningeal_mm),
-            tuple(self.inputs.calvarial_mm))
+            tuple(self.inputs.calvarial_mm), self.inputs.sinus_margin_mm)
         out = os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz")
         img = nb.Nifti1Image(labels.astype(np.int16), mask.affine)
         img.set_data_dtype(np.int16)

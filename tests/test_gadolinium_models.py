@@ -1,0 +1,125 @@
+"""Enhancement normalisation, maps and findings; extra-cerebral ROIs - on known arrays."""
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.models.enhancement import (enhancement_findings, enhancement_maps,
+                                         normalisation_factor)
+from pipeline.rois import extracerebral_rois, sinus_prior
+
+
+def test_reference_tissue_factor_ignores_enhancing_voxels():
+    rng = np.random.default_rng(0)
+    pre = rng.uniform(800, 1200, (20, 20, 20))
+    post = pre * 1.25  # scanner gain change
+    wm = np.zeros(pre.shape, bool)
+    wm[5:15, 5:15, 5:15] = True
+    post[5:7, 5:15, 5:15] *= 1.5  # 20 % of the reference voxels enhance (vessels)
+    f = normalisation_factor(pre, post, "reference-tissue", reference_mask=wm)
+    assert f == pytest.approx(1 / 1.25, rel=1e-9)  # median ignores the enhancing minority
+    g = normalisation_factor(pre, pre * 2.0, "global-median", brain_mask=wm)
+    assert g == pytest.approx(0.5, rel=1e-9)
+    # the ratio of medians is pulled by the enhancing voxels; the reference median is not
+    assert normalisation_factor(pre, post, "global-median", brain_mask=wm) < 0.79
+    assert normalisation_factor(pre, post, "none") == 1.0
+
+
+def test_normalisation_errors():
+    pre = np.ones((5, 5, 5))
+    with pytest.raises(ValueError, match="must be one of"):
+        normalisation_factor(pre, pre, "white-matter")
+    with pytest.raises(ValueError, match="fewer than 10 usable voxels"):
+        normalisation_factor(pre, pre, "reference-tissue", reference_mask=np.zeros((5, 5, 5)))
+
+
+def test_enhancement_maps_floor():
+    pre = np.array([1000.0, 10.0, 0.0])
+    post = np.array([1200.0, 60.0, 50.0])
+    diff, pct = enhancement_maps(pre, post, floor=100.0)
+    np.testing.assert_allclose(diff, [200, 50, 50])
+    np.testing.assert_allclose(pct, [20.0, 50.0, 50.0])  # CSF/background do not explode
+    with pytest.raises(ValueError, match="floor must be positive"):
+        enhancement_maps(pre, post, 0)
+
+
+def test_findings_threshold_volume_and_roi():
+    pct = np.zeros((20, 20, 20))
+    labels = np.zeros(pct.shape, int)
+    labels[:10] = 1
+    labels[10:] = 2
+    pct[2:5, 2:5, 2:5] = 40.0  # 27 voxels in ROI 1
+    pct[3, 3, 3] = 90.0
+    pct[15, 15, 15] = 80.0     # one voxel in ROI 2: below the minimum volume
+    lut = pd.DataFrame({"index": [1, 2], "name": ["meningeal_occipital"] * 2,
+                        "hemisphere": ["left", "right"]})
+    df = enhancement_findings(pct, labels, lut, voxel_volume_mm3=8.0, threshold=25.0,
+                              min_volume_mm3=100.0)
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert (row.roi, row.hemisphere, row.n_voxels, row.volume_mm3) == (
+        "meningeal_occipital", "left", 27, 216.0)
+    assert row.peak_percent == 90.0 and (row.peak_i, row.peak_j, row.peak_k) == (3, 3, 3)
+    none = enhancement_findings(pct, labels, lut, 8.0, 95.0, 1.0)
+    assert none.empty and list(none.columns)[0] == "cluster"
+
+
+def _cube():
+    brain = np.zeros((40, 40, 40), bool)
+    brain[10:30, 10:30, 10:30] = True
+    labels = np.zeros(brain.shape, int)
+    labels[10:20, 10:30, 10:30] = 1
+    labels[20:30, 10:30, 10:30] = 2
+    lut = pd.DataFrame({"index": [1, 2], "name": ["occipital"] * 2,
+                        "hemisphere": ["left", "right"]})
+    return brain, labels, lut
+
+
+def test_bands_follow_nearest_region_and_distance():
+    brain, labels, lut = _cube()
+    out, table = extracerebral_rois(brain, labels, lut, (1, 1, 1), meningeal_mm=(0, 3),
+                                    calvarial_mm=(3, 6))
+    idx = table.set_index(["name", "hemisphere"])["index"]
+    assert np.array_equal(out[brain], labels[brain])  # brain labels unchanged
+    # a voxel 2 mm left of the left face: meningeal, left; 5 mm: calvarial, left
+    assert out[8, 15, 15] == idx[("meningeal_occipital", "left")]
+    assert out[5, 15, 15] == idx[("calvarial_occipital", "left")]
+    assert out[32, 15, 15] == idx[("meningeal_occipital", "right")]
+    assert out[2, 15, 15] == 0  # beyond the calvarial band
+    # thickness: the meningeal band on the left face is 3 voxels deep
+    assert [out[i, 15, 15] for i in range(6, 10)] == [
+        idx[("calvarial_occipital", "left")]] + [idx[("meningeal_occipital", "left")]] * 3
+
+
+def test_sinus_and_margin_removed_from_bands():
+    brain, labels, lut = _cube()
+    sinus = np.zeros(brain.shape, int)
+    sinus[19:21, 19:21, 31] = 1  # above the brain, midline
+    out, table = extracerebral_rois(brain, labels, lut, (1, 1, 1), sinus, (0, 3), (3, 6),
+                                    sinus_margin_mm=2.0)
+    sss = table.set_index("name").loc["superior_sagittal_sinus", "index"]
+    assert out[19, 19, 31] == sss and out[17, 19, 31] == sss  # 2 mm margin
+    assert out[15, 19, 31] != sss
+    assert not np.isin(out[brain], [sss]).any()
+
+
+def test_roi_errors():
+    brain, labels, lut = _cube()
+    with pytest.raises(ValueError, match="meningeal inner < outer"):
+        extracerebral_rois(brain, labels, lut, (1, 1, 1), meningeal_mm=(0, 5),
+                           calvarial_mm=(4, 8))
+    with pytest.raises(ValueError, match="empty brain mask"):
+        extracerebral_rois(np.zeros_like(brain), labels, lut, (1, 1, 1))
+
+
+def test_sinus_prior_on_template(tf_home):
+    from pipeline.templates import get_template_file
+
+    m = nb.load(get_template_file("MNI152NLin2009aSym", 2, desc="brain", suffix="mask"))
+    lab = sinus_prior(np.asarray(m.dataobj), m.affine)
+    xyz = lambda k: (m.affine @ np.c_[np.argwhere(lab == k), np.ones((lab == k).sum())].T)[:3]
+    x, _, z = xyz(1)
+    assert (lab == 1).sum() > 100 and np.all(np.abs(x) < 6) and np.all(z > 5)
+    assert np.all(xyz(2)[0] < 0) and np.all(xyz(3)[0] >= 0)
+    assert not np.any(lab[np.asarray(m.dataobj) > 0])  # outside the brain only
