@@ -183,29 +183,29 @@ def _check_levels(df, column, allowed, path):
                 f"{', '.join(allowed)} (or n/a)")
 
 
+def _read_covariates(path: Path, id_column: str, levels: dict) -> pd.DataFrame:
+    """A covariate table with its id column, checked against the documented levels."""
+    if not path.exists():
+        return pd.DataFrame(columns=[id_column])
+    df = _read_tsv(path)
+    if id_column not in df:
+        raise DataError(f"{path}: no '{id_column}' column")
+    for column, allowed in levels.items():
+        _check_levels(df, column, allowed, path)
+    return df
+
+
 def read_participants(bids_dir, covariates: dict) -> pd.DataFrame:
     """``participants.tsv`` checked against the documented levels; empty if absent."""
-    path = Path(bids_dir) / "participants.tsv"
-    if not path.exists():
-        return pd.DataFrame(columns=["participant_id"])
-    df = _read_tsv(path)
-    if "participant_id" not in df:
-        raise DataError(f"{path}: no 'participant_id' column")
-    _check_levels(df, "group", covariates["groups"], path)
-    return df
+    return _read_covariates(Path(bids_dir) / "participants.tsv", "participant_id",
+                            {"group": covariates["groups"]})
 
 
 def read_sessions(bids_dir, subject: str, covariates: dict) -> pd.DataFrame:
     """``sub-<label>_sessions.tsv`` checked against the documented levels; empty if absent."""
-    path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
-    if not path.exists():
-        return pd.DataFrame(columns=["session_id"])
-    df = _read_tsv(path)
-    if "session_id" not in df:
-        raise DataError(f"{path}: no 'session_id' column")
-    _check_levels(df, "headache_side", covariates["headache_sides"], path)
-    _check_levels(df, "phase", covariates["phases"], path)
-    return df
+    return _read_covariates(
+        Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "session_id",
+        {"headache_side": covariates["headache_sides"], "phase": covariates["phases"]})
 
 
 def session_info(bids_dir, subject: str, session: str | None, covariates: dict) -> dict:

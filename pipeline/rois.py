@@ -51,7 +51,8 @@ def extracerebral_rois(brain_mask, brain_labels, brain_lut: pd.DataFrame, zooms,
     voxels whose nearest labelled brain voxel is in that region, then the sinuses
     (``superior_sagittal_sinus``, ``transverse_sinus`` left/right) from ``sinus_labels``
     (1, 2, 3 as in :func:`sinus_prior`), which are removed from both bands together with a
-    margin of ``sinus_margin_mm`` around them (partial volume of the enhancing blood).
+    margin of ``sinus_margin_mm`` around them (partial volume of the enhancing blood); the
+    margin also takes the brain-edge voxels next to a sinus out of the brain regions.
     """
     brain = np.asarray(brain_mask) > 0
     labels = np.asarray(brain_labels).astype(np.int32)
@@ -96,7 +97,8 @@ def extracerebral_rois(brain_mask, brain_labels, brain_lut: pd.DataFrame, zooms,
         for k, dst in sinus_index.items():
             sel = (sin == k) & ~brain
             if sinus_margin_mm > 0 and sel.any():
+                # the margin reaches into the brain edge too: those voxels hold sinus blood
                 near = ndimage.distance_transform_edt(~sel, sampling=zooms) <= sinus_margin_mm
-                sel = near & ~brain & (dist <= calvarial_mm[1])
+                sel = near & (dist <= calvarial_mm[1])
             out[sel] = dst
     return out, pd.DataFrame(rows, columns=["index", "name", "hemisphere"])

@@ -101,7 +101,8 @@ def test_sinus_and_margin_removed_from_bands():
     sss = table.set_index("name").loc["superior_sagittal_sinus", "index"]
     assert out[19, 19, 31] == sss and out[17, 19, 31] == sss  # 2 mm margin
     assert out[15, 19, 31] != sss
-    assert not np.isin(out[brain], [sss]).any()
+    # brain-edge voxels within the margin are sinus too (partial volume); deeper ones not
+    assert out[19, 19, 29] == sss and out[19, 19, 27] == labels[19, 19, 27]
 
 
 def test_roi_errors():

@@ -11,6 +11,16 @@ from nipype.interfaces.base import (
 )
 
 
+def save_labels(data, affine, path, dtype=np.int16):
+    """Write an integer label image (no intensity scaling)."""
+    import nibabel as nb
+
+    img = nb.Nifti1Image(np.asarray(data).astype(dtype), affine)
+    img.set_data_dtype(dtype)
+    img.to_filename(path)
+    return path
+
+
 class _LobarAtlasInputSpec(BaseInterfaceInputSpec):
     gm_probseg = File(exists=True, mandatory=True)
     wm_probseg = File(exists=True, mandatory=True)
@@ -35,10 +45,9 @@ class LobarAtlas(SimpleInterface):
         gm = nb.load(self.inputs.gm_probseg)
         tissue = gm.get_fdata() + nb.load(self.inputs.wm_probseg).get_fdata()
         labels = lobar_labels(tissue, gm.affine)
-        out = os.path.join(runtime.cwd, "atlas-inflamapLobes_dseg.nii.gz")
-        img = nb.Nifti1Image(labels, gm.affine, gm.header)
-        img.set_data_dtype(np.uint8)
-        img.to_filename(out)
+        out = save_labels(labels, gm.affine,
+                          os.path.join(runtime.cwd, "atlas-inflamapLobes_dseg.nii.gz"),
+                          np.uint8)
         lut = os.path.join(runtime.cwd, "atlas-inflamapLobes_dseg.tsv")
         lobar_lut().to_csv(lut, sep="\t", index=False)
         self._results.update(atlas=out, lut=lut)
@@ -163,10 +172,8 @@ class SinusPrior(SimpleInterface):
         from pipeline.rois import sinus_prior
 
         img = nb.load(self.inputs.brain_mask)
-        out = os.path.join(runtime.cwd, "sinus_prior.nii.gz")
-        lab = nb.Nifti1Image(sinus_prior(np.asarray(img.dataobj), img.affine), img.affine)
-        lab.set_data_dtype(np.uint8)
-        lab.to_filename(out)
+        out = save_labels(sinus_prior(np.asarray(img.dataobj), img.affine), img.affine,
+                          os.path.join(runtime.cwd, "sinus_prior.nii.gz"), np.uint8)
         self._results["out_file"] = out
         return runtime
 
@@ -207,10 +214,8 @@ class ExtracerebralROIs(SimpleInterface):
             np.asarray(mask.dataobj), np.asarray(atlas.dataobj), read_lut(self.inputs.lut),
             mask.header.get_zooms()[:3], sinus, tuple(self.inputs.meningeal_mm),
             tuple(self.inputs.calvarial_mm), self.inputs.sinus_margin_mm)
-        out = os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz")
-        img = nb.Nifti1Image(labels.astype(np.int16), mask.affine)
-        img.set_data_dtype(np.int16)
-        img.to_filename(out)
+        out = save_labels(labels, mask.affine,
+                          os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz"))
         tsv = os.path.join(runtime.cwd, "extracerebral_dseg.tsv")
         lut.to_csv(tsv, sep="\t", index=False)
         self._results.update(out_labels=out, out_lut=tsv)
