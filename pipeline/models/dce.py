@@ -1,0 +1,189 @@
+"""DCE-MRI: variable-flip-angle T1, signal to concentration, Patlak.
+
+Arrays have the sampled dimension last (flip angles or frames): ``(..., n)``; a whole volume
+is one call. Times are seconds, Ktrans/PS is returned in 1/min, concentrations in mM.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .signal import spgr_signal
+
+
+def _check_last_axis(name, arr, n):
+    if arr.shape[-1] != n:
+        raise ValueError(f"{name}: last axis has {arr.shape[-1]} samples, expected {n}")
+
+
+def vfa_t1(signals, flip_angles_deg, tr_s, method: str = "linear", b1=None,
+           n_iter: int = 30):
+    """T1 (s) and M0 from spoiled gradient-echo signals at several flip angles.
+
+    ``linear``: DESPOT1, the regression of ``S/sin(a)`` on ``S/tan(a)`` (slope ``E1``).
+    ``nonlinear``: least squares of the SPGR equation in (M0, R1), Gauss-Newton with
+    Levenberg damping from the linear solution, all voxels at once. ``b1`` scales the
+    nominal flip angles (relative B1, shape ``(...)``). Voxels where the fit is undefined
+    (fewer than two angles with signal, E1 outside (0, 1)) get NaN.
+
+    Returns
+    -------
+    t1_s, m0 : arrays of shape ``(...)``
+    """
+    s = np.asarray(signals, dtype=float)
+    fa = np.asarray(flip_angles_deg, dtype=float)
+    if fa.ndim != 1 or fa.size < 2:
+        raise ValueError("vfa_t1: at least two flip angles are needed")
+    if np.unique(fa).size < 2:
+        raise ValueError("vfa_t1: the flip angles must differ")
+    _check_last_axis("vfa_t1 signals", s, fa.size)
+    if np.ndim(tr_s) != 0 or tr_s <= 0:
+        raise ValueError("vfa_t1: TR must be one positive number of seconds")
+    if method not in ("linear", "nonlinear"):
+        raise ValueError("vfa_t1: method is 'linear' or 'nonlinear'")
+    alpha = np.deg2rad(fa) * (1.0 if b1 is None else np.asarray(b1, float)[..., None])
+    alpha = np.broadcast_to(alpha, s.shape)
+    x = s / np.tan(alpha)
+    y = s / np.sin(alpha)
+    xm, ym = x.mean(-1, keepdims=True), y.mean(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = ((x - xm) * (y - ym)).sum(-1) / ((x - xm) ** 2).sum(-1)
+        intercept = ym[..., 0] - slope * xm[..., 0]
+        ok = (slope > 0) & (slope < 1)
+        r1 = np.where(ok, -np.log(np.where(ok, slope, 0.5)) / tr_s, np.nan)
+        m0 = np.where(ok, intercept / (1 - np.where(ok, slope, 0.5)), np.nan)
+    if method == "nonlinear":
+        r1, m0 = _vfa_nonlinear(s, alpha, tr_s, r1, m0, n_iter)
+    with np.errstate(divide="ignore"):
+        return 1.0 / r1, m0
+
+
+def _vfa_nonlinear(s, alpha, tr, r1, m0, n_iter):
+    good = np.isfinite(r1) & np.isfinite(m0) & (r1 > 0)
+    r1 = np.where(good, r1, 1.0)
+    m0 = np.where(good, m0, np.nanmax(s, axis=-1) * 5)
+    lam = np.full(r1.shape, 1e-3)
+    sa, ca = np.sin(alpha), np.cos(alpha)
+
+    def model(m0, r1):
+        e = np.exp(-tr * r1)[..., None]
+        den = 1 - ca * e
+        return m0[..., None] * sa * (1 - e) / den, e, den
+
+    pred, e, den = model(m0, r1)
+    cost = ((s - pred) ** 2).sum(-1)
+    for _ in range(n_iter):
+        d_m0 = sa * (1 - e) / den
+        # dS/dE = M0 sin(a) (cos(a) - 1) / den^2 ; dE/dR1 = -TR E
+        d_r1 = m0[..., None] * sa * (ca - 1) / den ** 2 * (-tr * e)
+        res = s - pred
+        a11 = (d_m0 ** 2).sum(-1)
+        a22 = (d_r1 ** 2).sum(-1)
+        a12 = (d_m0 * d_r1).sum(-1)
+        g1 = (d_m0 * res).sum(-1)
+        g2 = (d_r1 * res).sum(-1)
+        a11d, a22d = a11 * (1 + lam), a22 * (1 + lam)
+        det = a11d * a22d - a12 ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step_m0 = (a22d * g1 - a12 * g2) / det
+            step_r1 = (a11d * g2 - a12 * g1) / det
+        new_m0, new_r1 = m0 + step_m0, r1 + step_r1
+        valid = np.isfinite(new_m0) & np.isfinite(new_r1) & (new_r1 > 0)
+        new_m0 = np.where(valid, new_m0, m0)
+        new_r1 = np.where(valid, new_r1, r1)
+        npred, ne, nden = model(new_m0, new_r1)
+        ncost = ((s - npred) ** 2).sum(-1)
+        better = valid & (ncost < cost)
+        m0 = np.where(better, new_m0, m0)
+        r1 = np.where(better, new_r1, r1)
+        cost = np.where(better, ncost, cost)
+        lam = np.where(better, lam / 10, lam * 10)
+        pred, e, den = model(m0, r1)
+    r1 = np.where(good, r1, np.nan)
+    return r1, np.where(good, m0, np.nan)
+
+
+def signal_to_concentration(signal, t1_s, flip_angle_deg, tr_s, r1_per_mM_s,
+                            n_baseline: int, skip_first: bool = True):
+    """Gadolinium concentration (mM) from a spoiled gradient-echo time series.
+
+    M0 comes from the mean of the baseline frames ``[1, n_baseline)`` (the first dynamic is
+    not yet at steady state and is left out, as in the OSIPI reference; ``skip_first=False``
+    uses ``[0, n_baseline)``) and the pre-contrast T1; the
+    SPGR equation is then inverted for R1(t) frame by frame and
+    ``C = (R1(t) - R1_0) / r1``. ``signal`` is ``(..., n_frames)``; ``t1_s`` is ``(...)``.
+    Frames whose signal exceeds what any R1 can give (noise at high enhancement) get NaN.
+    """
+    s = np.asarray(signal, dtype=float)
+    t1 = np.asarray(t1_s, dtype=float)
+    first = 1 if skip_first else 0
+    if not first < n_baseline <= s.shape[-1]:
+        raise ValueError(f"signal_to_concentration: n_baseline must be {first + 1}.."
+                         f"{s.shape[-1]}")
+    if r1_per_mM_s <= 0 or tr_s <= 0:
+        raise ValueError("signal_to_concentration: relaxivity and TR must be positive")
+    r10 = 1.0 / t1
+    alpha = np.deg2rad(flip_angle_deg)
+    m0 = s[..., first:n_baseline].mean(-1) / spgr_signal(1.0, r10, flip_angle_deg, tr_s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = s / (m0[..., None] * np.sin(alpha))
+        e = (1 - q) / (1 - q * np.cos(alpha))
+        r1 = np.where((e > 0) & (e < 1), -np.log(e) / tr_s, np.nan)
+    return (r1 - r10[..., None]) / r1_per_mM_s
+
+
+def _cumulative_integral(cp, t_min):
+    steps = np.diff(t_min) * (cp[..., 1:] + cp[..., :-1]) / 2
+    return np.concatenate([np.zeros(cp.shape[:-1] + (1,)), np.cumsum(steps, axis=-1)], -1)
+
+
+def _shift(cp, t_s, delay_s):
+    """``cp(t - delay)`` by linear interpolation (0 before the start)."""
+    return np.interp(t_s - delay_s, t_s, cp, left=0.0)
+
+
+def patlak(ct, cp, t_s, delays_s=None):
+    """Patlak fit ``Ct(t) = vp Cp(t - d) + Ktrans ∫ Cp(u - d) du`` by linear least squares.
+
+    Parameters
+    ----------
+    ct : array (..., n)
+        tissue concentration
+    cp : array (n,)
+        plasma (arterial or venous) input function, on the same time points
+    t_s : array (n,)
+        frame times in seconds, increasing
+    delays_s : sequence of float or None
+        candidate arterial delays (s); the one with the smallest residual is kept per voxel
+        (grid search). None: no delay.
+
+    Returns
+    -------
+    dict with ``ktrans`` (1/min), ``vp``, ``delay_s`` and ``rss`` (residual sum of squares),
+    each of shape ``(...)``.
+    """
+    ct = np.asarray(ct, dtype=float)
+    cp = np.asarray(cp, dtype=float)
+    t = np.asarray(t_s, dtype=float)
+    if t.ndim != 1 or cp.shape != t.shape:
+        raise ValueError("patlak: cp and t_s must be 1-D of the same length")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError("patlak: frame times must increase")
+    _check_last_axis("patlak ct", ct, t.size)
+    flat = ct.reshape(-1, t.size).T  # (n, voxels)
+    best = None
+    for d in (delays_s if delays_s is not None else [0.0]):
+        c = _shift(cp, t, d)
+        design = np.stack([c, _cumulative_integral(c, t / 60.0)], axis=1)  # (n, 2)
+        coef, *_ = np.linalg.lstsq(design, flat, rcond=None)
+        rss = ((flat - design @ coef) ** 2).sum(0)
+        if best is None:
+            best = [coef, rss, np.full(rss.shape, float(d))]
+        else:
+            better = rss < best[1]
+            best[0] = np.where(better, coef, best[0])
+            best[1] = np.where(better, rss, best[1])
+            best[2] = np.where(better, float(d), best[2])
+    shape = ct.shape[:-1]
+    return {"vp": best[0][0].reshape(shape), "ktrans": best[0][1].reshape(shape),
+            "delay_s": best[2].reshape(shape), "rss": best[1].reshape(shape)}
