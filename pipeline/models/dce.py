@@ -187,3 +187,138 @@ def patlak(ct, cp, t_s, delays_s=None):
     shape = ct.shape[:-1]
     return {"vp": best[0][0].reshape(shape), "ktrans": best[0][1].reshape(shape),
             "delay_s": best[2].reshape(shape), "rss": best[1].reshape(shape)}
+
+
+def _exp_convolutions(cp, t_s, keps):
+    """``∫ Cp(u) exp(-kep (t-u)) du`` (t in minutes) for each kep: (n_kep, n)."""
+    from .pharmacokinetics import extended_tofts_concentration
+
+    keps = np.asarray(keps, dtype=float)
+    return extended_tofts_concentration(cp, t_s, np.ones_like(keps), 1.0 / keps,
+                                        np.zeros_like(keps))
+
+
+def _linear_fit(ct, cp, basis, with_vp):
+    """Per voxel, ``ct ≈ vp cp + ktrans basis`` (vp >= 0, ktrans >= 0): coefficients, rss."""
+    bb = basis @ basis
+    bc = ct @ basis
+    k_only = np.maximum(bc / bb, 0.0)
+    if not with_vp:
+        return k_only, np.zeros_like(k_only), ((ct - k_only[:, None] * basis) ** 2).sum(1)
+    pp, pb = cp @ cp, cp @ basis
+    pc = ct @ cp
+    det = pp * bb - pb ** 2
+    vp = (bb * pc - pb * bc) / det
+    kt = (pp * bc - pb * pc) / det
+    neg = (vp < 0) | (kt < 0)
+    vp_only = np.maximum(pc / pp, 0.0)
+    rss_k = ((ct - k_only[:, None] * basis) ** 2).sum(1)
+    rss_v = ((ct - vp_only[:, None] * cp) ** 2).sum(1)
+    use_k = rss_k <= rss_v
+    vp = np.where(neg, np.where(use_k, 0.0, vp_only), vp)
+    kt = np.where(neg, np.where(use_k, k_only, 0.0), kt)
+    rss = ((ct - vp[:, None] * cp - kt[:, None] * basis) ** 2).sum(1)
+    return kt, vp, rss
+
+
+def _tofts_fit(ct, cp, t_s, with_vp, delays_s, n_iter):
+    from .pharmacokinetics import extended_tofts_concentration
+
+    ct = np.asarray(ct, dtype=float)
+    cp = np.asarray(cp, dtype=float)
+    t = np.asarray(t_s, dtype=float)
+    if t.ndim != 1 or cp.shape != t.shape:
+        raise ValueError("tofts: cp and t_s must be 1-D of the same length")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError("tofts: frame times must increase")
+    _check_last_axis("tofts ct", ct, t.size)
+    shape = ct.shape[:-1]
+    flat = ct.reshape(-1, t.size)
+    keps = np.geomspace(1e-3, 10.0, 60)
+    best = None
+    for d in (delays_s if delays_s is not None else [0.0]):
+        c = _shift(cp, t, d)
+        bases = _exp_convolutions(c, t, keps)
+        for kep, basis in zip(keps, bases):
+            kt, vp, rss = _linear_fit(flat, c, basis, with_vp)
+            cand = (kt, np.full(kt.shape, kep), vp, rss, np.full(kt.shape, float(d)))
+            if best is None:
+                best = list(cand)
+            else:
+                better = rss < best[3]
+                best = [np.where(better, a, b) for a, b in zip(cand, best)]
+    kt, kep, vp, rss, delay = best
+    # Levenberg-Marquardt refinement in (Ktrans, log kep, vp) around the grid optimum
+    params = np.stack([kt, np.log(kep), vp], axis=1)
+    free = [0, 1, 2] if with_vp else [0, 1]
+    lam = np.full(len(flat), 1e-2)
+    cps = {float(d): _shift(cp, t, d) for d in np.unique(delay)}
+
+    def model(p):
+        out = np.empty_like(flat)
+        for d, c in cps.items():
+            sel = delay == d
+            q = p[sel]
+            kep_ = np.exp(q[:, 1])
+            out[sel] = extended_tofts_concentration(c, t, q[:, 0], q[:, 0] / kep_, q[:, 2])
+        return out
+
+    pred = model(params)
+    cost = ((flat - pred) ** 2).sum(1)
+    for _ in range(n_iter):
+        jac = []
+        for j in free:
+            h = 1e-6 + 1e-4 * np.abs(params[:, j])
+            p2 = params.copy()
+            p2[:, j] += h
+            jac.append((model(p2) - pred) / h[:, None])
+        jac = np.stack(jac, axis=2)  # (V, n, P)
+        res = flat - pred
+        jtj = np.einsum("vnp,vnq->vpq", jac, jac)
+        jtr = np.einsum("vnp,vn->vp", jac, res)
+        diag = np.einsum("vpp->vp", jtj)
+        a = jtj + lam[:, None, None] * np.einsum("vp,pq->vpq", diag + 1e-12,
+                                                 np.eye(len(free)))
+        try:
+            step = np.linalg.solve(a, jtr[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            break
+        trial = params.copy()
+        trial[:, free] += step
+        trial[:, 0] = np.maximum(trial[:, 0], 0.0)
+        trial[:, 2] = np.clip(trial[:, 2], 0.0, 1.0)
+        trial[:, 1] = np.clip(trial[:, 1], np.log(1e-4), np.log(50.0))
+        tpred = model(trial)
+        tcost = ((flat - tpred) ** 2).sum(1)
+        better = tcost < cost
+        params = np.where(better[:, None], trial, params)
+        pred = np.where(better[:, None], tpred, pred)
+        cost = np.where(better, tcost, cost)
+        lam = np.where(better, lam / 5, lam * 5)
+    kt, kep, vp = params[:, 0], np.exp(params[:, 1]), params[:, 2]
+    ve = np.where(kt > 0, kt / kep, np.nan)
+    out = {"ktrans": kt, "ve": ve, "kep": kep, "delay_s": delay, "rss": cost}
+    if with_vp:
+        out["vp"] = vp
+    return {k: v.reshape(shape) for k, v in out.items()}
+
+
+def tofts(ct, cp, t_s, delays_s=None, n_iter: int = 30):
+    """Standard Tofts fit ``Ct = Ktrans ∫ Cp(u) exp(-kep (t-u)) du``, ``ve = Ktrans/kep``.
+
+    A grid over kep (60 values, 0.001–10 /min) with the linear least-squares Ktrans at each
+    gives a global start for every voxel; Levenberg–Marquardt then refines (Ktrans, kep).
+    ``delays_s``: candidate delays of the input function (grid search), None for none.
+
+    Returns a dict of ``ktrans`` (1/min), ``ve``, ``kep`` (1/min), ``delay_s``, ``rss``.
+    """
+    return _tofts_fit(ct, cp, t_s, False, delays_s, n_iter)
+
+
+def extended_tofts(ct, cp, t_s, delays_s=None, n_iter: int = 30):
+    """Extended Tofts fit ``Ct = vp Cp + Ktrans ∫ Cp(u) exp(-kep (t-u)) du``.
+
+    Same strategy as :func:`tofts` with vp >= 0 in the linear step and the refinement.
+    Returns a dict of ``ktrans`` (1/min), ``ve``, ``vp``, ``kep``, ``delay_s``, ``rss``.
+    """
+    return _tofts_fit(ct, cp, t_s, True, delays_s, n_iter)
