@@ -97,12 +97,14 @@ def test_sidecars_record_provenance(demo_run):
     assert tpl.shape == ref.shape and np.allclose(tpl.affine, ref.affine)
 
 
-def test_methods_boilerplate_names_the_steps(demo_run):
-    """The workflow descriptions (methods boilerplate) mention what ran."""
-    from workflows.gadolinium import init_gadolinium_wf
+def test_methods_boilerplate_names_the_steps(tf_home):
+    """The workflow description (methods boilerplate) names the steps that run."""
     from pipeline.config import default_config
+    from pipeline.templates import get_template_file
+    from workflows.gadolinium import init_gadolinium_wf
 
-    wf = init_gadolinium_wf(AGENT, "MNI152NLin2009aSym", "/tmp/t.nii.gz",
+    tpl = str(get_template_file("MNI152NLin2009aSym", 2, desc="brain", suffix="T1w"))
+    wf = init_gadolinium_wf(AGENT, "MNI152NLin2009aSym", tpl,
                             default_config()["gadolinium"], "sub-01", "ses-01")
     desc = wf.__desc__
     for word in ("bias field", "antsRegistration", "reference-tissue", "percent enhancement",
