@@ -83,7 +83,7 @@ def main():
         t0 = time.perf_counter()
         lp = loop(ct[idx].astype(float), cp, t)
         l_rate = args.sample / (time.perf_counter() - t0)
-        kt_loop = lp[:, 1] if name == "patlak" else lp[:, 0]
+        kt_loop = lp[:, 0]  # both loops return Ktrans first
         err_vec = np.median(np.abs(kt_hat[idx] - kt[idx]))
         err_loop = np.median(np.abs(kt_loop - kt[idx]))
         results[name] = v_rate / l_rate

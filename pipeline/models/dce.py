@@ -132,6 +132,19 @@ def signal_to_concentration(signal, t1_s, flip_angle_deg, tr_s, r1_per_mM_s,
     return (r1 - r10[..., None]) / r1_per_mM_s
 
 
+def _check_curves(name, ct, cp, t_s):
+    """Validated float arrays ``ct (..., n)``, ``cp (n,)``, ``t (n,)``."""
+    ct = np.asarray(ct, dtype=float)
+    cp = np.asarray(cp, dtype=float)
+    t = np.asarray(t_s, dtype=float)
+    if t.ndim != 1 or cp.shape != t.shape:
+        raise ValueError(f"{name}: cp and t_s must be 1-D of the same length")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError(f"{name}: frame times must increase")
+    _check_last_axis(f"{name} ct", ct, t.size)
+    return ct, cp, t
+
+
 def _cumulative_integral(cp, t_min):
     steps = np.diff(t_min) * (cp[..., 1:] + cp[..., :-1]) / 2
     return np.concatenate([np.zeros(cp.shape[:-1] + (1,)), np.cumsum(steps, axis=-1)], -1)
@@ -162,14 +175,7 @@ def patlak(ct, cp, t_s, delays_s=None):
     dict with ``ktrans`` (1/min), ``vp``, ``delay_s`` and ``rss`` (residual sum of squares),
     each of shape ``(...)``.
     """
-    ct = np.asarray(ct, dtype=float)
-    cp = np.asarray(cp, dtype=float)
-    t = np.asarray(t_s, dtype=float)
-    if t.ndim != 1 or cp.shape != t.shape:
-        raise ValueError("patlak: cp and t_s must be 1-D of the same length")
-    if np.any(np.diff(t) <= 0):
-        raise ValueError("patlak: frame times must increase")
-    _check_last_axis("patlak ct", ct, t.size)
+    ct, cp, t = _check_curves("patlak", ct, cp, t_s)
     flat = ct.reshape(-1, t.size).T  # (n, voxels)
     best = None
     for d in (delays_s if delays_s is not None else [0.0]):
@@ -224,14 +230,7 @@ def _linear_fit(ct, cp, basis, with_vp):
 def _tofts_fit(ct, cp, t_s, with_vp, delays_s, n_iter):
     from .pharmacokinetics import extended_tofts_concentration
 
-    ct = np.asarray(ct, dtype=float)
-    cp = np.asarray(cp, dtype=float)
-    t = np.asarray(t_s, dtype=float)
-    if t.ndim != 1 or cp.shape != t.shape:
-        raise ValueError("tofts: cp and t_s must be 1-D of the same length")
-    if np.any(np.diff(t) <= 0):
-        raise ValueError("tofts: frame times must increase")
-    _check_last_axis("tofts ct", ct, t.size)
+    ct, cp, t = _check_curves("tofts", ct, cp, t_s)
     shape = ct.shape[:-1]
     flat = ct.reshape(-1, t.size)
     keps = np.geomspace(1e-3, 10.0, 60)
