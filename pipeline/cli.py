@@ -250,11 +250,15 @@ def run_participant(args, settings, layout, work) -> int:
     return 0
 
 
-def _status_callback(subject):
-    def callback(node, status):
+class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
+    """Progress line for every finished step of a participant."""
+
+    def __init__(self, subject):
+        self.subject = subject
+
+    def __call__(self, node, status):
         if status == "end":
-            _progress(f"sub-{subject}: finished {node.fullname}")
-    return callback
+            _progress(f"sub-{self.subject}: finished {node.fullname}")
 
 
 def main(argv=None) -> int:

