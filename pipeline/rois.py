@@ -23,8 +23,10 @@ def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
     """Template-space labels of the dural sinuses (1 SSS, 2 left and 3 right transverse).
 
     Superior sagittal sinus: within 6 mm of the midline, above z = 5 mm and in front of
-    y = -100 mm; transverse sinuses: lateral to |x| = 8 mm, behind y = -75 mm and between
-    z = -32 and -8 mm; both within ``max_distance_mm`` outside the brain.
+    y = -115 mm, and the confluence of sinuses (|x| < 12, behind y = -90, z from -20 to 5 mm,
+    labelled with the sagittal sinus); transverse sinuses: lateral to |x| = 8 mm, behind
+    y = -75 mm and between z = -32 and -8 mm; all within ``max_distance_mm`` outside the
+    brain.
     """
     brain = np.asarray(brain_mask) > 0
     zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
@@ -34,7 +36,8 @@ def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
     x, y, z = (c.reshape(brain.shape) for c in (x, y, z))
     shell = ~brain & (dist <= max_distance_mm)
     out = np.zeros(brain.shape, np.uint8)
-    out[shell & (np.abs(x) < 6) & (z > 5) & (y > -100)] = 1
+    out[shell & (np.abs(x) < 6) & (z > 5) & (y > -115)] = 1
+    out[shell & (np.abs(x) < 12) & (y < -90) & (z > -20) & (z <= 5)] = 1  # confluence
     trans = shell & (np.abs(x) > 8) & (y < -75) & (z > -32) & (z < -8)
     out[trans & (x < 0)] = 2
     out[trans & (x >= 0)] = 3

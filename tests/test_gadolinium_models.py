@@ -120,7 +120,10 @@ def test_sinus_prior_on_template(tf_home):
     m = nb.load(get_template_file("MNI152NLin2009aSym", 2, desc="brain", suffix="mask"))
     lab = sinus_prior(np.asarray(m.dataobj), m.affine)
     xyz = lambda k: (m.affine @ np.c_[np.argwhere(lab == k), np.ones((lab == k).sum())].T)[:3]
-    x, _, z = xyz(1)
-    assert (lab == 1).sum() > 100 and np.all(np.abs(x) < 6) and np.all(z > 5)
+    x, y, z = xyz(1)
+    assert (lab == 1).sum() > 100
+    sagittal = z > 5
+    assert np.all(np.abs(x[sagittal]) < 6)
+    assert np.all((np.abs(x[~sagittal]) < 12) & (y[~sagittal] < -90))  # confluence
     assert np.all(xyz(2)[0] < 0) and np.all(xyz(3)[0] >= 0)
     assert not np.any(lab[np.asarray(m.dataobj) > 0])  # outside the brain only

@@ -130,7 +130,7 @@ the fit residual, brought to *{template}* space.
         times=meta["times"], flip_angle=meta["flip_angle"], tr=meta["tr"],
         n_baseline=meta["n_baseline"], relaxivity=settings["relaxivity"],
         hematocrit=settings["hematocrit"], model=settings["model"],
-        vif_voxels=settings["vif_voxels"],
+        vif_roi=settings["vif_roi"], vif_voxels=settings["vif_voxels"],
         vif_min_peak_fraction=settings["vif_min_peak_fraction"],
         delays_s=[float(d) for d in settings["delays_s"]]), name="fit", mem_gb=2.0)
     regional_wf = init_regional_wf(participant_id, session_id, "dce", "Ktrans",

@@ -390,6 +390,10 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                                      1 / tissue_param(t, "t1") + R1_GAD * conc,
                                      DCE["fa"], DCE["tr"])
             # truth on the DCE grid: partial-volume weighted Ktrans and vp of the voxel
+            base_kt = sum(fr[t] * tissue_param(t, "ktrans") for t in TISSUES)
+            eff_kt = sum(fr[t] * voxel_param(t, "ktrans", dshape, masks) for t in TISSUES)
+            _save(eff_kt - base_kt, daff, truth_dir / pid / ses /
+                  f"{stem}_ce-{GAD_AGENT}_desc-effect_Ktrans.nii.gz", dtype=np.float32)
             for pname in ("ktrans", "vp"):
                 true_map = sum(fr[t] * voxel_param(t, pname, dshape, masks) for t in TISSUES)
                 _save(true_map, daff, truth_dir / pid / ses /

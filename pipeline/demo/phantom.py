@@ -81,9 +81,11 @@ def build_phantom(brain_mask, gm, wm, affine) -> Phantom:
     # Dural venous sinuses: superior sagittal (midline, above the brain) and transverse.
     x, y, z = _mm_grid(brain.shape, affine)
     shell = outside & (dist > 0.0) & (dist <= 5.5)
-    sss = shell & (np.abs(x) < 4.5) & (z > 5) & (y > -100)
+    sss = shell & (np.abs(x) < 4.5) & (z > 5) & (y > -112)
+    # confluence of sinuses (torcular Herophili) at the internal occipital protuberance
+    confluence = shell & (np.abs(x) < 10) & (y < -92) & (z > -18) & (z <= 5)
     transverse = shell & (np.abs(x) > 8) & (y < -75) & (z > -32) & (z < -8)
-    sinus = sss | transverse
+    sinus = sss | confluence | transverse
     for t in TISSUES:
         frac[t][sinus] = 0.0
     frac["blood"][sinus] = 1.0
