@@ -181,8 +181,10 @@ def patlak(ct, cp, t_s, delays_s=None):
     for d in (delays_s if delays_s is not None else [0.0]):
         c = _shift(cp, t, d)
         design = np.stack([c, _cumulative_integral(c, t / 60.0)], axis=1)  # (n, 2)
-        coef, *_ = np.linalg.lstsq(design, flat, rcond=None)
-        rss = ((flat - design @ coef) ** 2).sum(0)
+        # closed-form least squares (2 unknowns): (D'D)^-1 D'y for all voxels at once
+        coef = np.linalg.solve(design.T @ design, design.T @ flat)
+        rss = (flat * flat).sum(0) - (coef * (design.T @ flat)).sum(0)
+        rss = np.maximum(rss, 0.0)
         if best is None:
             best = [coef, rss, np.full(rss.shape, float(d))]
         else:
