@@ -217,3 +217,76 @@ def session_info(bids_dir, subject: str, session: str | None, covariates: dict) 
     if row.empty:
         return {}
     return {k: (None if pd.isna(v) else v) for k, v in row.iloc[0].to_dict().items()}
+
+
+def carried_covariates(bids_dir, subject: str, session: str | None, covariates: dict,
+                       columns) -> dict:
+    """Values of ``columns`` for one participant and session, for the regional tables.
+
+    A column is looked up in the session's ``sessions.tsv`` row first, then in the
+    participant's ``participants.tsv`` row; absent or n/a gives ``"n/a"``.
+    """
+    row = dict(session_info(bids_dir, subject, session, covariates))
+    parts = read_participants(bids_dir, covariates)
+    if "participant_id" in parts:
+        prow = parts[parts["participant_id"] == f"sub-{subject}"]
+        if len(prow):
+            for k, v in prow.iloc[0].to_dict().items():
+                if row.get(k) is None and not pd.isna(v):
+                    row[k] = v
+    return {c: ("n/a" if row.get(c) is None else row[c]) for c in columns}
+
+
+def uspio_pairs(files_by_session: dict, agent_class, session_rows: dict | None = None,
+                pre_column: str = "uspio_pre_session") -> list[dict]:
+    """Pair every post-iron-oxide MEGRE series with its pre-infusion series.
+
+    The rule, in order:
+
+    1. the post session's ``sessions.tsv`` row names the pre session in ``pre_column``
+       (``ses-<label>`` or ``<label>``);
+    2. the same session has a MEGRE series without ``ce-`` (pre and post on one day);
+    3. the latest earlier session (in label order) with such a series (ferumoxytol is usually
+       imaged ~24 h after a baseline scan, as a session of its own).
+
+    Parameters
+    ----------
+    files_by_session : dict
+        session label (None without sessions) → :func:`collect_session` output, in order
+    agent_class : callable
+        agent label → class (``iron_oxide`` is paired)
+    session_rows : dict or None
+        session label → its ``sessions.tsv`` row (dict)
+
+    Returns
+    -------
+    list of ``{"agent", "session", "post", "pre_session", "pre"}``.
+    """
+    session_rows = session_rows or {}
+    order = list(files_by_session)
+    pairs = []
+    for i, ses in enumerate(order):
+        for agent, post in files_by_session[ses]["megre_ce"]:
+            if agent_class(agent) != "iron_oxide":
+                continue
+            named = session_rows.get(ses, {}).get(pre_column)
+            if named:
+                pre_ses = str(named).removeprefix("ses-")
+                if pre_ses not in files_by_session or not files_by_session[pre_ses]["megre"]:
+                    raise DataError(
+                        f"{post[0]}: sessions.tsv column '{pre_column}' names ses-{pre_ses} as "
+                        "the pre-infusion session, but it has no echo-<n>_MEGRE series "
+                        "without ce-; fix the column or add the series")
+            elif files_by_session[ses]["megre"]:
+                pre_ses = ses
+            else:
+                earlier = [s for s in order[:i] if files_by_session[s]["megre"]]
+                if not earlier:
+                    raise InputMissingError(
+                        f"{post[0]}: no pre-infusion MEGRE series for this post-{agent} series; "
+                        "add echo-<n>_MEGRE images without ce- in this or an earlier session, "
+                        f"or name the session in the sessions.tsv column '{pre_column}'")
+                pre_ses = earlier[-1]
+            pairs.append({"agent": agent, "session": ses, "post": list(post),
+                          "pre_session": pre_ses, "pre": list(files_by_session[pre_ses]["megre"])})
+    return pairs

@@ -73,3 +73,13 @@ def test_dce_sidecars(demo_run):
     t1 = nb.load(f"{f}_T1map.nii.gz").get_fdata()
     wm = np.nanmedian(t1[(t1 > 0.6) & (t1 < 1.1)])
     assert abs(wm - 0.85) < 0.1  # white-matter T1 of the phantom (s)
+    # T1 and the fit residual also in template space, on the template grid
+    tpl = demo_run["out"] / "sub-01" / "ses-01" / "anat" / (
+        f"sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
+    for name in (f"{f.name}_space-MNI152NLin2009aSym_T1map",
+                 f"{f.name}_space-MNI152NLin2009aSym_desc-fit_residual"):
+        img = nb.load(f.parent / f"{name}.nii.gz")
+        assert img.shape == nb.load(tpl).shape
+        assert json.loads((f.parent / f"{name}.json").read_text())["Units"] in ("s", "mM")
+    t1_tpl = nb.load(f.parent / f"{f.name}_space-MNI152NLin2009aSym_T1map.nii.gz").get_fdata()
+    assert abs(np.nanmedian(t1_tpl[(t1_tpl > 0.6) & (t1_tpl < 1.1)]) - 0.85) < 0.1

@@ -8,6 +8,8 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from pipeline.atlas import BUILTIN
+
 from .utils import listify
 
 
@@ -21,7 +23,7 @@ def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None)
         "gm_probseg": get_template_file(template, resolution, label="GM", suffix="probseg"),
         "wm_probseg": get_template_file(template, resolution, label="WM", suffix="probseg"),
     }
-    if atlas != "inflamapLobes":
+    if atlas not in BUILTIN:
         files["atlas"] = get_template_file(template, resolution, atlas=atlas, desc=atlas_desc,
                                            suffix="dseg", extension=".nii.gz")
         files["atlas_lut"] = get_template_file(template, None, atlas=atlas, desc=atlas_desc,
@@ -167,9 +169,9 @@ space brought to the T1w), which were excluded from both bands.
     atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
                                            num_threads=omp_nthreads),
                            name="atlas_to_t1w", mem_gb=mem_gb)
-    if atlas == "inflamapLobes":
+    if atlas in BUILTIN:
         atlas_src = pe.Node(LobarAtlas(gm_probseg=template_files["gm_probseg"],
-                                       wm_probseg=template_files["wm_probseg"]),
+                                       wm_probseg=template_files["wm_probseg"], atlas=atlas),
                             name="lobar_atlas")
     else:
         atlas_src = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name="tf_atlas")

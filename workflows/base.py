@@ -57,7 +57,8 @@ def init_single_subject_wf(subject: str, settings, template_files: dict, layout,
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-    from pipeline.bids import collect_session, session_info, sessions_of
+    from pipeline.bids import (carried_covariates, collect_session, session_info, sessions_of,
+                               uspio_pairs)
     from pipeline.errors import InputMissingError
     from pipeline.interfaces.regional import NormalizeToMedian
 
@@ -75,13 +76,20 @@ Results included in this manuscript come from processing performed with *inflama
 (participant `sub-{subject}`).
 """
     sessions = sessions_of(layout, subject, settings.execution.session_label)
-    n_t1w = 0
+    # every session's files (a selected post-ferumoxytol session may pair with another one)
+    all_files = {ses: collect_session(layout, subject, ses, settings.execution.bids_filters)
+                 for ses in sessions_of(layout, subject)}
+    anat_of, info_of = {}, {}
     for ses in sessions:
-        files = collect_session(layout, subject, ses, settings.execution.bids_filters)
+        files = all_files[ses]
         if files["t1w"] is None:
             continue
-        n_t1w += 1
         info = session_info(settings.execution.bids_dir, subject, ses, cfg["covariates"])
+        info_of[ses] = info
+        info["carry"] = carried_covariates(settings.execution.bids_dir, subject, ses,
+                                           cfg["covariates"], cfg["regional"]["carry_columns"])
+        tables = dict(headache_side=info.get("headache_side"), covariates=info["carry"],
+                      min_voxels=cfg["regional"]["min_voxels"])
         pid, sid = f"sub-{subject}", (f"ses-{ses}" if ses else "n/a")
         tag = f"ses_{ses}" if ses else "nosession"
         t1w = files["t1w"]
@@ -89,11 +97,11 @@ Results included in this manuscript come from processing performed with *inflama
                                omp_nthreads=settings.nipype.omp_nthreads,
                                name=f"anat_{tag}_wf")
         anat_wf.inputs.inputnode.t1w = t1w
+        anat_of[ses] = (anat_wf, t1w)
         norm = pe.Node(NormalizeToMedian(), name=f"nt1w_{tag}")
         regional_wf = init_regional_wf(
-            participant_id=pid, session_id=sid, modality="anat", metric="nT1w",
-            headache_side=info.get("headache_side"),
-            min_voxels=cfg["regional"]["min_voxels"], name=f"regional_nt1w_{tag}_wf")
+            participant_id=pid, session_id=sid, modality="anat", metric="nT1w", **tables,
+            name=f"regional_nt1w_{tag}_wf")
         workflow.connect([
             (anat_wf, norm, [("outputnode.t1w_preproc", "in_file"),
                              ("outputnode.t1w_mask", "mask")]),
@@ -138,8 +146,7 @@ Results included in this manuscript come from processing performed with *inflama
                 continue
             gcfg = cfg["gadolinium"]
             gad_wf = init_gadolinium_wf(
-                agent, template, template_files["template"], gcfg, pid, sid,
-                headache_side=info.get("headache_side"),
+                agent, template, template_files["template"], gcfg, pid, sid, **tables,
                 omp_nthreads=settings.nipype.omp_nthreads, name=f"gad_{agent}_{tag}_wf")
             gad_wf.inputs.inputnode.post = post
             workflow.connect([
@@ -190,10 +197,22 @@ Results included in this manuscript come from processing performed with *inflama
                     "session")
             _add_dce(workflow, settings, layout, anat_wf, agent, dce, files["vfa"], t1w,
                      template, template_files, atlas, pid, sid, info, tag)
-    if n_t1w == 0:
+    if not anat_of:
         raise InputMissingError(
             f"{Path(settings.execution.bids_dir) / ('sub-' + subject)}: no pre-contrast T1w "
             "(sub-<label>[_ses-<label>]_T1w.nii.gz) found; every session needs one")
+    rows = {ses: session_info(settings.execution.bids_dir, subject, ses, cfg["covariates"])
+            for ses in all_files}
+    pre_done = set()
+    for pair in uspio_pairs(all_files, settings.agent_class, rows,
+                            cfg["uspio"]["pre_session_column"]):
+        if pair["session"] not in anat_of:
+            continue  # post session not selected (or without T1w: nothing to report on)
+        # ROIs and the reference grid come from the pre session (its T1w if processed)
+        anat_wf, t1w = anat_of.get(pair["pre_session"], anat_of[pair["session"]])
+        _add_uspio(workflow, settings, layout, anat_wf, t1w, pair, template, template_files,
+                   info_of[pair["session"]], sink_pre=pair["pre"][0] not in pre_done)
+        pre_done.add(pair["pre"][0])
     return workflow
 
 
@@ -221,8 +240,12 @@ def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, te
     if max(trs) - min(trs) > 1e-6:
         raise DataError(f"{vfa_files[0]}: the VFA images have different RepetitionTimeExcitation")
     dcfg = settings.workflow["dce"]
+    vif_mask = _vif_mask(dcfg.get("vif_mask"), settings.execution.bids_dir, pid, sid, dce)
     dce_wf = init_dce_wf(agent, meta, angles, trs[0], template, template_files["template"],
                          dcfg, pid, sid, headache_side=info.get("headache_side"),
+                         covariates=info["carry"],
+                         min_voxels=settings.workflow["regional"]["min_voxels"],
+                         vif_mask=vif_mask,
                          omp_nthreads=settings.nipype.omp_nthreads,
                          name=f"dce_{agent}_{tag}_wf")
     dce_wf.inputs.inputnode.dce = dce
@@ -240,12 +263,16 @@ def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, te
         specs.append((f"outputnode.{key}", suffix, {}, {**meta_d, "Units": unit}))
         specs.append((f"outputnode.{key}_tpl", suffix, {"space": template},
                       {**meta_d, "Units": unit}))
+    t1_meta = {**meta_d, "Units": "s", "Method": "VFA (DESPOT1)"}
+    res_meta = {**meta_d, "Description": "root-mean-square fit residual", "Units": "mM"}
     specs += [
-        ("outputnode.t1", "T1map", {}, {**meta_d, "Units": "s", "Method": "VFA (DESPOT1)"}),
-        ("outputnode.residual", "residual", {"desc": "fit"},
-         {**meta_d, "Description": "root-mean-square fit residual", "Units": "mM"}),
+        ("outputnode.t1", "T1map", {}, t1_meta),
+        ("outputnode.t1_tpl", "T1map", {"space": template}, t1_meta),
+        ("outputnode.residual", "residual", {"desc": "fit"}, res_meta),
+        ("outputnode.residual_tpl", "residual", {"space": template, "desc": "fit"}, res_meta),
         ("outputnode.vif", "timeseries", {"desc": "vif"},
-         {**meta_d, "Description": "venous input function from the superior sagittal sinus",
+         {**meta_d, "Description": "venous input function from "
+          + (f"the user mask {vif_mask}" if vif_mask else "the superior sagittal sinus"),
           "Columns": ["time_s", "blood_mM", "plasma_mM"]}),
         ("outputnode.dce2t1w_xfm", "xfm", {"from": "dce", "to": "T1w", "mode": "image"},
          {**meta_d, "Type": "rigid"}),
@@ -255,3 +282,131 @@ def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, te
     ]
     _sinks(workflow, settings, dce, dce_wf, specs, prefix=f"dce_{agent}_{tag}",
            extra_sources=list(vfa_files) + [t1w], meta_from=(dce_wf, "outputnode.provenance"))
+
+
+def _vif_mask(pattern, bids_dir, pid, sid, dce):
+    """The user's input-function mask for this series, or None (``dce.vif_mask`` unset).
+
+    ``pattern`` may hold ``{subject}`` and ``{session}`` (labels without prefix); a relative
+    path is taken from the BIDS root. The mask must lie on the grid of the DCE series.
+    """
+    import nibabel as nb
+    import numpy as np
+
+    from pipeline.errors import DataError, InputMissingError
+
+    if not pattern:
+        return None
+    path = Path(str(pattern).format(subject=pid[4:], session=sid[4:] if sid != "n/a" else ""))
+    if not path.is_absolute():
+        path = Path(bids_dir) / path
+    if not path.is_file():
+        raise InputMissingError(f"{path}: input-function mask (dce.vif_mask) not found; draw "
+                                "it on the DCE grid or unset dce.vif_mask to use the sinus")
+    try:
+        mask, ref = nb.load(path), nb.load(dce)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise DataError(f"{path}: cannot read the input-function mask ({exc})") from None
+    if mask.shape[:3] != ref.shape[:3] or not np.allclose(mask.affine, ref.affine, atol=1e-3):
+        raise DataError(f"{path}: input-function mask grid {mask.shape[:3]} differs from the DCE "
+                        f"series {dce} ({ref.shape[:3]}); draw it on the DCE grid")
+    if not np.any(np.asarray(mask.dataobj) > 0):
+        raise DataError(f"{path}: input-function mask is empty")
+    return str(path)
+
+
+def _add_uspio(workflow, settings, layout, anat_wf, t1w, pair, template, template_files, info,
+               sink_pre=True):
+    """The USPIO workflow of one pre/post MEGRE pair, connected to the anatomy, and sinks."""
+    from pipeline.metadata import megre_metadata
+
+    from .uspio import init_uspio_wf
+
+    ucfg = settings.workflow["uspio"]
+    subject = Path(pair["post"][0]).name.split("_")[0][4:]
+    pid = f"sub-{subject}"
+    ses, pre_ses = pair["session"], pair["pre_session"]
+    sid = f"ses-{ses}" if ses else "n/a"
+    tag = f"ses_{ses}" if ses else "nosession"
+    series = {}
+    for key in ("pre", "post"):
+        meta = megre_metadata([layout.get_metadata(f) for f in pair[key]], pair[key],
+                              min_echoes=ucfg["min_echoes"])
+        series[key] = ([pair[key][i] for i in meta.order], meta.echo_times_s.tolist())
+    files = dict(template_files)
+    if ucfg["atlas"] != "inflamapTerritories":
+        from pipeline.templates import get_template_file
+
+        tpl = settings.workflow["anat"]
+        files["uspio_atlas"] = str(get_template_file(
+            template, tpl["template_resolution"], atlas=ucfg["atlas"],
+            desc=ucfg["atlas_desc"], suffix="dseg", extension=".nii.gz"))
+        files["uspio_atlas_lut"] = str(get_template_file(
+            template, None, atlas=ucfg["atlas"], desc=ucfg["atlas_desc"], suffix="dseg",
+            extension=".tsv"))
+    wf = init_uspio_wf(
+        pair["agent"], series["pre"][1], series["post"][1], template, files, ucfg, pid, sid,
+        pre_session=(f"ses-{pre_ses}" if pre_ses != ses else None),
+        headache_side=info.get("headache_side"), covariates=info["carry"],
+        min_voxels=settings.workflow["regional"]["min_voxels"],
+        omp_nthreads=settings.nipype.omp_nthreads, name=f"uspio_{pair['agent']}_{tag}_wf")
+    wf.inputs.inputnode.pre_echoes = series["pre"][0]
+    wf.inputs.inputnode.post_echoes = series["post"][0]
+    workflow.connect([
+        (anat_wf, wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                       ("outputnode.rois_native", "inputnode.rois"),
+                       ("outputnode.rois_lut", "inputnode.rois_lut"),
+                       ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm"),
+                       ("outputnode.tpl2anat_xfm", "inputnode.tpl2anat_xfm")]),
+    ])  # fmt:skip
+    bids = settings.execution.bids_dir
+    pre_ref = Path(series["pre"][0][0]).relative_to(bids).as_posix()
+    meta = {"ContrastAgent": pair["agent"], "AgentClass": "iron_oxide",
+            "PreSession": f"ses-{pre_ses}" if pre_ses else "n/a",
+            "SpatialReference": f"bids:raw:{pre_ref}"}
+    atlas, roi_atlas = ucfg["atlas"], settings.workflow["anat"]["atlas"]
+    post_src = series["post"][0][0]  # derivatives are named after the post series
+    fit = {"FitModel": "monoexponential", "FitMethod": ucfg["fit"],
+           "MinEchoes": ucfg["min_echoes"]}
+    specs = [
+        ("outputnode.dr2star", "dR2star", {}, {**meta, **fit, "Units": "1/s",
+         "Description": "R2*post - R2*pre on the pre-infusion grid (valid fits only)"}),
+        ("outputnode.dr2star_tpl", "dR2star", {"space": template}, {**meta, "Units": "1/s"}),
+        ("outputnode.r2star_post", "R2starmap", {}, {**meta, **fit, "Units": "1/s",
+         "Description": "post-infusion R2*, resampled once onto the pre-infusion grid"}),
+        ("outputnode.r2star_post_tpl", "R2starmap", {"space": template},
+         {**meta, "Units": "1/s"}),
+        ("outputnode.nrmse_post", "residual", {"desc": "fit"}, {**meta, **fit,
+         "Description": "fit residual RMS / S0 of the post series (its own grid)",
+         "Units": "fraction"}),
+        ("outputnode.post2pre_xfm", "xfm", {"from": "post", "to": "pre", "mode": "image"},
+         {**meta, "Type": "rigid"}),
+        ("outputnode.territories", "dseg", {"atlas": atlas}, {**meta, "Atlas": atlas,
+         "Description": "vascular-territory atlas on the pre-infusion MEGRE grid"}),
+        ("outputnode.territories_lut", "dseg", {"atlas": atlas}, None),
+        ("outputnode.regions_territories", "regions", {"atlas": atlas, "desc": "dR2star"},
+         {**meta, "Atlas": atlas, "HeadacheSide": info.get("headache_side"),
+          "Description": "per-ROI dR2star (1/s): vascular territories, vessels, pons, "
+                         "thalamus; ipsi/contra/AI rows for a lateral headache"}),
+        ("outputnode.regions_rois", "regions", {"atlas": roi_atlas, "desc": "dR2star"},
+         {**meta, "Atlas": roi_atlas, "HeadacheSide": info.get("headache_side"),
+          "Description": "per-ROI dR2star (1/s): atlas regions, meningeal and calvarial "
+                         "bands, dural sinuses"}),
+    ]
+    _sinks(workflow, settings, post_src, wf, specs, prefix=f"uspio_{pair['agent']}_{tag}",
+           extra_sources=list(series["pre"][0]) + [t1w],
+           meta_from=(wf, "outputnode.provenance_post"))
+    # the pre series' own maps, named after it (they may belong to another session)
+    pre_specs = [
+        ("outputnode.r2star_pre", "R2starmap", {}, {**fit, "Units": "1/s"}),
+        ("outputnode.r2star_pre_tpl", "R2starmap", {"space": template}, {**fit, "Units": "1/s"}),
+        ("outputnode.nrmse_pre", "residual", {"desc": "fit"}, {**fit, "Units": "fraction",
+         "Description": "fit residual RMS / S0"}),
+        ("outputnode.pre2t1w_xfm", "xfm", {"from": "MEGRE", "to": "T1w", "mode": "image"},
+         {"Type": "rigid", "SpatialReference": f"bids:raw:{Path(t1w).relative_to(bids)}"}),
+    ]
+    if not sink_pre:  # already written for another post series paired with it
+        return
+    _sinks(workflow, settings, series["pre"][0][0], wf, pre_specs,
+           prefix=f"uspio_pre_{pair['agent']}_{tag}", extra_sources=[t1w],
+           meta_from=(wf, "outputnode.provenance_pre"))

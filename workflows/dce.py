@@ -10,24 +10,10 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def _rigid(settings, omp_nthreads, **kwargs):
-    """A rigid, mutual-information antsRegistration node's interface (in-process)."""
-    from pipeline.interfaces.ants import Registration
-
-    return Registration(
-        dimension=3, transforms=["Rigid"], transform_parameters=[(0.1,)], metric=["MI"],
-        metric_weight=[1.0], radius_or_number_of_bins=[32], sampling_strategy=["Regular"],
-        sampling_percentage=[0.25], number_of_iterations=[settings["iterations"]],
-        shrink_factors=[settings["shrink_factors"]],
-        smoothing_sigmas=[settings["smoothing_sigmas"]], sigma_units=["vox"],
-        convergence_threshold=[1e-6], convergence_window_size=[10],
-        winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
-        collapse_output_transforms=True, float=True, num_threads=omp_nthreads, **kwargs)
-
-
 def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
                 template: str, template_file: str, settings: dict, participant_id: str,
-                session_id: str, headache_side=None, omp_nthreads: int = 1,
+                session_id: str, headache_side=None, covariates=None, min_voxels: int = 1,
+                vif_mask=None, omp_nthreads: int = 1,
                 name: str = "dce_wf"):
     r"""
     Permeability maps from a DCE series and a variable-flip-angle T1 map of one session.
@@ -59,6 +45,13 @@ def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
         identifiers written in the tables
     headache_side : :obj:`str` or None
         from ``sessions.tsv``
+    covariates : :obj:`dict` or None
+        columns carried into the regional tables (``regional.carry_columns``)
+    min_voxels : :obj:`int`
+        ROIs with fewer valid voxels get n/a statistics
+    vif_mask : :obj:`str` or None
+        a user-drawn input-function mask on the DCE grid; replaces the sinus ROI as the
+        candidate voxels (same screening and selection)
     omp_nthreads : :obj:`int`
         maximum number of threads an individual process may use
     name : :obj:`str`
@@ -75,7 +68,7 @@ def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
     -------
     ktrans, vp, ve, t1, residual
         maps on the DCE grid
-    ktrans_tpl, vp_tpl, ve_tpl
+    ktrans_tpl, vp_tpl, ve_tpl, t1_tpl, residual_tpl
         maps in template space
     vif
         TSV of the input function (time, blood, plasma)
@@ -92,7 +85,7 @@ def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
     from pipeline.interfaces.dce import DCEFit, DCEReference, MergeFrames, VFAT1Map
 
     from .regional import init_regional_wf
-    from .utils import first
+    from .utils import first, rigid_registration
 
     workflow = Workflow(name=name)
     workflow.__desc__ = f"""\
@@ -102,27 +95,30 @@ registered (`antsRegistration`, mutual information) to the mean of the pre-contr
 which was rigidly registered to the T1w to bring the atlas and extra-cerebral regions to the
 DCE grid. Signal was converted to concentration with the spoiled gradient-echo equation
 (r1 = {settings['relaxivity']:g} /mM/s). The venous input function was taken from the
-frame-wise median of the {settings['vif_voxels']} superior-sagittal-sinus voxels with the
+frame-wise median of the {settings['vif_voxels']} {'user-delineated' if vif_mask else 'superior-sagittal-sinus'} voxels with the
 largest area under the curve after excluding partial-volume voxels (peak below
 {settings['vif_min_peak_fraction']:g} of the 95th percentile) and converted to plasma with a haematocrit of
 {settings['hematocrit']:g}. The {settings['model'].replace('_', ' ')} model was fitted in
 every voxel of the regions{' (a kep grid with linear least squares, refined by Levenberg–Marquardt)' if settings['model'] != 'patlak' else ' (linear least squares)'}, giving Ktrans, vp{', ve' if settings['model'] != 'patlak' else ''} and
-the fit residual, brought to *{template}* space.
+the fit residual; these and the T1 map were brought to *{template}* space.
 """
     inputnode = pe.Node(niu.IdentityInterface(fields=[
         "dce", "vfa", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "ktrans", "vp", "ve", "t1", "residual", "ktrans_tpl", "vp_tpl", "ve_tpl", "vif",
+        "ktrans", "vp", "ve", "t1", "residual", "ktrans_tpl", "vp_tpl", "ve_tpl", "t1_tpl",
+        "residual_tpl", "vif",
         "dce2t1w_xfm", "regions", "provenance"]), name="outputnode")
 
     ref = pe.Node(DCEReference(n_baseline=meta["n_baseline"], n_frames=len(meta["times"])),
                   name="dce_reference")
-    mc = pe.MapNode(_rigid(settings["motion"], omp_nthreads, output_warped_image=True),
+    mc = pe.MapNode(rigid_registration(settings["motion"], omp_nthreads,
+                                       output_warped_image=True),
                     iterfield=["moving_image"], name="motion_correction",
                     n_procs=omp_nthreads)
     merge = pe.Node(MergeFrames(), name="merge_frames")
     vfa = pe.Node(VFAT1Map(flip_angles=list(vfa_flip_angles), tr=vfa_tr), name="vfa_t1")
-    to_t1w = pe.Node(_rigid(settings["motion"], omp_nthreads, initial_moving_transform_com=1),
+    to_t1w = pe.Node(rigid_registration(settings["motion"], omp_nthreads,
+                                        initial_moving_transform_com=1),
                      name="dce_to_t1w", n_procs=omp_nthreads)
     rois_to_dce = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
                                           invert_transform_flags=[True]), name="rois_to_dce")
@@ -133,8 +129,11 @@ the fit residual, brought to *{template}* space.
         vif_roi=settings["vif_roi"], vif_voxels=settings["vif_voxels"],
         vif_min_peak_fraction=settings["vif_min_peak_fraction"],
         delays_s=[float(d) for d in settings["delays_s"]]), name="fit", mem_gb=2.0)
+    if vif_mask:
+        fit.inputs.vif_mask = vif_mask
     regional_wf = init_regional_wf(participant_id, session_id, "dce", "Ktrans",
-                                   headache_side=headache_side, name="regional_wf")
+                                   headache_side=headache_side, covariates=covariates,
+                                   min_voxels=min_voxels, name="regional_wf")
     xfms = pe.Node(niu.Merge(2), name="dce_to_template_xfms")
     workflow.connect([
         (inputnode, ref, [("dce", "in_file")]),
@@ -163,12 +162,14 @@ the fit residual, brought to *{template}* space.
         (to_t1w, outputnode, [(("forward_transforms", first), "dce2t1w_xfm")]),
         (regional_wf, outputnode, [("outputnode.out_table", "regions")]),
     ])  # fmt:skip
-    for key in ("ktrans", "vp", "ve"):
+    for src, key in ((fit, "ktrans"), (fit, "vp"), (fit, "ve"), (vfa, "t1_map"),
+                     (fit, "residual")):
+        out = key.replace("_map", "")
         node = pe.Node(ApplyTransforms(reference_image=template_file, interpolation="Linear",
-                                       dimension=3, float=True), name=f"{key}_to_template")
+                                       dimension=3, float=True), name=f"{out}_to_template")
         workflow.connect([
-            (fit, node, [(key, "input_image")]),
+            (src, node, [(key, "input_image")]),
             (xfms, node, [("out", "transforms")]),
-            (node, outputnode, [("output_image", f"{key}_tpl")]),
+            (node, outputnode, [("output_image", f"{out}_tpl")]),
         ])  # fmt:skip
     return workflow

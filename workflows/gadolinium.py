@@ -9,12 +9,13 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from .utils import first, listify
+from .utils import first, listify, rigid_registration
 
 
 def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: dict,
                        participant_id: str, session_id: str, headache_side=None,
-                       omp_nthreads: int = 1, mem_gb: float = 1.0,
+                       covariates=None, min_voxels: int = 1, omp_nthreads: int = 1,
+                       mem_gb: float = 1.0,
                        name: str = "gadolinium_wf"):
     r"""
     Map contrast enhancement from a pre- and a post-gadolinium T1w of one session.
@@ -42,6 +43,10 @@ def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: 
         identifiers written in the tables
     headache_side : :obj:`str` or None
         from ``sessions.tsv``
+    covariates : :obj:`dict` or None
+        columns carried into the regional tables (``regional.carry_columns``)
+    min_voxels : :obj:`int`
+        ROIs with fewer valid voxels get n/a statistics
     omp_nthreads : :obj:`int`
         maximum number of threads an individual process may use
     mem_gb : :obj:`float`
@@ -78,7 +83,7 @@ def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: 
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
     from niworkflows.interfaces.morphology import BinaryDilation
 
-    from pipeline.interfaces.ants import ApplyTransforms, Registration
+    from pipeline.interfaces.ants import ApplyTransforms
     from pipeline.interfaces.gadolinium import (ApplyBiasField, EnhancementFindings,
                                                 EnhancementMaps)
 
@@ -115,22 +120,17 @@ searched) were reported as enhancement findings.
     if len(reg["shrink_factors"]) != levels or len(reg["smoothing_sigmas"]) != levels:
         raise ValueError("gadolinium.registration: iterations, shrink_factors and "
                          "smoothing_sigmas must have one entry per level")
-    post2pre = pe.Node(Registration(
-        dimension=3, initial_moving_transform_com=0, transforms=["Rigid"],
-        transform_parameters=[(0.1,)], metric=["MI"], metric_weight=[1.0],
-        radius_or_number_of_bins=[32], sampling_strategy=["Regular"],
-        sampling_percentage=[0.5], number_of_iterations=[reg["iterations"]],
-        shrink_factors=[reg["shrink_factors"]], smoothing_sigmas=[reg["smoothing_sigmas"]],
-        sigma_units=["vox"], convergence_threshold=[1e-7], convergence_window_size=[10],
-        winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
-        write_composite_transform=False, collapse_output_transforms=True,
-        output_warped_image=True, float=True, interpolation="LanczosWindowedSinc",
-        num_threads=omp_nthreads), name="post_to_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
+    post2pre = pe.Node(rigid_registration(
+        reg, omp_nthreads, sampling_percentage=0.5, convergence_threshold=1e-7,
+        initial_moving_transform_com=0, write_composite_transform=False,
+        output_warped_image=True, interpolation="LanczosWindowedSinc"),
+        name="post_to_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
     maps = pe.Node(EnhancementMaps(
         method=settings["normalisation"], wm_threshold=settings["reference_wm_threshold"],
         floor_fraction=settings["floor_fraction"]), name="enhancement_maps")
     regional_wf = init_regional_wf(participant_id, session_id, "gadolinium", "enhancement",
-                                   headache_side=headache_side, name="regional_wf")
+                                   headache_side=headache_side, covariates=covariates,
+                                   min_voxels=min_voxels, name="regional_wf")
     findings = pe.Node(EnhancementFindings(
         threshold=settings["finding_threshold_percent"],
         min_volume_mm3=settings["finding_min_volume_mm3"], participant_id=participant_id,

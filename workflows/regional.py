@@ -10,7 +10,8 @@ from nipype.pipeline import engine as pe
 
 
 def init_regional_wf(participant_id: str, session_id: str, modality: str, metric: str,
-                     headache_side=None, min_voxels: int = 1, name: str = "regional_wf"):
+                     headache_side=None, min_voxels: int = 1, covariates=None,
+                     name: str = "regional_wf"):
     r"""
     Tidy regional table of one quantitative map.
 
@@ -28,6 +29,8 @@ def init_regional_wf(participant_id: str, session_id: str, modality: str, metric
         left, right, bilateral, none (from ``sessions.tsv``)
     min_voxels : :obj:`int`
         ROIs with fewer valid voxels get n/a statistics
+    covariates : :obj:`dict` or None
+        columns carried into every row (e.g. ``treatment``, ``tspo_genotype``)
     name : :obj:`str`
         name of workflow (default: ``regional_wf``)
 
@@ -63,7 +66,8 @@ an asymmetry index AI = (ipsi − contra) / ((ipsi + contra)/2) was computed.
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_table"]), name="outputnode")
     table = pe.Node(RegionalTable(
         participant_id=participant_id, session_id=session_id, modality=modality, metric=metric,
-        headache_side=headache_side, min_voxels=min_voxels), name="table")
+        headache_side=headache_side, min_voxels=min_voxels, covariates=covariates or {}),
+        name="table")
     workflow.connect([
         (inputnode, table, [("in_file", "in_file"), ("labels", "labels"), ("lut", "lut"),
                             ("mask", "mask")]),

@@ -54,10 +54,11 @@ EFFECTS = [
      "region": "occipital", "side": "headache", "tissues": ["gm"], "parameter": "ktrans",
      "change": "+", "size": 0.01, "units": "1/min",
      "expect": "Ktrans increase in occipital cortex on the headache side"},
-    {"id": "uspio_dr2star_frontal", "modality": "uspio", "group": "MA", "phase": "ictal",
-     "region": "frontal", "side": "headache", "tissues": ["gm", "wm"],
+    {"id": "uspio_dr2star_aca", "modality": "uspio", "group": "MA", "phase": "ictal",
+     "region": "aca", "side": "headache", "tissues": ["gm", "wm"],
      "parameter": "uspio_dr2star", "change": "+", "size": 3.0, "units": "1/s",
-     "expect": "ΔR2* increase in frontal tissue on the headache side"},
+     "expect": "ΔR2* increase (ferumoxytol uptake) in the anterior cerebral artery territory "
+               "on the headache side"},
     {"id": "pet_suvr_occipital", "modality": "pet", "group": "MA", "phase": "any",
      "region": "occipital", "side": "both", "tissues": ["gm", "dura", "marrow"],
      "parameter": "suv", "change": "x", "size": 1.15, "units": "ratio",
@@ -343,6 +344,16 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                 w = pose(True)
                 fr, _, _, xyz = sample(ph_anat, w, shape, aff)
                 masks = _effect_masks(effects, "uspio", xyz, side)
+                if not post:  # truth on the pre grid: fraction-weighted dR2* (1/s)
+                    true_d = _mix(fr, {t: voxel_param(t, "uspio_dr2star", shape, masks)
+                                       for t in TISSUES})
+                    base_d = _mix(fr, {t: np.full(shape, tissue_param(t, "uspio_dr2star"))
+                                       for t in TISSUES})
+                    _save(true_d, aff, gt / f"{stem}_ce-{IRON_AGENT}_desc-true_dR2star.nii.gz",
+                          dtype=np.float32)
+                    _save(true_d - base_d, aff,
+                          gt / f"{stem}_ce-{IRON_AGENT}_desc-effect_dR2star.nii.gz",
+                          dtype=np.float32)
                 sig = {}
                 for t in TISSUES:
                     r2s = np.full(shape, tissue_param(t, "r2star"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..atlas import central_sulcus_y, lobar_labels
+from ..atlas import aca_territory, lobar_labels, lobar_regions, pca_territory
 
 TISSUES = ("gm", "wm", "csf", "dura", "skull", "marrow", "scalp", "blood")
 
@@ -102,14 +102,19 @@ def _mm_grid(shape, affine):
 def region_mask(name: str, hemisphere: str, xyz_template):
     """Geometric region (any tissue) in template MNI mm, used to plant effects.
 
-    ``occipital`` (behind y = -72, above the tentorium), ``frontal`` (in front of the central
-    sulcus, above the temporal lobe). ``hemisphere`` is left, right or both.
+    ``occipital`` and ``frontal`` as in the ``inflamapLobes`` atlas, ``aca`` the anterior
+    cerebral artery territory of ``inflamapTerritories``. ``hemisphere`` is left, right or
+    both.
     """
     x, y, z = xyz_template
+    lobes = lobar_regions(x, y, z)
     if name == "occipital":
-        sel = (y < -72) & (z > -18 + 0.25 * (y + 42))
+        sel = lobes["occipital"]
     elif name == "frontal":
-        sel = (y >= central_sulcus_y(z)) & ~((np.abs(x) > 28) & (z < 6 - 0.1 * (y + 30)))
+        sel = lobes["frontal"]
+    elif name == "aca":  # as labelled by inflamapTerritories: cerebrum only
+        cerebrum = ~(lobes["cerebellum"] | lobes["thalamus"] | lobes["brainstem"])
+        sel = aca_territory(x, y, z) & ~pca_territory(x, y, z) & cerebrum
     else:
         raise ValueError(f"unknown demo region {name!r}")
     if hemisphere == "left":

@@ -8,7 +8,7 @@ import os
 import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec, File, InputMultiObject, OutputMultiObject, SimpleInterface, Str,
-    TraitedSpec, traits,
+    TraitedSpec, isdefined, traits,
 )
 
 
@@ -155,6 +155,8 @@ class _FitInputSpec(BaseInterfaceInputSpec):
     hematocrit = traits.Float(0.45, usedefault=True)
     model = traits.Enum("patlak", "extended_tofts", usedefault=True)
     vif_roi = Str("superior_sagittal_sinus", usedefault=True)
+    vif_mask = File(exists=True, desc="user-drawn input-function mask on the DCE grid; "
+                    "replaces ``vif_roi`` as the candidate voxels")
     vif_voxels = traits.Int(24, usedefault=True)
     vif_min_peak_fraction = traits.Float(0.6, usedefault=True)
     delays_s = traits.List(traits.Float)
@@ -188,12 +190,21 @@ class DCEFit(SimpleInterface):
         t1 = nb.load(self.inputs.t1_map).get_fdata()
         rois = np.asarray(nb.load(self.inputs.rois).dataobj).astype(int)
         lut = read_lut(self.inputs.lut)
-        vif_idx = lut.loc[lut["name"] == self.inputs.vif_roi, "index"].astype(int).tolist()
-        cand = np.isin(rois, vif_idx) & np.isfinite(t1)
-        if cand.sum() < self.inputs.vif_voxels:
+        if isdefined(self.inputs.vif_mask):
+            region = self.inputs.vif_mask
+            user = np.asarray(nb.load(region).dataobj)
+            if user.shape != rois.shape:
+                raise ValueError(f"{region}: the input-function mask has shape {user.shape}, "
+                                 f"the DCE series {rois.shape}; draw it on the DCE grid")
+            cand = (user > 0) & np.isfinite(t1)
+        else:
+            region = self.inputs.vif_roi
+            vif_idx = lut.loc[lut["name"] == region, "index"].astype(int).tolist()
+            cand = np.isin(rois, vif_idx) & np.isfinite(t1)
+        if cand.sum() < min(self.inputs.vif_voxels, 4):
             raise ValueError(f"{self.inputs.in_file}: only {int(cand.sum())} voxels of "
-                             f"'{self.inputs.vif_roi}' in the field of view; the venous input "
-                             "function needs at least " f"{self.inputs.vif_voxels}")
+                             f"'{region}' in the field of view; the venous input function "
+                             f"needs at least {min(self.inputs.vif_voxels, 4)}")
         fit_mask = (rois > 0) & np.isfinite(t1)
         conc = np.full(sig.shape, np.nan, np.float32)
         sel = fit_mask | cand
@@ -225,7 +236,7 @@ class DCEFit(SimpleInterface):
         self._results.update(outs, vif=vif_path)
         self._results["provenance"] = {
             "Model": self.inputs.model, "Relaxivity": self.inputs.relaxivity,
-            "Hematocrit": self.inputs.hematocrit, "VIFRegion": self.inputs.vif_roi,
+            "Hematocrit": self.inputs.hematocrit, "VIFRegion": region,
             "VIFVoxels": int(chosen), "VIFPeakBlood_mM": float(cb.max()),
             "VIFPeakPlasma_mM": float(cp.max()), "BaselineFrames": self.inputs.n_baseline,
             "FittedVoxels": int(fit_mask.sum())}

@@ -24,6 +24,7 @@ def save_labels(data, affine, path, dtype=np.int16):
 class _LobarAtlasInputSpec(BaseInterfaceInputSpec):
     gm_probseg = File(exists=True, mandatory=True)
     wm_probseg = File(exists=True, mandatory=True)
+    atlas = traits.Enum("inflamapLobes", "inflamapTerritories", usedefault=True)
 
 
 class _AtlasOutputSpec(TraitedSpec):
@@ -32,7 +33,7 @@ class _AtlasOutputSpec(TraitedSpec):
 
 
 class LobarAtlas(SimpleInterface):
-    """The built-in ``inflamapLobes`` atlas on the template's grid."""
+    """A built-in atlas (``inflamapLobes`` or ``inflamapTerritories``) on the template's grid."""
 
     input_spec = _LobarAtlasInputSpec
     output_spec = _AtlasOutputSpec
@@ -40,16 +41,16 @@ class LobarAtlas(SimpleInterface):
     def _run_interface(self, runtime):
         import nibabel as nb
 
-        from pipeline.atlas import lobar_labels, lobar_lut
+        from pipeline.atlas import BUILTIN
 
+        make_labels, make_lut = BUILTIN[self.inputs.atlas]
         gm = nb.load(self.inputs.gm_probseg)
         tissue = gm.get_fdata() + nb.load(self.inputs.wm_probseg).get_fdata()
-        labels = lobar_labels(tissue, gm.affine)
-        out = save_labels(labels, gm.affine,
-                          os.path.join(runtime.cwd, "atlas-inflamapLobes_dseg.nii.gz"),
-                          np.uint8)
-        lut = os.path.join(runtime.cwd, "atlas-inflamapLobes_dseg.tsv")
-        lobar_lut().to_csv(lut, sep="\t", index=False)
+        labels = make_labels(tissue, gm.affine)
+        stem = os.path.join(runtime.cwd, f"atlas-{self.inputs.atlas}_dseg")
+        out = save_labels(labels, gm.affine, stem + ".nii.gz", np.uint8)
+        lut = stem + ".tsv"
+        make_lut().to_csv(lut, sep="\t", index=False)
         self._results.update(atlas=out, lut=lut)
         return runtime
 
@@ -65,6 +66,7 @@ class _TableInputSpec(BaseInterfaceInputSpec):
     metric = Str(mandatory=True)
     headache_side = traits.Either(None, Str, default=None, usedefault=True)
     min_voxels = traits.Int(1, usedefault=True)
+    covariates = traits.Dict(traits.Str, traits.Any, desc="columns carried into the table")
 
 
 class _TableOutputSpec(TraitedSpec):
@@ -110,7 +112,8 @@ class RegionalTable(SimpleInterface):
             img.get_fdata(), np.asarray(lab.dataobj).astype(int), read_lut(self.inputs.lut),
             participant_id=self.inputs.participant_id, session_id=self.inputs.session_id,
             modality=self.inputs.modality, metric=self.inputs.metric,
-            headache_side=self.inputs.headache_side, mask=mask)
+            headache_side=self.inputs.headache_side, mask=mask,
+            extra_columns=self.inputs.covariates or None)
         few = table["n_voxels"] < self.inputs.min_voxels
         table.loc[few, ["mean", "median", "sd"]] = np.nan
         out = os.path.join(runtime.cwd, "regions.tsv")

@@ -109,10 +109,11 @@ def laterality_rows(table, headache_side):
 
 
 def regional_table(values, labels, lut, *, participant_id, session_id, modality, metric,
-                   headache_side=None, mask=None):
+                   headache_side=None, mask=None, extra_columns=None):
     """The tidy regional table of one map: per-ROI rows plus laterality rows.
 
-    Columns are :data:`TABLE_COLUMNS`.
+    Columns are :data:`TABLE_COLUMNS`, then ``extra_columns`` (a mapping of column name to
+    one value for every row, e.g. the participant's ``treatment`` or ``tspo_genotype``).
     """
     stats = roi_statistics(values, labels, lut, mask=mask)
     lat = laterality_rows(stats, headache_side)
@@ -121,4 +122,9 @@ def regional_table(values, labels, lut, *, participant_id, session_id, modality,
     out.insert(0, "modality", modality)
     out.insert(0, "session_id", session_id)
     out.insert(0, "participant_id", participant_id)
-    return out[TABLE_COLUMNS]
+    out = out[TABLE_COLUMNS]
+    for column, value in (extra_columns or {}).items():
+        if column in TABLE_COLUMNS:
+            raise ValueError(f"regional_table: extra column {column!r} is a table column")
+        out[column] = value
+    return out
