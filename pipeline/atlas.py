@@ -153,5 +153,58 @@ def territory_labels(tissue, affine, threshold: float = 0.5):
     return out.reshape(tissue.shape)
 
 
+TSPO_REGIONS = ("visual_cortex", "somatosensory_cortex", "insula", "thalamus",
+                "spinal_trigeminal")
+
+
+def tspo_lut() -> pd.DataFrame:
+    """Label table of ``inflamapTSPO``: columns ``index, name, hemisphere``."""
+    rows = []
+    for h, hemi in enumerate(("left", "right")):
+        for i, name in enumerate(TSPO_REGIONS):
+            rows.append({"index": 1 + i + h * len(TSPO_REGIONS), "name": name,
+                         "hemisphere": hemi})
+    return pd.DataFrame(rows)
+
+
+def _ellipsoid(x, y, z, centre, semi_axes):
+    cx, cy, cz = centre
+    ax, ay, az = semi_axes
+    return ((np.abs(x) - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - cz) / az) ** 2 <= 1
+
+
+def tspo_labels(tissue, affine, threshold: float = 0.5):
+    """The regions where [11C]PBR28 uptake rose in migraine with aura (Albrecht et al.,
+    Neurology 2019), after :func:`tspo_lut`: visual cortex (the occipital lobe),
+    primary somatosensory cortex (a 18 mm strip behind the central sulcus above z = 20 mm),
+    insula (an ellipsoid at x = ±37 mm, y -30 to +24, z -8 to +18), thalamus (as in
+    ``inflamapLobes``) and the spinal trigeminal nucleus (a small ellipsoid in the
+    dorsolateral medulla, x = ±6, y = -44, z = -52; a few voxels at 2 mm: read it with care).
+    Geometric approximations in MNI mm, like the other built-in atlases.
+    """
+    tissue = np.asarray(tissue, dtype=float)
+    if tissue.ndim != 3:
+        raise ValueError("tspo_labels: tissue must be a 3-D image")
+    ijk = np.indices(tissue.shape).reshape(3, -1)
+    x, y, z = (np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4])
+    inside = tissue.reshape(-1) >= threshold
+    lobes = lobar_regions(x, y, z)
+    cs = central_sulcus_y(z)
+    regions = {
+        "visual_cortex": lobes["occipital"],
+        "somatosensory_cortex": (y < cs) & (y >= cs - 18.0) & (z > 20.0),
+        "insula": _ellipsoid(x, y, z, (37.0, -3.0, 5.0), (5.0, 27.0, 13.0)),
+        "thalamus": lobes["thalamus"],
+        "spinal_trigeminal": _ellipsoid(x, y, z, (6.0, -44.0, -52.0), (3.0, 4.0, 8.0)),
+    }
+    lut = tspo_lut().set_index(["name", "hemisphere"])["index"]
+    out = np.zeros(x.shape, dtype=np.uint8)
+    for hemi, side in (("left", x < 0), ("right", x >= 0)):
+        for name, sel in regions.items():
+            out[inside & side & sel] = lut[(name, hemi)]
+    return out.reshape(tissue.shape)
+
+
 BUILTIN = {"inflamapLobes": (lobar_labels, lobar_lut),
-           "inflamapTerritories": (territory_labels, territory_lut)}
+           "inflamapTerritories": (territory_labels, territory_lut),
+           "inflamapTSPO": (tspo_labels, tspo_lut)}

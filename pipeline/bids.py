@@ -111,7 +111,8 @@ def collect_session(layout, subject: str, session: str | None, filters: dict | N
     """Files of one participant/session by role.
 
     Returns ``{"t1w": path|None, "t1w_ce": [(agent, path)], "megre": [paths],
-    "megre_ce": [(agent, [paths])], "vfa": [paths], "dce": [(agent, path)], "pet": [paths]}``.
+    "megre_ce": [(agent, [paths])], "vfa": [paths], "dce": [(agent, path)], "pet": [paths],
+    "spect": {tracer: {acq: path}}}`` (SPECT: inflamap's convention, ``spect/`` folder).
     ``filters`` (from ``--bids-filter-file``) add entities per role, e.g.
     ``{"t1w": {"acquisition": "mprage"}}``.
     """
@@ -127,7 +128,7 @@ def collect_session(layout, subject: str, session: str | None, filters: dict | N
     if len(t1w) > 1:
         t1w = [f for f in t1w if "run" not in f.entities or f.entities["run"] == 1] or t1w
     out = {"t1w": _one(t1w, "T1w"), "t1w_ce": [], "megre": [], "megre_ce": [], "vfa": [],
-           "dce": [], "pet": []}
+           "dce": [], "pet": [], "spect": {}}
     for f in q("t1w_ce", suffix="T1w", datatype="anat"):
         agent = f.entities.get("ceagent")
         if agent:
@@ -144,6 +145,9 @@ def collect_session(layout, subject: str, session: str | None, filters: dict | N
                                          key=lambda f: int(f.entities.get("flip", 0)))]
     out["dce"] = [(f.entities.get("ceagent"), f.path) for f in q("dce", suffix="dce")]
     out["pet"] = [f.path for f in q("pet", suffix="pet", datatype="pet")]
+    for f in q("spect", suffix="spect"):
+        tracer = f.entities.get("tracer", "unknown")
+        out["spect"].setdefault(tracer, {})[f.entities.get("acquisition")] = f.path
     return out
 
 

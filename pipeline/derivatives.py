@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from . import __version__
-from .utils import atomic_write_text
+from .utils import write_once_text
 
 ENTITY_ORDER = (
     ("subject", "sub"), ("session", "ses"), ("task", "task"), ("acquisition", "acq"),
@@ -62,7 +62,7 @@ def derivative_relpath(source_file, suffix: str, extension: str = ".nii.gz",
     name = f"{name}_{suffix}{extension}"
     if datatype is None:
         datatype = Path(source_file).parent.name
-        if datatype not in ("anat", "pet", "func", "perf", "dwi", "fmap"):
+        if datatype not in ("anat", "pet", "func", "perf", "dwi", "fmap", "spect"):
             datatype = "anat"
     folder = Path(f"sub-{ents['subject']}")
     if "session" in ents:
@@ -77,11 +77,37 @@ def in_container() -> str | None:
     return os.environ.get("INFLAMAP_CONTAINER") or None  # set by the Dockerfile
 
 
+# Derivatives that the BIDS specification does not (yet) describe: listed in the derivatives'
+# .bidsignore so that the validator accepts the dataset (as the demo's raw .bidsignore does
+# for DCE). New non-standard outputs add their pattern here.
+NON_BIDS_PATTERNS = (
+    "*_xfm.h5", "*_xfm.mat", "*_xfm.json",          # transforms (BEP014, not yet merged)
+    "*_regions.tsv", "*_regions.json",               # regional tables
+    "*_findings.tsv", "*_findings.json",             # enhancement findings
+    "*_enhancement.nii.gz", "*_enhancement.json",    # gadolinium maps
+    "*_Ktrans.*", "*_vp.*", "*_ve.*", "*_residual.*", "*_timeseries.*",  # DCE maps
+    "*_ce-*_T1map.*",                                # DCE T1 map (ce is not a T1map entity)
+    "group/", "logs/",                               # group tables, crash files
+)
+
+
 def write_dataset_description(output_dir, bids_dir) -> Path:
-    """``dataset_description.json`` of the derivatives (written once, atomically)."""
+    """``dataset_description.json`` of the derivatives (written once, atomically).
+
+    Many participants' jobs start at once on a cluster and all call this: the file is
+    created complete under its final name by exactly one of them
+    (:func:`pipeline.utils.write_once_text`) and never rewritten afterwards; one that is not
+    valid JSON (e.g. truncated by an older, non-atomic writer) is replaced. The
+    ``.bidsignore`` of :data:`NON_BIDS_PATTERNS` is written the same way.
+    """
     path = Path(output_dir) / "dataset_description.json"
     if path.exists():
-        return path
+        try:
+            json.loads(path.read_text())
+            _write_bidsignore(output_dir)
+            return path
+        except ValueError:
+            path.unlink(missing_ok=True)
     gen = {"Name": "inflamap", "Version": __version__}
     container = in_container()
     if container:
@@ -94,5 +120,12 @@ def write_dataset_description(output_dir, bids_dir) -> Path:
         "SourceDatasets": [{"URL": Path(bids_dir).absolute().as_uri()}],
         "DatasetLinks": {"raw": Path(bids_dir).absolute().as_uri()},
     }
-    atomic_write_text(json.dumps(desc, indent=2), path)
+    write_once_text(json.dumps(desc, indent=2) + "\n", path)
+    _write_bidsignore(output_dir)
     return path
+
+
+def _write_bidsignore(output_dir) -> None:
+    path = Path(output_dir) / ".bidsignore"
+    if not path.exists():
+        write_once_text("\n".join(NON_BIDS_PATTERNS) + "\n", path)

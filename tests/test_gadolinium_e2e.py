@@ -19,14 +19,19 @@ def _anat(demo_run, pid, ses):
     return demo_run["out"] / pid / ses / "anat" / f"{pid}_{ses}"
 
 
+# The meningeal band is one or two voxels thick at 3 mm: every voxel mixes dura, CSF, bone
+# and scalp in proportions that change with the head position of each session, and a few
+# bright partial-volume voxels move its mean by 1-2 percentage points between sessions
+# (seen on the controls). Its median is the robust summary; the tables carry both, and
+# these checks use the median for the measurement and for the truth alike.
 def _band(demo_run, pid, ses):
     t = pd.read_csv(f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_atlas-inflamapLobes_desc-percent_"
                     "regions.tsv", sep="\t")
-    return t[t.roi == "meningeal_occipital"].set_index("hemisphere")["mean"]
+    return t[t.roi == "meningeal_occipital"].set_index("hemisphere")["median"]
 
 
 def _true_effect(demo_run, pid, ses, hemisphere):
-    """Mean of the true planted effect map over the pipeline's own ROI."""
+    """Median of the true planted effect map over the pipeline's own ROI."""
     a = _anat(demo_run, pid, ses)
     rois = np.asarray(nb.load(f"{a}_atlas-inflamapLobes_desc-extracerebral_dseg.nii.gz")
                       .dataobj).astype(int)
@@ -34,7 +39,7 @@ def _true_effect(demo_run, pid, ses, hemisphere):
     idx = lut[(lut.name == "meningeal_occipital") & (lut.hemisphere == hemisphere)]["index"]
     eff = nb.load(demo_run["demo"] / "groundtruth" / pid / ses /
                   f"{pid}_{ses}_ce-{AGENT}_desc-effect_percent.nii.gz").get_fdata()
-    return float(eff[rois == int(idx.iloc[0])].mean())
+    return float(np.median(eff[rois == int(idx.iloc[0])]))
 
 
 def test_planted_meningeal_enhancement_recovered(demo_run):
@@ -49,14 +54,15 @@ def test_planted_meningeal_enhancement_recovered(demo_run):
         measured = ictal[side] - inter[side]
         print(pid, side, "measured", measured, "true", true)
         assert measured == pytest.approx(true, rel=0.20)
-        # Contralateral band: no planted change. The issue asks for 0 +/- 2 percentage
-        # points; at 3 mm the one-voxel band samples dura, CSF and bone differently in each
-        # session's head position, and the session-to-session change of the measured band
-        # has reached 2.0-2.3 pp (seed 7), so this checks the 3 pp the pipeline reliably
-        # achieves (issue 3 stays open on this point).
-        assert abs(ictal[other] - inter[other]) <= 3.0
+        # contralateral band: no planted change, 0 +/- 2 percentage points
+        assert abs(ictal[other] - inter[other]) <= 2.0
         # (partial volume across the falx carries a trace of the effect to the other side)
         assert abs(_true_effect(demo_run, pid, "ses-02", other)) < 1.0
+    # controls: the band's session-to-session change stays within the same 2 points
+    for pid, p in _truth(demo_run)["participants"].items():
+        if p["group"] == "HC":
+            change = _band(demo_run, pid, "ses-02") - _band(demo_run, pid, "ses-01")
+            assert change[["left", "right"]].abs().max() <= 2.0, (pid, change)
         assert ictal["AI"] > 0 and ictal["ipsi"] == ictal[side]
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
+from pipeline.atlas import BUILTIN
+
 
 def _sinks(workflow, settings, source_file, node, specs, prefix, extra_sources=None,
            meta_from=None):
@@ -197,6 +199,12 @@ Results included in this manuscript come from processing performed with *inflama
                     "session")
             _add_dce(workflow, settings, layout, anat_wf, agent, dce, files["vfa"], t1w,
                      template, template_files, atlas, pid, sid, info, tag)
+        for i, pet in enumerate(files["pet"]):
+            _add_pet(workflow, settings, layout, anat_wf, pet, t1w, template, template_files,
+                     subject, ses, pid, sid, info, f"{tag}_{i}")
+        for tracer, acqs in files["spect"].items():
+            _add_spect(workflow, settings, layout, anat_wf, tracer, acqs, t1w, template,
+                       template_files, pid, sid, info, tag)
     if not anat_of:
         raise InputMissingError(
             f"{Path(settings.execution.bids_dir) / ('sub-' + subject)}: no pre-contrast T1w "
@@ -410,3 +418,147 @@ def _add_uspio(workflow, settings, layout, anat_wf, t1w, pair, template, templat
     _sinks(workflow, settings, series["pre"][0][0], wf, pre_specs,
            prefix=f"uspio_pre_{pair['agent']}_{tag}", extra_sources=[t1w],
            meta_from=(wf, "outputnode.provenance_pre"))
+
+
+def _add_pet(workflow, settings, layout, anat_wf, pet, t1w, template, template_files, subject,
+             ses, pid, sid, info, tag):
+    """The PET workflow of one series (metadata validated first) and its sinks."""
+    import logging
+
+    import nibabel as nb
+
+    from pipeline.bids import carried_covariates
+    from pipeline.metadata import pet_metadata
+
+    from .pet import init_pet_wf
+
+    cfg = settings.workflow
+    pcfg = cfg["pet"]
+    column = pcfg["body_weight_column"]
+    weights = carried_covariates(settings.execution.bids_dir, subject, ses, cfg["covariates"],
+                                 [column, "weight"])
+    weight = next((v for v in weights.values() if v != "n/a"), None)
+    img = nb.load(pet)
+    meta = pet_metadata(layout.get_metadata(pet), pet, body_weight=weight,
+                        n_volumes=img.shape[3] if img.ndim == 4 else 1)
+    genotype = info["carry"].get("tspo_genotype", "n/a")
+    if genotype == "LAB":
+        logging.getLogger("nipype.workflow").warning(
+            "%s: TSPO low-affinity binder (LAB): SUV/SUVR are not comparable with HAB/MAB; "
+            "the group level excludes or covaries tspo_genotype", pet)
+    files = dict(template_files)
+    if pcfg["atlas"] not in BUILTIN:
+        from pipeline.templates import get_template_file
+
+        res = cfg["anat"]["template_resolution"]
+        files["pet_atlas"] = str(get_template_file(template, res, atlas=pcfg["atlas"],
+                                                   desc=pcfg["atlas_desc"], suffix="dseg",
+                                                   extension=".nii.gz"))
+        files["pet_atlas_lut"] = str(get_template_file(template, None, atlas=pcfg["atlas"],
+                                                       desc=pcfg["atlas_desc"], suffix="dseg",
+                                                       extension=".tsv"))
+    wf = init_pet_wf(meta, template, files, pcfg, pid, sid,
+                     headache_side=info.get("headache_side"), covariates=info["carry"],
+                     min_voxels=cfg["regional"]["min_voxels"],
+                     omp_nthreads=settings.nipype.omp_nthreads, name=f"pet_{tag}_wf")
+    wf.inputs.inputnode.pet = pet
+    workflow.connect([
+        (anat_wf, wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                       ("outputnode.t1w_mask", "inputnode.t1w_mask"),
+                       ("outputnode.rois_native", "inputnode.rois"),
+                       ("outputnode.rois_lut", "inputnode.rois_lut"),
+                       ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm"),
+                       ("outputnode.tpl2anat_xfm", "inputnode.tpl2anat_xfm")]),
+    ])  # fmt:skip
+    lo, hi = pcfg["window_min"]
+    m = {"TracerName": meta.tracer_name, "TracerRadionuclide": meta.radionuclide,
+         "FrameWindowMin": [lo, hi], "InjectedDoseBq": meta.injected_dose_bq,
+         "SUVDoseBq": meta.suv_dose_bq, "BodyWeightKg": meta.body_weight_kg,
+         "BodyWeightSource": meta.body_weight_source,
+         "ImageDecayCorrected": meta.decay_corrected, "TSPOGenotype": genotype,
+         "LowAffinityBinder": genotype == "LAB"}
+    atlas, roi_atlas = pcfg["atlas"], cfg["anat"]["atlas"]
+    t1w_ref = f"bids:raw:{Path(t1w).relative_to(settings.execution.bids_dir).as_posix()}"
+    specs = [
+        ("outputnode.suv", "SUV", {}, {**m, "Units": "g/mL", "Description":
+         "standardised uptake value, duration-weighted mean of the window's frames"}),
+        ("outputnode.suvr", "SUVR", {}, {**m, "Units": "ratio"}),
+        ("outputnode.suv_t1w", "SUV", {"space": "T1w"}, {**m, "Units": "g/mL",
+                                                          "SpatialReference": t1w_ref}),
+        ("outputnode.suvr_t1w", "SUVR", {"space": "T1w"}, {**m, "Units": "ratio",
+                                                            "SpatialReference": t1w_ref}),
+        ("outputnode.suv_tpl", "SUV", {"space": template}, {**m, "Units": "g/mL"}),
+        ("outputnode.suvr_tpl", "SUVR", {"space": template}, {**m, "Units": "ratio"}),
+        ("outputnode.pet_ref", "pet", {"desc": "mean"}, {**m, "Description":
+         "motion-corrected, duration-weighted mean of the window's frames (image units)"}),
+        ("outputnode.pet2t1w_xfm", "xfm", {"from": "pet", "to": "T1w", "mode": "image"},
+         {**m, "Type": "rigid"}),
+        ("outputnode.regions_atlas", "regions", {"atlas": atlas, "desc": "SUVR"},
+         {**m, "Atlas": atlas, "HeadacheSide": info.get("headache_side"),
+          "Description": "per-ROI SUVR on the T1w grid (TSPO regions)"}),
+        ("outputnode.regions_rois", "regions", {"atlas": roi_atlas, "desc": "SUVR"},
+         {**m, "Atlas": roi_atlas, "HeadacheSide": info.get("headache_side"),
+          "Description": "per-ROI SUVR on the T1w grid: atlas regions, meningeal and "
+                         "calvarial bands, dural sinuses"}),
+    ]
+    _sinks(workflow, settings, pet, wf, specs, prefix=f"pet_{tag}", extra_sources=[t1w],
+           meta_from=(wf, "outputnode.provenance"))
+
+
+def _add_spect(workflow, settings, layout, anat_wf, tracer, acqs, t1w, template,
+               template_files, pid, sid, info, tag):
+    """The SPECT workflow of one early/late pair and its sinks."""
+    from pipeline.errors import InputMissingError
+    from pipeline.metadata import spect_metadata
+
+    from .spect import init_spect_wf
+
+    scfg = settings.workflow["spect"]
+    early, late = acqs.get(scfg["early_label"]), acqs.get(scfg["late_label"])
+    if early is None or late is None:
+        have = next(iter(acqs.values()))
+        raise InputMissingError(
+            f"{have}: a SPECT uptake ratio needs acq-{scfg['early_label']} and "
+            f"acq-{scfg['late_label']} acquisitions of trc-{tracer}; found "
+            f"{', '.join('acq-' + str(a) for a in acqs)}")
+    metas = {k: spect_metadata(layout.get_metadata(f), f) for k, f in
+             (("early", early), ("late", late))}
+    if metas["late"].start_s <= metas["early"].start_s:
+        raise InputMissingError(f"{late}: the late acquisition starts before the early one "
+                                "(FrameTimesStart); check the acq- labels")
+    wf = init_spect_wf(tracer, metas["early"], metas["late"], template,
+                       template_files["template"], scfg, pid, sid,
+                       headache_side=info.get("headache_side"), covariates=info["carry"],
+                       min_voxels=settings.workflow["regional"]["min_voxels"],
+                       omp_nthreads=settings.nipype.omp_nthreads, name=f"spect_{tracer}_{tag}_wf")
+    wf.inputs.inputnode.early = early
+    wf.inputs.inputnode.late = late
+    workflow.connect([
+        (anat_wf, wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                       ("outputnode.rois_native", "inputnode.rois"),
+                       ("outputnode.rois_lut", "inputnode.rois_lut"),
+                       ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm")]),
+    ])  # fmt:skip
+    m = {"TracerName": tracer, "EarlyStartS": metas["early"].start_s,
+         "LateStartS": metas["late"].start_s,
+         "DecayCorrectedToInjection": True, "Units": "ratio",
+         "EarlyDecayFactor": metas["early"].decay_factor,
+         "LateDecayFactor": metas["late"].decay_factor}
+    atlas = settings.workflow["anat"]["atlas"]
+    specs = [
+        ("outputnode.ratio", "ratio", {"acq": None, "desc": "lateEarly"}, {**m, "Description":
+         "late / early uptake (decay-corrected count rates) on the early grid"}),
+        ("outputnode.ratio_tpl", "ratio", {"acq": None, "space": template, "desc": "lateEarly"},
+         m),
+        ("outputnode.early2t1w_xfm", "xfm", {"acq": None, "from": "spect", "to": "T1w",
+                                             "mode": "image"}, {"Type": "rigid"}),
+        ("outputnode.late2early_xfm", "xfm", {"acq": None, "from": "late", "to": "early",
+                                              "mode": "image"}, {"Type": "rigid"}),
+        ("outputnode.regions", "regions", {"acq": None, "atlas": atlas,
+                                           "desc": "lateEarlyRatio"},
+         {**m, "Atlas": atlas, "HeadacheSide": info.get("headache_side"),
+          "Description": "per-ROI late/early ratio (atlas regions, meningeal and calvarial "
+                         "bands, dural sinuses)"}),
+    ]
+    _sinks(workflow, settings, early, wf, specs, prefix=f"spect_{tracer}_{tag}",
+           extra_sources=[late, t1w], meta_from=(wf, "outputnode.provenance"))

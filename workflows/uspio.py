@@ -85,6 +85,8 @@ def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, templ
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+    from pipeline.atlas import BUILTIN
+
     from pipeline.interfaces.ants import ApplyTransforms
     from pipeline.interfaces.regional import LobarAtlas
     from pipeline.interfaces.uspio import DeltaR2Star, R2StarMap
@@ -135,7 +137,7 @@ headache, and the maps were brought to *{template}* space.
                          name="post_valid_to_pre")
     delta = pe.Node(DeltaR2Star(), name="delta_r2star")
 
-    if atlas in ("inflamapTerritories",):
+    if atlas in BUILTIN:
         atlas_src = pe.Node(LobarAtlas(atlas=atlas, gm_probseg=template_files["gm_probseg"],
                                        wm_probseg=template_files["wm_probseg"]),
                             name="territory_atlas")

@@ -41,6 +41,12 @@ POST_GAD_TIME_S = 480.0
 PET_FRAMES = dict(start=[0, 300, 600, 1200, 1800, 2700, 3600, 4200, 4800],
                   duration=[300, 300, 600, 600, 900, 900, 600, 600, 600])
 PET_FWHM_MM = 6.0
+# 99mTc-albumin SPECT: early and late acquisitions (s after injection), counts, not
+# decay-corrected; blood-pool albumin falls to LATE_BLOOD of its early level
+SPECT = dict(early=(1200.0, 900.0), late=(10800.0, 1200.0), fwhm=12.0, tracer="99mTcAlbumin",
+             half_life=21624.12, late_blood=0.85, counts=2000.0)
+# extravasated albumin at the late scan (fraction of the voxel, plasma-concentration units)
+ALBUMIN_EXTRAVASATION = {"dura": 0.02, "marrow": 0.03, "scalp": 0.02}
 
 # Planted effects (MA patients). Regions are geometric regions of the template (MNI mm).
 EFFECTS = [
@@ -59,6 +65,11 @@ EFFECTS = [
      "parameter": "uspio_dr2star", "change": "+", "size": 3.0, "units": "1/s",
      "expect": "ΔR2* increase (ferumoxytol uptake) in the anterior cerebral artery territory "
                "on the headache side"},
+    {"id": "spect_late_meningeal_occipital", "modality": "spect", "group": "MA",
+     "phase": "ictal", "region": "occipital", "side": "headache", "tissues": ["dura"],
+     "parameter": "albumin_extravasation", "change": "+", "size": 0.08, "units": "fraction",
+     "expect": "late 99mTc-albumin uptake in the occipital meningeal band on the headache "
+               "side (late/early ratio up)"},
     {"id": "pet_suvr_occipital", "modality": "pet", "group": "MA", "phase": "any",
      "region": "occipital", "side": "both", "tissues": ["gm", "dura", "marrow"],
      "parameter": "suv", "change": "x", "size": 1.15, "units": "ratio",
@@ -161,7 +172,9 @@ def _effect_masks(effects, modality, xyz, headache_side):
 
 def voxel_param(tissue, name, shape, masks):
     """Parameter ``name`` of ``tissue`` as a voxel map with the planted changes applied."""
-    val = np.full(shape, tissue_param(tissue, name), dtype=float)
+    base = (ALBUMIN_EXTRAVASATION.get(tissue, 0.0) if name == "albumin_extravasation"
+            else tissue_param(tissue, name))
+    val = np.full(shape, base, dtype=float)
     for t, p, mask, change, size in masks:
         if t == tissue and p == name:
             val = np.where(mask, val + size if change == "+" else val * size, val)
@@ -213,6 +226,67 @@ def _mix(fr, per_tissue):
     return total
 
 
+def _truth_rois(labels, brain, resolution):
+    """The pipeline's ROI definitions (atlas + extra-cerebral bands) on true anatomy."""
+    from ..atlas import lobar_lut
+    from ..rois import extracerebral_rois
+
+    return extracerebral_rois(brain, labels * brain, lobar_lut(), (resolution,) * 3)
+
+
+def _roi_key(name, hemisphere):
+    return f"{name}/{hemisphere}"
+
+
+def _suvr_change(suv_eff, suv_base, rois, lut, brain):
+    """Percent change of each ROI's mean SUVR (whole-brain reference) due to the effects."""
+    from ..models.regional import roi_statistics
+
+    eff = roi_statistics(suv_eff / suv_eff[brain].mean(), rois, lut)
+    base = roi_statistics(suv_base / suv_base[brain].mean(), rois, lut)
+    out = {}
+    for e, b in zip(eff.itertuples(), base.itertuples()):
+        if e.n_voxels:
+            out[_roi_key(e.roi, e.hemisphere)] = round(100.0 * (e.mean / b.mean - 1.0), 4)
+    return out
+
+
+def _spect_pair(rng, ph, pose, shape, aff, effects, side, bids, pid, ses, stem, resolution,
+                files):
+    """Early and late 99mTc-albumin SPECT (counts, not decay-corrected) and their truth."""
+    from ..models.pet import decay_factor
+    from ..models.regional import roi_statistics
+
+    w = pose(True)
+    fr, labels, brain, xyz = sample(ph, w, shape, aff)
+    masks = _effect_masks(effects, "spect", xyz, side)
+    vp = {t: tissue_param(t, "vp") if t != "blood" else 1.0 for t in TISSUES}
+    early = _mix(fr, {t: np.full(shape, vp[t]) for t in TISSUES})
+    late = _mix(fr, {t: vp[t] * SPECT["late_blood"]
+                     + voxel_param(t, "albumin_extravasation", shape, masks) for t in TISSUES})
+    # truth: ROI means of the voxelwise ratio where the early image passes the floor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(early > 0.05 * np.percentile(early, 99), late / early, np.nan)
+    rois, lut = _truth_rois(labels, brain, resolution)
+    stats = roi_statistics(ratio, rois, lut)
+    truth = {_roi_key(r.roi, r.hemisphere): round(float(r.mean), 4)
+             for r in stats.itertuples() if r.n_voxels}
+    for acq, conc in (("early", early), ("late", late)):
+        t0, dur = SPECT[acq]
+        mid = t0 + dur / 2
+        counts = conc * SPECT["counts"] * decay_factor(mid, SPECT["half_life"]) * dur / 900.0
+        counts = np.clip(counts + rng.normal(size=shape) * np.sqrt(counts + 1.0), 0, None)
+        path = bids / pid / ses / "spect" / f"{stem}_trc-{SPECT['tracer']}_acq-{acq}_spect.nii.gz"
+        _save(counts, aff, path, dtype=np.float32, meta={
+            "Manufacturer": "inflamap DRO", "Modality": "NM", "TracerName": "99mTc-albumin",
+            "TracerRadionuclide": "Tc99m", "InjectedRadioactivity": 740.0,
+            "InjectedRadioactivityUnits": "MBq", "InjectionStart": 0, "TimeZero": "09:00:00",
+            "FrameTimesStart": [t0], "FrameDuration": [dur], "Units": "counts",
+            "ImageDecayCorrected": False, "ReconFilterSize": SPECT["fwhm"]})
+        files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
+    files[str(path.relative_to(bids))]["late_early_ratio"] = truth
+
+
 def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int = 0,
               templateflow_home=None, progress=None) -> Path:
     """Write the demo dataset to ``out_dir`` (see module docstring). Returns ``out_dir``."""
@@ -243,6 +317,7 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
     dce_res = resolution  # DCE on the anatomical grid: the sinus must hold pure-blood voxels
     ph_dce = ph_anat
     ph_pet = base.smoothed(float(np.hypot(resolution, PET_FWHM_MM)))
+    ph_spect = base.smoothed(float(np.hypot(resolution, SPECT["fwhm"])))
     truth_dir.mkdir(parents=True, exist_ok=True)
     shape, aff = grid_affine(resolution, base.affine, base.labels.shape)
     dshape, daff = grid_affine(dce_res, base.affine, base.labels.shape)
@@ -427,22 +502,34 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
             # ---- TSPO PET (first session only) ------------------------------------------
             if s == 1:
                 w = pose(True)
-                fr, _, _, xyz = sample(ph_pet, w, shape, aff)
+                fr, plabels, pbrain, xyz = sample(ph_pet, w, shape, aff)
                 masks = _effect_masks(effects, "pet", xyz, side)
                 dose_mbq = float(np.round(rng.uniform(330, 420), 1))
                 to_bq = dose_mbq * 1e6 / (weight * 1000.0)
                 start = np.asarray(PET_FRAMES["start"], float)
                 mid = (start + np.asarray(PET_FRAMES["duration"]) / 2) / 60.0
-                frames = []
                 uptake = 1 - np.exp(-mid / 12.0)
                 blood_tac = 3.0 * np.exp(-mid / 2.0) + 0.8
-                for j in range(len(mid)):
-                    sig = {}
-                    for t in TISSUES:
-                        suv = voxel_param(t, "suv", shape, masks)
-                        sig[t] = blood_tac[j] * np.ones(shape) if t == "blood" else suv * uptake[j]
-                    frames.append(_mix(fr, sig) * to_bq)
-                act = np.stack(frames, axis=-1)
+
+                def pet_frames(with_effects):
+                    m = masks if with_effects else []
+                    out = []
+                    for j in range(len(mid)):
+                        sig = {t: (blood_tac[j] * np.ones(shape) if t == "blood" else
+                                   voxel_param(t, "suv", shape, m) * uptake[j])
+                               for t in TISSUES}
+                        out.append(_mix(fr, sig))
+                    return np.stack(out, axis=-1)  # SUV units
+
+                act = pet_frames(True) * to_bq
+                # truth: SUVR change (%) per ROI (the pipeline's ROI definitions on the true
+                # anatomy of this pose; whole-brain reference) with vs without the effects
+                win = (start >= 3600) & (start < 5400)
+                dur = np.asarray(PET_FRAMES["duration"], float)[win]
+                rois, lut = _truth_rois(plabels, pbrain, resolution)
+                pet_truth = _suvr_change(
+                    (pet_frames(True)[..., win] * dur).sum(-1) / dur.sum(),
+                    (pet_frames(False)[..., win] * dur).sum(-1) / dur.sum(), rois, lut, pbrain)
                 act = act + rng.normal(size=act.shape) * (0.03 * act + 0.05 * to_bq)
                 path = bids / pid / ses / "pet" / f"{stem}_trc-PBR28_pet.nii.gz"
                 _save(np.clip(act, 0, None), aff, path, meta={
@@ -463,7 +550,12 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                     "ReconFilterSize": PET_FWHM_MM, "AttenuationCorrection": "CT-based"})
                 files[str(path.relative_to(bids))] = {
                     "world_from_template": w.tolist(), "injected_MBq": dose_mbq,
-                    "body_weight_kg": weight}
+                    "body_weight_kg": weight, "suvr_change_percent": pet_truth}
+
+            # ---- 99mTc-albumin SPECT, early and late (second session only) -------------
+            if s == 2:
+                _spect_pair(rng, ph_spect, pose, shape, aff, effects, side, bids, pid, ses,
+                            stem, resolution, files)
             ptruth["sessions"][ses] = {
                 "phase": phase, "headache_side": srow["headache_side"],
                 "effects": [e["id"] for e in effects], "files": files}
@@ -522,5 +614,6 @@ def _write_dataset_files(bids: Path, participants: pd.DataFrame, seed: int):
     readme = ("# inflamap demo dataset\n\nSynthetic digital reference object written by "
               "`inflamap demo`. Ground truth is beside this folder in `../groundtruth/`.\n")
     atomic_write_text(readme, bids / "README.md")
-    # BIDS has no DCE datatype yet: inflamap's convention (README) is ignored by the validator
-    atomic_write_text("*_dce.nii.gz\n*_dce.json\n", bids / ".bidsignore")
+    # BIDS has no DCE or SPECT datatype yet: inflamap's conventions (README) are ignored by
+    # the validator
+    atomic_write_text("*_dce.nii.gz\n*_dce.json\n**/spect\n", bids / ".bidsignore")

@@ -24,7 +24,7 @@ def save_labels(data, affine, path, dtype=np.int16):
 class _LobarAtlasInputSpec(BaseInterfaceInputSpec):
     gm_probseg = File(exists=True, mandatory=True)
     wm_probseg = File(exists=True, mandatory=True)
-    atlas = traits.Enum("inflamapLobes", "inflamapTerritories", usedefault=True)
+    atlas = traits.Enum("inflamapLobes", "inflamapTerritories", "inflamapTSPO", usedefault=True)
 
 
 class _AtlasOutputSpec(TraitedSpec):
@@ -33,7 +33,7 @@ class _AtlasOutputSpec(TraitedSpec):
 
 
 class LobarAtlas(SimpleInterface):
-    """A built-in atlas (``inflamapLobes`` or ``inflamapTerritories``) on the template's grid."""
+    """A built-in atlas (:data:`pipeline.atlas.BUILTIN`) on the template's grid."""
 
     input_spec = _LobarAtlasInputSpec
     output_spec = _AtlasOutputSpec

@@ -1,0 +1,197 @@
+"""TSPO PET: SUV and SUVR maps from PET-BIDS, regional tables in the TSPO regions, the
+meningeal and calvarial bands.
+
+.. autofunction:: init_pet_wf
+"""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+
+def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
+                participant_id: str, session_id: str, headache_side=None, covariates=None,
+                min_voxels: int = 1, omp_nthreads: int = 1, name: str = "pet_wf"):
+    r"""
+    SUV and SUVR of a (TSPO) PET series.
+
+    #. Frames mostly inside the configured window after injection (default 60–90 min for
+       [11C]PBR28) are selected; frames not decay-corrected are corrected to injection.
+    #. Frame-to-frame motion correction: every selected frame rigidly registered to their
+       duration-weighted mean (``antsRegistration``, mutual information); the aligned frames
+       averaged with their durations as weights.
+    #. PET → T1w rigid registration (mutual information).
+    #. SUV = C / (dose / body weight) on the PET grid, with the dose at the images'
+       decay-correction time; SUV brought to the T1w grid (one resampling).
+    #. SUVR = SUV / mean SUV of the reference (whole brain, or atlas ROIs).
+    #. Regional SUVR tables: the TSPO atlas regions, and the anatomical atlas with the
+       meningeal and calvarial bands by lobe; ipsi/contra rows.
+    #. SUV and SUVR in template space.
+
+    Parameters
+    ----------
+    meta : :class:`pipeline.metadata.PETMetadata`
+        validated PET-BIDS metadata (dose, units, frames, body weight)
+    template : :obj:`str`
+        template identifier
+    template_files : :obj:`dict`
+        ``template`` (grid of template-space maps), ``gm_probseg``/``wm_probseg`` (built-in
+        atlas) or ``pet_atlas``/``pet_atlas_lut`` (TemplateFlow atlas)
+    settings : :obj:`dict`
+        the ``pet`` section of the configuration
+    participant_id, session_id : :obj:`str`
+        identifiers written in the tables
+    headache_side : :obj:`str` or None
+        from ``sessions.tsv``
+    covariates : :obj:`dict` or None
+        columns carried into the tables (e.g. ``tspo_genotype``)
+    min_voxels : :obj:`int`
+        ROIs with fewer valid voxels get n/a statistics
+    omp_nthreads : :obj:`int`
+        maximum number of threads an individual process may use
+    name : :obj:`str`
+        name of workflow (default: ``pet_wf``)
+
+    Inputs
+    ------
+    pet
+        the PET series
+    t1w_preproc, t1w_mask, rois, rois_lut, anat2tpl_xfm, tpl2anat_xfm
+        from the anatomical workflow
+
+    Outputs
+    -------
+    suv, suvr
+        maps on the PET grid
+    suv_t1w, suvr_t1w
+        on the T1w grid
+    suv_tpl, suvr_tpl
+        in template space
+    pet_ref
+        motion-corrected mean PET (image units)
+    pet2t1w_xfm
+        rigid transform
+    regions_atlas, regions_rois
+        regional SUVR tables (TSPO atlas; anatomical atlas + bands)
+    provenance
+        frames used, reference, dose (sidecar fields)
+    """
+    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+    from pipeline.atlas import BUILTIN
+
+    from pipeline.interfaces.ants import ApplyTransforms
+    from pipeline.interfaces.pet import SelectFrames, SUVMap, SUVRMap, WeightedAverage
+    from pipeline.interfaces.regional import LobarAtlas
+    from pipeline.models.pet import frame_decay_factors
+
+    from .regional import init_regional_wf
+    from .utils import first, rigid_registration
+
+    lo, hi = settings["window_min"]
+    atlas = settings["atlas"]
+    workflow = Workflow(name=name)
+    decay_note = ("" if meta.decay_corrected else
+                  " The frames, not decay-corrected by the scanner, were corrected to the "
+                  f"injection time ({meta.radionuclide}, half-life {meta.half_life_s:g} s).")
+    workflow.__desc__ = f"""\
+The {meta.tracer_name} PET frames lying mostly within {lo:g}–{hi:g} min after injection
+were selected.{decay_note} Each selected frame was rigidly registered to their
+duration-weighted mean (`antsRegistration`, mutual information) and the aligned frames were
+averaged with their durations as weights. The average was rigidly registered to the T1w
+(mutual information). Standardised uptake values (SUV) were computed as the activity
+concentration divided by the injected dose per body weight (dose at the images'
+decay-correction time), and SUV ratios (SUVR) relative to the {settings['suvr_reference'].replace('_', ' ')}
+mean on the T1w grid. Regional SUVR was summarised in the *{atlas}* regions and in the
+meningeal and calvarial bands by lobe, with ipsilateral/contralateral labels for a
+lateralised headache; SUV and SUVR maps were brought to *{template}* space.
+"""
+    inputnode = pe.Node(niu.IdentityInterface(fields=[
+        "pet", "t1w_preproc", "t1w_mask", "rois", "rois_lut", "anat2tpl_xfm",
+        "tpl2anat_xfm"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "suv", "suvr", "suv_t1w", "suvr_t1w", "suv_tpl", "suvr_tpl", "pet_ref",
+        "pet2t1w_xfm", "regions_atlas", "regions_rois", "provenance"]), name="outputnode")
+
+    select = pe.Node(SelectFrames(
+        frame_start=meta.frame_start_s.tolist(), frame_duration=meta.frame_duration_s.tolist(),
+        injection_start=meta.injection_start_s, window=(lo * 60.0, hi * 60.0),
+        min_overlap=settings["min_frame_overlap"]), name="select_frames")
+    if not meta.decay_corrected:
+        select.inputs.decay_factors = frame_decay_factors(
+            meta.frame_start_s, meta.frame_duration_s, meta.half_life_s,
+            reference_s=meta.injection_start_s).tolist()
+    reg = settings["registration"]
+    mc = pe.MapNode(rigid_registration(reg, omp_nthreads, output_warped_image=True),
+                    iterfield=["moving_image"], name="motion_correction", n_procs=omp_nthreads)
+    average = pe.Node(WeightedAverage(), name="weighted_average")
+    to_t1w = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
+                     name="pet_to_t1w", n_procs=omp_nthreads)
+    suv = pe.Node(SUVMap(activity_scale=meta.activity_scale_bq_per_ml,
+                         dose_bq=meta.suv_dose_bq, body_weight_kg=meta.body_weight_kg),
+                  name="suv")
+    suv_t1w = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
+                      name="suv_to_t1w")
+    suvr = pe.Node(SUVRMap(reference=settings["suvr_reference"]), name="suvr")
+    if atlas in BUILTIN:
+        atlas_src = pe.Node(LobarAtlas(atlas=atlas, gm_probseg=template_files["gm_probseg"],
+                                       wm_probseg=template_files["wm_probseg"]),
+                            name="pet_atlas")
+    else:
+        atlas_src = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name="tf_atlas")
+        atlas_src.inputs.atlas = template_files["pet_atlas"]
+        atlas_src.inputs.lut = template_files["pet_atlas_lut"]
+    atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
+                           name="atlas_to_t1w")
+    tables = dict(headache_side=headache_side, covariates=covariates, min_voxels=min_voxels)
+    regional_atlas = init_regional_wf(participant_id, session_id, "pet", "SUVR", **tables,
+                                      name="regional_atlas_wf")
+    regional_rois = init_regional_wf(participant_id, session_id, "pet", "SUVR", **tables,
+                                     name="regional_rois_wf")
+    tpl_xfms = pe.Node(niu.Merge(2), name="pet_to_template_xfms")
+    workflow.connect([
+        (inputnode, select, [("pet", "in_file")]),
+        (select, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
+        (mc, average, [("warped_image", "in_files")]),
+        (select, average, [("durations", "durations")]),
+        (inputnode, to_t1w, [("t1w_preproc", "fixed_image")]),
+        (average, to_t1w, [("out_file", "moving_image")]),
+        (average, suv, [("out_file", "in_file")]),
+        (suv, suv_t1w, [("out_file", "input_image")]),
+        (inputnode, suv_t1w, [("t1w_preproc", "reference_image")]),
+        (to_t1w, suv_t1w, [("forward_transforms", "transforms")]),
+        (suv_t1w, suvr, [("output_image", "in_file")]),
+        (suv, suvr, [("out_file", "native")]),
+        (inputnode, suvr, [("t1w_mask", "brain_mask"), ("rois", "rois"),
+                           ("rois_lut", "lut")]),
+        (atlas_src, atlas_to_t1w, [("atlas", "input_image")]),
+        (inputnode, atlas_to_t1w, [("t1w_preproc", "reference_image"),
+                                   ("tpl2anat_xfm", "transforms")]),
+        (suvr, regional_atlas, [("out_file", "inputnode.in_file")]),
+        (atlas_to_t1w, regional_atlas, [("output_image", "inputnode.labels")]),
+        (atlas_src, regional_atlas, [("lut", "inputnode.lut")]),
+        (suvr, regional_rois, [("out_file", "inputnode.in_file")]),
+        (inputnode, regional_rois, [("rois", "inputnode.labels"),
+                                    ("rois_lut", "inputnode.lut")]),
+        (inputnode, tpl_xfms, [("anat2tpl_xfm", "in1")]),
+        (to_t1w, tpl_xfms, [(("forward_transforms", first), "in2")]),
+        (suv, outputnode, [("out_file", "suv")]),
+        (suv_t1w, outputnode, [("output_image", "suv_t1w")]),
+        (suvr, outputnode, [("native", "suvr"), ("out_file", "suvr_t1w"),
+                            ("provenance", "provenance")]),
+        (average, outputnode, [("out_file", "pet_ref")]),
+        (to_t1w, outputnode, [(("forward_transforms", first), "pet2t1w_xfm")]),
+        (regional_atlas, outputnode, [("outputnode.out_table", "regions_atlas")]),
+        (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
+    ])  # fmt:skip
+    for src, field, out in ((suv, "out_file", "suv_tpl"), (suvr, "native", "suvr_tpl")):
+        node = pe.Node(ApplyTransforms(reference_image=template_files["template"],
+                                       interpolation="Linear", dimension=3, float=True),
+                       name=f"{out}_to_template")
+        workflow.connect([
+            (src, node, [(field, "input_image")]),
+            (tpl_xfms, node, [("out", "transforms")]),
+            (node, outputnode, [("output_image", out)]),
+        ])  # fmt:skip
+    return workflow
