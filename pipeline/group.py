@@ -1,21 +1,44 @@
-"""Group level: gather the participants' regional tables with their covariates.
+"""Group level: gather the regional tables, test the contrasts, fit voxelwise models, report.
 
-The statistics (effect sizes, CIs, FDR, power, voxelwise models) build on the tidy table
-written here (``OUTPUT_DIR/group/desc-all_regions.tsv``). Participants without
-participant-level outputs are listed in ``group/desc-missing_participants.tsv`` and on the
-console, never dropped silently.
+``run_group`` writes, under ``OUTPUT_DIR/group/`` (every table with a JSON sidecar):
+
+- ``desc-all_regions.tsv``: every participant-level regional table with the
+  ``participants.tsv``/``sessions.tsv`` columns (the input of the statistics);
+- ``desc-missing_participants.tsv``: participants without participant-level outputs
+  (``missing``) or with a crash file newer than their outputs (``failed``), never dropped
+  silently;
+- ``desc-roistats_stats.tsv``: one tidy row per contrast × modality × metric × ROI ×
+  hemisphere × test (:mod:`pipeline.stats`: effect sizes with CIs, FDR, power);
+- ``voxelwise/contrast-<c>_meas-<metric>_stat-{z,effect}_statmap.nii.gz``, FDR- and
+  cluster-thresholded z maps (``_stat-z_desc-{fdr,cluster}_statmap``) and their cluster
+  tables (``_desc-{fdr,cluster}_clusters.tsv``): nilearn ``SecondLevelModel`` on the
+  template-space maps for the two-group and paired-session contrasts named in
+  ``group.voxelwise.designs``; ``desc-voxelwise_designs.tsv`` lists every design fitted or
+  skipped (with the reason);
+- ``group.html`` with its ``figures/`` (:mod:`pipeline.group_report`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .errors import InputMissingError
-from .utils import atomic_write_text
+from . import __version__
+from .errors import InputMissingError, UsageError
+from .utils import atomic_write_nifti, atomic_write_text
+
+NIFTI = ".nii.gz"
+VOXELWISE_TYPES = ("two_group", "paired_sessions")
+
+
+def _log(msg):
+    print(f"inflamap: {msg}", file=sys.stderr)
 
 
 def gather_regional_tables(output_dir) -> pd.DataFrame:
@@ -31,14 +54,428 @@ def gather_regional_tables(output_dir) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def write_table(df: pd.DataFrame, path: Path, sidecar: dict) -> Path:
+    """A tidy TSV (``n/a`` for missing) and its JSON sidecar beside it."""
+    atomic_write_text(df.to_csv(sep="\t", index=False, na_rep="n/a"), path)
+    atomic_write_text(_dumps(sidecar),
+                      path.with_name(path.name[: -len(".tsv")] + ".json"))
+    return path
+
+
+def _json_safe(obj):
+    """NaN/inf → None recursively (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _dumps(obj) -> str:
+    return json.dumps(_json_safe(obj), indent=2, default=_json_default)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def _sidecar_path(nifti: Path) -> Path:
+    return nifti.with_name(nifti.name[: -len(NIFTI)] + ".json")
+
+
+def group_settings(workflow: dict) -> dict:
+    """The ``group`` section with validated contrasts and rules (``UsageError``, exit 64)."""
+    from .config import default_config
+    from .stats import check_contrasts, check_rules
+
+    gcfg = workflow.get("group") or default_config()["group"]
+    try:
+        contrasts = check_contrasts(gcfg["contrasts"])
+        rules = check_rules(gcfg["modality_rules"])
+        if gcfg["value"] not in ("mean", "median"):
+            raise ValueError(f"group.value must be mean or median, got {gcfg['value']!r}")
+        by_name = {c["name"]: c for c in contrasts}
+        for name in gcfg["voxelwise"]["designs"]:
+            if name not in by_name:
+                raise ValueError(f"group.voxelwise.designs: {name!r} is not a contrast name; "
+                                 f"contrasts: {', '.join(by_name)}")
+            if by_name[name]["type"] not in VOXELWISE_TYPES:
+                raise ValueError(f"group.voxelwise.designs: {name!r} is a "
+                                 f"{by_name[name]['type']} contrast; voxelwise designs are "
+                                 f"{' or '.join(VOXELWISE_TYPES)}")
+        for ending in gcfg["voxelwise"]["maps"]:
+            if not re.fullmatch(r"([A-Za-z0-9]+-[A-Za-z0-9]+_)*[A-Za-z0-9]+", str(ending)):
+                raise ValueError(f"group.voxelwise.maps: {ending!r} is not a BIDS file-name "
+                                 "ending such as desc-percent_enhancement or Ktrans")
+    except ValueError as exc:
+        raise UsageError(f"configuration: {exc}") from None
+    return {**gcfg, "contrasts": contrasts, "modality_rules": rules}
+
+
+# ----------------------------------------------------------------------------- covariates
+
+def _merge_covariates(table, sessions, participants):
+    """Join sessions.tsv and participants.tsv columns (the BIDS tables win over columns the
+    participant level copied into the regional tables)."""
+    if len(sessions):
+        dup = [c for c in sessions.columns if c in table and c not in (
+            "participant_id", "session_id")]
+        table = table.drop(columns=dup).merge(sessions, on=["participant_id", "session_id"],
+                                              how="left")
+    if len(participants):
+        dup = [c for c in participants.columns if c in table and c != "participant_id"]
+        table = table.drop(columns=dup).merge(participants, on="participant_id", how="left")
+    return table
+
+
+def _status(out: Path, expected, have, table) -> pd.DataFrame:
+    """Participants without outputs (missing) or with a crash newer than them (failed)."""
+    rows = []
+    newest = {}
+    if len(table):
+        for src, pid in table[["source_table", "participant_id"]].drop_duplicates().itertuples(
+                index=False):
+            newest[pid] = max(newest.get(pid, 0.0), (out / src).stat().st_mtime)
+    for pid in expected:
+        crashes = sorted((out / "logs" / pid).glob("crash-*")) if (
+            out / "logs" / pid).exists() else []
+        if pid not in have:
+            rows.append({"participant_id": pid, "status": "missing",
+                         "crash_files": ";".join(str(c.relative_to(out)) for c in crashes)})
+            continue
+        recent = [c for c in crashes if c.stat().st_mtime > newest.get(pid, 0.0)]
+        if recent:
+            rows.append({"participant_id": pid, "status": "failed (partial outputs used)",
+                         "crash_files": ";".join(str(c.relative_to(out)) for c in recent)})
+    return pd.DataFrame(rows, columns=["participant_id", "status", "crash_files"])
+
+
+# ----------------------------------------------------------------------------- voxelwise
+
+def _entities(name: str) -> tuple[dict, str]:
+    stem = name.removesuffix(NIFTI)
+    parts = stem.split("_")
+    ents = dict(p.split("-", 1) for p in parts[:-1] if "-" in p)
+    return ents, parts[-1]
+
+
+def metric_label(ending: str) -> str:
+    """``desc-percent_enhancement`` → ``percent``; ``Ktrans`` → ``Ktrans``."""
+    ents, suffix = _entities(ending + NIFTI)
+    return re.sub(r"[^A-Za-z0-9]", "", ents.get("desc", suffix))
+
+
+def find_template_maps(output_dir, template: str, endings) -> pd.DataFrame:
+    """Template-space maps of the derivatives whose names end with one of ``endings``.
+
+    Returns ``participant_id, session_id, metric, ending, path`` (one map per participant,
+    session and metric: the first in name order; duplicates, e.g. two agents, are logged).
+    """
+    out = Path(output_dir)
+    rows = []
+    for path in sorted(out.glob(f"sub-*/**/*space-{template}*{NIFTI}")):
+        ents, _ = _entities(path.name)
+        if ents.get("space") != template:
+            continue
+        for ending in endings:
+            if path.name.endswith(f"_{ending}{NIFTI}"):
+                rows.append({"participant_id": f"sub-{ents['sub']}",
+                             "session_id": f"ses-{ents['ses']}" if "ses" in ents else np.nan,
+                             "metric": metric_label(ending), "ending": ending,
+                             "path": str(path)})
+                break
+    maps = pd.DataFrame(rows, columns=["participant_id", "session_id", "metric", "ending",
+                                       "path"])
+    dup = maps.duplicated(["participant_id", "session_id", "metric"], keep="first")
+    for p in maps.loc[dup, "path"]:
+        _log(f"voxelwise: {p} ignored (another map of this metric in the same session)")
+    return maps[~dup].reset_index(drop=True)
+
+
+def _design_inputs(maps: pd.DataFrame, contrast: dict):
+    """Per-participant groups of map paths for a two-group or paired-session design."""
+    from .stats import apply_where, isin_values
+
+    column = contrast["column"]
+    if column not in maps:
+        return None, f"column '{column}' not in participants.tsv/sessions.tsv"
+    rows = apply_where(maps, contrast["where"])
+    col = rows[column]
+    if contrast["type"] == "two_group":
+        in_b = isin_values(col, contrast["b"]) & col.notna()
+        in_a = (isin_values(col, contrast["a"]) if contrast["a"] else col.notna()) & (
+            col.notna() & ~in_b)
+        rows = rows.assign(cond=np.where(in_a, "a", np.where(in_b, "b", "")))
+    else:
+        rows = rows.assign(cond=np.where(
+            isin_values(col, contrast["a"]) & col.notna(), "a",
+            np.where(isin_values(col, contrast["b"]) & col.notna(), "b", "")))
+    rows = rows[rows["cond"] != ""]
+    groups = rows.groupby(["participant_id", "cond"])["path"].apply(list).unstack("cond")
+    for c in ("a", "b"):
+        if c not in groups:
+            groups[c] = None
+    if contrast["type"] == "two_group":
+        both = groups["a"].notna() & groups["b"].notna()
+        return groups[~both], None
+    return groups[groups["a"].notna() & groups["b"].notna()], None
+
+
+def _finite_or_nan(x) -> float:
+    """A threshold, NaN when nilearn found none (inf: no voxel survives)."""
+    x = float(x)
+    return x if np.isfinite(x) else float("nan")
+
+
+def _load_on_grid(paths, ref):
+    """Mean of the maps (NaN → 0), on the grid of ``ref`` (resampled when it differs)."""
+    import nibabel as nb
+    from nilearn.image import resample_to_img
+
+    data = []
+    for p in paths:
+        img = nb.load(p)
+        if ref is not None and (img.shape[:3] != ref.shape[:3]
+                                or not np.allclose(img.affine, ref.affine, atol=1e-3)):
+            img = resample_to_img(img, ref, interpolation="continuous",
+                                  force_resample=True, copy_header=True)
+        data.append(np.asarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3]))
+    ref = ref if ref is not None else nb.load(paths[0])
+    arr = np.mean(data, axis=0)
+    return nb.Nifti1Image(arr, ref.affine), ref
+
+
+def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
+                  fdr_alpha=0.05, cluster_height_p=0.001, cluster_min_voxels=10):
+    """Second-level model of one design; images and tables in a dict.
+
+    ``inputs``: per participant (index) the map paths of condition ``a`` and ``b``. Two
+    groups: a cell-means design (one indicator column per group), contrast ``a − b``. Paired
+    sessions: the participant's ``a − b`` difference maps in a one-sample (intercept)
+    design. The mask holds the voxels finite in every map and non-zero in any. FDR: voxel
+    level, two-sided; cluster: two-sided ``p < cluster_height_p`` and at least
+    ``cluster_min_voxels`` voxels.
+    """
+    import nibabel as nb
+    from nilearn.glm import threshold_stats_img
+    from nilearn.glm.second_level import SecondLevelModel
+    from nilearn.reporting import get_clusters_table
+
+    ref, imgs, finite, anyz, design = None, [], None, None, []
+    paired = contrast["type"] == "paired_sessions"
+    for pid, row in inputs.iterrows():
+        conds = ["a", "b"] if paired else [c for c in ("a", "b") if isinstance(row[c], list)]
+        loaded = []
+        for c in conds:
+            img, ref = _load_on_grid(row[c], ref)
+            loaded.append(img)
+        data = (loaded[0].get_fdata() - loaded[1].get_fdata()) if paired else (
+            loaded[0].get_fdata())
+        ok = np.isfinite(data)
+        finite = ok if finite is None else finite & ok
+        anyz = (ok & (data != 0)) if anyz is None else anyz | (ok & (data != 0))
+        imgs.append(nb.Nifti1Image(np.nan_to_num(data).astype(np.float32), ref.affine))
+        design.append({"a": 1.0, "b": 0.0} if paired or conds[0] == "a" else
+                      {"a": 0.0, "b": 1.0})
+    mask = nb.Nifti1Image((finite & anyz).astype(np.uint8), ref.affine)
+    if paired:
+        dm = pd.DataFrame({"intercept": np.ones(len(imgs))})
+        expr = "intercept"
+    else:
+        dm = pd.DataFrame(design).rename(columns={"a": "groupA", "b": "groupB"})
+        expr = "groupA - groupB"
+    model = SecondLevelModel(mask_img=mask, smoothing_fwhm=smoothing_fwhm, n_jobs=1,
+                             minimize_memory=True)
+    model.fit(imgs, design_matrix=dm)
+    res = model.compute_contrast(expr, output_type="all")
+    z = res["z_score"]
+    with warnings.catch_warnings():  # no voxel survives FDR: threshold inf, empty map
+        warnings.filterwarnings("ignore", message="The given float value must not exceed")
+        fdr_img, fdr_thr = threshold_stats_img(z, mask_img=mask, alpha=fdr_alpha,
+                                               height_control="fdr", cluster_threshold=0,
+                                               two_sided=True)
+        cl_img, cl_thr = threshold_stats_img(z, mask_img=mask, alpha=cluster_height_p,
+                                             height_control="fpr",
+                                             cluster_threshold=cluster_min_voxels,
+                                             two_sided=True)
+
+    def clusters(img, thr, k):
+        if not np.isfinite(thr) or not np.any(np.asarray(img.dataobj)):
+            return pd.DataFrame(columns=["Cluster ID", "X", "Y", "Z", "Peak Stat",
+                                         "Cluster Size (mm3)"])
+        with warnings.catch_warnings():  # "no clusters with stat lower than -t": one sign
+            warnings.filterwarnings("ignore", message="No clusters found")
+            return get_clusters_table(z, stat_threshold=float(thr), cluster_threshold=k,
+                                      two_sided=True)
+
+    n_a = int(dm.iloc[:, 0].sum()) if not paired else len(imgs)
+    return {
+        "z": z, "effect": res["effect_size"], "mask": mask,
+        "fdr_img": fdr_img, "fdr_threshold": _finite_or_nan(fdr_thr),
+        "cluster_img": cl_img, "cluster_threshold": _finite_or_nan(cl_thr),
+        "fdr_clusters": clusters(fdr_img, fdr_thr, 0),
+        "cluster_clusters": clusters(cl_img, cl_thr, cluster_min_voxels),
+        "n1": n_a, "n2": len(imgs) if paired else len(imgs) - n_a,
+        "n_mask_voxels": int(np.asarray(mask.dataobj).sum()),
+    }
+
+
+def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
+                  template: str) -> pd.DataFrame:
+    """Every design × metric of ``group.voxelwise``: derivatives written, a summary row each."""
+    vcfg = gcfg["voxelwise"]
+    cols = ["contrast", "metric", "status", "reason", "n1", "n2", "n_mask_voxels",
+            "fdr_threshold", "fdr_voxels", "cluster_threshold", "cluster_count", "z_map",
+            "fdr_map", "cluster_map"]
+    maps = find_template_maps(out, template, vcfg["maps"])
+    rows = []
+    if maps.empty:
+        _log(f"voxelwise: no template-space maps (space-{template}, endings "
+             f"{', '.join(vcfg['maps'])}); skipped")
+        return pd.DataFrame(columns=cols)
+    if len(info):
+        keys = ["participant_id", "session_id"] if "session_id" in info else ["participant_id"]
+        maps = maps.merge(info, on=keys, how="left")
+    by_name = {c["name"]: c for c in gcfg["contrasts"]}
+    vdir = gdir / "voxelwise"
+    min_maps = vcfg["min_maps"]
+    for name in vcfg["designs"]:
+        contrast = by_name[name]
+        for metric, mmaps in maps.groupby("metric", sort=True):
+            row = {"contrast": name, "metric": metric, "status": "skipped"}
+            inputs, reason = _design_inputs(mmaps, contrast)
+            if reason is None:
+                if contrast["type"] == "two_group":
+                    n1, n2 = int(inputs["a"].notna().sum()), int(inputs["b"].notna().sum())
+                else:
+                    n1 = n2 = len(inputs)
+                row.update(n1=n1, n2=n2)
+                if min(n1, n2) < min_maps:
+                    reason = (f"too few maps (n1={n1}, n2={n2}; minimum {min_maps} per "
+                              f"{'group' if contrast['type'] == 'two_group' else 'pair'})")
+            if reason is not None:
+                row["reason"] = reason
+                _log(f"voxelwise {name} {metric}: skipped, {reason}")
+                rows.append(row)
+                continue
+            try:
+                res = fit_voxelwise(inputs, contrast, smoothing_fwhm=vcfg["smoothing_fwhm"],
+                                    fdr_alpha=vcfg["fdr_alpha"],
+                                    cluster_height_p=vcfg["cluster_height_p"],
+                                    cluster_min_voxels=vcfg["cluster_min_voxels"])
+            except Exception as exc:  # noqa: BLE001 - a design that cannot be fitted is reported
+                row["reason"] = f"model failed: {type(exc).__name__}: {exc}"
+                _log(f"voxelwise {name} {metric}: skipped, {row['reason']}")
+                rows.append(row)
+                continue
+            sources = sorted({str(Path(p).relative_to(out)) for c in ("a", "b")
+                              for ps in inputs[c].dropna() for p in ps})
+            meta = {"Contrast": name, "ContrastType": contrast["type"],
+                    "Conditions": {"a": contrast["label_a"], "b": contrast["label_b"]},
+                    "Where": contrast["where"], "Metric": metric, "Template": template,
+                    "N": {"a": res["n1"], "b": res["n2"]},
+                    "Design": ("one-sample t on the within-participant differences a - b"
+                               if contrast["type"] == "paired_sessions" else
+                               "two-sample t, cell-means design, contrast a - b"),
+                    "SmoothingFWHM": vcfg["smoothing_fwhm"],
+                    "MaskVoxels": res["n_mask_voxels"],
+                    "Software": "nilearn SecondLevelModel", "Sources": sources}
+            stem = f"contrast-{name}_meas-{metric}"
+            files = {
+                "z_map": (vdir / f"{stem}_stat-z_statmap{NIFTI}", res["z"],
+                          {**meta, "Statistic": "z", "Thresholded": False}),
+                "effect": (vdir / f"{stem}_stat-effect_statmap{NIFTI}", res["effect"],
+                           {**meta, "Statistic": "effect (a - b, metric units)"}),
+                "fdr_map": (vdir / f"{stem}_stat-z_desc-fdr_statmap{NIFTI}", res["fdr_img"],
+                            {**meta, "Statistic": "z", "HeightControl": "fdr",
+                             "Alpha": vcfg["fdr_alpha"], "TwoSided": True,
+                             "Threshold": res["fdr_threshold"]}),
+                "cluster_map": (vdir / f"{stem}_stat-z_desc-cluster_statmap{NIFTI}",
+                                res["cluster_img"],
+                                {**meta, "Statistic": "z", "HeightControl": "fpr",
+                                 "ClusterFormingP": vcfg["cluster_height_p"],
+                                 "ClusterMinVoxels": vcfg["cluster_min_voxels"],
+                                 "TwoSided": True, "Threshold": res["cluster_threshold"]}),
+            }
+            for key, (path, img, side) in files.items():
+                atomic_write_nifti(img, path)
+                atomic_write_text(_dumps(side),
+                                  _sidecar_path(path))
+                if key != "effect":
+                    row[key] = str(path.relative_to(gdir))
+            for kind in ("fdr", "cluster"):
+                write_table(res[f"{kind}_clusters"], vdir / f"{stem}_desc-{kind}_clusters.tsv",
+                            {**meta, "Description": f"clusters of the {kind}-thresholded z map "
+                             "(nilearn get_clusters_table; coordinates in mm, template space)",
+                             "StatMap": row[f"{kind}_map"]})
+            fdr_vox = int(np.count_nonzero(np.asarray(res["fdr_img"].dataobj)))
+            row.update(status="done", reason="", n_mask_voxels=res["n_mask_voxels"],
+                       fdr_threshold=res["fdr_threshold"], fdr_voxels=fdr_vox,
+                       cluster_threshold=res["cluster_threshold"],
+                       cluster_count=n_clusters(res["cluster_clusters"]))
+            sizes = (f"{res['n1']} pairs" if contrast["type"] == "paired_sessions" else
+                     f"{res['n1']} vs {res['n2']} participants")
+            _log(f"voxelwise {name} {metric}: {sizes}, {fdr_vox} voxel(s) FDR-significant, "
+                 f"{row['cluster_count']} cluster(s)")
+            rows.append(row)
+    voxel = pd.DataFrame(rows, columns=cols)
+    for c in ("n1", "n2", "n_mask_voxels", "fdr_voxels", "cluster_count"):
+        voxel[c] = voxel[c].astype("Int64")
+    return voxel
+
+
+def n_clusters(table: pd.DataFrame) -> int:
+    """Clusters of a nilearn cluster table (sub-peaks ``1a``, ``1b``... are not counted)."""
+    if table.empty:
+        return 0
+    return int(table["Cluster ID"].astype(str).str.fullmatch(r"\d+").sum())
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _roistats_sidecar(gcfg, results, table):
+    from .stats import COLUMN_DESCRIPTIONS, power_column
+
+    desc = dict(COLUMN_DESCRIPTIONS)
+    desc[power_column(gcfg["target_power"])] = desc.pop("n_for_80_power")
+    return {
+        "Description": "ROI-level group statistics: one row per contrast x modality x "
+                       "metric x ROI x hemisphere x test",
+        "Value": f"regional-table column '{gcfg['value']}', averaged over each participant's "
+                 "selected sessions",
+        "Alpha": gcfg["alpha"], "CILevel": gcfg["ci_level"],
+        "FDR": {"Method": gcfg["fdr"], "Family": "contrast x modality x metric x test",
+                "Software": "statsmodels.stats.multitest.multipletests"},
+        "Power": {"TargetPower": gcfg["target_power"], "Software": "statsmodels.stats.power",
+                  "Note": "achieved power at the observed effect is a function of the p value; "
+                          "read it with the minimum detectable effect and the required N"},
+        "Covariates": gcfg["covariates"], "ModalityRules": gcfg["modality_rules"],
+        "MinN": gcfg["min_n"], "Contrasts": gcfg["contrasts"],
+        "Columns": {c: {"Description": desc.get(c, "")} for c in results.columns},
+        "Sources": ["desc-all_regions.tsv"],
+        "Software": {"inflamap": __version__},
+        "NRows": len(results), "NParticipants": int(table["participant_id"].nunique()),
+    }
+
+
 def run_group(settings) -> int:
     from .bids import read_participants, read_sessions
+    from .stats import group_statistics
 
     ex = settings.execution
     out = Path(ex.output_dir)
     if not (out / "dataset_description.json").exists():
         raise InputMissingError(
             f"{out}: no participant-level derivatives here; run the participant level first")
+    gcfg = group_settings(settings.workflow)
     table = gather_regional_tables(out)
     covs = settings.workflow["covariates"]
     participants = read_participants(ex.bids_dir, covs)
@@ -46,36 +483,65 @@ def run_group(settings) -> int:
         p.name for p in Path(ex.bids_dir).glob("sub-*") if p.is_dir())
     if ex.participant_label:
         expected = [p for p in expected if p[4:] in ex.participant_label]
+        if len(table):
+            table = table[table["participant_id"].str[4:].isin(ex.participant_label)]
     have = set(table["participant_id"]) if len(table) else set()
-    missing = [p for p in expected if p not in have]
     if table.empty:
         raise InputMissingError(f"{out}: no regional tables (*_regions.tsv) found; run the "
                                 "participant level first")
+    missing = _status(out, expected, have, table)
     sessions = []
-    for pid in sorted(have):
+    for pid in sorted(have | set(expected)):
         s = read_sessions(ex.bids_dir, pid[4:], covs)
         if len(s):
             s.insert(0, "participant_id", pid)
             sessions.append(s)
-    if sessions:
-        table = table.merge(pd.concat(sessions), on=["participant_id", "session_id"],
-                            how="left")
-    if len(participants):
-        table = table.merge(participants, on="participant_id", how="left")
+    sessions = pd.concat(sessions, ignore_index=True) if sessions else pd.DataFrame()
+    table = _merge_covariates(table, sessions, participants)
     gdir = out / "group"
     gdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(table.to_csv(sep="\t", index=False, na_rep="n/a"),
-                      gdir / "desc-all_regions.tsv")
-    atomic_write_text(json.dumps({
+    write_table(table, gdir / "desc-all_regions.tsv", {
         "Description": "All participant-level regional tables with participants.tsv and "
                        "sessions.tsv covariates",
-        "Sources": sorted(set(table["source_table"]))}, indent=2),
-        gdir / "desc-all_regions.json")
-    atomic_write_text(pd.DataFrame({"participant_id": missing}).to_csv(sep="\t", index=False),
-                      gdir / "desc-missing_participants.tsv")
-    if missing:
-        print(f"inflamap: {len(missing)} participant(s) without participant-level outputs: "
-              f"{', '.join(missing)}", file=sys.stderr)
-    print(f"inflamap: group table of {len(have)} participant(s) written to "
-          f"{gdir / 'desc-all_regions.tsv'}", file=sys.stderr)
+        "Sources": sorted(set(table["source_table"]))})
+    write_table(missing, gdir / "desc-missing_participants.tsv", {
+        "Description": "Participants of participants.tsv (or the BIDS folder) without "
+                       "participant-level outputs (missing), or with a crash file newer than "
+                       "their outputs (failed; their outputs are used as they are)",
+        "Columns": {"participant_id": "participant", "status": "missing or failed",
+                    "crash_files": "crash files under logs/ (';'-separated)"}})
+    if len(missing):
+        _log(f"{len(missing)} participant(s) without complete participant-level outputs: "
+             + ", ".join(f"{p} ({s})" for p, s in zip(missing["participant_id"],
+                                                     missing["status"])))
+    _log(f"group table of {len(have)} participant(s) written to "
+         f"{gdir / 'desc-all_regions.tsv'}")
+
+    results, datas = group_statistics(
+        table, gcfg["contrasts"], value=gcfg["value"], alpha=gcfg["alpha"], fdr=gcfg["fdr"],
+        ci_level=gcfg["ci_level"], target_power=gcfg["target_power"], min_n=gcfg["min_n"],
+        covariates=gcfg["covariates"], modality_rules=gcfg["modality_rules"],
+        return_data=True)
+    write_table(results, gdir / "desc-roistats_stats.tsv",
+                _roistats_sidecar(gcfg, results, table))
+    n_sig = int(results["significant"].sum())
+    _log(f"ROI statistics: {int(results['p'].notna().sum())} test(s) over "
+         f"{len(gcfg['contrasts'])} contrast(s), {n_sig} FDR-significant; "
+         f"{gdir / 'desc-roistats_stats.tsv'}")
+
+    voxel = pd.DataFrame()
+    if gcfg["voxelwise"]["enabled"]:
+        info = sessions.copy() if len(sessions) else pd.DataFrame(columns=["participant_id"])
+        if len(participants):
+            info = (info.merge(participants, on="participant_id", how="outer")
+                    if len(info) else participants.copy())
+        voxel = run_voxelwise(out, gdir, info, gcfg, settings.workflow["anat"]["template"])
+        write_table(voxel, gdir / "desc-voxelwise_designs.tsv", {
+            "Description": "voxelwise second-level designs fitted or skipped (with the reason)",
+            "Settings": gcfg["voxelwise"]})
+    if gcfg["report"]:
+        from .group_report import write_group_report
+
+        report = write_group_report(gdir, results, datas, voxel, missing, table, gcfg)
+        _log(f"group report: {report}")
     return 0

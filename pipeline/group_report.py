@@ -1,0 +1,215 @@
+"""Group HTML report: forest plots, paired/box strip plots, glass brains (jinja2 template).
+
+Figures are PNG files in ``group/figures/`` beside ``group/group.html``, drawn with
+matplotlib's object API (no display needed) and nilearn's ``plot_glass_brain``; the page is
+rendered from ``pipeline/reports/templates/group.html.j2``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .utils import atomic_write_text
+
+TEMPLATES = Path(__file__).parent / "reports" / "templates"
+UNIT = ["modality", "metric", "roi", "hemisphere"]
+SIG_COLOUR, NS_COLOUR = "#c0392b", "#7f8c8d"
+STRIP_TYPES = ("paired_sessions", "paired_hemispheres")  # box/strip plots in the report
+
+
+def _figure(width, height):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=90)
+
+
+def _label(row) -> str:
+    return f"{row['modality']}/{row['metric']} · {row['roi']} {row['hemisphere']}"
+
+
+def _primary(results: pd.DataFrame, contrast: dict) -> pd.DataFrame:
+    rows = results[(results["contrast"] == contrast["name"])
+                   & (results["test"] == contrast["tests"][0])]
+    return rows[np.isfinite(rows["effect_size"].astype(float))]
+
+
+def forest_plot(rows: pd.DataFrame, path: Path, title: str, max_rows: int = 30) -> Path | None:
+    """Effect sizes with their CIs, the ``max_rows`` smallest p first (FDR hits in colour)."""
+    rows = rows.sort_values("p").head(max_rows)
+    if rows.empty:
+        return None
+    rows = rows.sort_values(["modality", "metric", "effect_size"], ascending=[True, True, True])
+    n = len(rows)
+    fig = _figure(8.0, 1.2 + 0.28 * n)
+    ax = fig.subplots()
+    y = np.arange(n)[::-1]
+    es = rows["effect_size"].to_numpy(float)
+    lo = rows["ci_low"].to_numpy(float)
+    hi = rows["ci_high"].to_numpy(float)
+    sig = rows["significant"].to_numpy(bool)
+    err = np.vstack([es - lo, hi - es])
+    err[~np.isfinite(err)] = 0.0
+    for mask, colour in ((sig, SIG_COLOUR), (~sig, NS_COLOUR)):
+        if mask.any():
+            ax.errorbar(es[mask], y[mask], xerr=err[:, mask], fmt="o", color=colour, ms=5,
+                        lw=1.5, capsize=0)
+    ax.axvline(0, color="k", lw=0.8, ls="--")
+    ax.set_yticks(y, [_label(r) for r in rows.to_dict("records")], fontsize=8)
+    kind = rows["effect_size_type"].dropna().iloc[0] if rows["effect_size_type"].notna().any() \
+        else "effect size"
+    ax.set_xlabel(f"{kind} (95 % CI); red: FDR-significant")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    height = 1.2 + 0.28 * n
+    fig.subplots_adjust(left=0.42, right=0.97, top=1 - 0.45 / height, bottom=0.6 / height)
+    fig.savefig(path)
+    return path
+
+
+def strip_plot(data: pd.DataFrame, rows: pd.DataFrame, contrast: dict, path: Path,
+               n_units: int = 6) -> Path | None:
+    """Box and strip plots of the ``n_units`` units with the smallest p: paired designs
+    (ictal/interictal, ipsi/contra) connect each participant's two values; two-group designs
+    show both groups."""
+    if data is None or data.empty or rows.empty or contrast["type"] == "correlation":
+        return None
+    top = rows.sort_values("p").head(n_units)
+    n = len(top)
+    ncol = min(3, n)
+    nrow = math.ceil(n / ncol)
+    fig = _figure(3.2 * ncol, 2.9 * nrow)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    rng = np.random.default_rng(0)
+    paired = contrast["type"] in ("paired_sessions", "paired_hemispheres")
+    for ax, r in zip(axes, top.to_dict("records")):
+        sel = data
+        for k in UNIT:
+            sel = sel[sel[k] == r[k]]
+        if paired:
+            a, b = sel["a"].to_numpy(float), sel["b"].to_numpy(float)
+            for ai, bi in zip(a, b):
+                ax.plot([0, 1], [ai, bi], color="#95a5a6", lw=0.7, alpha=0.7)
+        elif contrast["type"] == "two_group":
+            a = sel.loc[sel["level"] == "a", "value"].to_numpy(float)
+            b = sel.loc[sel["level"] == "b", "value"].to_numpy(float)
+        else:
+            continue
+        ax.boxplot([a, b], positions=[0, 1], widths=0.45, showfliers=False)
+        for pos, vals in ((0, a), (1, b)):
+            x = np.full(len(vals), float(pos))
+            if not paired:
+                x += rng.uniform(-0.08, 0.08, len(vals))
+            ax.plot(x, vals, "o", ms=3, alpha=0.7,
+                    color=SIG_COLOUR if r["significant"] else "#2c3e50")
+        ax.set_xticks([0, 1], [contrast["label_a"], contrast["label_b"]], fontsize=8)
+        pf = r["p_fdr"]
+        ax.set_title(f"{r['roi']} {r['hemisphere']}\n{r['modality']}/{r['metric']}, "
+                     f"p_FDR={pf:.2g}" if np.isfinite(pf) else f"{r['roi']} {r['hemisphere']}",
+                     fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.55 / (2.9 * nrow),
+                        bottom=0.35 / (2.9 * nrow), wspace=0.35, hspace=0.55)
+    fig.savefig(path)
+    return path
+
+
+def glass_brain(z_map: Path, threshold: float, path: Path, title: str) -> Path:
+    """nilearn glass brain of a z map (both signs), thresholded at ``threshold``."""
+    import warnings
+
+    from nilearn import plotting
+
+    with warnings.catch_warnings():  # nothing above the threshold: an empty glass brain
+        warnings.filterwarnings("ignore", message="empty mask")
+        plotting.plot_glass_brain(str(z_map), threshold=threshold, colorbar=True,
+                                  plot_abs=False, display_mode="lyrz", title=title,
+                                  output_file=str(path))
+    return path
+
+
+def _fmt(value, digits=3):
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 10 ** 5):
+            return f"{v:.{digits - 1}e}"
+        return f"{v:.{digits}g}"
+    return str(value)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: (None if (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA else v)
+             for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def write_group_report(gdir, results: pd.DataFrame, datas: dict, voxel: pd.DataFrame,
+                       missing: pd.DataFrame, table: pd.DataFrame, gcfg: dict) -> Path:
+    """Render ``group.html`` and its figures; returns the report's path."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from .stats import power_column
+
+    gdir = Path(gdir)
+    fdir = gdir / "figures"
+    fdir.mkdir(parents=True, exist_ok=True)
+    ncol = power_column(gcfg["target_power"])
+    sections = []
+    for c in gcfg["contrasts"]:
+        rows = _primary(results, c)
+        allrows = results[results["contrast"] == c["name"]]
+        forest = forest_plot(rows, fdir / f"forest_{c['name']}.png",
+                             f"{c['name']}: {c['label_a']} vs {c['label_b'] or c['column']} "
+                             f"({c['tests'][0]})", gcfg["report_max_rows"])
+        strip = strip_plot(datas.get(c["name"]), rows, c, fdir / f"strip_{c['name']}.png") \
+            if c["type"] in STRIP_TYPES else None
+        shown = allrows[allrows["significant"]].sort_values("p")
+        if shown.empty:
+            shown = allrows[allrows["p"].notna()].sort_values("p").head(5)
+        reasons = allrows.loc[allrows["reason"].notna(), "reason"].value_counts()
+        sections.append({
+            **c, "n_tests": int(allrows["p"].notna().sum()),
+            "n_significant": int(allrows["significant"].sum()),
+            "forest": forest.relative_to(gdir).as_posix() if forest else None,
+            "strip": strip.relative_to(gdir).as_posix() if strip else None,
+            "rows": _records(shown.head(40)), "any_significant": bool(
+                allrows["significant"].any()),
+            "skipped": [{"reason": k, "count": int(v)} for k, v in reasons.items()],
+        })
+    vox = []
+    for r in _records(voxel) if len(voxel) else []:
+        if r["status"] == "done":
+            thr = next((t for t in (r["fdr_threshold"], r["cluster_threshold"])
+                        if t is not None and np.isfinite(t)), 3.09)
+            png = fdir / f"glass_{r['contrast']}_{r['metric']}.png"
+            glass_brain(gdir / r["z_map"], thr, png, f"{r['contrast']} {r['metric']} (z)")
+            r["glass_brain"] = png.relative_to(gdir).as_posix()
+            r["display_threshold"] = thr
+        vox.append(r)
+    participants = table.drop_duplicates("participant_id")
+    groups = (participants["group"].fillna("n/a").value_counts().sort_index().to_dict()
+              if "group" in participants else {})
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                      autoescape=select_autoescape(["html", "j2"]))
+    env.filters["fmt"] = _fmt
+    html = env.get_template("group.html.j2").render(
+        version=__version__, generated=datetime.datetime.now().isoformat(timespec="seconds"),
+        n_participants=int(participants["participant_id"].nunique()), groups=groups,
+        modalities=sorted({f"{m}/{k}" for m, k in table[["modality", "metric"]]
+                           .drop_duplicates().itertuples(index=False)}),
+        missing=_records(missing), cfg=gcfg, sections=sections, voxelwise=vox,
+        n_col=ncol, n_tests=int(results["p"].notna().sum()),
+        n_significant=int(results["significant"].sum()))
+    return atomic_write_text(html, gdir / "group.html")
