@@ -402,7 +402,7 @@ def _add_uspio(workflow, settings, layout, anat_wf, t1w, pair, template, templat
                          "bands, dural sinuses"}),
     ]
     _sinks(workflow, settings, post_src, wf, specs, prefix=f"uspio_{pair['agent']}_{tag}",
-           extra_sources=list(series["pre"][0]) + [t1w],
+           extra_sources=series["post"][0][1:] + list(series["pre"][0]) + [t1w],
            meta_from=(wf, "outputnode.provenance_post"))
     # the pre series' own maps, named after it (they may belong to another session)
     pre_specs = [

@@ -10,7 +10,12 @@ Layout written under ``DIR``::
 Every participant has two sessions. Patients (MA) have ``ses-01`` interictal and ``ses-02``
 ictal with a headache side; controls (HC) have two attack-free sessions. Each session has a
 pre- and post-gadolinium T1w, pre/post-ferumoxytol multi-echo GRE, VFA and a DCE series;
-``ses-01`` also has a [11C]PBR28 PET. Every image has its own true rigid head position.
+``ses-01`` also has a [11C]PBR28 PET, ``ses-02`` an early/late 99mTc-albumin SPECT pair.
+Every image has its own true rigid head position. The truth of each planted effect is
+written beside the data (``groundtruth/``): effect maps on the acquisition grids
+(gadolinium percent, DCE Ktrans, USPIO ΔR2*) and noise-free PET SUV (with and without the
+effects) and SPECT late/early ratio maps on the T1w grid of the session, so that tests can
+evaluate them over the pipeline's own ROIs.
 """
 
 from __future__ import annotations
@@ -226,51 +231,31 @@ def _mix(fr, per_tissue):
     return total
 
 
-def _truth_rois(labels, brain, resolution):
-    """The pipeline's ROI definitions (atlas + extra-cerebral bands) on true anatomy."""
-    from ..atlas import lobar_lut
-    from ..rois import extracerebral_rois
-
-    return extracerebral_rois(brain, labels * brain, lobar_lut(), (resolution,) * 3)
-
-
-def _roi_key(name, hemisphere):
-    return f"{name}/{hemisphere}"
-
-
-def _suvr_change(suv_eff, suv_base, rois, lut, brain):
-    """Percent change of each ROI's mean SUVR (whole-brain reference) due to the effects."""
-    from ..models.regional import roi_statistics
-
-    eff = roi_statistics(suv_eff / suv_eff[brain].mean(), rois, lut)
-    base = roi_statistics(suv_base / suv_base[brain].mean(), rois, lut)
-    out = {}
-    for e, b in zip(eff.itertuples(), base.itertuples()):
-        if e.n_voxels:
-            out[_roi_key(e.roi, e.hemisphere)] = round(100.0 * (e.mean / b.mean - 1.0), 4)
-    return out
-
-
-def _spect_pair(rng, ph, pose, shape, aff, effects, side, bids, pid, ses, stem, resolution,
-                files):
-    """Early and late 99mTc-albumin SPECT (counts, not decay-corrected) and their truth."""
+def _spect_pair(rng, ph, pose, w_t1w, shape, aff, effects, side, bids, gt, stem, files):
+    """Early and late 99mTc-albumin SPECT (counts, not decay-corrected), and the true
+    late/early ratio on the T1w grid and pose of the session (noise-free, same floor rule
+    as the pipeline: no ratio where early < 5 % of its 99th percentile)."""
     from ..models.pet import decay_factor
-    from ..models.regional import roi_statistics
 
-    w = pose(True)
-    fr, labels, brain, xyz = sample(ph, w, shape, aff)
-    masks = _effect_masks(effects, "spect", xyz, side)
     vp = {t: tissue_param(t, "vp") if t != "blood" else 1.0 for t in TISSUES}
-    early = _mix(fr, {t: np.full(shape, vp[t]) for t in TISSUES})
-    late = _mix(fr, {t: vp[t] * SPECT["late_blood"]
-                     + voxel_param(t, "albumin_extravasation", shape, masks) for t in TISSUES})
-    # truth: ROI means of the voxelwise ratio where the early image passes the floor
+
+    def early_late(w):
+        fr, _, _, xyz = sample(ph, w, shape, aff)
+        masks = _effect_masks(effects, "spect", xyz, side)
+        early = _mix(fr, {t: np.full(shape, vp[t]) for t in TISSUES})
+        late = _mix(fr, {t: vp[t] * SPECT["late_blood"]
+                         + voxel_param(t, "albumin_extravasation", shape, masks)
+                         for t in TISSUES})
+        return early, late
+
+    e_t, l_t = early_late(w_t1w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(early > 0.05 * np.percentile(early, 99), late / early, np.nan)
-    rois, lut = _truth_rois(labels, brain, resolution)
-    stats = roi_statistics(ratio, rois, lut)
-    truth = {_roi_key(r.roi, r.hemisphere): round(float(r.mean), 4)
-             for r in stats.itertuples() if r.n_voxels}
+        ratio = np.where(e_t > 0.05 * np.percentile(e_t, 99), l_t / e_t, np.nan)
+    _save(ratio, aff, gt / f"{stem}_trc-{SPECT['tracer']}_desc-true_ratio.nii.gz",
+          dtype=np.float32)
+    w = pose(True)
+    early, late = early_late(w)
+    pid, ses = stem.split("_")
     for acq, conc in (("early", early), ("late", late)):
         t0, dur = SPECT[acq]
         mid = t0 + dur / 2
@@ -284,7 +269,6 @@ def _spect_pair(rng, ph, pose, shape, aff, effects, side, bids, pid, ses, stem, 
             "FrameTimesStart": [t0], "FrameDuration": [dur], "Units": "counts",
             "ImageDecayCorrected": False, "ReconFilterSize": SPECT["fwhm"]})
         files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
-    files[str(path.relative_to(bids))]["late_early_ratio"] = truth
 
 
 def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int = 0,
@@ -502,7 +486,7 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
             # ---- TSPO PET (first session only) ------------------------------------------
             if s == 1:
                 w = pose(True)
-                fr, plabels, pbrain, xyz = sample(ph_pet, w, shape, aff)
+                fr, _, _, xyz = sample(ph_pet, w, shape, aff)
                 masks = _effect_masks(effects, "pet", xyz, side)
                 dose_mbq = float(np.round(rng.uniform(330, 420), 1))
                 to_bq = dose_mbq * 1e6 / (weight * 1000.0)
@@ -511,25 +495,25 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                 uptake = 1 - np.exp(-mid / 12.0)
                 blood_tac = 3.0 * np.exp(-mid / 2.0) + 0.8
 
-                def pet_frames(with_effects):
-                    m = masks if with_effects else []
+                def pet_frames(frac, m):
                     out = []
                     for j in range(len(mid)):
                         sig = {t: (blood_tac[j] * np.ones(shape) if t == "blood" else
                                    voxel_param(t, "suv", shape, m) * uptake[j])
                                for t in TISSUES}
-                        out.append(_mix(fr, sig))
+                        out.append(_mix(frac, sig))
                     return np.stack(out, axis=-1)  # SUV units
 
-                act = pet_frames(True) * to_bq
-                # truth: SUVR change (%) per ROI (the pipeline's ROI definitions on the true
-                # anatomy of this pose; whole-brain reference) with vs without the effects
+                act = pet_frames(fr, masks) * to_bq
+                # truth on the T1w grid and pose of this session (so that a test can use the
+                # pipeline's own ROIs): noise-free 60-90 min SUV with and without the effects
                 win = (start >= 3600) & (start < 5400)
                 dur = np.asarray(PET_FRAMES["duration"], float)[win]
-                rois, lut = _truth_rois(plabels, pbrain, resolution)
-                pet_truth = _suvr_change(
-                    (pet_frames(True)[..., win] * dur).sum(-1) / dur.sum(),
-                    (pet_frames(False)[..., win] * dur).sum(-1) / dur.sum(), rois, lut, pbrain)
+                fr_t, _, _, xyz_t = sample(ph_pet, w_pre, shape, aff)
+                masks_t = _effect_masks(effects, "pet", xyz_t, side)
+                for desc, m in (("true", masks_t), ("baseline", [])):
+                    _save((pet_frames(fr_t, m)[..., win] * dur).sum(-1) / dur.sum(), aff,
+                          gt / f"{stem}_trc-PBR28_desc-{desc}_SUV.nii.gz", dtype=np.float32)
                 act = act + rng.normal(size=act.shape) * (0.03 * act + 0.05 * to_bq)
                 path = bids / pid / ses / "pet" / f"{stem}_trc-PBR28_pet.nii.gz"
                 _save(np.clip(act, 0, None), aff, path, meta={
@@ -550,12 +534,12 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                     "ReconFilterSize": PET_FWHM_MM, "AttenuationCorrection": "CT-based"})
                 files[str(path.relative_to(bids))] = {
                     "world_from_template": w.tolist(), "injected_MBq": dose_mbq,
-                    "body_weight_kg": weight, "suvr_change_percent": pet_truth}
+                    "body_weight_kg": weight}
 
             # ---- 99mTc-albumin SPECT, early and late (second session only) -------------
             if s == 2:
-                _spect_pair(rng, ph_spect, pose, shape, aff, effects, side, bids, pid, ses,
-                            stem, resolution, files)
+                _spect_pair(rng, ph_spect, pose, w_pre, shape, aff, effects, side, bids, gt,
+                            stem, files)
             ptruth["sessions"][ses] = {
                 "phase": phase, "headache_side": srow["headache_side"],
                 "effects": [e["id"] for e in effects], "files": files}
