@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nipype plugin YAML (plugin: MultiProc|Linear|SLURMGraph, plugin_args)")
     g.add_argument("--stop-on-first-crash", action="store_true",
                    help="stop at the first failing participant/step")
+    g.add_argument("--reports-only", action="store_true",
+                   help="participant level: only regenerate the HTML reports "
+                        "(OUTPUT_DIR/sub-<label>.html) from the derivatives already in "
+                        "OUTPUT_DIR; nothing is recomputed")
     g = p.add_argument_group("configuration")
     g.add_argument("--config", metavar="FILE",
                    help="YAML merged over configs/defaults.yml (unknown keys are errors)")
@@ -191,6 +195,8 @@ def run_participant(args, settings, layout, work) -> int:
     from .bids import select_participants
     from .derivatives import write_dataset_description
     from .templates import TemplateError
+    from .reports.boilerplate import boilerplate_for_run
+    from .reports.participant import report_after_run
 
     subjects = select_participants(layout, args.participant_label)
     anat = settings.workflow["anat"]
@@ -203,6 +209,7 @@ def run_participant(args, settings, layout, work) -> int:
     failures = []
     for i, subject in enumerate(subjects, start=1):
         sub_work = work / f"sub-{subject}"  # one work folder per participant (no clobbering)
+        run_started = time.time()  # older crash files are shown as from an earlier run
         sub_work.mkdir(parents=True, exist_ok=True)
         crash_dir = Path(settings.execution.output_dir) / "logs" / f"sub-{subject}"
         ncfg.update_config({
@@ -219,6 +226,9 @@ def run_participant(args, settings, layout, work) -> int:
         try:
             wf = init_single_subject_wf(subject, settings, tfiles, layout)
             wf.base_dir = str(sub_work)
+            boilerplate_for_run(wf, subject, settings.execution.output_dir,
+                                settings.workflow["anat"]["template"],
+                                progress=_progress)  # methods of the steps built, pre-run
             plugin_args = dict(settings.nipype.plugin_args)
             if settings.nipype.plugin in ("MultiProc", "Linear"):
                 plugin_args["status_callback"] = _status_callback(subject)
@@ -237,6 +247,10 @@ def run_participant(args, settings, layout, work) -> int:
             crash = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
             failures.append((subject, str(exc).strip().splitlines()[0] if str(exc) else
                              type(exc).__name__, crash[-1] if crash else None))
+        # the report, also after a failure (errors on top); never changes the exit code
+        report_after_run(settings.execution.output_dir, subject,
+                         [m for s, m, c in failures if s == subject and c is None],
+                         since=run_started, progress=_progress)
         if failures and failures[-1][0] == subject:
             _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
             if args.stop_on_first_crash:
@@ -308,6 +322,13 @@ def _main(argv) -> int:
     ex.verbosity = args.verbose
     ex.run_uuid = f"{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}"
     _plugin(args, settings)
+    if args.reports_only:  # before validation: reads OUTPUT_DIR only
+        if args.analysis_level != "participant":
+            raise UsageError("--reports-only regenerates the participant reports; use it "
+                             "with 'participant'")
+        from .reports.participant import run_reports_only
+
+        return run_reports_only(out, ex.participant_label, progress=_progress)
     if not args.skip_bids_validation:
         _progress("validating the input dataset (bids-validator-deno)")
         validate(bids)

@@ -1,0 +1,1114 @@
+"""Participant report: ``OUTPUT_DIR/sub-<label>.html`` with figures in
+``OUTPUT_DIR/sub-<label>/figures/``.
+
+Everything is read from the derivatives on disk (so ``--reports-only`` and the end of a
+participant run share this code): per session and modality found, registration overlays,
+quantitative maps with colour bars in native and template space, regional bar charts with
+ipsi/contra, QC metrics from the JSON sidecars (plus a few computed here: registration
+similarity, SNR), the participant's crash files at the top and the methods boilerplate
+written at run time (:mod:`pipeline.reports.boilerplate`). A missing modality simply has no
+section; a participant with only a T1w still gets a report.
+
+Figures: nilearn and Matplotlib (Agg); HTML: the Jinja2 template
+``templates/participant.html.j2``.
+
+.. autofunction:: build_participant_report
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG = logging.getLogger("inflamap.reports")
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_REPORT_BYTES = 20 * 1024 * 1024
+
+# derivative suffix -> modality section; 'residual' follows its siblings (see _modality)
+SUFFIX_MODALITY = {
+    "enhancement": "gadolinium",
+    "Ktrans": "dce", "vp": "dce", "ve": "dce", "T1map": "dce",
+    "dR2star": "uspio", "R2starmap": "uspio",
+    "SUV": "pet", "SUVR": "pet", "pet": "pet",
+    "ratio": "spect",
+}
+# suffixes used only as registration references (not drawn as quantitative maps)
+REFERENCE_ONLY = {"pet"}
+# regional tables: ``modality`` column (or desc) -> section
+TABLE_MODALITY = {"anat": "anat", "gadolinium": "gadolinium", "dce": "dce", "uspio": "uspio",
+                  "iron_oxide": "uspio", "pet": "pet", "spect": "spect", "nT1w": "anat",
+                  "percent": "gadolinium", "dR2star": "uspio", "SUV": "pet", "SUVR": "pet",
+                  "ratio": "spect", "lateEarlyRatio": "spect"}
+TITLES = {
+    "anat": "Anatomy and registration to the template",
+    "gadolinium": "Gadolinium enhancement",
+    "dce": "DCE permeability",
+    "uspio": "Iron oxide (USPIO) ΔR2*",
+    "pet": "PET uptake",
+    "spect": "SPECT uptake ratio",
+    "other": "Other maps",
+}
+ORDER = ["anat", "gadolinium", "dce", "uspio", "pet", "spect", "other"]
+# image used to check a modality's registration to the T1w (on the modality's own grid)
+REGISTRATION_REFERENCE = {"dce": ["T1map", "Ktrans"], "uspio": ["R2starmap", "dR2star"],
+                          "pet": ["pet", "SUV", "SUVR"], "spect": ["ratio"]}
+# the 'from-' label of the rigid transform to the T1w written for each modality
+XFM_FROM = {"dce": ["dce"], "uspio": ["MEGRE"], "pet": ["pet", "PET"],
+            "spect": ["spect", "SPECT"], "gadolinium": ["postcontrast"]}
+MAP_ORDER = ["enhancement", "Ktrans", "vp", "ve", "T1map", "dR2star", "R2starmap", "SUVR",
+             "SUV", "ratio", "residual"]
+# sidecar fields shown as QC metrics (label, format); plus any key matching QC_PATTERN
+QC_KEYS = {
+    "NormalisationMethod": ("normalisation method", "s"),
+    "NormalisationFactor": ("normalisation factor (post → pre)", ".4f"),
+    "ReferenceVoxels": ("reference-tissue voxels", "d"),
+    "PercentFloor": ("percent-enhancement floor (pre intensity)", ".4g"),
+    "QCWhiteMatterMeanAbsDiffPercent": ("white-matter mean |post − pre| (%)", ".3g"),
+    "Model": ("model", "s"),
+    "VIFRegion": ("input-function region", "s"),
+    "VIFVoxels": ("input-function voxels (VIFVoxels)", "d"),
+    "VIFPeakBlood_mM": ("input-function peak, blood (mM)", ".3g"),
+    "VIFPeakPlasma_mM": ("input-function peak, plasma (mM)", ".3g"),
+    "BaselineFrames": ("baseline frames", "d"),
+    "FittedVoxels": ("fitted voxels", "d"),
+    "FitMethod": ("fit method", "s"),
+    "NoiseSigma": ("noise sigma", ".4g"),
+    "InvalidFraction": ("fraction of failed voxels (InvalidFraction)", ".4f"),
+    "MedianNRMSE": ("median fit residual (NRMSE)", ".4f"),
+}
+QC_PATTERN = re.compile(r"SNR|Similarity|Residual|NRMSE|Invalid|Failed|Sigma|^QC", re.I)
+NUMERIC_TABLE_COLUMNS = ("volume_mm3", "n_voxels", "peak_percent", "mean_percent")
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@dataclass
+class Deriv:
+    """One derivative file: path, entities (short names) and suffix."""
+
+    path: Path
+    entities: dict
+    suffix: str
+    ext: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def stem(self) -> str:
+        return self.path.name[: -len(self.ext)] if self.ext else self.path.name
+
+    def get(self, key, default=None):
+        return self.entities.get(key, default)
+
+    def sidecar(self) -> dict:
+        side = self.path.with_name(self.stem + ".json")
+        if self.ext == ".json" or not side.is_file():
+            return {}
+        try:
+            data = json.loads(side.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+def parse_name(path) -> Deriv | None:
+    """Entities of a BIDS(-Derivatives) file name, or None if it is not one."""
+    path = Path(path)
+    name = path.name
+    ext = ""
+    for e in (".nii.gz", ".nii", ".tsv", ".json", ".mat", ".h5", ".txt"):
+        if name.endswith(e):
+            ext = e
+            break
+    base = name[: -len(ext)] if ext else name
+    parts = base.split("_")
+    if len(parts) < 2 or not parts[0].startswith("sub-"):
+        return None
+    ents = {}
+    for part in parts[:-1]:
+        if "-" not in part:
+            return None
+        k, v = part.split("-", 1)
+        ents[k] = v
+    return Deriv(path, ents, parts[-1], ext)
+
+
+@dataclass
+class SessionFiles:
+    label: str | None
+    folder: Path
+    files: list = field(default_factory=list)
+
+    def find(self, suffix, ext=".nii.gz", **ents) -> list:
+        """Files with ``suffix``/``ext`` whose entities match ``ents`` (None = absent)."""
+        out = []
+        for f in self.files:
+            if f.suffix != suffix or f.ext != ext:
+                continue
+            if all((f.get(k) is None) if v is None else (f.get(k) == v)
+                   for k, v in ents.items()):
+                out.append(f)
+        return out
+
+    def one(self, suffix, ext=".nii.gz", **ents):
+        found = self.find(suffix, ext, **ents)
+        return found[0] if found else None
+
+
+def _sessions(out_dir: Path, label: str) -> list:
+    root = out_dir / f"sub-{label}"
+    sessions = []
+    folders = sorted(p for p in root.glob("ses-*") if p.is_dir()) if root.is_dir() else []
+    if not folders and root.is_dir():
+        folders = [root]
+    for folder in folders:
+        ses = folder.name[4:] if folder.name.startswith("ses-") else None
+        files = []
+        for p in sorted(folder.rglob("*")):
+            if not p.is_file() or "figures" in p.relative_to(folder).parts:
+                continue
+            d = parse_name(p)
+            if d is not None and d.get("sub") == label:
+                files.append(d)
+        if files:
+            sessions.append(SessionFiles(ses, folder, files))
+    return sessions
+
+
+# ----------------------------------------------------------------------------- crashes
+
+
+def summarise_crashes(out_dir, label: str, since: float | None = None) -> list[dict]:
+    """Crash files of a participant (``OUTPUT_DIR/logs/sub-<label>/crash-*``): node name and
+    the last line of the traceback; ``stale`` when older than ``since`` (an earlier run)."""
+    folder = Path(out_dir) / "logs" / f"sub-{label}"
+    out = []
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("crash-*")):
+        node, last = None, None
+        if path.suffix == ".txt":
+            try:
+                lines = path.read_text(errors="replace").splitlines()
+            except OSError:
+                lines = []
+            for ln in lines:
+                if ln.startswith("Node:") and node is None:
+                    node = ln.split(":", 1)[1].strip()
+            for ln in reversed(lines):
+                if ln.strip():
+                    last = ln.strip()
+                    break
+        else:  # a pickled crash file (crashfile_format pklz)
+            try:
+                from nipype.utils.filemanip import loadcrash
+
+                crash = loadcrash(str(path))
+                node = str(crash.get("node", "")) or None
+                tb = "".join(crash.get("traceback", [])).strip().splitlines()
+                last = tb[-1].strip() if tb else None
+            except Exception:  # noqa: BLE001 - unreadable: list the file anyway
+                pass
+        m = re.match(r"crash-(\d{8})-(\d{6})", path.name)
+        when = (f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]} "
+                f"{m.group(2)[:2]}:{m.group(2)[2:4]}:{m.group(2)[4:]}") if m else ""
+        mtime = path.stat().st_mtime
+        out.append({"file": path.relative_to(Path(out_dir)).as_posix(),
+                    "node": node or "unknown node", "message": last or "(no traceback)",
+                    "time": when, "stale": since is not None and mtime < since})
+    return out
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def _plt():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _load(path):
+    """3-D float32 image with non-finite values set to 0 (first volume of a 4-D file)."""
+    import nibabel as nb
+    import numpy as np
+
+    img = nb.load(str(path))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 4:
+        data = data[..., 0]
+    data = np.where(np.isfinite(data), data, 0).astype(np.float32)
+    return nb.Nifti1Image(data, img.affine)
+
+
+def _same_grid(a, b) -> bool:
+    import numpy as np
+
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
+
+
+def _apply_rigid(moving_path, fixed_path, xfm_path, tmpdir, interp="linear"):
+    """``moving`` resampled onto ``fixed`` through an ANTs transform (antspyx)."""
+    import ants
+
+    moving = _load(moving_path)
+    tmp_in = Path(tmpdir) / "moving.nii.gz"
+    moving.to_filename(tmp_in)
+    out = ants.apply_transforms(fixed=ants.image_read(str(fixed_path)),
+                                moving=ants.image_read(str(tmp_in)),
+                                transformlist=[str(xfm_path)], interpolator=interp)
+    tmp_out = Path(tmpdir) / f"resampled_{Path(moving_path).name}"
+    out.to_file(str(tmp_out))
+    return _load(tmp_out)
+
+
+def _range(img, mask=None):
+    """Colour range of a map: (vmin, vmax, symmetric) from robust percentiles."""
+    import numpy as np
+
+    data = np.asarray(img.dataobj)
+    vals = data[(data != 0) & np.isfinite(data)] if mask is None else data[mask & (data != 0)]
+    if vals.size == 0:
+        return 0.0, 1.0, False
+    lo, hi = np.percentile(vals, [1, 99])
+    if lo < 0 and abs(lo) > 0.1 * max(abs(hi), 1e-12):
+        v = float(max(abs(lo), abs(hi))) or 1.0
+        return -v, v, True
+    hi = float(hi) if hi > 0 else float(vals.max()) or 1.0
+    return 0.0, hi, False
+
+
+def nmi(a, b, mask=None, bins=32) -> float | None:
+    """Normalised mutual information (H(A)+H(B))/H(A,B) of two images on one grid
+    (1: independent; 2: identical up to a one-to-one intensity mapping)."""
+    import numpy as np
+
+    x = np.asarray(a.dataobj, dtype=np.float64)
+    y = np.asarray(b.dataobj, dtype=np.float64)
+    sel = np.isfinite(x) & np.isfinite(y)
+    if mask is not None:
+        sel &= mask
+    if sel.sum() < 100:
+        return None
+    hist, _, _ = np.histogram2d(x[sel], y[sel], bins=bins)
+    p = hist / hist.sum()
+    px, py = p.sum(1), p.sum(0)
+
+    def h(q):
+        q = q[q > 0]
+        return float(-(q * np.log(q)).sum())
+
+    hxy = h(p.ravel())
+    return (h(px) + h(py)) / hxy if hxy > 0 else None
+
+
+def _template_mask(template: str, ref_img):
+    """The template's brain mask from TemplateFlow at the resolution of ``ref_img``."""
+    from pipeline.templates import get_template_file
+
+    res = int(round(float(ref_img.header.get_zooms()[0])))
+    for r in (res, None):
+        try:
+            return get_template_file(template, r, desc="brain", suffix="mask")
+        except Exception:  # noqa: BLE001 - any TemplateFlow failure: try the next, else skip
+            continue
+    return None
+
+
+def _template_t1w(template: str, ref_img):
+    from pipeline.templates import get_template_file
+
+    res = int(round(float(ref_img.header.get_zooms()[0])))
+    for r, desc in ((res, "brain"), (res, None), (None, "brain")):
+        try:
+            return get_template_file(template, r, desc=desc, suffix="T1w")
+        except Exception:  # noqa: BLE001
+            continue
+    return None
+
+
+class Figures:
+    """Writes figures under ``sub-<label>/figures`` and returns their report-relative path."""
+
+    def __init__(self, out_dir: Path, label: str, dpi: int = 72):
+        self.out_dir = out_dir
+        self.folder = out_dir / f"sub-{label}" / "figures"
+        self.dpi = dpi
+        self.written = []
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def add(self, name: str) -> str:
+        self.written.append(self.folder / name)
+        return (self.folder / name).relative_to(self.out_dir).as_posix()
+
+    def save_display(self, display, name):
+        display.savefig(str(self.folder / name), dpi=self.dpi)
+        display.close()
+        return self.add(name)
+
+    def save_fig(self, fig, name):
+        plt = _plt()
+        fig.savefig(str(self.folder / name), dpi=self.dpi if name.endswith(".png") else None,
+                    bbox_inches="tight")
+        plt.close(fig)
+        return self.add(name)
+
+
+def _cuts(mask_img, n, axes="xyz"):
+    """World coordinates of ``n`` cuts per axis spread over the extent of ``mask_img``
+    (so that cuts do not fall in the empty field of view); None: nilearn's choice."""
+    import numpy as np
+
+    if mask_img is None:
+        return n
+    ijk = np.argwhere(np.asarray(mask_img.dataobj) > 0.5)
+    if len(ijk) < 10:
+        return n
+    xyz = ijk @ mask_img.affine[:3, :3].T + mask_img.affine[:3, 3]
+    out = {}
+    for i, ax in enumerate("xyz"):
+        lo, hi = np.percentile(xyz[:, i], [8, 92])
+        out[ax] = np.linspace(lo, hi, n)
+    if len(axes) == 1:
+        return list(out[axes])
+    return out
+
+
+def _anat_figure(figs, bg, name, title, contours=None, edges=None, rois=None, cuts=5,
+                 cut_mask=None, vmax=None):
+    """T1w-like image with contours (a mask), edges (another image) or an ROI overlay."""
+    from nilearn import plotting
+
+    coords = _cuts(cut_mask if cut_mask is not None else contours, cuts)
+    if rois is not None:
+        display = plotting.plot_roi(rois, bg_img=bg, display_mode="mosaic", cut_coords=coords,
+                                    title=title, alpha=0.45, cmap="tab20",
+                                    draw_cross=False, annotate=True, colorbar=False)
+    else:
+        display = plotting.plot_anat(bg, display_mode="mosaic", cut_coords=coords,
+                                     title=title, draw_cross=False, dim=-0.3, vmax=vmax,
+                                     colorbar=False)
+    if contours is not None:
+        display.add_contours(contours, levels=[0.5], colors="r", linewidths=1.0)
+    if edges is not None:
+        display.add_edges(edges, color="r")
+    return figs.save_display(display, name)
+
+
+def _map_figure(figs, img, bg, name, title, units="", cuts=6, cut_mask=None):
+    """A quantitative map over an anatomical background, with a colour bar."""
+    from nilearn import plotting
+
+    vmin, vmax, sym = _range(img)
+    kw = dict(cmap="cold_hot" if sym else "inferno", vmax=vmax, symmetric_cbar=sym,
+              threshold=abs(vmax) * 1e-4, colorbar=True, display_mode="z",
+              cut_coords=_cuts(cut_mask, cuts, "z"), draw_cross=False, annotate=True,
+              title=f"{title}" + (f" [{units}]" if units else ""))
+    if not sym:
+        kw["vmin"] = vmin
+    display = plotting.plot_stat_map(img, bg_img=bg if bg is not None else False,
+                                     black_bg=bg is None, dim=-0.3, **kw)
+    return figs.save_display(display, name)
+
+
+# ----------------------------------------------------------------------------- charts
+
+
+def _read_table(path):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except Exception:  # noqa: BLE001 - an unreadable table is reported, not fatal
+        return None
+
+
+def _region_chart(figs, tsv: Deriv, title_extra=""):
+    """Bar chart of a regional table: mean ± sd per ROI, ipsi/contra (or left/right)."""
+    import numpy as np
+
+    df = _read_table(tsv.path)
+    if df is None or df.empty or not {"roi", "hemisphere", "mean"} <= set(df.columns):
+        return None, "table unreadable or empty"
+    hemis = set(df["hemisphere"].astype(str))
+    sides = ("ipsi", "contra") if {"ipsi", "contra"} <= hemis else ("left", "right")
+    rois = []
+    for roi in df["roi"].astype(str):
+        if roi not in rois:
+            rois.append(roi)
+    vals = {s: [] for s in (*sides, "bilateral")}
+    errs = {s: [] for s in vals}
+    ai = []
+    for roi in rois:
+        sub = df[df["roi"].astype(str) == roi]
+        for s in vals:
+            row = sub[sub["hemisphere"].astype(str) == s]
+            vals[s].append(float(row["mean"].iloc[0]) if len(row) else np.nan)
+            errs[s].append(float(row["sd"].iloc[0]) if len(row) and "sd" in row
+                           and np.isfinite(row["sd"].iloc[0]) else 0.0)
+        row = sub[sub["hemisphere"].astype(str) == "AI"]
+        ai.append(float(row["mean"].iloc[0]) if len(row) else np.nan)
+    plt = _plt()
+    n = len(rois)
+    fig, ax = plt.subplots(figsize=(7.5, 1.0 + 0.26 * n))
+    y = np.arange(n)
+    colors = {sides[0]: "#d6604d", sides[1]: "#4393c3", "bilateral": "#7f7f7f"}
+    off = {sides[0]: -0.2, sides[1]: 0.2, "bilateral": 0.0}
+    for s in vals:
+        v = np.asarray(vals[s])
+        if np.all(np.isnan(v)):
+            continue
+        ax.barh(y + off[s], np.nan_to_num(v), height=0.38 if s != "bilateral" else 0.5,
+                xerr=np.where(np.isnan(v), 0, errs[s]), color=colors[s], label=s,
+                error_kw={"elinewidth": 0.6, "capsize": 1.5, "alpha": 0.6})
+    for i, a in enumerate(ai):
+        if np.isfinite(a):
+            ax.annotate(f"AI {a:+.2f}", (1.0, y[i]), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set_yticks(y)
+    ax.set_yticklabels(rois, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.5)
+    metric = str(df["metric"].iloc[0]) if "metric" in df else tsv.get("desc", "")
+    ax.set_xlabel(f"{metric} (mean ± sd over voxels)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7, loc="lower right", frameon=False)
+    side = tsv.sidecar().get("HeadacheSide")
+    ax.set_title(f"{tsv.get('atlas', '')} {metric}{title_extra}"
+                 + (f" (headache side: {side})" if side not in (None, "", "n/a", "none")
+                    else ""),
+                 fontsize=9)
+    fig.tight_layout()
+    return figs.save_fig(fig, f"{tsv.stem}_chart.svg"), None
+
+
+def _vif_chart(figs, tsv: Deriv):
+    df = _read_table(tsv.path)
+    if df is None or "time_s" not in df:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 2.6))
+    for col in df.columns:
+        if col != "time_s":
+            ax.plot(df["time_s"] / 60, df[col], marker="o", ms=2.5, lw=1, label=col)
+    ax.set_xlabel("time (min)", fontsize=8)
+    ax.set_ylabel("concentration (mM)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("input function", fontsize=9)
+    fig.tight_layout()
+    return figs.save_fig(fig, f"{tsv.stem}_chart.svg")
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _fmt(value, spec="") -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int) and spec in ("", "d"):
+        return f"{value:d}"
+    if isinstance(value, (int, float)):
+        if not math.isfinite(float(value)):
+            return str(value)
+        try:
+            return format(float(value), spec if spec and spec != "d" and spec != "s"
+                          else ".4g")
+        except ValueError:
+            return str(value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _sidecar_qc(files) -> list[dict]:
+    """QC fields of the sidecars of ``files``, each value once (first file that has it)."""
+    seen, out = set(), []
+    for f in files:
+        for key, value in f.sidecar().items():
+            if key not in QC_KEYS and not QC_PATTERN.search(key):
+                continue
+            if isinstance(value, (dict, list)) and key not in QC_KEYS:
+                continue
+            sig = (key, json.dumps(value, sort_keys=True, default=str))
+            if sig in seen:
+                continue
+            seen.add(sig)
+            label, spec = QC_KEYS.get(key, (key, ""))
+            out.append({"name": label, "key": key, "value": _fmt(value, spec),
+                        "source": f.name})
+    return out
+
+
+def _modality(f: Deriv, session: SessionFiles) -> str | None:
+    if f.suffix in SUFFIX_MODALITY:
+        return SUFFIX_MODALITY[f.suffix]
+    if f.suffix == "residual":
+        same = {k: f.get(k) for k in ("ce", "trc")}
+        for suffix in ("Ktrans", "R2starmap", "dR2star", "SUV", "SUVR"):
+            if any(all(g.get(k) == v for k, v in same.items()) for g in
+                   session.find(suffix)):
+                return SUFFIX_MODALITY[suffix]
+        return "uspio" if f.get("ce") is None and session.find("R2starmap") else "other"
+    return None
+
+
+def _section_label(f: Deriv):
+    return f.get("ce") or f.get("trc")
+
+
+def _xfm_for(f: Deriv, modality: str, sessions: dict, session: SessionFiles):
+    """The rigid transform (``from-X_to-T1w``) and the session whose T1w it maps to."""
+    meta = f.sidecar()
+    ref_ses = session
+    pre = meta.get("PreSession")
+    if isinstance(pre, str) and pre.startswith("ses-") and pre[4:] in sessions:
+        ref_ses = sessions[pre[4:]]
+    froms = XFM_FROM.get(modality, [])
+    for ses in (ref_ses, session):
+        for frm in froms:
+            for x in ses.files:
+                if x.suffix != "xfm" or x.get("to") != "T1w" or x.get("from") != frm:
+                    continue
+                if x.ext not in (".mat", ".h5", ".txt"):
+                    continue
+                extra = {k: v for k, v in x.entities.items()
+                         if k not in ("sub", "ses", "from", "to", "mode")}
+                if all(f.get(k) == v for k, v in extra.items()):
+                    return x, ses
+    return None, ref_ses
+
+
+def _map_sort_key(f: Deriv):
+    """Maps by kind, each in native then template space (side by side in the report)."""
+    try:
+        i = MAP_ORDER.index(f.suffix)
+    except ValueError:
+        i = len(MAP_ORDER)
+    return (i, f.get("desc") or "", f.get("ce") or "", f.get("space") is not None, f.name)
+
+
+def _units(f: Deriv) -> str:
+    u = f.sidecar().get("Units")
+    return str(u) if u not in (None, "", "arbitrary") else ""
+
+
+def _map_title(f: Deriv) -> str:
+    desc = f.get("desc")
+    return f"{f.suffix}" + (f" ({desc})" if desc and desc != "fit" else
+                            " (fit residual)" if desc == "fit" else "")
+
+
+class _Builder:
+    def __init__(self, out_dir: Path, label: str, figs: Figures, tmpdir: str):
+        self.out_dir, self.label, self.figs, self.tmpdir = out_dir, label, figs, tmpdir
+        self.warnings = []
+        self.cut_masks = {}  # space -> mask whose extent sets the cuts of its figures
+
+    def _try(self, what, fn, *args, **kwargs):
+        """Run a figure/metric function; a failure becomes a note in the report."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not lose the report
+            LOG.warning("report sub-%s: %s failed: %s", self.label, what, exc)
+            self.warnings.append(f"{what}: {type(exc).__name__}: {exc}")
+            return None
+
+    # anatomy ------------------------------------------------------------------------
+    def anat_section(self, ses: SessionFiles):
+        import numpy as np
+        from scipy import ndimage
+
+        sec = {"key": "anat", "title": TITLES["anat"], "agent": None, "figures": [],
+               "charts": [], "qc": [], "tables": [], "notes": []}
+        t1w = ses.one("T1w", desc="preproc", space=None, ce=None)
+        mask = ses.one("mask", desc="brain", space=None)
+        if t1w is None:
+            sec["notes"].append("no preprocessed T1w in this session (the anatomical "
+                                "workflow did not finish)")
+            return sec
+        t1 = _load(t1w.path)
+        if mask is not None:
+            m = _load(mask.path)
+            mdat = np.asarray(m.dataobj) > 0.5
+            vox = float(np.prod(m.header.get_zooms()[:3]))
+            sec["qc"].append({"name": "brain volume (cm³)", "key": "computed",
+                              "value": f"{mdat.sum() * vox / 1000:.0f}", "source": mask.name})
+            dat = np.asarray(t1.dataobj)
+            far = np.zeros_like(mdat)
+            if mdat.any():  # air: outside the head (signal above 10 % of the brain median)
+                head = ndimage.binary_fill_holes(ndimage.binary_closing(
+                    dat > 0.1 * float(np.median(dat[mdat])), iterations=2))
+                far = ~ndimage.binary_dilation(head, iterations=3) & (dat != 0)
+            if far.sum() > 100 and mdat.any():
+                sd = float(np.std(dat[far]))
+                if sd > 0:
+                    sec["qc"].append({"name": "T1w SNR (brain mean / SD of the air "
+                                      "background; computed for this report)",
+                                      "key": "computed",
+                                      "value": f"{float(np.mean(dat[mdat])) / sd:.1f}",
+                                      "source": t1w.name})
+            atlas = next((d for d in ses.find("dseg", space=None)
+                          if d.get("desc") is None and d.get("ce") is None
+                          and d.get("trc") is None), None)
+            src = self._try("brain mask figure", _anat_figure, self.figs, t1,
+                            f"{t1w.stem}_desc-brainmask.png",
+                            "T1w (native) with the brain mask (red)"
+                            + (" and atlas labels" if atlas else ""),
+                            contours=m, rois=_load(atlas.path) if atlas else None)
+            if src:
+                sec["figures"].append({"src": src, "kind": "registration", "caption":
+                                       "Native T1w with the brain mask brought from the "
+                                       "template (red contour)" + (
+                                           f" and the {atlas.get('atlas')} atlas labels"
+                                           if atlas else ""), "file": t1w.name})
+        for tpl in ses.find("T1w", desc="preproc", ce=None):
+            space = tpl.get("space")
+            if not space:
+                continue
+            timg = _load(tpl.path)
+            tmask = self._try("template mask", _template_mask, space, timg)
+            caption = (f"T1w in {space} space with the template brain-mask contour (red)"
+                       if tmask else f"T1w in {space} space (template mask unavailable from "
+                       "TemplateFlow: no contour)")
+            src = self._try("template registration figure", _anat_figure, self.figs, timg,
+                            f"{tpl.stem}_desc-tplcontour.png", f"T1w in {space}",
+                            contours=_load(tmask) if tmask else None)
+            self.cut_masks[space] = _load(tmask) if tmask else None
+            if src:
+                sec["figures"].append({"src": src, "kind": "registration",
+                                       "caption": caption, "file": tpl.name})
+            tt1 = self._try("template T1w", _template_t1w, space, timg)
+            if tt1 and tmask:
+                self._similarity(sec, timg, _load(tt1), _load(tmask),
+                                 f"T1w ↔ {space} template", tpl.name)
+        return sec
+
+    def _similarity(self, sec, a, b, mask_img, what, source):
+        import numpy as np
+        from nilearn.image import resample_to_img
+
+        if not _same_grid(a, b):
+            b = resample_to_img(b, a, interpolation="continuous", force_resample=True,
+                                copy_header=True)
+        mask = None
+        if mask_img is not None:
+            if not _same_grid(mask_img, a):
+                mask_img = resample_to_img(mask_img, a, interpolation="nearest",
+                                           force_resample=True, copy_header=True)
+            mask = np.asarray(mask_img.dataobj) > 0.5
+        v = self._try(f"similarity {what}", nmi, a, b, mask)
+        if v is not None:
+            sec["qc"].append({"name": f"registration similarity, {what} (NMI, 1–2, higher "
+                              "is better; computed for this report)", "key": "computed",
+                              "value": f"{v:.3f}", "source": source})
+
+    # modalities ---------------------------------------------------------------------
+    def modality_sections(self, ses: SessionFiles, sessions: dict):
+        import numpy as np
+
+        groups = {}
+        for f in ses.files:
+            if f.ext not in (".nii.gz", ".nii"):
+                continue
+            mod = _modality(f, ses)
+            if mod is None:
+                continue
+            groups.setdefault((mod, _section_label(f)), []).append(f)
+        # the pre-infusion MEGRE maps (no ce-) go with the session's iron-oxide section
+        agents = [k for k in groups if k[0] == "uspio" and k[1] is not None]
+        if ("uspio", None) in groups and len(agents) == 1:
+            groups[agents[0]] = groups.pop(("uspio", None)) + groups[agents[0]]
+        for f in ses.files:  # post-contrast T1w without maps (e.g. a failed step)
+            if f.suffix == "T1w" and f.get("ce") and f.get("space") is None:
+                groups.setdefault(("gadolinium", f.get("ce")), [])
+        tables = {}
+        for f in ses.files:
+            if f.suffix == "regions" and f.ext == ".tsv":
+                df = _read_table(f.path)
+                mcol = (str(df["modality"].iloc[0]) if df is not None and "modality" in df
+                        and len(df) else None)
+                mod = TABLE_MODALITY.get(mcol or "", TABLE_MODALITY.get(f.get("desc", ""),
+                                                                       "other"))
+                key = (mod, None if mod == "anat" else _section_label(f))
+                tables.setdefault(key, []).append(f)
+                if mod != "anat":
+                    groups.setdefault(key, [])
+        t1w = ses.one("T1w", desc="preproc", space=None, ce=None)
+        mask = ses.one("mask", desc="brain", space=None)
+        sections = []
+        for (mod, agent) in sorted(groups, key=lambda k: (ORDER.index(k[0])
+                                                          if k[0] in ORDER else 99,
+                                                          k[1] or "")):
+            files = sorted(groups[(mod, agent)], key=_map_sort_key)
+            # a map the workflow also wrote on the T1w grid (space-T1w) is drawn once
+            on_t1w = {(f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) for f in files
+                      if f.get("space") == "T1w"}
+            drawn = [f for f in files if f.suffix not in REFERENCE_ONLY and not (
+                f.get("space") is None
+                and (f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) in on_t1w)]
+            sec = {"key": mod, "title": TITLES.get(mod, mod), "agent": agent, "figures": [],
+                   "charts": [], "qc": [], "tables": [], "notes": []}
+            if mod == "gadolinium":
+                self._gadolinium_registration(sec, ses, agent, t1w, mask)
+            elif mod in REGISTRATION_REFERENCE and t1w is not None:
+                self._modality_registration(sec, ses, sessions, mod, files, mask)
+            for f in drawn:
+                self._map(sec, f, mod, ses, sessions)
+            extra = [g for g in ses.files if g.ext == ".tsv" and _section_label(g) == agent
+                     and g.suffix in ("findings", "timeseries")]
+            for g in extra:
+                if g.suffix == "timeseries" and mod == "dce":
+                    src = self._try("input-function chart", _vif_chart, self.figs, g)
+                    if src:
+                        sec["charts"].append({"src": src, "caption": "Input function "
+                                              "(blood and plasma concentration)",
+                                              "file": g.name})
+                elif g.suffix == "findings" and mod == "gadolinium":
+                    sec["tables"].append(self._findings_table(g))
+            for tsv in tables.get((mod, agent), []):
+                self._chart(sec, tsv)
+            sec["qc"] += _sidecar_qc(files + [g for g in ses.files if g.suffix == "T1w"
+                                              and g.get("ce") == agent and agent])
+            self._computed_qc(sec, mod, files, np)
+            if not (sec["figures"] or sec["charts"] or sec["tables"]):
+                sec["notes"].append("no maps or tables were found for this modality (a step "
+                                    "may have failed: see the errors above)")
+            sections.append(sec)
+        # anatomical regional tables go to the anatomy section (returned separately)
+        return sections, tables.get(("anat", None), [])
+
+    def _gadolinium_registration(self, sec, ses, agent, t1w, mask):
+        post = ses.one("T1w", desc="preproc", space=None, ce=agent)
+        if post is None or t1w is None:
+            return
+        pre_img, post_img = _load(t1w.path), _load(post.path)
+        src = self._try("post-on-pre figure", _anat_figure, self.figs, pre_img,
+                        f"{post.stem}_desc-postonpre.png",
+                        f"pre-contrast T1w with post-contrast ({agent}) edges",
+                        edges=post_img)
+        if src:
+            sec["figures"].append({"src": src, "kind": "registration", "caption":
+                                   f"Pre-contrast T1w with the edges of the post-contrast "
+                                   f"({agent}) T1w registered to it (red)", "file": post.name})
+        m = _load(mask.path) if mask is not None else None
+        self._similarity(sec, pre_img, post_img, m, "post ↔ pre T1w", post.name)
+
+    def _modality_registration(self, sec, ses, sessions, mod, files, mask):
+        ref = None
+        for suffix in REGISTRATION_REFERENCE[mod]:
+            ref = next((f for f in files if f.suffix == suffix and f.get("space") is None
+                        and (mod != "uspio" or f.get("ce") is None)), None) or next(
+                (f for f in files if f.suffix == suffix and f.get("space") is None), None)
+            if ref is not None:
+                break
+        if ref is None:
+            return
+        xfm, ref_ses = _xfm_for(ref, mod, sessions, ses)
+        t1w = ref_ses.one("T1w", desc="preproc", space=None, ce=None)
+        rmask = ref_ses.one("mask", desc="brain", space=None) or mask
+        if t1w is None:
+            return
+        t1 = _load(t1w.path)
+        moved, how = self._to_t1w(ref, t1w, xfm)
+        if moved is None:
+            sec["notes"].append(f"{ref.name}: no transform to the T1w and not on its grid: "
+                                "no registration overlay")
+            return
+        m = _load(rmask.path) if rmask is not None else None
+        vmax = None
+        if m is not None:
+            import numpy as np
+
+            inside = np.asarray(moved.dataobj)[np.asarray(m.dataobj) > 0.5]
+            vmax = float(np.percentile(inside, 99)) if inside.size else None
+        src = self._try("registration figure", _anat_figure, self.figs, moved,
+                        f"{ref.stem}_desc-ont1w.png",
+                        f"{ref.suffix} on the T1w grid, T1w brain mask (red)",
+                        contours=m, edges=None if m is not None else t1, vmax=vmax)
+        if src:
+            sec["figures"].append({"src": src, "kind": "registration", "caption":
+                                   f"{ref.suffix} brought to the T1w ({how}) with the "
+                                   "contour of the T1w's brain mask (red)"
+                                   if m is not None else f"{ref.suffix} brought to the T1w "
+                                   f"({how}) with the T1w's edges (red)", "file": ref.name})
+        self._similarity(sec, moved, t1, m, f"{ref.suffix} ↔ T1w", ref.name)
+
+    def _to_t1w(self, f, t1w, xfm):
+        """``f`` on the grid of ``t1w``: through its transform, or as is on the same grid."""
+        img = _load(f.path)
+        t1 = _load(t1w.path)
+        if xfm is not None:
+            moved = self._try(f"resampling {f.name}", _apply_rigid, f.path, t1w.path,
+                              xfm.path, self.tmpdir)
+            if moved is not None:
+                return moved, f"through {xfm.name}"
+        if _same_grid(img, t1):
+            return img, "same grid"
+        return None, None
+
+    def _map(self, sec, f: Deriv, mod, ses, sessions):
+        units = _units(f)
+        space = f.get("space")
+        if space == "T1w":  # resampled to the T1w by the workflow
+            t1w = ses.one("T1w", desc="preproc", space=None, ce=None)
+            bg = _load(t1w.path) if t1w is not None else None
+            img = _load(f.path)
+            where = "on the T1w grid (resampled by the workflow)"
+            name = f"{f.stem}_desc-map.png"
+            mask = ses.one("mask", desc="brain", space=None)
+            cut_mask = _load(mask.path) if mask is not None and bg is not None else None
+        elif space:
+            bg_f = next((s.one("T1w", desc="preproc", space=space, ce=None)
+                         for s in [ses, *sessions.values()]
+                         if s.one("T1w", desc="preproc", space=space, ce=None)), None)
+            bg = _load(bg_f.path) if bg_f else None
+            img = _load(f.path)
+            where = f"{space} space" + ("" if bg is not None else " (no T1w background)")
+            name = f"{f.stem}_desc-map.png"
+            cut_mask = self.cut_masks.get(space)
+        else:
+            xfm, ref_ses = _xfm_for(f, mod, sessions, ses) if mod != "gadolinium" else (
+                None, ses)
+            t1w = ref_ses.one("T1w", desc="preproc", space=None, ce=None)
+            img, how, bg = None, None, None
+            if t1w is not None:
+                img, how = self._to_t1w(f, t1w, xfm)
+                bg = _load(t1w.path) if img is not None else None
+            if img is None:
+                img, how = _load(f.path), "own grid, no T1w background"
+            where = f"native space ({how})"
+            name = f"{f.stem}_desc-map.png"
+            mask = ref_ses.one("mask", desc="brain", space=None)
+            cut_mask = _load(mask.path) if mask is not None and bg is not None else None
+        src = self._try(f"map figure {f.name}", _map_figure, self.figs, img, bg, name,
+                        f"{_map_title(f)} – "
+                        f"{'native' if space in (None, 'T1w') else space}", units,
+                        cut_mask=cut_mask)
+        if src:
+            sec["figures"].append({"src": src, "kind": "map", "caption":
+                                   f"{_map_title(f)}{' [' + units + ']' if units else ''}, "
+                                   f"{where}", "file": f.name, "space": space or "native"})
+
+    def _chart(self, sec, tsv):
+        res = self._try(f"chart {tsv.name}", _region_chart, self.figs, tsv)
+        if not res:
+            return
+        src, note = res
+        if src:
+            sec["charts"].append({"src": src, "file": tsv.name, "caption":
+                                  f"Regional {tsv.get('desc', '')} ({tsv.get('atlas', '')} "
+                                  "atlas and extra-cerebral regions): mean ± sd; AI = "
+                                  "(ipsi − contra) / mean(ipsi, contra)"})
+        elif note:
+            sec["notes"].append(f"{tsv.name}: {note}")
+
+    def _findings_table(self, g):
+        df = _read_table(g.path)
+        rows = []
+        cols = [c for c in ("cluster", "roi", "hemisphere", *NUMERIC_TABLE_COLUMNS)
+                if df is not None and c in df]
+        if df is not None:
+            for _, r in df.iterrows():
+                rows.append([_fmt(r[c], ".4g") if c in NUMERIC_TABLE_COLUMNS else str(r[c])
+                             for c in cols])
+        return {"title": "Enhancement findings (clusters above threshold)", "file": g.name,
+                "columns": cols, "rows": rows,
+                "empty": "no cluster above the threshold and minimum volume"}
+
+    def _computed_qc(self, sec, mod, files, np):
+        for f in files:
+            if f.suffix == "residual" and f.get("space") is None:
+                img = self._try("residual", _load, f.path)
+                if img is None:
+                    continue
+                d = np.asarray(img.dataobj)
+                v = d[d > 0]
+                if v.size:
+                    sec["qc"].append({"name": "median fit residual over fitted voxels"
+                                      + (f" [{_units(f)}]" if _units(f) else ""),
+                                      "key": "computed", "value": f"{np.median(v):.4g}",
+                                      "source": f.name})
+            if f.suffix in ("Ktrans", "dR2star") and f.get("space") is None:
+                import nibabel as nb
+
+                d = np.asarray(nb.load(str(f.path)).dataobj, dtype=np.float32)
+                fitted = d[d != 0]
+                nonfinite = int((~np.isfinite(fitted)).sum())
+                finite = fitted[np.isfinite(fitted)]
+                if fitted.size:
+                    sec["qc"].append({"name": f"{f.suffix}: non-finite fraction among "
+                                      "non-zero voxels", "key": "computed",
+                                      "value": f"{nonfinite / fitted.size:.4f}",
+                                      "source": f.name})
+                if f.suffix == "Ktrans" and finite.size:
+                    sec["qc"].append({"name": "Ktrans: fraction of negative voxels "
+                                      "(noise)", "key": "computed",
+                                      "value": f"{float((finite < 0).mean()):.3f}",
+                                      "source": f.name})
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def participant_labels(out_dir) -> list[str]:
+    """Participants with derivatives or logs in ``out_dir``."""
+    out = Path(out_dir)
+    labels = {p.name[4:] for p in out.glob("sub-*") if p.is_dir()}
+    labels |= {p.name[4:] for p in (out / "logs").glob("sub-*") if p.is_dir()}
+    return sorted(labels)
+
+
+def _clear_figures(folder: Path):
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.is_file() and p.suffix in (".png", ".svg"):
+            p.unlink()
+
+
+def build_participant_report(output_dir, subject: str, errors=(), run_started=None,
+                             dpi: int = 72) -> Path:
+    """Write ``OUTPUT_DIR/sub-<label>.html`` and its figures from the derivatives on disk.
+
+    Parameters
+    ----------
+    output_dir : path
+        the derivatives root
+    subject : str
+        participant label, with or without ``sub-``
+    errors : iterable of str
+        further errors to show at the top (e.g. a workflow that could not be built)
+    run_started : float or None
+        start of the current run (``time.time()``): older crash files are marked as from
+        an earlier run
+    dpi : int
+        resolution of the PNG figures
+    """
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from pipeline import __version__
+    from pipeline.utils import atomic_write_text
+
+    from .boilerplate import boilerplate_path, parse_markdown
+
+    t0 = time.time()
+    out = Path(output_dir).absolute()
+    label = str(subject).removeprefix("sub-")
+    figs = Figures(out, label, dpi=dpi)
+    _clear_figures(figs.folder)
+    figs.folder.mkdir(parents=True, exist_ok=True)
+    sessions = _sessions(out, label)
+    by_label = {s.label: s for s in sessions}
+    ctx_sessions = []
+    with tempfile.TemporaryDirectory(prefix="inflamap_report_") as tmpdir:
+        b = _Builder(out, label, figs, tmpdir)
+        for ses in sessions:
+            anat = b._try("anatomy section", b.anat_section, ses) or {
+                "key": "anat", "title": TITLES["anat"], "agent": None, "figures": [],
+                "charts": [], "qc": [], "tables": [], "notes": ["failed: see notes"]}
+            res = b._try("modality sections", b.modality_sections, ses, by_label)
+            mods, anat_tables = res if res else ([], [])
+            for tsv in anat_tables:
+                b._chart(anat, tsv)
+            ctx_sessions.append({"label": ses.label,
+                                 "id": f"ses-{ses.label}" if ses.label else "nosession",
+                                 "title": f"Session {ses.label}" if ses.label else "Session",
+                                 "sections": [anat, *mods]})
+    crashes = summarise_crashes(out, label, since=run_started)
+    bp = boilerplate_path(out, label)
+    boiler = None
+    if bp.is_file():
+        boiler = {"blocks": parse_markdown(bp.read_text()),
+                  "file": bp.relative_to(out).as_posix()}
+    fig_bytes = sum(p.stat().st_size for p in figs.written if p.exists())
+    elapsed = time.time() - t0
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                      autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    html = env.get_template("participant.html.j2").render(
+        subject=label, version=__version__, generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+        crashes=crashes, errors=list(errors), warnings=b.warnings if sessions else [],
+        sessions=ctx_sessions, boilerplate=boiler, n_figures=len(figs.written),
+        figure_mb=f"{fig_bytes / 1e6:.1f}", seconds=f"{elapsed:.0f}")
+    path = out / f"sub-{label}.html"
+    atomic_write_text(html, path)
+    total = fig_bytes + path.stat().st_size
+    if total > MAX_REPORT_BYTES:
+        LOG.warning("report of sub-%s is %.1f MB (over 20 MB): lower the figure dpi",
+                    label, total / 1e6)
+    if not figs.written and figs.folder.is_dir() and not any(figs.folder.iterdir()):
+        shutil.rmtree(figs.folder, ignore_errors=True)
+    return path
+
+
+# ----------------------------------------------------------------------------- CLI hooks
+
+
+def report_after_run(output_dir, subject: str, errors=(), since=None, progress=print):
+    """Write a participant's report at the end of its run; never raises (a report failure
+    is printed, the run's exit code is the workflow's)."""
+    t0 = time.time()
+    try:
+        path = build_participant_report(output_dir, subject, errors=errors, run_started=since)
+    except Exception as exc:  # noqa: BLE001 - the report must not fail the run
+        progress(f"sub-{str(subject).removeprefix('sub-')}: report FAILED: "
+                 f"{type(exc).__name__}: {exc}")
+        return None
+    size = report_size(path)
+    progress(f"sub-{str(subject).removeprefix('sub-')}: report {path} "
+             f"({size / 1e6:.1f} MB, {time.time() - t0:.0f} s)")
+    return path
+
+
+def report_size(html_path) -> int:
+    """Bytes of a report and of the figures it references."""
+    html_path = Path(html_path)
+    total = html_path.stat().st_size
+    for src in set(re.findall(r'<img[^>]+src="([^"]+)"', html_path.read_text())):
+        p = html_path.parent / src
+        if p.is_file():
+            total += p.stat().st_size
+    return total
+
+
+def run_reports_only(output_dir, labels=(), progress=print) -> int:
+    """``--reports-only``: regenerate the reports of ``labels`` (default: every participant
+    with derivatives or logs) from the derivatives on disk; nothing is recomputed.
+    Returns the exit code (66 when there is nothing to report on)."""
+    from pipeline.errors import InputMissingError
+
+    out = Path(output_dir)
+    if not out.is_dir():
+        raise InputMissingError(f"{out}: output folder not found; --reports-only needs the "
+                                "derivatives of an earlier participant run")
+    found = participant_labels(out)
+    labels = [str(lb).removeprefix("sub-") for lb in labels] or found
+    missing = [lb for lb in labels if lb not in found]
+    if missing:
+        raise InputMissingError(
+            f"{out}: no derivatives or logs for " + ", ".join(f"sub-{m}" for m in missing)
+            + "; run the participant level first")
+    if not labels:
+        raise InputMissingError(f"{out}: no sub-<label> folders: nothing to report on")
+    failed = 0
+    for label in labels:
+        if report_after_run(out, label, progress=progress) is None:
+            failed += 1
+    return 1 if failed else 0
