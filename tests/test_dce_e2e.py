@@ -75,7 +75,7 @@ def test_dce_sidecars(demo_run):
     assert abs(wm - 0.85) < 0.1  # white-matter T1 of the phantom (s)
     # T1 and the fit residual also in template space, on the template grid
     tpl = demo_run["out"] / "sub-01" / "ses-01" / "anat" / (
-        f"sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
+        "sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
     for name in (f"{f.name}_space-MNI152NLin2009aSym_T1map",
                  f"{f.name}_space-MNI152NLin2009aSym_desc-fit_residual"):
         img = nb.load(f.parent / f"{name}.nii.gz")

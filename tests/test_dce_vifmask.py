@@ -1,7 +1,6 @@
 """A user-drawn input-function mask replaces the sinus ROI (DCEFit interface and the
 dce.vif_mask setting)."""
 
-import json
 
 import nibabel as nb
 import numpy as np

@@ -88,6 +88,10 @@ def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
     from .utils import first, rigid_registration
 
     workflow = Workflow(name=name)
+    patlak = settings["model"] == "patlak"
+    source = "user-delineated" if vif_mask else "superior-sagittal-sinus"
+    fit_how = (" (linear least squares)" if patlak else
+               " (a kep grid with linear least squares, refined by Levenberg–Marquardt)")
     workflow.__desc__ = f"""\
 Dynamic contrast-enhanced (DCE, {agent}) MRI was analysed as follows. A T1 map was estimated
 from the variable-flip-angle images (DESPOT1). Every frame of the dynamic series was rigidly
@@ -95,12 +99,12 @@ registered (`antsRegistration`, mutual information) to the mean of the pre-contr
 which was rigidly registered to the T1w to bring the atlas and extra-cerebral regions to the
 DCE grid. Signal was converted to concentration with the spoiled gradient-echo equation
 (r1 = {settings['relaxivity']:g} /mM/s). The venous input function was taken from the
-frame-wise median of the {settings['vif_voxels']} {'user-delineated' if vif_mask else 'superior-sagittal-sinus'} voxels with the
-largest area under the curve after excluding partial-volume voxels (peak below
-{settings['vif_min_peak_fraction']:g} of the 95th percentile) and converted to plasma with a haematocrit of
-{settings['hematocrit']:g}. The {settings['model'].replace('_', ' ')} model was fitted in
-every voxel of the regions{' (a kep grid with linear least squares, refined by Levenberg–Marquardt)' if settings['model'] != 'patlak' else ' (linear least squares)'}, giving Ktrans, vp{', ve' if settings['model'] != 'patlak' else ''} and
-the fit residual; these and the T1 map were brought to *{template}* space.
+frame-wise median of the {settings['vif_voxels']} {source} voxels with the largest area under
+the curve after excluding partial-volume voxels (peak below
+{settings['vif_min_peak_fraction']:g} of the 95th percentile) and converted to plasma with a
+haematocrit of {settings['hematocrit']:g}. The {settings['model'].replace('_', ' ')} model
+was fitted in every voxel of the regions{fit_how}, giving Ktrans, vp{'' if patlak else ', ve'}
+and the fit residual; these and the T1 map were brought to *{template}* space.
 """
     inputnode = pe.Node(niu.IdentityInterface(fields=[
         "dce", "vfa", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]), name="inputnode")

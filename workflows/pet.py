@@ -92,6 +92,7 @@ def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
     lo, hi = settings["window_min"]
     atlas = settings["atlas"]
     workflow = Workflow(name=name)
+    reference = settings["suvr_reference"].replace("_", " ")
     decay_note = ("" if meta.decay_corrected else
                   " The frames, not decay-corrected by the scanner, were corrected to the "
                   f"injection time ({meta.radionuclide}, half-life {meta.half_life_s:g} s).")
@@ -102,8 +103,8 @@ duration-weighted mean (`antsRegistration`, mutual information) and the aligned 
 averaged with their durations as weights. The average was rigidly registered to the T1w
 (mutual information). Standardised uptake values (SUV) were computed as the activity
 concentration divided by the injected dose per body weight (dose at the images'
-decay-correction time), and SUV ratios (SUVR) relative to the {settings['suvr_reference'].replace('_', ' ')}
-mean on the T1w grid. Regional SUVR was summarised in the *{atlas}* regions and in the
+decay-correction time), and SUV ratios (SUVR) relative to the {reference} mean on the T1w
+grid. Regional SUVR was summarised in the *{atlas}* regions and in the
 meningeal and calvarial bands by lobe, with ipsilateral/contralateral labels for a
 lateralised headache; SUV and SUVR maps were brought to *{template}* space.
 """

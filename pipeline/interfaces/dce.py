@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -59,6 +58,7 @@ class DCEReference(SimpleInterface):
                              f"{self.inputs.n_frames} frames (FrameTimesStart), got shape "
                              f"{img.shape}")
         data = img.get_fdata(dtype=np.float32)
+        data[~np.isfinite(data)] = 0  # NaN/Inf: no signal (invalid in DCEFit), finite for ANTs
         ref = data[..., 1:self.inputs.n_baseline].mean(-1)
         out = os.path.join(runtime.cwd, "reference.nii.gz")
         nb.Nifti1Image(ref, img.affine).to_filename(out)
@@ -189,6 +189,10 @@ class DCEFit(SimpleInterface):
         sig = img.get_fdata(dtype=np.float32)
         t1 = nb.load(self.inputs.t1_map).get_fdata()
         rois = np.asarray(nb.load(self.inputs.rois).dataobj).astype(int)
+        # no usable signal (NaN/Inf in a frame, or 0 in every frame: e.g. non-finite input
+        # voxels): invalid, i.e. no T1, so neither fitted nor an input-function candidate
+        signal = np.all(np.isfinite(sig), axis=-1) & np.any(sig != 0, axis=-1)
+        t1 = np.where(signal, t1, np.nan)
         lut = read_lut(self.inputs.lut)
         if isdefined(self.inputs.vif_mask):
             region = self.inputs.vif_mask
@@ -239,5 +243,6 @@ class DCEFit(SimpleInterface):
             "Hematocrit": self.inputs.hematocrit, "VIFRegion": region,
             "VIFVoxels": int(chosen), "VIFPeakBlood_mM": float(cb.max()),
             "VIFPeakPlasma_mM": float(cp.max()), "BaselineFrames": self.inputs.n_baseline,
-            "FittedVoxels": int(fit_mask.sum())}
+            "FittedVoxels": int(fit_mask.sum()),
+            "InvalidSignalVoxels": int(((rois > 0) & ~signal).sum())}
         return runtime
