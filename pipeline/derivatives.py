@@ -87,7 +87,8 @@ NON_BIDS_PATTERNS = (
     "*_enhancement.nii.gz", "*_enhancement.json",    # gadolinium maps
     "*_Ktrans.*", "*_vp.*", "*_ve.*", "*_residual.*", "*_timeseries.*",  # DCE maps
     "*_ce-*_T1map.*",                                # DCE T1 map (ce is not a T1map entity)
-    "group/", "logs/",                               # group tables, crash files
+    "/group", "/logs",                               # group tables, logs
+    "/sub-*.html", "/sub-*/figures",                 # participant reports
 )
 
 
