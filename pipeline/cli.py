@@ -21,6 +21,11 @@ from . import __version__
 from .errors import (EX_USAGE, InflamapError, InputMissingError, OutputError, UsageError)
 
 
+# ANTs seeds its random sampling from the clock unless told: a fixed default keeps a resumed
+# run (some steps cached, some rerun) equal to an uninterrupted one
+DEFAULT_RANDOM_SEED = 42
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors exit 64 (EX_USAGE), not argparse's 2
         self.print_usage(sys.stderr)
@@ -58,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nipype plugin YAML (plugin: MultiProc|Linear|SLURMGraph, plugin_args)")
     g.add_argument("--stop-on-first-crash", action="store_true",
                    help="stop at the first failing participant/step")
+    g.add_argument("--random-seed", type=int, default=None, metavar="N",
+                   help="seed of ANTs' random sampling (ANTS_RANDOM_SEED; default: that "
+                        f"variable, else {DEFAULT_RANDOM_SEED}), so that reruns and resumed "
+                        "runs give the same results")
     g.add_argument("--reports-only", action="store_true",
                    help="participant level: only regenerate the HTML reports "
                         "(OUTPUT_DIR/sub-<label>.html) from the derivatives already in "
@@ -157,19 +166,44 @@ def _check_paths(args):
     return bids, out, work
 
 
+def _allocated_cpus() -> int:
+    """CPUs this process may use: the SLURM allocation of the task, else the CPU affinity
+    (a cluster node's ``os.cpu_count()`` counts cores given to other jobs)."""
+    for var in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _allocated_mem_gb() -> float | None:
+    """Memory of the SLURM allocation (``--mem`` or ``--mem-per-cpu``), GB; None outside."""
+    mb = os.environ.get("SLURM_MEM_PER_NODE", "")
+    if mb.isdigit() and int(mb) > 0:
+        return int(mb) / 1024
+    per_cpu = os.environ.get("SLURM_MEM_PER_CPU", "")
+    if per_cpu.isdigit() and int(per_cpu) > 0:
+        return int(per_cpu) * _allocated_cpus() / 1024
+    return None
+
+
 def _plugin(args, settings):
     import yaml
 
-    nprocs = args.nprocs or os.cpu_count() or 1
+    nprocs = args.nprocs or _allocated_cpus()
     settings.nipype.nprocs = nprocs
     settings.nipype.omp_nthreads = args.omp_nthreads or min(8, nprocs)
     if settings.nipype.omp_nthreads > nprocs:
         raise UsageError(f"--omp-nthreads {settings.nipype.omp_nthreads} exceeds --nprocs "
                          f"{nprocs}")
-    settings.nipype.mem_gb = args.mem_gb or 0.0
+    mem_gb = args.mem_gb or _allocated_mem_gb()
+    settings.nipype.mem_gb = mem_gb or 0.0
     plugin, plugin_args = "MultiProc", {"n_procs": nprocs, "raise_insufficient": False}
-    if args.mem_gb:
-        plugin_args["memory_gb"] = args.mem_gb
+    if mem_gb:
+        plugin_args["memory_gb"] = mem_gb
     if args.use_plugin:
         try:
             spec = yaml.safe_load(Path(args.use_plugin).read_text()) or {}
@@ -180,10 +214,22 @@ def _plugin(args, settings):
                              "SLURMGraph, ...)")
         plugin = spec["plugin"]
         plugin_args = spec.get("plugin_args") or {}
+        if not isinstance(plugin_args, dict):
+            raise UsageError(f"{args.use_plugin}: 'plugin_args' must be a mapping")
         if plugin == "MultiProc":
             plugin_args.setdefault("n_procs", nprocs)
+            if mem_gb:
+                plugin_args.setdefault("memory_gb", mem_gb)
     settings.nipype.plugin = plugin
     settings.nipype.plugin_args = plugin_args
+
+
+# nipype's MultiProc waits poll_sleep_duration (2 s by default) after every scheduling round,
+# which doubled the wall time of the demo's many short steps; the scheduler plugins keep 2 s
+# (each round asks the scheduler).
+_LOCAL_POLL_SECONDS = 0.2
+# plugins that submit the whole graph to a scheduler and return at once (inflamap waits)
+_GRAPH_PLUGINS = ("SLURMGraph",)
 
 
 def run_participant(args, settings, layout, work) -> int:
@@ -197,6 +243,7 @@ def run_participant(args, settings, layout, work) -> int:
     from .templates import TemplateError
     from .reports.boilerplate import boilerplate_for_run
     from .reports.participant import report_after_run
+    from .utils import remove_stale_temporaries
 
     subjects = select_participants(layout, args.participant_label)
     anat = settings.workflow["anat"]
@@ -207,35 +254,67 @@ def run_participant(args, settings, layout, work) -> int:
         raise InputMissingError(str(exc)) from None
     write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
     failures = []
+    plugin = settings.nipype.plugin
+    if plugin.startswith("SLURM") and not os.environ.get("LOGNAME"):
+        import getpass
+
+        os.environ["LOGNAME"] = getpass.getuser()  # nipype's SLURM plugins read it
     for i, subject in enumerate(subjects, start=1):
         sub_work = work / f"sub-{subject}"  # one work folder per participant (no clobbering)
         run_started = time.time()  # older crash files are shown as from an earlier run
         sub_work.mkdir(parents=True, exist_ok=True)
-        crash_dir = Path(settings.execution.output_dir) / "logs" / f"sub-{subject}"
+        out_dir = Path(settings.execution.output_dir)
+        crash_dir = out_dir / "logs" / f"sub-{subject}"
         ncfg.update_config({
             "execution": {"crashdump_dir": str(crash_dir), "crashfile_format": "txt",
                           "stop_on_first_crash": args.stop_on_first_crash,
                           "remove_unnecessary_outputs": False,
-                          "parameterize_dirs": False},
+                          "parameterize_dirs": False,
+                          "poll_sleep_duration": (2 if plugin in _GRAPH_PLUGINS
+                                                  or plugin.startswith(("SLURM", "SGE",
+                                                                        "PBS", "LSF"))
+                                                  else _LOCAL_POLL_SECONDS)},
             "logging": {"workflow_level": "INFO" if args.verbose else "WARNING",
                         "interface_level": "INFO" if args.verbose > 1 else "WARNING"}})
         from nipype import logging as nlogging
 
         nlogging.update_logging(ncfg)
-        _progress(f"sub-{subject} ({i}/{len(subjects)}): building workflow")
+        lock = _ParticipantLock(sub_work)
+        if not lock.acquire():
+            failures.append((subject, f"already being processed by another inflamap "
+                             f"process ({lock.holder()}) with the work folder {sub_work}; "
+                             "wait for it to finish or use another -w", None))
+            _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
+            if args.stop_on_first_crash:
+                break
+            continue
         try:
+            # temporaries of a killed run (SIGKILL, job out of time/memory): no one else
+            # writes this participant's derivatives while we hold its lock
+            stale = remove_stale_temporaries(out_dir / f"sub-{subject}")
+            if stale:
+                _progress(f"sub-{subject}: removed {len(stale)} partial file(s) left by an "
+                          "interrupted run")
+            _progress(f"sub-{subject} ({i}/{len(subjects)}): building workflow")
             wf = init_single_subject_wf(subject, settings, tfiles, layout)
             wf.base_dir = str(sub_work)
             boilerplate_for_run(wf, subject, settings.execution.output_dir,
                                 settings.workflow["anat"]["template"],
                                 progress=_progress)  # methods of the steps built, pre-run
             plugin_args = dict(settings.nipype.plugin_args)
-            if settings.nipype.plugin in ("MultiProc", "Linear"):
+            if plugin in ("MultiProc", "Linear"):
                 plugin_args["status_callback"] = _status_callback(subject)
+            tag = None
+            if plugin in _GRAPH_PLUGINS:
+                tag = f"inflamap_{settings.execution.run_uuid}_sub-{subject}"
+                plugin_args["sbatch_args"] = (
+                    f"{plugin_args.get('sbatch_args') or ''} --comment={tag}").strip()
             settings.dump(sub_work / "inflamap_config.json")
             _progress(f"sub-{subject} ({i}/{len(subjects)}): running "
-                      f"{len(wf.list_node_names())} steps with {settings.nipype.plugin}")
-            wf.run(plugin=settings.nipype.plugin, plugin_args=plugin_args)
+                      f"{len(wf.list_node_names())} steps with {plugin}")
+            execgraph = wf.run(plugin=plugin, plugin_args=plugin_args)
+            if tag is not None:
+                _wait_for_graph_jobs(subject, tag, execgraph, crash_dir)
             _progress(f"sub-{subject} ({i}/{len(subjects)}): done")
         except InflamapError as exc:
             failures.append((subject, str(exc), None))
@@ -247,6 +326,8 @@ def run_participant(args, settings, layout, work) -> int:
             crash = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
             failures.append((subject, str(exc).strip().splitlines()[0] if str(exc) else
                              type(exc).__name__, crash[-1] if crash else None))
+        finally:
+            lock.release()
         # the report, also after a failure (errors on top); never changes the exit code
         report_after_run(settings.execution.output_dir, subject,
                          [m for s, m, c in failures if s == subject and c is None],
@@ -262,6 +343,101 @@ def run_participant(args, settings, layout, work) -> int:
             print(f"  sub-{subject}: {msg}{where}", file=sys.stderr)
         return 1
     return 0
+
+
+class _ParticipantLock:
+    """An advisory lock on a participant's work folder (``.inflamap.lock``, ``lockf``).
+
+    Two runs of one participant with the same work folder (an array job resubmitted while
+    the first still runs) would overwrite each other's steps; the second one is refused.
+    File systems without ``lockf`` (some network mounts) run unlocked.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".inflamap.lock"
+        self._fh = None
+
+    def acquire(self) -> bool:
+        import errno
+        import fcntl
+
+        fh = open(self.path, "a+")
+        try:  # a POSIX record lock: held by this process only (not by forked workers)
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                fh.close()
+                return False
+            # ENOLCK/EOPNOTSUPP: no locking on this file system; run unlocked
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown process"
+        except OSError:
+            return "unknown process"
+
+    def release(self):
+        if self._fh is not None:
+            self._fh.close()  # closing drops the lock
+            self._fh = None
+
+
+def _squeue_jobs(tag: str) -> list[tuple[str, str, str]]:
+    """``(jobid, state, reason)`` of the queued/running jobs whose comment is ``tag``."""
+    import subprocess
+
+    for attempt in range(10):
+        proc = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r|%k"], capture_output=True,
+                              text=True)
+        if proc.returncode == 0:
+            jobs = []
+            for line in proc.stdout.splitlines():
+                parts = line.split("|", 3)
+                if len(parts) == 4 and parts[3].strip() == tag:
+                    jobs.append((parts[0], parts[1], parts[2]))
+            return jobs
+        time.sleep(min(30, 2 ** attempt))  # slurmctld busy or restarting
+    raise RuntimeError(f"squeue failed: {proc.stderr.strip()[:200]}")
+
+
+def _wait_for_graph_jobs(subject, tag, execgraph, crash_dir, poll=None):
+    """Wait until the SLURM jobs of a SLURMGraph submission have left the queue; raise if a
+    step did not finish (its crash file is under ``crash_dir``).
+
+    nipype's graph plugins return as soon as every step is submitted; waiting here keeps
+    inflamap's exit code and progress lines true, so that a group job can depend on it.
+    Jobs whose dependencies failed would wait forever: they are cancelled.
+    """
+    import subprocess
+
+    poll = float(os.environ.get("INFLAMAP_SLURM_POLL", poll or 5))
+    last = None
+    while True:
+        jobs = _squeue_jobs(tag)
+        if not jobs:
+            break
+        orphans = [j for j, state, reason in jobs
+                   if state == "PENDING" and reason == "DependencyNeverSatisfied"]
+        if orphans:
+            subprocess.run(["scancel", *orphans], capture_output=True)
+        running = sum(state == "RUNNING" for _, state, _ in jobs)
+        if (len(jobs), running) != last:
+            _progress(f"sub-{subject}: {len(jobs)} SLURM job(s) left ({running} running)")
+            last = (len(jobs), running)
+        time.sleep(poll)
+    missing = [node.fullname for node in execgraph.nodes()
+               if not (Path(node.output_dir()) / f"result_{node.name}.pklz").exists()]
+    if missing:
+        crashes = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
+        raise RuntimeError(f"{len(missing)} of {execgraph.number_of_nodes()} steps did not "
+                           f"finish under SLURM, first: {missing[0]}"
+                           + (f"; crash files in {crash_dir}" if crashes else ""))
 
 
 class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
@@ -321,6 +497,12 @@ def _main(argv) -> int:
     ex.stop_on_first_crash = args.stop_on_first_crash
     ex.verbosity = args.verbose
     ex.run_uuid = f"{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}"
+    if args.random_seed is not None:
+        if args.random_seed <= 0:
+            raise UsageError(f"--random-seed {args.random_seed}: must be a positive integer")
+        os.environ["ANTS_RANDOM_SEED"] = str(args.random_seed)
+    else:  # inherited by nipype's workers and by SLURM jobs (sbatch exports the environment)
+        os.environ.setdefault("ANTS_RANDOM_SEED", str(DEFAULT_RANDOM_SEED))
     _plugin(args, settings)
     if args.reports_only:  # before validation: reads OUTPUT_DIR only
         if args.analysis_level != "participant":
