@@ -37,14 +37,18 @@ TARGET_S = 60.0
 
 
 def synthetic_group_table(n_participants=200, *, modalities=MODALITIES, lateral_rois=None,
-                          midline_rois=MIDLINE, effects=(), seed=0, pet_first_session_only=True):
+                          midline_rois=MIDLINE, effects=(), seed=0, pet_first_session_only=True,
+                          person_sd=0.6):
     """A gathered group table with planted effects, and the participants' covariates.
 
     ``effects``: dicts ``{modality, roi, size, who: patients|MA|..., phase: ictal|interictal|
     any, side: ipsi|both}`` adding ``size`` (metric units) to ``mean``/``median``. Controls
     are ~40 %, the rest MO/MA/HM; patients have ``ses-01`` interictal and ``ses-02`` ictal
     (side left/right, ``hours_since_onset``, ``treatment``), controls two sessions without a
-    phase. PET is in ``ses-01`` only. Returns ``(table, participants, sessions)``.
+    phase. PET is in ``ses-01`` only. Values are ROI baseline + a participant effect shared
+    by all ROIs and sessions (SD ``person_sd`` x the modality SD; it makes ROIs correlated,
+    and a chance group imbalance of it a real global difference in the sample) + noise
+    (0.8 x SD). Returns ``(table, participants, sessions)``.
     """
     rng = np.random.default_rng(seed)
     lateral_rois = list(LOBES + BANDS if lateral_rois is None else lateral_rois)
@@ -78,7 +82,7 @@ def synthetic_group_table(n_participants=200, *, modalities=MODALITIES, lateral_
     frames = []
     for mod, metric, base, sd in modalities:
         roi_base = {r: base * rng.uniform(0.7, 1.3) for r in lateral_rois + list(midline_rois)}
-        person = rng.normal(0, sd * 0.6, n_participants)
+        person = rng.normal(0, sd * person_sd, n_participants)
         pidx = {p: i for i, p in enumerate(parts["participant_id"])}
         for row in info.itertuples(index=False):
             if mod == "pet" and pet_first_session_only and row.session_id != "ses-01":

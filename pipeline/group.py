@@ -253,6 +253,67 @@ def _load_on_grid(paths, ref):
     return nb.Nifti1Image(arr, ref.affine), ref
 
 
+CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
+MAX_CLUSTERS = 50          # clusters listed per table (the largest)
+MAX_EXTENT = 0.25          # suprathreshold share of the mask above which no table is made
+
+
+def cluster_table(z_img, thresholded, threshold, min_voxels=1, mask_voxels=None,
+                  max_clusters=MAX_CLUSTERS):
+    """nilearn's cluster table of a thresholded z map, cluster by cluster.
+
+    ``get_clusters_table`` works on the whole volume once per cluster (and compares every
+    pair of local maxima within a cluster), which takes minutes on a template grid with
+    many clusters; here each cluster (6-connected, each sign, at least ``min_voxels``
+    voxels; the ``max_clusters`` largest) goes to it cropped to its bounding box, and the
+    clusters are renumbered by sign (positive first) and peak. Returns ``(table, note)``;
+    no table (a note) when the suprathreshold voxels cover more than
+    :data:`MAX_EXTENT` of the mask: such a map has no localised clusters to list.
+    """
+    import nibabel as nb
+    from nilearn.reporting import get_clusters_table
+    from scipy import ndimage
+
+    empty = pd.DataFrame(columns=CLUSTER_COLUMNS)
+    data = np.asarray(thresholded.dataobj)
+    n_supra = int(np.count_nonzero(data))
+    if not np.isfinite(threshold) or n_supra == 0:
+        return empty, ""
+    if mask_voxels and n_supra > MAX_EXTENT * mask_voxels:
+        return empty, (f"no cluster table: {n_supra} suprathreshold voxels, "
+                       f"{100 * n_supra / mask_voxels:.0f} % of the mask")
+    z = np.asarray(z_img.dataobj, dtype=np.float32)
+    found = []
+    for sign in (1, -1):
+        labels, _ = ndimage.label(sign * data > 0)
+        for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+            inside = labels[sl] == i
+            size = int(inside.sum())
+            if size >= min_voxels:
+                found.append((sign, size, float(np.abs(z[sl][inside]).max()), labels, i, sl))
+    note = ""
+    if len(found) > max_clusters:
+        note = f"the {max_clusters} largest of {len(found)} clusters listed"
+        found = sorted(found, key=lambda f: -f[1])[:max_clusters]
+    found.sort(key=lambda f: (-f[0], -f[2]))
+    tables = []
+    for rank, (_, _, _, labels, i, sl) in enumerate(found, start=1):
+        box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
+                    for s, n in zip(sl, labels.shape))
+        crop = z_img.slicer[box]
+        one = nb.Nifti1Image(np.where(labels[box] == i, z[box], 0).astype(np.float32),
+                             crop.affine)
+        with warnings.catch_warnings():  # "no clusters with stat lower than -t": one sign
+            warnings.filterwarnings("ignore", message="No clusters found")
+            tab = get_clusters_table(one, stat_threshold=float(threshold), two_sided=True)
+        if len(tab):
+            tab["Cluster ID"] = tab["Cluster ID"].astype(str).str.replace(
+                r"^\d+", str(rank), regex=True)
+            tables.append(tab)
+    table = pd.concat(tables, ignore_index=True) if tables else empty
+    return table[CLUSTER_COLUMNS], note
+
+
 def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
                   fdr_alpha=0.05, cluster_height_p=0.001, cluster_min_voxels=10):
     """Second-level model of one design; images and tables in a dict.
@@ -267,7 +328,6 @@ def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
     import nibabel as nb
     from nilearn.glm import threshold_stats_img
     from nilearn.glm.second_level import SecondLevelModel
-    from nilearn.reporting import get_clusters_table
 
     ref, imgs, finite, anyz, design = None, [], None, None, []
     paired = contrast["type"] == "paired_sessions"
@@ -307,24 +367,16 @@ def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
                                              cluster_threshold=cluster_min_voxels,
                                              two_sided=True)
 
-    def clusters(img, thr, k):
-        if not np.isfinite(thr) or not np.any(np.asarray(img.dataobj)):
-            return pd.DataFrame(columns=["Cluster ID", "X", "Y", "Z", "Peak Stat",
-                                         "Cluster Size (mm3)"])
-        with warnings.catch_warnings():  # "no clusters with stat lower than -t": one sign
-            warnings.filterwarnings("ignore", message="No clusters found")
-            return get_clusters_table(z, stat_threshold=float(thr), cluster_threshold=k,
-                                      two_sided=True)
-
+    mask_voxels = int(np.asarray(mask.dataobj).sum())
     n_a = int(dm.iloc[:, 0].sum()) if not paired else len(imgs)
     return {
         "z": z, "effect": res["effect_size"], "mask": mask,
         "fdr_img": fdr_img, "fdr_threshold": _finite_or_nan(fdr_thr),
         "cluster_img": cl_img, "cluster_threshold": _finite_or_nan(cl_thr),
-        "fdr_clusters": clusters(fdr_img, fdr_thr, 0),
-        "cluster_clusters": clusters(cl_img, cl_thr, cluster_min_voxels),
+        "fdr_clusters": cluster_table(z, fdr_img, fdr_thr, 1, mask_voxels),
+        "cluster_clusters": cluster_table(z, cl_img, cl_thr, cluster_min_voxels, mask_voxels),
         "n1": n_a, "n2": len(imgs) if paired else len(imgs) - n_a,
-        "n_mask_voxels": int(np.asarray(mask.dataobj).sum()),
+        "n_mask_voxels": mask_voxels,
     }
 
 
@@ -411,16 +463,22 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
                                   _sidecar_path(path))
                 if key != "effect":
                     row[key] = str(path.relative_to(gdir))
+            notes = []
             for kind in ("fdr", "cluster"):
-                write_table(res[f"{kind}_clusters"], vdir / f"{stem}_desc-{kind}_clusters.tsv",
+                table, note = res[f"{kind}_clusters"]
+                if note:
+                    notes.append(f"{kind}: {note}")
+                write_table(table, vdir / f"{stem}_desc-{kind}_clusters.tsv",
                             {**meta, "Description": f"clusters of the {kind}-thresholded z map "
-                             "(nilearn get_clusters_table; coordinates in mm, template space)",
+                             "(nilearn get_clusters_table per cluster; coordinates in mm, "
+                             "template space; sub-peaks 1a, 1b...)", "Note": note,
                              "StatMap": row[f"{kind}_map"]})
             fdr_vox = int(np.count_nonzero(np.asarray(res["fdr_img"].dataobj)))
-            row.update(status="done", reason="", n_mask_voxels=res["n_mask_voxels"],
+            row.update(status="done", reason="; ".join(notes),
+                       n_mask_voxels=res["n_mask_voxels"],
                        fdr_threshold=res["fdr_threshold"], fdr_voxels=fdr_vox,
                        cluster_threshold=res["cluster_threshold"],
-                       cluster_count=n_clusters(res["cluster_clusters"]))
+                       cluster_count=n_clusters(res["cluster_clusters"][0]))
             sizes = (f"{res['n1']} pairs" if contrast["type"] == "paired_sessions" else
                      f"{res['n1']} vs {res['n2']} participants")
             _log(f"voxelwise {name} {metric}: {sizes}, {fdr_vox} voxel(s) FDR-significant, "
@@ -537,7 +595,8 @@ def run_group(settings) -> int:
                     if len(info) else participants.copy())
         voxel = run_voxelwise(out, gdir, info, gcfg, settings.workflow["anat"]["template"])
         write_table(voxel, gdir / "desc-voxelwise_designs.tsv", {
-            "Description": "voxelwise second-level designs fitted or skipped (with the reason)",
+            "Description": "voxelwise second-level designs fitted or skipped; 'reason' says why "
+                           "a design was skipped, or notes on its cluster tables",
             "Settings": gcfg["voxelwise"]})
     if gcfg["report"]:
         from .group_report import write_group_report

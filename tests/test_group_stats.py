@@ -47,11 +47,17 @@ def _run(table, contrasts=None, **kw):
                                **opts)
 
 
+PLANTED_CONTRASTS = ("patientsVsHC", "MAVsHC", "ictalVsInterictal", "ipsiVsContraIctal",
+                     "ipsiVsContraInterictal", "attacksPerMonth", "hoursSinceOnset")
+
+
 @pytest.fixture(scope="module")
 def planted():
     mods = [m for m in bench.MODALITIES if m[0] in ("dce", "pet")]
-    table, _, _ = bench.synthetic_group_table(80, modalities=mods, effects=EFFECTS, seed=3)
-    return table, _run(table)
+    # no participant effect shared by all ROIs: unplanted ROIs are independent nulls
+    table, _, _ = bench.synthetic_group_table(80, modalities=mods, effects=EFFECTS, seed=3,
+                                              person_sd=0.0)
+    return table, _run(table, [c for c in CFG["contrasts"] if c["name"] in PLANTED_CONTRASTS])
 
 
 def _row(res, contrast, modality, roi, hemisphere, test):
@@ -64,7 +70,7 @@ def _row(res, contrast, modality, roi, hemisphere, test):
 def test_result_columns_and_families(planted):
     _, res = planted
     assert list(res.columns) == gs.RESULT_COLUMNS
-    assert set(res["contrast"]) == {c["name"] for c in CFG["contrasts"]}
+    assert set(res["contrast"]) == set(PLANTED_CONTRASTS)
     # every family is corrected on its own: p_fdr >= p, and BH is monotone within a family
     ok = res["p"].notna()
     assert (res.loc[ok, "p_fdr"] >= res.loc[ok, "p"] - 1e-12).all()
@@ -208,8 +214,9 @@ def test_pet_rules_exclude_lab_and_add_genotype(planted):
 
 
 def test_nan_rows_with_reasons_not_crashes():
-    table, _, _ = bench.synthetic_group_table(6, seed=2)
-    res = _run(table)
+    table, _, _ = bench.synthetic_group_table(6, modalities=bench.MODALITIES[3:], seed=2)
+    res = _run(table)  # every default contrast
+    assert set(res["contrast"]) == {c["name"] for c in CFG["contrasts"]}
     assert len(res) and res["reason"].notna().any()
     few = res[res["reason"].fillna("").str.startswith("too few")]
     assert len(few) and few[["p", "effect_size", "power"]].isna().all().all()
@@ -242,6 +249,36 @@ def test_contrast_validation_messages():
     cfg["group"]["voxelwise"]["designs"] = ["attacksPerMonth"]
     with pytest.raises(UsageError, match="voxelwise designs are two_group or paired"):
         group_settings(cfg)
+
+
+def test_cluster_table_matches_nilearn():
+    """Per-cluster tables give nilearn's whole-volume table (peaks, sub-peaks, sizes)."""
+    from nilearn.glm import threshold_stats_img
+    from nilearn.reporting import get_clusters_table
+    from scipy import ndimage
+
+    from pipeline.group import cluster_table
+
+    rng = np.random.default_rng(0)
+    shape = (30, 34, 30)
+    z = ndimage.gaussian_filter(rng.normal(size=shape), 1.2)
+    z /= z.std()
+    zz, yy, xx = np.ogrid[:30, :34, :30]
+    for c, s in (((10, 12, 12), 6.0), ((20, 24, 15), -5.0)):
+        z[(zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 < 16] += s
+    img = nb.Nifti1Image(z.astype(np.float32), AFFINE)
+    thr_img, thr = threshold_stats_img(img, alpha=0.001, height_control="fpr",
+                                       cluster_threshold=5, two_sided=True)
+    ref = get_clusters_table(img, thr, cluster_threshold=5, two_sided=True)
+    mine, note = cluster_table(img, thr_img, thr, 5, int(np.prod(shape)))
+    cols = ["X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
+    assert note == "" and len(mine) == len(ref) >= 2
+    pd.testing.assert_frame_equal(mine[cols].reset_index(drop=True),
+                                  ref[cols].reset_index(drop=True), check_dtype=False)
+    # a map significant almost everywhere has no localised clusters: no table, a note
+    wide = nb.Nifti1Image(np.full(shape, 5.0, np.float32), AFFINE)
+    table, note = cluster_table(wide, wide, 3.0, 1, int(np.prod(shape)))
+    assert table.empty and "of the mask" in note
 
 
 # ----------------------------------------------------------------------------- end to end
