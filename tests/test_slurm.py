@@ -211,3 +211,47 @@ def test_slurmgraph_plugin_runs_a_participant(slurm, hpc_data, array_run):
         else:
             a, b = (pd.read_csv(x / rel, sep="\t") for x in (out, ref))
             pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5)
+
+
+def test_graph_wait_cancels_orphans_and_reports_unfinished_steps(tmp_path, monkeypatch):
+    """The SLURMGraph waiter (fake squeue/scancel): jobs whose dependencies failed are
+    cancelled, and a step without its result file makes the participant fail."""
+    import networkx as nx
+
+    from pipeline import cli
+
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text(f"""#!/bin/bash
+if [ -e {state}/cancelled ]; then exit 0; fi
+echo "11|FAILED|NonZeroExitCode|other_tag"
+echo "12|PENDING|DependencyNeverSatisfied|TAG"
+echo "13|PENDING|DependencyNeverSatisfied|TAG"
+""")
+    (bin_dir / "scancel").write_text(f"#!/bin/bash\necho \"$@\" > {state}/cancelled\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    state.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("INFLAMAP_SLURM_POLL", "0.1")
+
+    class Node:
+        def __init__(self, name, done):
+            self.name, self.fullname = name, f"wf.{name}"
+            self._dir = tmp_path / name
+            self._dir.mkdir()
+            if done:
+                (self._dir / f"result_{name}.pklz").write_bytes(b"x")
+
+        def output_dir(self):
+            return str(self._dir)
+
+    graph = nx.DiGraph()
+    graph.add_edge(Node("n4", True), Node("registration", False))
+    with pytest.raises(RuntimeError, match="1 of 2 steps did not finish under SLURM, "
+                                           "first: wf.registration"):
+        cli._wait_for_graph_jobs("01", "TAG", graph, tmp_path / "crash")
+    assert (state / "cancelled").read_text().split() == ["12", "13"]
+    done = nx.DiGraph()
+    done.add_node(Node("only", True))
+    cli._wait_for_graph_jobs("01", "TAG", done, tmp_path / "crash")  # all results: no error
