@@ -482,7 +482,7 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
             sizes = (f"{res['n1']} pairs" if contrast["type"] == "paired_sessions" else
                      f"{res['n1']} vs {res['n2']} participants")
             _log(f"voxelwise {name} {metric}: {sizes}, {fdr_vox} voxel(s) FDR-significant, "
-                 f"{row['cluster_count']} cluster(s)")
+                 f"{row['cluster_count']} cluster(s)" + (f" ({row['reason']})" if notes else ""))
             rows.append(row)
     voxel = pd.DataFrame(rows, columns=cols)
     for c in ("n1", "n2", "n_mask_voxels", "fdr_voxels", "cluster_count"):
