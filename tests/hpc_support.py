@@ -179,7 +179,8 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MinJobAge=3600
 KillWait=5
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={max(512, mem_mb - 1024)} State=UNKNOWN
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} \
+RealMemory={max(512, mem_mb - 1024)} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
         self._spawn("slurmctld", [_exe("slurmctld"), "-D", "-f", str(self.conf)])

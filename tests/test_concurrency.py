@@ -138,7 +138,7 @@ def test_four_participants_at_once_share_work_and_output(many, tmp_path):
         for i in range(1, 5)]
     logs = [p.communicate(timeout=600) for p in procs]
     print(f"4 participants at once: {time.time() - t0:.0f} s")
-    for p, (_, err) in zip(procs, logs):
+    for p, (_, err) in zip(procs, logs, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert sorted(p.name for p in work.iterdir()) == [f"sub-0{i}" for i in range(1, 5)]
     for i in range(1, 5):

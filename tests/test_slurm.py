@@ -160,7 +160,8 @@ def test_array_and_dependent_group_job(array_run, slurm):
         assert not list((work / f"sub-{lab}").glob("sub_0[!" + lab[1] + "]_wf"))
     # each task's output file names its participant and ends done
     for t in tasks:
-        log = work / "slurm-logs" / f"participant-{r['ids']['participant_job']}_{t['ArrayTaskId']}.out"
+        job = r["ids"]["participant_job"]
+        log = work / "slurm-logs" / f"participant-{job}_{t['ArrayTaskId']}.out"
         text = log.read_text()
         lab = f"0{t['ArrayTaskId']}"
         assert f"sub-{lab} (1/1): done" in text, text[-2000:]
