@@ -87,6 +87,9 @@ NON_BIDS_PATTERNS = (
     "*_enhancement.nii.gz", "*_enhancement.json",    # gadolinium maps
     "*_Ktrans.*", "*_vp.*", "*_ve.*", "*_residual.*", "*_timeseries.*",  # DCE maps
     "*_ce-*_T1map.*",                                # DCE T1 map (ce is not a T1map entity)
+    "*_dR2star.*", "*_ce-*_R2starmap.*",             # USPIO (ce is not an R2starmap entity)
+    "*_SUV.*", "*_SUVR.*", "*_desc-mean_pet.*",      # PET maps (SUV/SUVR: no BIDS suffix yet)
+    "/sub-*/ses-*/spect", "/sub-*/spect",            # SPECT (no BIDS datatype)
     "/group", "/logs",                               # group tables, logs
     "/sub-*.html", "/sub-*/figures",                 # participant reports
 )
