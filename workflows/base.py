@@ -168,7 +168,8 @@ Results included in this manuscript come from processing performed with *inflama
                     "FindingMinVolumeMM3": gcfg["finding_min_volume_mm3"]}
             _sinks(workflow, settings, post, gad_wf, [
                 ("outputnode.post_preproc", "T1w", dict(desc="preproc"),
-                 {**meta, "Description": "bias-corrected with the pre-contrast field, "
+                 {**meta, "SkullStripped": False,
+                  "Description": "bias-corrected with the pre-contrast field, "
                   "registered to and normalised to the pre-contrast T1w", "SpatialReference":
                   f"bids:raw:{Path(t1w).relative_to(settings.execution.bids_dir).as_posix()}"}),
                 ("outputnode.subtraction", "enhancement", dict(desc="subtraction"),
@@ -272,7 +273,7 @@ def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, te
         specs.append((f"outputnode.{key}", suffix, {}, {**meta_d, "Units": unit}))
         specs.append((f"outputnode.{key}_tpl", suffix, {"space": template},
                       {**meta_d, "Units": unit}))
-    t1_meta = {**meta_d, "Units": "s", "Method": "VFA (DESPOT1)"}
+    t1_meta = {**meta_d, "Units": "s", "Method": "VFA (DESPOT1)", "SkullStripped": False}
     res_meta = {**meta_d, "Description": "root-mean-square fit residual", "Units": "mM"}
     specs += [
         ("outputnode.t1", "T1map", {}, t1_meta),
@@ -376,7 +377,7 @@ def _add_uspio(workflow, settings, layout, anat_wf, t1w, pair, template, templat
     atlas, roi_atlas = ucfg["atlas"], settings.workflow["anat"]["atlas"]
     post_src = series["post"][0][0]  # derivatives are named after the post series
     fit = {"FitModel": "monoexponential", "FitMethod": ucfg["fit"],
-           "MinEchoes": ucfg["min_echoes"]}
+           "MinEchoes": ucfg["min_echoes"], "SkullStripped": False}
     specs = [
         ("outputnode.dr2star", "dR2star", {}, {**meta, **fit, "Units": "1/s",
          "Description": "R2*post - R2*pre on the pre-infusion grid (valid fits only)"}),
