@@ -16,14 +16,18 @@ import pandas as pd
 LOBES = ("frontal", "parietal", "temporal", "occipital", "thalamus", "cerebellum")
 
 
+def _lut(names, bilateral=()) -> pd.DataFrame:
+    """Label table: ``names`` left (1..n) then right (n+1..2n), then ``bilateral`` ones."""
+    rows = [{"index": 1 + i + h * len(names), "name": name, "hemisphere": hemi}
+            for h, hemi in enumerate(("left", "right")) for i, name in enumerate(names)]
+    rows += [{"index": 2 * len(names) + 1 + i, "name": name, "hemisphere": "bilateral"}
+             for i, name in enumerate(bilateral)]
+    return pd.DataFrame(rows)
+
+
 def lobar_lut() -> pd.DataFrame:
     """Label table of ``inflamapLobes``: columns ``index, name, hemisphere``."""
-    rows = []
-    for h, hemi in enumerate(("left", "right")):
-        for i, lobe in enumerate(LOBES):
-            rows.append({"index": 1 + i + h * len(LOBES), "name": lobe, "hemisphere": hemi})
-    rows.append({"index": 2 * len(LOBES) + 1, "name": "brainstem", "hemisphere": "bilateral"})
-    return pd.DataFrame(rows)
+    return _lut(LOBES, ("brainstem",))
 
 
 def central_sulcus_y(z):
@@ -89,13 +93,7 @@ VESSELS = {
 
 def territory_lut() -> pd.DataFrame:
     """Label table of ``inflamapTerritories``: columns ``index, name, hemisphere``."""
-    names = TERRITORIES + tuple(VESSELS)
-    rows = []
-    for h, hemi in enumerate(("left", "right")):
-        for i, name in enumerate(names):
-            rows.append({"index": 1 + i + h * len(names), "name": name, "hemisphere": hemi})
-    rows.append({"index": 2 * len(names) + 1, "name": "pons", "hemisphere": "bilateral"})
-    return pd.DataFrame(rows)
+    return _lut(TERRITORIES + tuple(VESSELS), ("pons",))
 
 
 def aca_territory(x, y, z):
@@ -159,12 +157,7 @@ TSPO_REGIONS = ("visual_cortex", "somatosensory_cortex", "insula", "thalamus",
 
 def tspo_lut() -> pd.DataFrame:
     """Label table of ``inflamapTSPO``: columns ``index, name, hemisphere``."""
-    rows = []
-    for h, hemi in enumerate(("left", "right")):
-        for i, name in enumerate(TSPO_REGIONS):
-            rows.append({"index": 1 + i + h * len(TSPO_REGIONS), "name": name,
-                         "hemisphere": hemi})
-    return pd.DataFrame(rows)
+    return _lut(TSPO_REGIONS)
 
 
 def _ellipsoid(x, y, z, centre, semi_axes):

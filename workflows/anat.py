@@ -10,7 +10,20 @@ from nipype.pipeline import engine as pe
 
 from pipeline.atlas import BUILTIN
 
-from .utils import listify
+from .utils import atlas_source, listify
+
+
+def atlas_files(template: str, resolution: int, atlas: str, atlas_desc=None,
+                key: str = "atlas") -> dict:
+    """``{key: dseg, key_lut: tsv}`` of a TemplateFlow atlas; ``{}`` for a built-in one."""
+    from pipeline.templates import get_template_file
+
+    if atlas in BUILTIN:
+        return {}
+    return {key: str(get_template_file(template, resolution, atlas=atlas, desc=atlas_desc,
+                                       suffix="dseg", extension=".nii.gz")),
+            f"{key}_lut": str(get_template_file(template, None, atlas=atlas, desc=atlas_desc,
+                                                suffix="dseg", extension=".tsv"))}
 
 
 def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None) -> dict:
@@ -23,12 +36,8 @@ def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None)
         "gm_probseg": get_template_file(template, resolution, label="GM", suffix="probseg"),
         "wm_probseg": get_template_file(template, resolution, label="WM", suffix="probseg"),
     }
-    if atlas not in BUILTIN:
-        files["atlas"] = get_template_file(template, resolution, atlas=atlas, desc=atlas_desc,
-                                           suffix="dseg", extension=".nii.gz")
-        files["atlas_lut"] = get_template_file(template, None, atlas=atlas, desc=atlas_desc,
-                                               suffix="dseg", extension=".tsv")
-    return {k: str(v) for k, v in files.items()}
+    files = {k: str(v) for k, v in files.items()}
+    return {**files, **atlas_files(template, resolution, atlas, atlas_desc)}
 
 
 def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthreads: int,
@@ -98,7 +107,7 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
     from niworkflows.interfaces.nibabel import Binarize
 
     from pipeline.interfaces.ants import ApplyTransforms, N4BiasFieldCorrection, Registration
-    from pipeline.interfaces.regional import ExtracerebralROIs, LobarAtlas, SinusPrior
+    from pipeline.interfaces.regional import ExtracerebralROIs, SinusPrior
 
     n4s = settings["n4"]
     reg = settings["registration"]
@@ -169,14 +178,7 @@ space brought to the T1w), which were excluded from both bands.
     atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
                                            num_threads=omp_nthreads),
                            name="atlas_to_t1w", mem_gb=mem_gb)
-    if atlas in BUILTIN:
-        atlas_src = pe.Node(LobarAtlas(gm_probseg=template_files["gm_probseg"],
-                                       wm_probseg=template_files["wm_probseg"], atlas=atlas),
-                            name="lobar_atlas")
-    else:
-        atlas_src = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name="tf_atlas")
-        atlas_src.inputs.atlas = template_files["atlas"]
-        atlas_src.inputs.lut = template_files["atlas_lut"]
+    atlas_src = atlas_source(atlas, template_files)
 
     wm_to_t1w = pe.Node(ApplyTransforms(
         input_image=template_files["wm_probseg"], interpolation="Linear", dimension=3,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
-from pipeline.atlas import BUILTIN
+from .anat import atlas_files
 
 
 def _sinks(workflow, settings, source_file, node, specs, prefix, extra_sources=None,
@@ -344,16 +344,8 @@ def _add_uspio(workflow, settings, layout, anat_wf, t1w, pair, template, templat
                               min_echoes=ucfg["min_echoes"])
         series[key] = ([pair[key][i] for i in meta.order], meta.echo_times_s.tolist())
     files = dict(template_files)
-    if ucfg["atlas"] != "inflamapTerritories":
-        from pipeline.templates import get_template_file
-
-        tpl = settings.workflow["anat"]
-        files["uspio_atlas"] = str(get_template_file(
-            template, tpl["template_resolution"], atlas=ucfg["atlas"],
-            desc=ucfg["atlas_desc"], suffix="dseg", extension=".nii.gz"))
-        files["uspio_atlas_lut"] = str(get_template_file(
-            template, None, atlas=ucfg["atlas"], desc=ucfg["atlas_desc"], suffix="dseg",
-            extension=".tsv"))
+    files.update(atlas_files(template, settings.workflow["anat"]["template_resolution"],
+                             ucfg["atlas"], ucfg["atlas_desc"], key="uspio_atlas"))
     wf = init_uspio_wf(
         pair["agent"], series["pre"][1], series["post"][1], template, files, ucfg, pid, sid,
         pre_session=(f"ses-{pre_ses}" if pre_ses != ses else None),
@@ -449,16 +441,8 @@ def _add_pet(workflow, settings, layout, anat_wf, pet, t1w, template, template_f
             "%s: TSPO low-affinity binder (LAB): SUV/SUVR are not comparable with HAB/MAB; "
             "the group level excludes or covaries tspo_genotype", pet)
     files = dict(template_files)
-    if pcfg["atlas"] not in BUILTIN:
-        from pipeline.templates import get_template_file
-
-        res = cfg["anat"]["template_resolution"]
-        files["pet_atlas"] = str(get_template_file(template, res, atlas=pcfg["atlas"],
-                                                   desc=pcfg["atlas_desc"], suffix="dseg",
-                                                   extension=".nii.gz"))
-        files["pet_atlas_lut"] = str(get_template_file(template, None, atlas=pcfg["atlas"],
-                                                       desc=pcfg["atlas_desc"], suffix="dseg",
-                                                       extension=".tsv"))
+    files.update(atlas_files(template, cfg["anat"]["template_resolution"], pcfg["atlas"],
+                             pcfg["atlas_desc"], key="pet_atlas"))
     wf = init_pet_wf(meta, template, files, pcfg, pid, sid,
                      headache_side=info.get("headache_side"), covariates=info["carry"],
                      min_voxels=cfg["regional"]["min_voxels"],

@@ -79,15 +79,12 @@ def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-    from pipeline.atlas import BUILTIN
-
     from pipeline.interfaces.ants import ApplyTransforms
     from pipeline.interfaces.pet import SelectFrames, SUVMap, SUVRMap, WeightedAverage
-    from pipeline.interfaces.regional import LobarAtlas
     from pipeline.models.pet import frame_decay_factors
 
     from .regional import init_regional_wf
-    from .utils import first, rigid_registration
+    from .utils import atlas_source, first, rigid_registration
 
     lo, hi = settings["window_min"]
     atlas = settings["atlas"]
@@ -135,14 +132,7 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
     suv_t1w = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
                       name="suv_to_t1w")
     suvr = pe.Node(SUVRMap(reference=settings["suvr_reference"]), name="suvr")
-    if atlas in BUILTIN:
-        atlas_src = pe.Node(LobarAtlas(atlas=atlas, gm_probseg=template_files["gm_probseg"],
-                                       wm_probseg=template_files["wm_probseg"]),
-                            name="pet_atlas")
-    else:
-        atlas_src = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name="tf_atlas")
-        atlas_src.inputs.atlas = template_files["pet_atlas"]
-        atlas_src.inputs.lut = template_files["pet_atlas_lut"]
+    atlas_src = atlas_source(atlas, template_files, key="pet_atlas", name="pet_atlas")
     atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
                            name="atlas_to_t1w")
     tables = dict(headache_side=headache_side, covariates=covariates, min_voxels=min_voxels)

@@ -85,14 +85,11 @@ def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, templ
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-    from pipeline.atlas import BUILTIN
-
     from pipeline.interfaces.ants import ApplyTransforms
-    from pipeline.interfaces.regional import LobarAtlas
     from pipeline.interfaces.uspio import DeltaR2Star, R2StarMap
 
     from .regional import init_regional_wf
-    from .utils import first, rigid_registration
+    from .utils import atlas_source, first, rigid_registration
 
     atlas = settings["atlas"]
     method = settings["fit"]
@@ -137,14 +134,7 @@ headache, and the maps were brought to *{template}* space.
                          name="post_valid_to_pre")
     delta = pe.Node(DeltaR2Star(), name="delta_r2star")
 
-    if atlas in BUILTIN:
-        atlas_src = pe.Node(LobarAtlas(atlas=atlas, gm_probseg=template_files["gm_probseg"],
-                                       wm_probseg=template_files["wm_probseg"]),
-                            name="territory_atlas")
-    else:
-        atlas_src = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name="tf_atlas")
-        atlas_src.inputs.atlas = template_files["uspio_atlas"]
-        atlas_src.inputs.lut = template_files["uspio_atlas_lut"]
+    atlas_src = atlas_source(atlas, template_files, key="uspio_atlas", name="territory_atlas")
     terr_xfms = pe.Node(niu.Merge(2), name="territory_xfms")
     terr_to_pre = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
                                           invert_transform_flags=[True, False]),

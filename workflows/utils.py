@@ -29,3 +29,27 @@ def rigid_registration(settings: dict, omp_nthreads: int, sampling_percentage: f
         convergence_threshold=[convergence_threshold], convergence_window_size=[10],
         winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
         collapse_output_transforms=True, float=True, num_threads=omp_nthreads, **kwargs)
+
+
+def atlas_source(atlas: str, template_files: dict, key: str = "atlas",
+                 name: str = "atlas_source"):
+    """A node whose outputs ``atlas`` and ``lut`` are the atlas in template space.
+
+    A built-in atlas (:data:`pipeline.atlas.BUILTIN`) is built from the template's GM/WM
+    probability maps (``template_files["gm_probseg"]``/``["wm_probseg"]``); any other comes
+    from TemplateFlow as ``template_files[key]`` and ``template_files[key + "_lut"]``
+    (:func:`workflows.anat.atlas_files`).
+    """
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    from pipeline.atlas import BUILTIN
+    from pipeline.interfaces.regional import LobarAtlas
+
+    if atlas in BUILTIN:
+        return pe.Node(LobarAtlas(atlas=atlas, gm_probseg=template_files["gm_probseg"],
+                                  wm_probseg=template_files["wm_probseg"]), name=name)
+    node = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name=name)
+    node.inputs.atlas = template_files[key]
+    node.inputs.lut = template_files[f"{key}_lut"]
+    return node
