@@ -68,7 +68,7 @@ def _as_float(value):
         return None
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a huge JSON integer
         return None
     return out if math.isfinite(out) else None
 
@@ -150,6 +150,7 @@ class PETMetadata:
     body_weight_kg: float
     body_weight_source: str  #: "participants/sessions table" or "sidecar BodyWeight"
     time_zero: str | None = None
+    frame_duration_repaired: bool = False  #: FrameDuration held end times (converted)
 
     @property
     def n_frames(self) -> int:
@@ -176,7 +177,7 @@ class PETMetadata:
 
 def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg",
                  n_volumes: int | None = None, half_life_s: float | None = None,
-                 max_overlap_s: float = 1.0) -> PETMetadata:
+                 max_overlap_s: float = 1.0, repair_end_times: bool = False) -> PETMetadata:
     """Check and normalise the metadata of a PET series.
 
     Parameters
@@ -197,6 +198,11 @@ def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg
         radionuclide half-life overriding :data:`HALF_LIVES_S` (e.g. to match the scanner).
     max_overlap_s : float
         frames may overlap the next one by at most this much (rounding of frame times).
+    repair_end_times : bool
+        ``FrameDuration`` holding frame end times (a known converter error,
+        bids-standard/bids-examples#220: every value equals the next ``FrameTimesStart``)
+        is an error naming the corrected durations; with True it is converted to durations
+        and ``frame_duration_repaired`` is set (recorded in the derivatives' sidecars).
 
     Returns
     -------
@@ -249,6 +255,9 @@ def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg
 
     start = _number_list(meta, "FrameTimesStart", path, "frame start times in s")
     duration = _number_list(meta, "FrameDuration", path, "frame durations in s")
+    repaired = False
+    if repair_end_times and _durations_are_end_times(start, duration, max_overlap_s):
+        duration, repaired = _end_times_to_durations(start, duration), True
     _check_frames(start, duration, path, n_volumes, max_overlap_s)
 
     injection = _number(meta, "InjectionStart", path, "injection time in s")
@@ -267,7 +276,22 @@ def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg
         injection_start_s=injection, units=units, activity_scale_bq_per_ml=scale,
         decay_corrected=corrected, decay_correction_time_s=dc_time,
         body_weight_kg=weight_kg, body_weight_source=source,
-        time_zero=None if _is_missing(tz) else str(tz))
+        time_zero=None if _is_missing(tz) else str(tz), frame_duration_repaired=repaired)
+
+
+def _durations_are_end_times(start, duration, max_overlap_s) -> bool:
+    """FrameDuration holding frame end times: frames overlap and every "duration" but the
+    last equals the next frame's start (impossible for real durations, which never let
+    frames overlap)."""
+    if start.size < 3 or start.size != duration.size:
+        return False
+    overlap = start[:-1] + duration[:-1] - start[1:]
+    return bool(np.any(overlap > max_overlap_s) and np.allclose(duration[:-1], start[1:]))
+
+
+def _end_times_to_durations(start, ends):
+    """Durations from end times (the last frame ends at its end time if after its start)."""
+    return np.diff(np.append(start, ends[-1])) if ends[-1] > start[-1] else np.diff(start)
 
 
 def _check_frames(start, duration, path, n_volumes, max_overlap_s):
@@ -287,14 +311,14 @@ def _check_frames(start, duration, path, n_volumes, max_overlap_s):
                         f"starts at {start[i]:g} s, frame {i - 1} at {start[i - 1]:g} s)")
     overlap = start[:-1] + duration[:-1] - start[1:]
     if np.any(overlap > max_overlap_s):
-        if start.size > 2 and np.allclose(duration[:-1], start[1:]):
+        if _durations_are_end_times(start, duration, max_overlap_s):
             # durations written as frame end times (bids-standard/bids-examples#220)
-            fixed = np.diff(np.append(start, duration[-1])) if duration[-1] > start[-1] \
-                else np.diff(start)
             raise DataError(
                 f"{path}: FrameDuration looks like frame end times (each equals the next "
                 f"FrameTimesStart, so the frames overlap); give each frame's length, i.e. "
-                f"the differences of the end times: {_fmt_list(fixed)}")
+                f"the differences of the end times: "
+                f"{_fmt_list(_end_times_to_durations(start, duration))} (or set "
+                "pet.repair_frame_end_times: true)")
         i = int(np.argmax(overlap > max_overlap_s))
         raise DataError(
             f"{path}: frame {i} (FrameTimesStart {start[i]:g} s + FrameDuration "

@@ -251,6 +251,33 @@ def test_end_times_in_frame_duration_are_detected():
     msg = _error(_meta(FrameTimesStart=[0, 10, 30, 60], FrameDuration=[10, 30, 60, 120]),
                  body_weight=70)
     assert "FrameDuration looks like frame end times" in msg and "[10, 20, 30, 60]" in msg
+    assert "pet.repair_frame_end_times" in msg
+
+
+def test_end_times_repaired_on_request():
+    meta = _meta(FrameTimesStart=[0, 10, 30, 60], FrameDuration=[10, 30, 60, 120])
+    m = pet_metadata(meta, "x", body_weight=70, repair_end_times=True)
+    np.testing.assert_array_equal(m.frame_duration_s, [10, 20, 30, 60])
+    assert m.frame_duration_repaired
+    # real durations are never touched, and a real overlap is still an error
+    m = pet_metadata(_meta(), "x", body_weight=70, repair_end_times=True)
+    assert not m.frame_duration_repaired
+    msg = _error(_meta(FrameTimesStart=[0, 10, 30, 60], FrameDuration=[10, 25, 60, 120]),
+                 body_weight=70, repair_end_times=True)
+    assert "overlaps frame" in msg
+
+
+@needs_examples
+@pytest.mark.parametrize("sidecar", PET_SIDECARS, ids=_ids(PET_SIDECARS))
+def test_real_pet_sidecars_parse_with_repair(sidecar):
+    """Every real example parses as it is when end times are repaired on request."""
+    meta = json.loads(sidecar.read_text())
+    weight = _participant_weight(sidecar)
+    m = pet_metadata(meta, sidecar, body_weight=70.0 if weight is None else weight,
+                     repair_end_times=True, n_volumes=len(meta["FrameTimesStart"]))
+    assert m.frame_duration_repaired == (_dataset(sidecar) in END_TIME_DATASETS)
+    np.testing.assert_allclose(m.frame_duration_s, _repaired(meta)["FrameDuration"]
+                               if m.frame_duration_repaired else meta["FrameDuration"])
 
 
 def test_body_weight_sources():

@@ -434,7 +434,8 @@ def _add_pet(workflow, settings, layout, anat_wf, pet, t1w, template, template_f
     weight = next((v for v in weights.values() if v != "n/a"), None)
     img = nb.load(pet)
     meta = pet_metadata(layout.get_metadata(pet), pet, body_weight=weight,
-                        n_volumes=img.shape[3] if img.ndim == 4 else 1)
+                        n_volumes=img.shape[3] if img.ndim == 4 else 1,
+                        repair_end_times=pcfg["repair_frame_end_times"])
     genotype = info["carry"].get("tspo_genotype", "n/a")
     if genotype == "LAB":
         logging.getLogger("nipype.workflow").warning(
@@ -462,6 +463,7 @@ def _add_pet(workflow, settings, layout, anat_wf, pet, t1w, template, template_f
          "SUVDoseBq": meta.suv_dose_bq, "BodyWeightKg": meta.body_weight_kg,
          "BodyWeightSource": meta.body_weight_source,
          "ImageDecayCorrected": meta.decay_corrected, "TSPOGenotype": genotype,
+         "FrameDurationRepaired": meta.frame_duration_repaired,
          "LowAffinityBinder": genotype == "LAB"}
     atlas, roi_atlas = pcfg["atlas"], cfg["anat"]["atlas"]
     t1w_ref = f"bids:raw:{Path(t1w).relative_to(settings.execution.bids_dir).as_posix()}"
