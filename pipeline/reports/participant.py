@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,10 @@ SUFFIX_MODALITY = {
 }
 # suffixes used only as registration references (not drawn as quantitative maps)
 REFERENCE_ONLY = {"pet"}
+# drawn in native space only (their values are in the QC tables; fewer figures keep the
+# report quick to make): fit residuals, the post-agent R2* (ΔR2* is drawn)
+NATIVE_ONLY = {"T1map", "R2starmap", "SUV", "ve", ("enhancement", "subtraction")}
+NOT_DRAWN = {"residual", ("R2starmap", "post")}
 # regional tables: ``modality`` column (or desc) -> section
 TABLE_MODALITY = {"anat": "anat", "gadolinium": "gadolinium", "dce": "dce", "uspio": "uspio",
                   "iron_oxide": "uspio", "pet": "pet", "spect": "spect", "nT1w": "anat",
@@ -364,8 +369,7 @@ class Figures:
 
     def save_fig(self, fig, name):
         plt = _plt()
-        fig.savefig(str(self.folder / name), dpi=self.dpi if name.endswith(".png") else None,
-                    bbox_inches="tight")
+        fig.savefig(str(self.folder / name), dpi=self.dpi if name.endswith(".png") else None)
         plt.close(fig)
         return self.add(name)
 
@@ -390,7 +394,7 @@ def _cuts(mask_img, n, axes="xyz"):
     return out
 
 
-def _anat_figure(figs, bg, name, title, contours=None, edges=None, rois=None, cuts=5,
+def _anat_figure(figs, bg, name, title, contours=None, edges=None, rois=None, cuts=4,
                  cut_mask=None, vmax=None):
     """T1w-like image with contours (a mask), edges (another image) or an ROI overlay."""
     from nilearn import plotting
@@ -411,7 +415,7 @@ def _anat_figure(figs, bg, name, title, contours=None, edges=None, rois=None, cu
     return figs.save_display(display, name)
 
 
-def _map_figure(figs, img, bg, name, title, units="", cuts=6, cut_mask=None):
+def _map_figure(figs, img, bg, name, title, units="", cuts=5, cut_mask=None):
     """A quantitative map over an anatomical background, with a colour bar."""
     from nilearn import plotting
 
@@ -423,7 +427,7 @@ def _map_figure(figs, img, bg, name, title, units="", cuts=6, cut_mask=None):
     if not sym:
         kw["vmin"] = vmin
     display = plotting.plot_stat_map(img, bg_img=bg if bg is not None else False,
-                                     black_bg=bg is None, dim=-0.3, **kw)
+                                     black_bg=True, dim=-0.3, **kw)
     return figs.save_display(display, name)
 
 
@@ -472,11 +476,13 @@ def _region_chart(figs, tsv: Deriv, title_extra=""):
     off = {sides[0]: -0.2, sides[1]: 0.2, "bilateral": 0.0}
     for s in vals:
         v = np.asarray(vals[s])
-        if np.all(np.isnan(v)):
+        ok = np.isfinite(v)
+        if not ok.any():
             continue
-        ax.barh(y + off[s], np.nan_to_num(v), height=0.38 if s != "bilateral" else 0.5,
-                xerr=np.where(np.isnan(v), 0, errs[s]), color=colors[s], label=s,
-                error_kw={"elinewidth": 0.6, "capsize": 1.5, "alpha": 0.6})
+        ax.barh(y[ok] + off[s], v[ok], height=0.38 if s != "bilateral" else 0.5,
+                color=colors[s], label=s)
+        ax.errorbar(v[ok], y[ok] + off[s], xerr=np.asarray(errs[s])[ok], fmt="none",
+                    ecolor="k", elinewidth=0.6, alpha=0.6)
     for i, a in enumerate(ai):
         if np.isfinite(a):
             ax.annotate(f"AI {a:+.2f}", (1.0, y[i]), xycoords=("axes fraction", "data"),
@@ -593,6 +599,18 @@ def _xfm_for(f: Deriv, modality: str, sessions: dict, session: SessionFiles):
                 if all(f.get(k) == v for k, v in extra.items()):
                     return x, ses
     return None, ref_ses
+
+
+def _drawn(f: Deriv, modality: str) -> bool:
+    """Whether a map gets a figure: every quantitative map in native space (or on the T1w
+    grid), the main ones also in template space; not fit residuals or the post R2*."""
+    post_r2 = f.suffix == "R2starmap" and f.get("ce") is not None
+    if f.suffix in NOT_DRAWN or (post_r2 and ("R2starmap", "post") in NOT_DRAWN):
+        return False
+    space = f.get("space")
+    if space in (None, "T1w"):
+        return True
+    return f.suffix not in NATIVE_ONLY and (f.suffix, f.get("desc")) not in NATIVE_ONLY
 
 
 def _map_sort_key(f: Deriv):
@@ -760,9 +778,13 @@ class _Builder:
             # a map the workflow also wrote on the T1w grid (space-T1w) is drawn once
             on_t1w = {(f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) for f in files
                       if f.get("space") == "T1w"}
-            drawn = [f for f in files if f.suffix not in REFERENCE_ONLY and not (
-                f.get("space") is None
-                and (f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) in on_t1w)]
+            drawn, undrawn = [], []
+            for f in files:
+                if f.suffix in REFERENCE_ONLY or (
+                        f.get("space") is None
+                        and (f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) in on_t1w):
+                    continue
+                (drawn if _drawn(f, mod) else undrawn).append(f)
             sec = {"key": mod, "title": TITLES.get(mod, mod), "agent": agent, "figures": [],
                    "charts": [], "qc": [], "tables": [], "notes": []}
             if mod == "gadolinium":
@@ -771,6 +793,11 @@ class _Builder:
                 self._modality_registration(sec, ses, sessions, mod, files, mask)
             for f in drawn:
                 self._map(sec, f, mod, ses, sessions)
+            if undrawn:
+                sec["notes"].append("Written but not drawn (template-space copies of maps "
+                                    "drawn in native space, fit residuals summarised in the "
+                                    "QC table, post-infusion R2*): "
+                                    + ", ".join(f.name for f in undrawn))
             extra = [g for g in ses.files if g.ext == ".tsv" and _section_label(g) == agent
                      and g.suffix in ("findings", "timeseries")]
             for g in extra:
@@ -784,8 +811,9 @@ class _Builder:
                     sec["tables"].append(self._findings_table(g))
             for tsv in tables.get((mod, agent), []):
                 self._chart(sec, tsv)
-            sec["qc"] += _sidecar_qc(files + [g for g in ses.files if g.suffix == "T1w"
-                                              and g.get("ce") == agent and agent])
+            sec["qc"] += _sidecar_qc(files + ([g for g in ses.files if g.suffix == "T1w"
+                                               and g.get("ce") == agent]
+                                              if mod == "gadolinium" else []))
             self._computed_qc(sec, mod, files, np)
             if not (sec["figures"] or sec["charts"] or sec["tables"]):
                 sec["notes"].append("no maps or tables were found for this modality (a step "
@@ -949,13 +977,13 @@ class _Builder:
                 import nibabel as nb
 
                 d = np.asarray(nb.load(str(f.path)).dataobj, dtype=np.float32)
-                fitted = d[d != 0]
-                nonfinite = int((~np.isfinite(fitted)).sum())
-                finite = fitted[np.isfinite(fitted)]
-                if fitted.size:
-                    sec["qc"].append({"name": f"{f.suffix}: non-finite fraction among "
-                                      "non-zero voxels", "key": "computed",
-                                      "value": f"{nonfinite / fitted.size:.4f}",
+                finite = d[np.isfinite(d) & (d != 0)]
+                n_fit = f.sidecar().get("FittedVoxels")
+                if isinstance(n_fit, (int, float)) and n_fit > 0:
+                    sec["qc"].append({"name": f"{f.suffix}: fraction of fitted voxels without "
+                                      "a finite non-zero value (failed fits; computed)",
+                                      "key": "computed",
+                                      "value": f"{max(0.0, 1 - finite.size / n_fit):.4f}",
                                       "source": f.name})
                 if f.suffix == "Ktrans" and finite.size:
                     sec["qc"].append({"name": "Ktrans: fraction of negative voxels "
@@ -1017,7 +1045,9 @@ def build_participant_report(output_dir, subject: str, errors=(), run_started=No
     sessions = _sessions(out, label)
     by_label = {s.label: s for s in sessions}
     ctx_sessions = []
-    with tempfile.TemporaryDirectory(prefix="inflamap_report_") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix="inflamap_report_") as tmpdir, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nilearn's notes (empty masks...) on every figure
         b = _Builder(out, label, figs, tmpdir)
         for ses in sessions:
             anat = b._try("anatomy section", b.anat_section, ses) or {
