@@ -330,7 +330,7 @@ def run_participant(args, settings, layout, work) -> int:
             lock.release()
         # the report, also after a failure (errors on top); never changes the exit code
         report_after_run(settings.execution.output_dir, subject,
-                         [m for s, m, c in failures if s == subject and c is None],
+                         [str(f[1]) for f in failures if f[0] == subject and f[2] is None],
                          since=run_started, progress=_progress)
         if failures and failures[-1][0] == subject:
             _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
