@@ -18,7 +18,7 @@ TF_HOME = ROOT / ".cache" / "templateflow"
 os.environ["TEMPLATEFLOW_HOME"] = str(TF_HOME)
 
 
-def run_cli(*args, cwd=None, timeout=1800):
+def run_cli(*args, cwd=None, timeout=3000):
     """Run ``python -m pipeline ARGS`` and return the completed process."""
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
     return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)],
