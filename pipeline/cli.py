@@ -243,6 +243,7 @@ def run_participant(args, settings, layout, work) -> int:
     from .templates import TemplateError
     from .reports.boilerplate import boilerplate_for_run
     from .reports.participant import report_after_run
+    from .resources import ResourceRecorder
     from .utils import remove_stale_temporaries
 
     subjects = select_participants(layout, args.participant_label)
@@ -288,6 +289,7 @@ def run_participant(args, settings, layout, work) -> int:
             if args.stop_on_first_crash:
                 break
             continue
+        recorder = ResourceRecorder().start()  # logs/sub-<label>/resources.json
         try:
             # temporaries of a killed run (SIGKILL, job out of time/memory): no one else
             # writes this participant's derivatives while we hold its lock
@@ -303,7 +305,7 @@ def run_participant(args, settings, layout, work) -> int:
                                 progress=_progress)  # methods of the steps built, pre-run
             plugin_args = dict(settings.nipype.plugin_args)
             if plugin in ("MultiProc", "Linear"):
-                plugin_args["status_callback"] = _status_callback(subject)
+                plugin_args["status_callback"] = recorder.callback(_status_callback(subject))
             tag = None
             if plugin in _GRAPH_PLUGINS:
                 tag = f"inflamap_{settings.execution.run_uuid}_sub-{subject}"
@@ -328,6 +330,9 @@ def run_participant(args, settings, layout, work) -> int:
                              type(exc).__name__, crash[-1] if crash else None))
         finally:
             lock.release()
+            recorder.stop()
+            _write_resources(crash_dir / "resources.json", recorder, subject, settings,
+                             failed=bool(failures) and failures[-1][0] == subject)
         # the report, also after a failure (errors on top); never changes the exit code
         report_after_run(settings.execution.output_dir, subject,
                          [str(f[1]) for f in failures if f[0] == subject and f[2] is None],
@@ -343,6 +348,20 @@ def run_participant(args, settings, layout, work) -> int:
             print(f"  sub-{subject}: {msg}{where}", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_resources(path, recorder, subject, settings, failed):
+    """The participant's resource summary (wall time, peak memory, steps); never fatal."""
+    from .resources import write_resource_summary
+
+    nip = settings.nipype
+    try:
+        write_resource_summary(path, recorder, participant=subject,
+                               status="failed" if failed else "success", nprocs=nip.nprocs,
+                               omp_nthreads=nip.omp_nthreads, mem_gb=nip.mem_gb,
+                               plugin=nip.plugin, plugin_args=nip.plugin_args)
+    except OSError as exc:
+        _progress(f"sub-{subject}: resource summary not written ({exc})")
 
 
 class _ParticipantLock:
@@ -469,6 +488,11 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    # --omp-nthreads caps ITK, OpenMP and BLAS threads before numpy loads, here and in the
+    # processes the run starts (nipype's workers, SLURM jobs)
+    from .resources import limit_threads
+
+    limit_threads(args.omp_nthreads or min(8, args.nprocs or _allocated_cpus()))
     from .bids import clean_labels, get_layout, validate
     from .config import ConfigError, Settings, load_workflow_config
 

@@ -51,6 +51,26 @@ class _CapturedFDs:
         return False
 
 
+def itk_threads(num_threads) -> str:
+    """ITK threads of an in-process ANTs call.
+
+    ITK reads ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` once, at its first use in a process,
+    and keeps that thread count for the life of the process (later changes of the variable
+    are ignored), so one process cannot run its calls with different counts. inflamap's CLI
+    sets the variable from ``--omp-nthreads`` before any worker starts
+    (:func:`pipeline.resources.limit_threads`): every call of every process of a run then
+    uses ``--omp-nthreads`` threads. Without it (interfaces used on their own) the node's
+    ``num_threads`` is used, as a subprocess ANTs would.
+    """
+    preset = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "")
+    if preset.isdigit() and int(preset) > 0:
+        return preset
+    try:
+        return str(max(1, int(num_threads)))
+    except (TypeError, ValueError):  # undefined trait
+        return "1"
+
+
 class InProcessANTsMixin:
     """Run a nipype ANTs command line through antspyx's compiled entry point."""
 
@@ -60,7 +80,7 @@ class InProcessANTsMixin:
         argv = shlex.split(self.cmdline)
         program, args = os.path.basename(argv[0]), argv[1:]
         libfn = get_lib_fn(program)
-        threads = str(getattr(self.inputs, "num_threads", 1) or 1)
+        threads = itk_threads(getattr(self.inputs, "num_threads", 1))
         old_env = {k: os.environ.get(k) for k in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",)}
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = threads
         cwd = os.getcwd()
