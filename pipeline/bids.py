@@ -80,10 +80,22 @@ def validate(bids_dir) -> None:
 
 
 def get_layout(bids_dir):
-    """A pybids layout of the raw dataset (read-only: no database is written into it)."""
+    """A pybids layout of the raw dataset (read-only: no database is written into it).
+
+    pybids reads every JSON sidecar while indexing; an unreadable or invalid one is reported
+    as a one-line error naming it (:func:`pipeline.preflight.check_json_files`).
+    """
     from bids import BIDSLayout
 
-    return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+    try:
+        return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+    except Exception as exc:  # noqa: BLE001 - pybids raises OSError/ValueError/...
+        from .preflight import check_json_files
+
+        check_json_files(bids_dir)  # raises naming the bad file
+        raise DataError(f"{bids_dir}: pybids cannot index the dataset "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                        "; check the file names and sidecars") from None
 
 
 def select_participants(layout, labels) -> list[str]:

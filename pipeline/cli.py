@@ -253,8 +253,16 @@ def run_participant(args, settings, layout, work) -> int:
                                  anat["atlas_desc"])
     except TemplateError as exc:
         raise InputMissingError(str(exc)) from None
-    write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
-    failures = []
+    # every input file of every participant checked before any workflow runs; a participant
+    # with a problem is not run (and, with --stop-on-first-crash, nobody is)
+    from .preflight import FailureMessage, preflight_participants, report_failures
+
+    n_participants = len(subjects)
+    subjects, failures = preflight_participants(
+        layout, subjects, settings, progress=_progress,
+        stop_on_first_crash=args.stop_on_first_crash)
+    if subjects:
+        write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
     plugin = settings.nipype.plugin
     if plugin.startswith("SLURM") and not os.environ.get("LOGNAME"):
         import getpass
@@ -319,7 +327,8 @@ def run_participant(args, settings, layout, work) -> int:
                 _wait_for_graph_jobs(subject, tag, execgraph, crash_dir)
             _progress(f"sub-{subject} ({i}/{len(subjects)}): done")
         except InflamapError as exc:
-            failures.append((subject, str(exc), None))
+            failures.append((subject, FailureMessage(str(exc), "workflow build", exc.code),
+                             None))
         except Exception as exc:  # a failing node: nipype wrote a crash file
             if args.verbose:
                 import traceback
@@ -341,12 +350,8 @@ def run_participant(args, settings, layout, work) -> int:
             _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
             if args.stop_on_first_crash:
                 break
-    if failures:
-        print("inflamap: participant-level failures:", file=sys.stderr)
-        for subject, msg, crash in failures:
-            where = f" (crash file: {crash})" if crash else ""
-            print(f"  sub-{subject}: {msg}{where}", file=sys.stderr)
-        return 1
+    if failures:  # participant, step, message and crash file of each; the exit code
+        return report_failures(failures, n_participants)
     return 0
 
 

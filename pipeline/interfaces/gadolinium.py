@@ -45,6 +45,7 @@ class ApplyBiasField(SimpleInterface):
             field = resample_from_to(field, img, order=1, cval=1.0)
         f = np.asarray(field.dataobj, dtype=float)
         data = img.get_fdata() / np.where(f > 1e-6, f, 1.0)
+        data[~np.isfinite(data)] = 0  # NaN/Inf input voxels: no signal, finite for ANTs
         out = os.path.join(runtime.cwd, "bias_corrected.nii.gz")
         nb.Nifti1Image(data.astype(np.float32), img.affine, img.header).to_filename(out)
         self._results["out_file"] = out

@@ -60,6 +60,7 @@ class SelectFrames(SimpleInterface):
                            self.inputs.injection_start)
         idx = np.flatnonzero(sel)
         data = img.get_fdata(dtype=np.float32).reshape(shape)
+        data[~np.isfinite(data)] = 0  # NaN/Inf input voxels: no signal, finite for ANTs
         factors = np.ones(n)
         if isdefined(self.inputs.decay_factors) and self.inputs.decay_factors:
             factors = np.asarray(self.inputs.decay_factors, float)
@@ -206,6 +207,7 @@ class SPECTCounts(SimpleInterface):
 
         img = nb.load(self.inputs.in_file)
         data = img.get_fdata(dtype=np.float32)
+        data[~np.isfinite(data)] = 0  # NaN/Inf: no counts (below the ratio floor: masked)
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]
         if data.ndim != 3:

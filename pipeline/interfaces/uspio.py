@@ -75,9 +75,14 @@ class R2StarMap(SimpleInterface):
         from pipeline.models.relaxometry import fit_r2star
 
         data, affine = load_echoes(self.inputs.in_files, self.inputs.echo_times)
+        # NaN/Inf in any echo: the voxel is invalid (not fitted) and counted
+        finite = np.all(np.isfinite(data), axis=-1)
+        n_nonfinite = int(finite.size - np.count_nonzero(finite))
+        if n_nonfinite:
+            data = np.where(finite[..., None], data, np.float32(0))
         sigma = background_noise_sigma(data[..., 0]) if self.inputs.noise_floor else None
         # fit where the first echo stands out of the noise (head, not air)
-        head = data[..., 0] > (5 * sigma if sigma else 0.0)
+        head = (data[..., 0] > (5 * sigma if sigma else 0.0)) & finite
         fit = fit_r2star(data, self.inputs.echo_times, method=self.inputs.method, mask=head,
                          noise_floor=sigma, min_echoes=self.inputs.min_echoes)
         outs = {}
@@ -92,7 +97,7 @@ class R2StarMap(SimpleInterface):
         self._results["provenance"] = {
             "FitMethod": self.inputs.method, "EchoTime": list(self.inputs.echo_times),
             "NoiseSigma": sigma, "MinEchoes": self.inputs.min_echoes,
-            "FittedVoxels": n_head,
+            "FittedVoxels": n_head, "NonFiniteVoxels": n_nonfinite,
             "InvalidFraction": float(1 - fit.valid[head].mean()) if n_head else None,
             "MedianNRMSE": float(np.nanmedian(fit.nrmse[head])) if n_head else None}
         return runtime

@@ -1,0 +1,800 @@
+"""Preflight: check every input file a participant's run will read, before any workflow runs.
+
+A run of many participants should not find out after hours that one participant's DCE
+series is truncated or that a sidecar lacks ``EchoTime``. :func:`preflight_participants`
+walks, for every selected participant, the same files the participant workflow
+(:func:`workflows.base.init_single_subject_wf`) takes, and checks them:
+
+* images (:func:`check_nifti`): present (a dangling symbolic link is a DataLad/git-annex file
+  whose content was not fetched), readable, actually gzip when named ``.nii.gz``, a NIfTI-1/2
+  header, plausible dimensions (refused from the header alone, before any memory is
+  allocated: at most :data:`MAX_AXIS` voxels per spatial axis, :data:`MAX_VOXELS` voxels per
+  volume, :data:`MAX_VOLUMES` volumes), a supported (real) data type, plausible voxel sizes,
+  an orthonormal orientation (ITK/ANTs refuse sheared ones, and crash on some), the
+  dimensionality each role needs (DCE 4-D with one volume per frame; PET 3-D or 4-D matching
+  its frames; MEGRE echoes 3-D on one grid; T1w, VFA and SPECT 3-D), then one streaming pass
+  over the data (the gzip CRC is checked, so a truncated or corrupt file is found; nothing
+  larger than a read buffer is held in memory) that refuses empty images (every voxel 0, or
+  one constant value) and counts non-finite (NaN/Inf) voxels. Non-finite voxels are not an
+  error: they are reported here and treated as invalid by the interfaces
+  (``NonFiniteVoxels`` in the sidecars);
+* sidecars and tables, through the same parsers the workflows use (:mod:`pipeline.metadata`,
+  :func:`dce_acquisition`, :func:`vfa_acquisition`, the covariate checks of
+  :mod:`pipeline.bids`).
+
+Every problem is an :class:`~pipeline.errors.InflamapError` with one line
+``PATH: what is wrong; what to fix`` and its BIDS-Apps exit code. One participant's problem
+does not stop the others (unless ``--stop-on-first-crash``): it is recorded as a failure of
+step ``preflight`` and the participant is not run. :func:`report_failures` prints the
+run's summary (participant, step, message, crash file) and chooses the exit code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EX_FAILURE, DataError, InflamapError, InputMissingError
+
+#: largest plausible number of voxels along one spatial axis
+MAX_AXIS = 2048
+#: largest plausible number of voxels of one 3-D volume
+MAX_VOXELS = 1_000_000_000
+#: largest plausible number of volumes (frames, echoes) in one file
+MAX_VOLUMES = 100_000
+#: plausible voxel sizes (mm); outside: pixdim or xyzt_units are wrong
+VOXEL_MM = (0.01, 100.0)
+#: largest deviation of the orientation's direction cosines from orthonormal (ITK/ANTs
+#: refuse, or crash on, files beyond ~1e-4)
+MAX_SHEAR = 5e-5
+#: extensions between the header and the data larger than this are taken as a corrupt header
+MAX_VOX_OFFSET = 256 * 2**20
+_CHUNK = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the preflight learned about one image."""
+
+    path: str
+    shape: tuple
+    zooms: tuple
+    affine: np.ndarray
+    dtype: str
+    n_nonfinite: int = 0
+
+
+@dataclass
+class ParticipantCheck:
+    """The checked inputs of one participant."""
+
+    subject: str
+    images: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def add(self, info: ImageInfo) -> ImageInfo:
+        self.images.append(info)
+        if info.n_nonfinite:
+            self.notes.append(
+                f"{info.path}: {info.n_nonfinite} non-finite (NaN/Inf) voxel(s); they are "
+                "treated as invalid (masked) and counted in the outputs' sidecars")
+        return info
+
+
+class FailureMessage(str):
+    """A participant failure's one-line message (a ``str``), with the step that failed and
+    the exit code it stands for."""
+
+    def __new__(cls, text, step: str | None = None, code: int = EX_FAILURE):
+        obj = super().__new__(cls, text)
+        obj.step = step
+        obj.code = code
+        return obj
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _shape_text(shape) -> str:
+    return "×".join(str(int(s)) for s in shape)
+
+
+def _open_stream(path: Path, gz: bool):
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _read_head(path: Path, gz: bool, n: int = 544) -> bytes:
+    """The first ``n`` bytes of the (decompressed) file; DataError for a broken stream."""
+    try:
+        with _open_stream(path, gz) as fh:
+            return fh.read(n)
+    except EOFError:
+        raise DataError(f"{path}: the gzip stream ends inside the NIfTI header (truncated "
+                        "file); copy it again from the source") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt gzip data ({exc}); copy it again from the "
+                        "source") from None
+
+
+def _check_file(path: Path) -> None:
+    """Present, a regular file, readable, not empty (errors naming the fix)."""
+    if not path.exists():
+        if os.path.islink(path):
+            target = os.readlink(path)
+            raise InputMissingError(
+                f"{path}: broken symbolic link (to {target}); a DataLad/git-annex file whose "
+                "content is not here? fetch it (datalad get / git annex get) or remove it")
+        raise InputMissingError(f"{path}: file not found; check the path")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file; remove it or give the image itself")
+    try:
+        with open(path, "rb") as fh:
+            first = fh.read(2)
+    except PermissionError:
+        raise InputMissingError(f"{path}: cannot be read (permission denied); make it readable "
+                                "by the user running inflamap (e.g. chmod a+r)") from None
+    except OSError as exc:
+        raise InputMissingError(f"{path}: cannot be read ({exc.strerror}); check the file "
+                                "system or copy the file again") from None
+    if not first:
+        raise DataError(f"{path}: empty file (0 bytes); export or copy it again")
+
+
+def _parse_header(path: Path, head: bytes):
+    """The nibabel header of the NIfTI-1/2 bytes ``head``; DataError if it is none."""
+    import nibabel as nb
+
+    if len(head) < 348:
+        raise DataError(f"{path}: only {len(head)} bytes, shorter than a NIfTI header; not a "
+                        "NIfTI image (or truncated): export or copy it again")
+    size_le, size_be = struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0]
+    if 348 in (size_le, size_be) and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        if head[344:348] == b"ni1\x00":
+            raise DataError(f"{path}: the header of a .hdr/.img pair, not a single-file NIfTI; "
+                            "save it as one .nii.gz (e.g. nibabel.save(img, 'x.nii.gz'))")
+        klass, size = nb.Nifti1Header, 348
+    elif 540 in (size_le, size_be) and head[4:8] == b"n+2\x00":
+        if len(head) < 540:
+            raise DataError(f"{path}: the NIfTI-2 header is cut short (truncated file); copy "
+                            "it again from the source")
+        klass, size = nb.Nifti2Header, 540
+    elif 348 in (size_le, size_be):
+        raise DataError(f"{path}: an ANALYZE 7.5 header without the NIfTI magic; convert it "
+                        "to NIfTI (e.g. nibabel or dcm2niix) so that its orientation is known")
+    else:
+        raise DataError(f"{path}: not a NIfTI image (no NIfTI-1/2 header; starts with "
+                        f"{head[:8]!r}); convert it (e.g. dcm2niix) or remove it")
+    try:
+        hdr = klass(binaryblock=head[:size], check=False)
+    except Exception as exc:  # noqa: BLE001 - nibabel raises several types
+        raise DataError(f"{path}: unreadable NIfTI header ({exc}); export it again") from None
+    return hdr, size
+
+
+def _dims(path: Path, hdr) -> tuple:
+    """Image shape from the header, refusing absurd dimensions before any allocation."""
+    dim = [int(d) for d in np.asarray(hdr["dim"]).tolist()]
+    n = dim[0]
+    if not 1 <= n <= 7:
+        raise DataError(f"{path}: header dim[0] = {n}, not 1–7 (corrupt header); export the "
+                        "image again")
+    shape = tuple(dim[1:n + 1])
+    if any(s <= 0 for s in shape):
+        raise DataError(f"{path}: header declares a zero or negative size "
+                        f"({', '.join(map(str, shape))}); export the image again")
+    spatial = shape[:3]
+    vox = math.prod(spatial)
+    vols = math.prod(shape[3:]) if len(shape) > 3 else 1
+    if max(spatial) > MAX_AXIS or vox > MAX_VOXELS or vols > MAX_VOLUMES:
+        raise DataError(
+            f"{path}: header declares dimensions {_shape_text(shape)} ({vox * vols:.3g} "
+            f"voxels), beyond what is plausible (≤ {MAX_AXIS} per spatial axis, ≤ "
+            f"{MAX_VOXELS:.0e} per volume, ≤ {MAX_VOLUMES} volumes); the header is corrupt: "
+            "export the image again")
+    # drop trailing singleton dimensions above 4 (5-D+ are refused below)
+    while len(shape) > 4 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 4:
+        raise DataError(f"{path}: a {len(shape)}-D image (shape {_shape_text(shape)}); inflamap "
+                        "reads 3-D volumes and 4-D series: split or reshape it")
+    return shape
+
+
+def _dtype(path: Path, hdr):
+    try:
+        dtype = hdr.get_data_dtype()
+    except Exception:  # noqa: BLE001 - unknown datatype code (several types)
+        raise DataError(f"{path}: unknown NIfTI datatype code {int(hdr['datatype'])}; export "
+                        "the image again") from None
+    if dtype.kind not in "iuf" or dtype.itemsize == 0:
+        what = {"c": "complex", "V": "RGB/structured", "b": "boolean"}.get(dtype.kind,
+                                                                           str(dtype))
+        raise DataError(f"{path}: {what} voxels ({dtype}) are not supported; save real-valued "
+                        "(e.g. magnitude) images")
+    return dtype
+
+
+def _geometry(path: Path, hdr, shape):
+    """Voxel sizes and affine; refuses implausible voxel sizes and sheared orientations."""
+    try:
+        affine = np.asarray(hdr.get_best_affine(), dtype=float)
+        zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
+    except Exception as exc:  # noqa: BLE001 - malformed qform/sform (several types)
+        raise DataError(f"{path}: unreadable orientation in the header ({exc}); fix the "
+                        "qform/sform (e.g. re-export with dcm2niix)") from None
+    if not np.all(np.isfinite(affine)) or not all(math.isfinite(z) for z in zooms):
+        raise DataError(f"{path}: the header's orientation (qform/sform) or pixdim has "
+                        "non-finite values; re-export the image")
+    lo, hi = VOXEL_MM
+    if any(not lo <= abs(z) <= hi for z in zooms[:len(shape[:3])]):
+        raise DataError(f"{path}: voxel size {tuple(round(z, 6) for z in zooms)} is "
+                        f"implausible ({lo:g}–{hi:g} mm expected); fix pixdim and xyzt_units "
+                        "(millimetres)")
+    m = affine[:3, :3]
+    norms = np.linalg.norm(m, axis=0)
+    if np.any(norms < 1e-8):
+        raise DataError(f"{path}: the orientation matrix (sform/qform) is singular; fix the "
+                        "header (e.g. set the sform from the qform) or re-export the image")
+    cosines = m / norms
+    shear = float(np.max(np.abs(cosines.T @ cosines - np.eye(3))))
+    if shear > MAX_SHEAR:
+        raise DataError(
+            f"{path}: the orientation (sform) is sheared, not a rotation (direction cosines "
+            f"off by {shear:.2g}); ITK/ANTs cannot read it: reslice the image, or set the "
+            "sform to the qform (nibabel: img.set_sform(img.get_qform()))")
+    return zooms, affine
+
+
+def check_nifti(path, role: str = "image", ndim=(3,), n_volumes: int | None = None,
+                read_data: bool = True) -> ImageInfo:
+    """Check one NIfTI image the run will read.
+
+    Parameters
+    ----------
+    path : str or Path
+        the image (``.nii`` or ``.nii.gz``).
+    role : str
+        what it is, for messages (``T1w``, ``DCE series``, ...).
+    ndim : tuple of int
+        accepted dimensionalities (3 and/or 4); a 4-D image with one volume counts as 3-D
+        only where 4 is accepted too.
+    n_volumes : int, optional
+        volumes a 4-D image must have (frames of the sidecar).
+    read_data : bool
+        stream through the data (CRC, truncation, empty image, non-finite count).
+
+    Returns
+    -------
+    ImageInfo
+
+    Raises
+    ------
+    InputMissingError
+        missing (or a dangling link), unreadable.
+    DataError
+        anything else, one line naming the file and the fix.
+    """
+    path = Path(path)
+    _check_file(path)
+    gz = path.name.endswith(".gz")
+    with open(path, "rb") as fh:
+        magic = fh.read(348)
+    if gz and magic[:2] != b"\x1f\x8b":
+        if len(magic) >= 348 and magic[344:347] in (b"n+1", b"ni1"):
+            raise DataError(f"{path}: an uncompressed NIfTI named .nii.gz; compress it (gzip) "
+                            "or rename it to .nii")
+        raise DataError(f"{path}: not gzip-compressed although named .nii.gz (starts with "
+                        f"{magic[:8]!r}); not a NIfTI file? convert it (e.g. dcm2niix) or fix "
+                        "the name")
+    if not gz and magic[:2] == b"\x1f\x8b":
+        raise DataError(f"{path}: gzip-compressed although named .nii; rename it to .nii.gz")
+    head = _read_head(path, gz)
+    hdr, hsize = _parse_header(path, head)
+    shape = _dims(path, hdr)
+    dtype = _dtype(path, hdr)
+    zooms, affine = _geometry(path, hdr, shape)
+
+    # dimensionality this role needs
+    eff = shape
+    if len(shape) == 4 and shape[3] == 1 and 3 in ndim and 4 in ndim:
+        eff = shape[:3]
+    if len(eff) < 3:
+        raise DataError(f"{path}: {role} is {len(eff)}-D (shape {_shape_text(shape)}); a 3-D "
+                        "volume is needed: give the whole volume, not a slice")
+    if len(eff) not in ndim:
+        if len(eff) == 3:
+            frames = f" ({n_volumes} frames in the sidecar)" if n_volumes else ""
+            raise DataError(f"{path}: {role} is 3-D (shape {_shape_text(shape)}) but must be "
+                            f"4-D, one volume per frame{frames}; give the whole series in one "
+                            "4-D file")
+        raise DataError(f"{path}: {role} is 4-D (shape {_shape_text(shape)}) but must be one "
+                        "3-D volume; save that volume alone (e.g. nibabel.squeeze_image, "
+                        "fslroi) or check which file carries this name")
+    if min(shape[:3]) < 2:
+        raise DataError(f"{path}: {role} has a single slice (shape {_shape_text(shape)}); a 3-D "
+                        "volume is needed (registration works in 3-D): give the whole volume")
+    if n_volumes is not None:
+        have = shape[3] if len(shape) == 4 else 1
+        if have != int(n_volumes):
+            raise DataError(f"{path}: {role} has {have} volume(s) but its sidecar times "
+                            f"{int(n_volumes)} frame(s) (FrameTimesStart); fix the sidecar or "
+                            "the image")
+
+    offset = float(hdr["vox_offset"])
+    if offset == 0:  # unset: the data follow the header (as nibabel reads it)
+        offset = hsize + 4
+    if not math.isfinite(offset) or offset < hsize + 4 or offset > MAX_VOX_OFFSET:
+        raise DataError(f"{path}: header vox_offset {offset:g} is invalid (the data must follow "
+                        f"the {hsize}-byte header); export the image again")
+    offset = int(offset)
+    nbytes = math.prod(shape) * dtype.itemsize
+    try:  # nibabel's reading of the scaling (no scaling when scl_slope is 0 or NaN)
+        slope, inter = hdr.get_slope_inter()
+    except Exception as exc:  # noqa: BLE001 - HeaderDataError and friends
+        raise DataError(f"{path}: invalid scaling in the header (scl_slope "
+                        f"{float(hdr['scl_slope']):g}, scl_inter {float(hdr['scl_inter']):g}: "
+                        f"{exc}); set scl_slope 1 and scl_inter 0, or export the image again"
+                        ) from None
+    slope = 1.0 if slope is None else float(slope)
+    inter = 0.0 if inter is None else float(inter)
+    if not (math.isfinite(slope) and math.isfinite(inter)):
+        raise DataError(f"{path}: infinite scl_slope/scl_inter in the header; set scl_slope 1 "
+                        "and scl_inter 0, or export the image again")
+    if not gz:
+        size = path.stat().st_size
+        if size < offset + nbytes:
+            raise DataError(f"{path}: truncated: {size} bytes, the header needs "
+                            f"{offset + nbytes} ({_shape_text(shape)} {dtype}); copy it again "
+                            "from the source")
+    n_nonfinite = 0
+    if read_data:
+        n_nonfinite = _scan_data(path, gz, offset, nbytes, dtype, slope, inter)
+    return ImageInfo(str(path), tuple(shape), zooms, affine, str(dtype), n_nonfinite)
+
+
+def _scan_data(path: Path, gz: bool, offset: int, nbytes: int, dtype, slope, inter) -> int:
+    """One pass over the voxel data: truncation and CRC (gzip), empty or constant images;
+    the number of non-finite voxels."""
+    item = dtype.itemsize
+    chunk = max(item, _CHUNK - _CHUNK % item)
+    lo, hi, nonfinite, seen = math.inf, -math.inf, 0, 0
+    floating = dtype.kind == "f"
+    try:
+        with _open_stream(path, gz) as fh:
+            skip = offset
+            while skip:
+                got = fh.read(min(skip, chunk))
+                if not got:
+                    break
+                skip -= len(got)
+            left = nbytes
+            while left > 0:
+                buf = fh.read(min(left, chunk))
+                if not buf:
+                    break
+                usable = len(buf) - len(buf) % item
+                if usable < len(buf):  # rare: a read ending inside a voxel
+                    more = fh.read(item - len(buf) % item)
+                    buf += more
+                    usable = len(buf) - len(buf) % item
+                left -= len(buf)
+                arr = np.frombuffer(buf[:usable], dtype=dtype)
+                if floating:
+                    finite = np.isfinite(arr)
+                    bad = arr.size - int(np.count_nonzero(finite))
+                    if bad:
+                        nonfinite += bad
+                        arr = arr[finite]
+                if arr.size:
+                    lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
+                seen += usable
+            if seen < nbytes:
+                raise DataError(
+                    f"{path}: truncated: the data end after {seen} of {nbytes} bytes; copy it "
+                    "again from the source")
+            if gz:  # read to the end: the gzip module checks the CRC and length there
+                while fh.read(chunk):
+                    pass
+    except EOFError:
+        raise DataError(f"{path}: truncated gzip stream (the file was cut short, e.g. an "
+                        "interrupted copy); copy it again from the source") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt gzip data ({exc}); copy it again from the "
+                        "source") from None
+    except PermissionError:
+        raise InputMissingError(f"{path}: cannot be read (permission denied); make it readable "
+                                "by the user running inflamap (e.g. chmod a+r)") from None
+    n = nbytes // item
+    if nonfinite == n:
+        raise DataError(f"{path}: no finite voxel (all NaN/Inf); export the image again")
+    if lo == hi:
+        value = lo * slope + inter
+        if value == 0:
+            raise DataError(f"{path}: every voxel is 0 (an empty image); export it again (the "
+                            "conversion or copy probably failed)")
+        raise DataError(f"{path}: every voxel has the value {value:g} (no image content); "
+                        "export it again")
+    return nonfinite
+
+
+# --------------------------------------------------------------------------- sidecars
+
+
+def sidecar_of(image) -> str:
+    """The JSON sidecar beside ``image`` if it exists, else the image (for messages)."""
+    p = Path(image)
+    name = p.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            side = p.with_name(name[: -len(ext)] + ".json")
+            return str(side) if side.exists() else str(p)
+    return str(p)
+
+
+def dce_acquisition(meta: dict, path) -> dict:
+    """The checked acquisition parameters of a DCE series
+    (:func:`pipeline.interfaces.dce.dce_metadata`), errors as :class:`DataError`."""
+    from .interfaces.dce import dce_metadata
+    from .metadata import _as_float, _short
+
+    need = {"FlipAngle": "flip angle in degrees",
+            "RepetitionTimeExcitation": "TR between excitations in s",
+            "FrameTimesStart": "frame start times in s",
+            "InjectionStart": "injection time in s, on the clock of FrameTimesStart"}
+    missing = [k for k in need if k not in meta or meta[k] is None]
+    if missing:
+        hint = ""
+        if "RepetitionTimeExcitation" in missing and "RepetitionTime" in meta:
+            hint = (" (RepetitionTime is in the sidecar: copy it to RepetitionTimeExcitation if "
+                    "it is the TR between excitations)")
+        raise DataError(f"{path}: DCE sidecar lacks {', '.join(missing)}; add "
+                        + "; ".join(f"{k} ({need[k]})" for k in missing) + hint)
+    fa, tr = _as_float(meta["FlipAngle"]), _as_float(meta["RepetitionTimeExcitation"])
+    if fa is None or not 0 < fa <= 180:
+        raise DataError(f"{path}: FlipAngle is {_short(meta['FlipAngle'])}; give the flip angle "
+                        "in degrees (0–180]")
+    if tr is None or not 0 < tr < 10:
+        raise DataError(f"{path}: RepetitionTimeExcitation is "
+                        f"{_short(meta['RepetitionTimeExcitation'])}; give the TR between "
+                        "excitations in seconds (e.g. 0.004)")
+    raw = meta["FrameTimesStart"]
+    times = [_as_float(t) for t in raw] if isinstance(raw, list) else [None]
+    if len(times) < 3 or any(t is None for t in times):
+        raise DataError(f"{path}: FrameTimesStart is {_short(raw)}; give one start time (s) per "
+                        "frame of the 4-D series (at least 3 frames)")
+    steps = np.diff(times)
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0)) + 1
+        raise DataError(f"{path}: FrameTimesStart must increase frame by frame (frame {i} "
+                        f"starts at {times[i]:g} s, frame {i - 1} at {times[i - 1]:g} s); fix "
+                        "the frame times")
+    injection = _as_float(meta["InjectionStart"])
+    if injection is None:
+        raise DataError(f"{path}: InjectionStart is {_short(meta['InjectionStart'])}; give the "
+                        "injection time in s on the clock of FrameTimesStart")
+    n_base = sum(t < injection for t in times)
+    if n_base < 2:
+        raise DataError(f"{path}: {n_base} frame(s) start before InjectionStart ({injection:g} "
+                        "s); the baseline signal needs at least 2: check InjectionStart and "
+                        "FrameTimesStart (one clock, seconds)")
+    try:
+        return dce_metadata(str(path), {**meta, "FlipAngle": fa, "RepetitionTimeExcitation": tr,
+                                        "FrameTimesStart": times, "InjectionStart": injection})
+    except (ValueError, TypeError) as exc:  # not expected after the checks above
+        raise DataError(str(exc) if str(exc).startswith(str(path))
+                        else f"{path}: {exc}") from None
+
+
+def vfa_acquisition(metas, paths) -> tuple:
+    """Flip angles (deg) and the common ``RepetitionTimeExcitation`` (s) of the VFA images.
+
+    Raises :class:`DataError`: a field missing or not a number, fewer than two different flip
+    angles, different TRs.
+    """
+    from .metadata import _as_float
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise DataError("VFA: no flip-<n>_VFA images; a T1 map needs at least two")
+    angles, trs = [], []
+    for meta, path in zip(metas, paths):
+        for key, what in (("FlipAngle", "flip angle in degrees"),
+                          ("RepetitionTimeExcitation", "TR between excitations in s")):
+            if key not in meta:
+                raise DataError(f"{path}: VFA sidecar lacks {key}; add the {what}")
+        fa, tr = _as_float(meta["FlipAngle"]), _as_float(meta["RepetitionTimeExcitation"])
+        if fa is None or not 0 < fa <= 180:
+            raise DataError(f"{path}: FlipAngle is {meta['FlipAngle']!r}; give the flip angle "
+                            "in degrees (0–180]")
+        if tr is None or not 0 < tr < 10:
+            raise DataError(f"{path}: RepetitionTimeExcitation is "
+                            f"{meta['RepetitionTimeExcitation']!r}; give the TR between "
+                            "excitations in seconds (e.g. 0.005)")
+        angles.append(fa)
+        trs.append(tr)
+    if len({round(a, 6) for a in angles}) < 2:
+        raise DataError(f"{paths[0]}: the VFA images have one flip angle ({angles[0]:g}°, "
+                        f"{len(paths)} image(s)); a T1 map needs at least two different flip "
+                        "angles: add the other flip-<n>_VFA images")
+    if max(trs) - min(trs) > 1e-6:
+        raise DataError(f"{paths[int(np.argmax(trs))]}: RepetitionTimeExcitation "
+                        f"{max(trs):g} s differs from {min(trs):g} s in {paths[int(np.argmin(trs))]}"
+                        "; the VFA images must share one TR")
+    return angles, trs[0]
+
+
+def check_json_files(root) -> None:
+    """Raise :class:`DataError` (or :class:`InputMissingError`) for the first JSON file of
+    the dataset (top level and ``sub-*``) that cannot be read as a JSON object."""
+    import json
+
+    root = Path(root)
+    files = sorted(root.glob("*.json")) + sorted(
+        p for d in sorted(root.glob("sub-*")) if d.is_dir() for p in d.rglob("*.json"))
+    for p in files:
+        if not p.exists():
+            continue  # a dangling link: reported when (if) it is needed
+        try:
+            text = p.read_bytes()
+        except PermissionError:
+            raise InputMissingError(f"{p}: cannot be read (permission denied); make it "
+                                    "readable by the user running inflamap (e.g. chmod a+r)"
+                                    ) from None
+        except OSError as exc:
+            raise InputMissingError(f"{p}: cannot be read ({exc.strerror})") from None
+        try:
+            meta = json.loads(text.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise DataError(f"{p}: not UTF-8 text; save the sidecar as UTF-8 JSON") from None
+        except ValueError as exc:
+            raise DataError(f"{p}: not valid JSON ({exc}); fix the syntax") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{p}: a sidecar must be a JSON object ({{...}}), found "
+                            f"{type(meta).__name__}; fix the file")
+
+
+# --------------------------------------------------------------------------- participants
+
+
+def check_participant(layout, subject: str, settings) -> ParticipantCheck:
+    """Check every input of one participant as :func:`workflows.base.init_single_subject_wf`
+    will read it (same selection of sessions and files); raise the first problem."""
+    from workflows.base import _vif_mask
+
+    from .bids import (
+        carried_covariates,
+        collect_session,
+        session_info,
+        sessions_of,
+        uspio_pairs,
+    )
+    from .metadata import megre_metadata, pet_metadata, spect_metadata
+
+    cfg = settings.workflow
+    bids_dir = settings.execution.bids_dir
+    report = ParticipantCheck(subject)
+    sessions = sessions_of(layout, subject, settings.execution.session_label)
+    all_files = {ses: collect_session(layout, subject, ses, settings.execution.bids_filters)
+                 for ses in sessions_of(layout, subject)}
+    processed = set()
+    for ses in sessions:
+        files = all_files[ses]
+        if files["t1w"] is None:
+            continue
+        processed.add(ses)
+        # covariates outside the documented values (participants.tsv, sessions.tsv)
+        session_info(bids_dir, subject, ses, cfg["covariates"])
+        carried_covariates(bids_dir, subject, ses, cfg["covariates"],
+                           cfg["regional"]["carry_columns"])
+        report.add(check_nifti(files["t1w"], "T1w", (3,)))
+        for agent, post in files["t1w_ce"]:
+            if settings.agent_class(agent) == "gadolinium":
+                report.add(check_nifti(post, f"post-contrast T1w (ce-{agent})", (3,)))
+        for agent, dce in files["dce"]:
+            if settings.agent_class(agent) != "gadolinium":
+                continue
+            if not files["vfa"]:
+                raise InputMissingError(
+                    f"{dce}: a DCE series needs a T1 map: no flip-<n>_VFA images in this "
+                    "session; add them (FlipAngle, RepetitionTimeExcitation in their sidecars)")
+            acq = dce_acquisition(layout.get_metadata(dce), sidecar_of(dce))
+            report.add(check_nifti(dce, "DCE series", (4,), n_volumes=len(acq["times"])))
+            vfa_acquisition([layout.get_metadata(f) for f in files["vfa"]],
+                            [sidecar_of(f) for f in files["vfa"]])
+            first = None
+            for f in files["vfa"]:
+                img = report.add(check_nifti(f, "VFA image", (3,)))
+                first = first or img
+                if img.shape != first.shape or not np.allclose(img.affine, first.affine,
+                                                               atol=1e-3):
+                    raise DataError(f"{f}: VFA grid {_shape_text(img.shape)} differs from "
+                                    f"{first.path} ({_shape_text(first.shape)}); the flip "
+                                    "angles must be acquired on one grid")
+            pid, sid = f"sub-{subject}", (f"ses-{ses}" if ses else "n/a")
+            _vif_mask(cfg["dce"].get("vif_mask"), bids_dir, pid, sid, dce)
+        for pet in files["pet"]:
+            img = check_nifti(pet, "PET series", (3, 4))
+            column = cfg["pet"]["body_weight_column"]
+            weights = carried_covariates(bids_dir, subject, ses, cfg["covariates"],
+                                         [column, "weight"])
+            weight = next((v for v in weights.values() if v != "n/a"), None)
+            pet_metadata(layout.get_metadata(pet), sidecar_of(pet), body_weight=weight,
+                         n_volumes=img.shape[3] if len(img.shape) == 4 else 1,
+                         repair_end_times=cfg["pet"].get("repair_frame_end_times", False))
+            report.add(img)
+        scfg = cfg["spect"]
+        for tracer, acqs in files["spect"].items():
+            early, late = acqs.get(scfg["early_label"]), acqs.get(scfg["late_label"])
+            if early is None or late is None:
+                have = next(iter(acqs.values()))
+                raise InputMissingError(
+                    f"{have}: a SPECT uptake ratio needs acq-{scfg['early_label']} and "
+                    f"acq-{scfg['late_label']} acquisitions of trc-{tracer}; add the missing "
+                    "one (found " + ", ".join(f"acq-{a}" for a in acqs) + ")")
+            metas = {}
+            for key, f in (("early", early), ("late", late)):
+                metas[key] = spect_metadata(layout.get_metadata(f), sidecar_of(f))
+                report.add(check_nifti(f, f"SPECT {key} image", (3, 4), n_volumes=1))
+            if metas["late"].start_s <= metas["early"].start_s:
+                raise DataError(f"{sidecar_of(late)}: the late acquisition starts before the "
+                                "early one (FrameTimesStart); check the acq- labels")
+    if not processed:
+        raise InputMissingError(
+            f"{Path(bids_dir) / ('sub-' + subject)}: no pre-contrast T1w "
+            "(sub-<label>[_ses-<label>]_T1w.nii.gz) found; every session needs one")
+    rows = {ses: session_info(bids_dir, subject, ses, cfg["covariates"]) for ses in all_files}
+    seen = set()
+    for pair in uspio_pairs(all_files, settings.agent_class, rows,
+                            cfg["uspio"]["pre_session_column"]):
+        if pair["session"] not in processed:
+            continue
+        for key in ("pre", "post"):
+            echoes = pair[key]
+            if tuple(echoes) in seen:
+                continue
+            seen.add(tuple(echoes))
+            megre_metadata([layout.get_metadata(f) for f in echoes],
+                           [sidecar_of(f) for f in echoes],
+                           min_echoes=cfg["uspio"]["min_echoes"])
+            first = None
+            for f in echoes:
+                img = report.add(check_nifti(f, "MEGRE echo", (3,)))
+                first = first or img
+                if img.shape != first.shape or not np.allclose(img.affine, first.affine,
+                                                               atol=1e-3):
+                    raise DataError(f"{f}: echo grid {_shape_text(img.shape)} differs from "
+                                    f"{first.path} ({_shape_text(first.shape)}); all echoes "
+                                    "of a series must share one grid: export them together")
+    return report
+
+
+def preflight_participants(layout, subjects, settings, progress=None,
+                           stop_on_first_crash: bool = False):
+    """Check the inputs of every participant before any of them is run.
+
+    Returns
+    -------
+    ready : list of str
+        participants whose inputs passed (empty after a failure with
+        ``stop_on_first_crash``: nothing is run).
+    failures : list of ``(subject, FailureMessage, None)``
+        the participants that failed, in the format of the run's failure list.
+    """
+    progress = progress or (lambda msg: None)
+    ready, failures = [], []
+    for subject in subjects:
+        t0 = time.time()
+        try:
+            report = check_participant(layout, subject, settings)
+        except InflamapError as exc:
+            failures.append((subject, FailureMessage(str(exc), "preflight", exc.code), None))
+        except Exception as exc:  # noqa: BLE001 - a checker bug must not stop the others
+            failures.append((subject, FailureMessage(
+                f"input check failed unexpectedly ({type(exc).__name__}: {exc}); please "
+                "report it, with --verbose output", "preflight", EX_FAILURE), None))
+            if getattr(settings.execution, "verbosity", 0):
+                import traceback
+
+                traceback.print_exc()
+        else:
+            for note in report.notes:
+                progress(f"sub-{subject}: {note}")
+            progress(f"sub-{subject}: inputs checked ({len(report.images)} image(s), "
+                     f"{time.time() - t0:.1f} s)")
+            ready.append(subject)
+            continue
+        progress(f"sub-{subject}: FAILED the input check: {failures[-1][1]}")
+        if stop_on_first_crash:
+            return [], failures
+    return ready, failures
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def describe_crash(crash_file) -> tuple:
+    """``(step, error)`` of a nipype crash file (``Node:`` line and the exception's line)."""
+    step, error = None, None
+    try:
+        lines = Path(crash_file).read_text(errors="replace").splitlines()
+    except OSError:
+        return None, None
+    for line in lines:
+        if line.startswith("Node: "):
+            step = line[len("Node: "):].strip()
+            break
+    import re
+
+    exc_line = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)): ?(.*)$")
+    # the exception that ended the innermost traceback: first match after its last frame
+    frames = [i for i, line in enumerate(lines) if line.strip().startswith('File "')]
+    start = frames[-1] + 1 if frames else 0
+    for i in range(start, len(lines)):
+        m = exc_line.match(lines[i])
+        if m:
+            parts = [m.group(3).strip()]
+            for more in lines[i + 1:i + 4]:  # a message continued on the next lines
+                if not more.strip() or more.strip().startswith(("Traceback", 'File "')):
+                    break
+                parts.append(more.strip())
+            text = " ".join(p for p in parts if p)
+            error = f"{m.group(1)}: {text[:300]}".rstrip(": ")
+            break
+    return step, error
+
+
+def report_failures(failures, n_participants: int, stream=None) -> int:
+    """Print the summary of the failed participants; the exit code of the run.
+
+    Each line is ``  sub-<label>: <message> (step: <step>; crash file: <file>)``: the
+    participant, the one-line message (for a crash, the exception of the crash file), the
+    step that failed (``preflight``, ``workflow build``, the node of the crash file) and
+    the crash file. The exit code is the common
+    BIDS-Apps code of the failures when they all are documented errors with one code (e.g.
+    65 when every failure is invalid data), else 1.
+    """
+    stream = stream or sys.stderr
+    codes = set()
+    print(f"inflamap: {len({f[0] for f in failures})} of {n_participants} participant(s) "
+          "failed:", file=stream)
+    for subject, msg, crash in failures:
+        step = getattr(msg, "step", None)
+        text = str(msg)
+        if crash:
+            cstep, cerr = describe_crash(crash)
+            step = cstep or step
+            text = cerr or text
+            codes.add(EX_FAILURE)
+        else:
+            codes.add(getattr(msg, "code", EX_FAILURE))
+        where = [f"step: {step}"] if step else []
+        where += [f"crash file: {crash}"] if crash else []
+        print(f"  sub-{subject}: {text}" + (f" ({'; '.join(where)})" if where else ""),
+              file=stream)
+    return codes.pop() if len(codes) == 1 else EX_FAILURE
+
+
+__all__ = [
+    "FailureMessage",
+    "ImageInfo",
+    "ParticipantCheck",
+    "check_json_files",
+    "check_nifti",
+    "check_participant",
+    "dce_acquisition",
+    "describe_crash",
+    "preflight_participants",
+    "report_failures",
+    "sidecar_of",
+    "vfa_acquisition",
+]
+
