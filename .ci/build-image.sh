@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Dockerfile for real without a Docker engine or a registry, then runs the
 # image's entrypoint inside the built image: `--version`, then the demo participant.
-#   bash .ci/build-image.sh            (root; Debian; about 10 minutes on 2 cores, see README)
+#   bash .ci/build-image.sh    (root, Debian; 8 to 26 minutes on 2 cores: README, Container)
 # Steps:
 #   1. debootstrap a minimal Debian bookworm (python3, python3-venv, python3-pip,
 #      ca-certificates, libgomp1) into $INFLAMAP_IMAGE_CACHE/rootfs-bookworm (kept: reused
@@ -18,7 +18,8 @@
 # Durations of each step go to $INFLAMAP_IMAGE_CACHE/durations.tsv and stdout.
 # Environment: INFLAMAP_IMAGE_CACHE (default ~/.cache/inflamap-image),
 #   INFLAMAP_DEBIAN_MIRROR (default http://deb.debian.org/debian),
-#   INFLAMAP_REBUILD_BASE=1 (debootstrap again), INFLAMAP_IMAGE_KEEP=1 (keep the image).
+#   INFLAMAP_REBUILD_BASE=1 (debootstrap again), INFLAMAP_IMAGE_KEEP=1 (keep the images
+#   localhost/inflamap:VERSION and the base; by default both are removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${INFLAMAP_IMAGE_CACHE:-$HOME/.cache/inflamap-image}"
@@ -81,6 +82,7 @@ else
 fi
 
 step "importing ${base_image}"
+podman rmi "$base_image" >/dev/null 2>&1 || true  # an earlier import would stay dangling
 tar --exclude=./.inflamap-base-complete -C "$rootfs" -c . \
   | podman import \
       --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -101,8 +103,8 @@ took build
 ctr=""
 cleanup() {
   if [ -n "$ctr" ]; then buildah rm "$ctr" >/dev/null 2>&1 || true; fi
-  if [ "${INFLAMAP_IMAGE_KEEP:-0}" != 1 ]; then
-    buildah rmi "$image" >/dev/null 2>&1 || true
+  if [ "${INFLAMAP_IMAGE_KEEP:-0}" != 1 ]; then  # the rootfs in the cache stays
+    buildah rmi "$image" "$base_image" >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
