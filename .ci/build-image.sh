@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Dockerfile for real without a Docker engine or a registry, then runs the
 # image's entrypoint inside the built image: `--version`, then the demo participant.
-#   bash .ci/build-image.sh    (root, Debian; 8 to 26 minutes on 2 cores: README, Container)
+#   bash .ci/build-image.sh    (root, Debian; 7 to 26 minutes on 2 cores: README, Container)
 # Steps:
 #   1. debootstrap a minimal Debian bookworm (python3, python3-venv, python3-pip,
 #      ca-certificates, libgomp1) into $INFLAMAP_IMAGE_CACHE/rootfs-bookworm (kept: reused

@@ -152,7 +152,7 @@ def _script_commands():
 
 def test_build_image_script_parses_and_matches_the_dockerfile():
     """The real build (debootstrapped base, buildah, the entrypoint run in the image) takes
-    12 to 26 minutes on 2 cores, so CI does not run it (README, Container and HPC); what
+    11 to 26 minutes on 2 cores, so CI does not run it (README, Container and HPC); what
     it relies on is checked here: it parses, passes only build arguments the Dockerfile
     declares, with values it knows, and runs the entrypoint with options the CLI has."""
     import subprocess
@@ -199,7 +199,7 @@ def test_build_image_script_shellcheck():
 
 
 def test_image_builds_and_runs_the_demo_participant():
-    """Opt-in (INFLAMAP_BUILD_IMAGE=1; root, Debian, 12 to 26 minutes on 2 cores): the
+    """Opt-in (INFLAMAP_BUILD_IMAGE=1; root, Debian, 11 to 26 minutes on 2 cores): the
     image built for real from this Dockerfile processes the demo participant."""
     import os
     import subprocess
