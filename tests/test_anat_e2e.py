@@ -60,8 +60,11 @@ def test_regional_table_and_laterality(demo_run):
     for pid, p in truth["participants"].items():
         t = pd.read_csv(out / pid / "ses-02" / "anat" /
                         f"{pid}_ses-02_atlas-inflamapLobes_desc-nT1w_regions.tsv", sep="\t")
+        # the table columns, then the carried covariates (regional.carry_columns)
         assert list(t.columns) == ["participant_id", "session_id", "modality", "metric", "roi",
-                                   "hemisphere", "n_voxels", "mean", "median", "sd"]
+                                   "hemisphere", "n_voxels", "mean", "median", "sd", "group",
+                                   "treatment", "tspo_genotype"]
+        assert set(t["group"]) == {p["group"]}
         assert set(t["participant_id"]) == {pid} and set(t["session_id"]) == {"ses-02"}
         base = t[t.hemisphere.isin(["left", "right", "bilateral"])]
         assert len(base) == 13 and (base["n_voxels"] > 0).all()
