@@ -67,7 +67,12 @@ def demo_run(demo_dir, tmp_path_factory):
     out, work = base / "out", base / "work"
     part = run_cli(bids, out, "participant", "--config", demo_dir / "inflamap-demo.yml",
                    "-w", work, "--nprocs", "2", "--omp-nthreads", "1")
+    # Later tests rerun participants into the same OUTPUT_DIR (other settings); keep what
+    # this run wrote about its resources.
+    resources = {p.parent.name: p.read_text()
+                 for p in sorted((out / "logs").glob("sub-*/resources.json"))}
     group = run_cli(bids, out, "group", "--config", demo_dir / "inflamap-demo.yml",
                     "-w", work)
     return {"bids": bids, "out": out, "work": work, "participant": part, "group": group,
+            "resources": resources,
             "before": before, "demo": demo_dir}

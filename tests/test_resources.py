@@ -154,11 +154,15 @@ def test_nprocs_and_mem_gb_reach_multiproc():
 
 
 def test_demo_run_wrote_resource_summaries(demo_run):
-    """The shared demo run (--nprocs 2 --omp-nthreads 1): one summary per participant."""
+    """The shared demo run (--nprocs 2 --omp-nthreads 1): one summary per participant.
+
+    Read as the run left them (the fixture keeps them): later tests rerun sub-01 into the
+    same output folder with other settings, which rewrites its summary.
+    """
     assert demo_run["participant"].returncode == 0, demo_run["participant"].stderr[-2000:]
+    assert sorted(demo_run["resources"]) == ["sub-01", "sub-02"]
     for label in ("01", "02"):
-        path = demo_run["out"] / "logs" / f"sub-{label}" / "resources.json"
-        s = json.loads(path.read_text())
+        s = json.loads(demo_run["resources"][f"sub-{label}"])
         assert s["participant"] == label and s["status"] == "success"
         assert s["settings"]["nprocs"] == 2 and s["settings"]["omp_nthreads"] == 1
         assert s["settings"]["plugin"] == "MultiProc"

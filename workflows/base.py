@@ -289,6 +289,10 @@ def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, te
         ("outputnode.regions", "regions", {"atlas": atlas, "desc": "Ktrans"},
          {**meta_d, "Description": "per-ROI Ktrans (1/min) on the DCE grid",
           "HeadacheSide": info.get("headache_side")}),
+        ("outputnode.rois", "dseg", {"atlas": atlas, "desc": "extracerebral"},
+         {**meta_d, "Atlas": atlas, "Description": "the ROIs of the regional Ktrans table "
+          "(atlas regions, meningeal and calvarial bands, dural sinuses) on the DCE grid"}),
+        ("inputnode.rois_lut", "dseg", {"atlas": atlas, "desc": "extracerebral"}, None),
     ]
     _sinks(workflow, settings, dce, dce_wf, specs, prefix=f"dce_{agent}_{tag}",
            extra_sources=list(vfa_files) + [t1w], meta_from=(dce_wf, "outputnode.provenance"))
@@ -386,6 +390,11 @@ def _add_uspio(workflow, settings, layout, anat_wf, t1w, pair, template, templat
         ("outputnode.territories", "dseg", {"atlas": atlas}, {**meta, "Atlas": atlas,
          "Description": "vascular-territory atlas on the pre-infusion MEGRE grid"}),
         ("outputnode.territories_lut", "dseg", {"atlas": atlas}, None),
+        ("outputnode.rois", "dseg", {"atlas": roi_atlas, "desc": "extracerebral"},
+         {**meta, "Atlas": roi_atlas, "Description": "the ROIs of the atlas regional dR2star "
+          "table (atlas regions, meningeal and calvarial bands, dural sinuses) on the "
+          "pre-infusion MEGRE grid"}),
+        ("inputnode.rois_lut", "dseg", {"atlas": roi_atlas, "desc": "extracerebral"}, None),
         ("outputnode.regions_territories", "regions", {"atlas": atlas, "desc": "dR2star"},
          {**meta, "Atlas": atlas, "HeadacheSide": info.get("headache_side"),
           "Description": "per-ROI dR2star (1/s): vascular territories, vessels, pons, "
@@ -484,6 +493,10 @@ def _add_pet(workflow, settings, layout, anat_wf, pet, t1w, template, template_f
         ("outputnode.regions_atlas", "regions", {"atlas": atlas, "desc": "SUVR"},
          {**m, "Atlas": atlas, "HeadacheSide": info.get("headache_side"),
           "Description": "per-ROI SUVR on the T1w grid (TSPO regions)"}),
+        ("outputnode.atlas_t1w", "dseg", {"atlas": atlas, "space": "T1w"},
+         {**m, "Atlas": atlas, "SpatialReference": t1w_ref,
+          "Description": "the TSPO-region atlas on the T1w grid (labels of the regional table)"}),
+        ("outputnode.atlas_lut", "dseg", {"atlas": atlas, "space": "T1w"}, None),
         ("outputnode.regions_rois", "regions", {"atlas": roi_atlas, "desc": "SUVR"},
          {**m, "Atlas": roi_atlas, "HeadacheSide": info.get("headache_side"),
           "Description": "per-ROI SUVR on the T1w grid: atlas regions, meningeal and "

@@ -74,6 +74,8 @@ def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
         TSV of the input function (time, blood, plasma)
     dce2t1w_xfm
         rigid DCE → T1w transform
+    rois
+        the ROIs of the regional table on the DCE grid (labels of ``rois_lut``)
     regions
         regional Ktrans table
     provenance
@@ -111,7 +113,7 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "ktrans", "vp", "ve", "t1", "residual", "ktrans_tpl", "vp_tpl", "ve_tpl", "t1_tpl",
         "residual_tpl", "vif",
-        "dce2t1w_xfm", "regions", "provenance"]), name="outputnode")
+        "dce2t1w_xfm", "rois", "regions", "provenance"]), name="outputnode")
 
     ref = pe.Node(DCEReference(n_baseline=meta["n_baseline"], n_frames=len(meta["times"])),
                   name="dce_reference")
@@ -164,6 +166,7 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
                            ("provenance", "provenance")]),
         (vfa, outputnode, [("t1_map", "t1")]),
         (to_t1w, outputnode, [(("forward_transforms", first), "dce2t1w_xfm")]),
+        (rois_to_dce, outputnode, [("output_image", "rois")]),
         (regional_wf, outputnode, [("outputnode.out_table", "regions")]),
     ])  # fmt:skip
     for src, key in ((fit, "ktrans"), (fit, "vp"), (fit, "ve"), (vfa, "t1_map"),

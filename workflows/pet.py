@@ -72,6 +72,8 @@ def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
         motion-corrected mean PET (image units)
     pet2t1w_xfm
         rigid transform
+    atlas_t1w, atlas_lut
+        the TSPO atlas on the T1w grid (labels of ``regions_atlas``) and its table
     regions_atlas, regions_rois
         regional SUVR tables (TSPO atlas; anatomical atlas + bands)
     provenance
@@ -110,7 +112,8 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         "tpl2anat_xfm"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "suv", "suvr", "suv_t1w", "suvr_t1w", "suv_tpl", "suvr_tpl", "pet_ref",
-        "pet2t1w_xfm", "regions_atlas", "regions_rois", "provenance"]), name="outputnode")
+        "pet2t1w_xfm", "atlas_t1w", "atlas_lut", "regions_atlas", "regions_rois",
+        "provenance"]), name="outputnode")
 
     select = pe.Node(SelectFrames(
         frame_start=meta.frame_start_s.tolist(), frame_duration=meta.frame_duration_s.tolist(),
@@ -173,6 +176,8 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
                             ("provenance", "provenance")]),
         (average, outputnode, [("out_file", "pet_ref")]),
         (to_t1w, outputnode, [(("forward_transforms", first), "pet2t1w_xfm")]),
+        (atlas_to_t1w, outputnode, [("output_image", "atlas_t1w")]),
+        (atlas_src, outputnode, [("lut", "atlas_lut")]),
         (regional_atlas, outputnode, [("outputnode.out_table", "regions_atlas")]),
         (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
     ])  # fmt:skip

@@ -78,6 +78,9 @@ def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, templ
         rigid transforms
     territories, territories_lut
         the territory atlas on the pre grid
+    rois
+        the anatomical atlas and extra-cerebral ROIs on the pre grid (labels of
+        ``regions_rois``)
     regions_territories, regions_rois
         regional ΔR2* tables (territory atlas; atlas + extra-cerebral ROIs)
     provenance_pre, provenance_post
@@ -114,7 +117,7 @@ headache, and the maps were brought to *{template}* space.
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "r2star_pre", "r2star_post", "dr2star", "nrmse_pre", "nrmse_post", "r2star_pre_tpl",
         "r2star_post_tpl", "dr2star_tpl", "pre2t1w_xfm", "post2pre_xfm", "territories",
-        "territories_lut", "regions_territories", "regions_rois", "provenance_pre",
+        "territories_lut", "rois", "regions_territories", "regions_rois", "provenance_pre",
         "provenance_post"]), name="outputnode")
 
     fit_pre = pe.Node(R2StarMap(echo_times=list(echo_times_pre), method=method,
@@ -190,6 +193,7 @@ headache, and the maps were brought to *{template}* space.
         (pre2t1w, outputnode, [(("forward_transforms", first), "pre2t1w_xfm")]),
         (post2pre, outputnode, [(("forward_transforms", first), "post2pre_xfm")]),
         (terr_to_pre, outputnode, [("output_image", "territories")]),
+        (rois_to_pre, outputnode, [("output_image", "rois")]),
         (atlas_src, outputnode, [("lut", "territories_lut")]),
         (regional_terr, outputnode, [("outputnode.out_table", "regions_territories")]),
         (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
