@@ -3,7 +3,6 @@ group gathering, an untouched input and a rerun that reuses the work folder."""
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 

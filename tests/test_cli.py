@@ -1,10 +1,7 @@
 """Command line: exit codes after the BIDS-Apps spec, one-line errors, nothing written."""
 
-import json
 import shutil
 
-import nibabel as nb
-import numpy as np
 import pytest
 
 from conftest import run_cli
