@@ -48,6 +48,8 @@ def gather_regional_tables(output_dir) -> pd.DataFrame:
     for path in sorted(out.glob("sub-*/**/*_regions.tsv")):
         df = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
         df["source_table"] = str(path.relative_to(out))
+        atlas = re.search(r"_atlas-([A-Za-z0-9]+)_", path.name)
+        df.insert(df.columns.get_loc("roi"), "atlas", atlas.group(1) if atlas else "n/a")
         frames.append(df)
     if not frames:
         return pd.DataFrame()

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .utils import atomic_write_text
+from .stats import UNIT
+from .utils import atomic_output, atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "reports" / "templates"
-UNIT = ["modality", "metric", "roi", "hemisphere"]
 SIG_COLOUR, NS_COLOUR = "#c0392b", "#7f8c8d"
 STRIP_TYPES = ("paired_sessions", "paired_hemispheres")  # box/strip plots in the report
 
@@ -30,7 +30,9 @@ def _figure(width, height):
 
 
 def _label(row) -> str:
-    return f"{row['modality']}/{row['metric']} · {row['roi']} {row['hemisphere']}"
+    atlas = row.get("atlas")
+    where = f"{atlas}:" if isinstance(atlas, str) and atlas not in ("", "n/a") else ""
+    return f"{row['modality']}/{row['metric']} · {where}{row['roi']} {row['hemisphere']}"
 
 
 def _primary(results: pd.DataFrame, contrast: dict) -> pd.DataFrame:
@@ -68,7 +70,8 @@ def forest_plot(rows: pd.DataFrame, path: Path, title: str, max_rows: int = 30) 
     ax.grid(axis="x", alpha=0.3)
     height = 1.2 + 0.28 * n
     fig.subplots_adjust(left=0.42, right=0.97, top=1 - 0.45 / height, bottom=0.6 / height)
-    fig.savefig(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp)
     return path
 
 
@@ -117,7 +120,8 @@ def strip_plot(data: pd.DataFrame, rows: pd.DataFrame, contrast: dict, path: Pat
         ax.set_visible(False)
     fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.55 / (2.9 * nrow),
                         bottom=0.35 / (2.9 * nrow), wspace=0.35, hspace=0.55)
-    fig.savefig(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp)
     return path
 
 
@@ -129,9 +133,10 @@ def glass_brain(z_map: Path, threshold: float, path: Path, title: str) -> Path:
 
     with warnings.catch_warnings():  # nothing above the threshold: an empty glass brain
         warnings.filterwarnings("ignore", message="empty mask")
-        plotting.plot_glass_brain(str(z_map), threshold=threshold, colorbar=True,
-                                  plot_abs=False, display_mode="lyrz", title=title,
-                                  output_file=str(path))
+        with atomic_output(path) as tmp:
+            plotting.plot_glass_brain(str(z_map), threshold=threshold, colorbar=True,
+                                      plot_abs=False, display_mode="lyrz", title=title,
+                                      output_file=str(tmp))
     return path
 
 

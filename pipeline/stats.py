@@ -49,7 +49,9 @@ from statsmodels.stats.nonparametric import rank_compare_2indep
 from statsmodels.stats.power import NormalIndPower, TTestIndPower, TTestPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-UNIT = ["modality", "metric", "roi", "hemisphere"]
+# the unit of a test: one ROI row of one kind of regional table (the atlas is part of it: two
+# atlases of a modality may both name a 'thalamus', with different voxels)
+UNIT = ["modality", "metric", "atlas", "roi", "hemisphere"]
 FAMILY = ["contrast", "modality", "metric", "test"]
 CONTRAST_TYPES = {
     "two_group": ("welch", "mannwhitney", "ols"),
@@ -74,7 +76,7 @@ CONTRAST_KEYS = {"name", "type", "column", "a", "b", "where", "tests", "hemisphe
 MISSING = "n/a"
 
 RESULT_COLUMNS = [
-    "contrast", "contrast_type", "modality", "metric", "roi", "hemisphere", "test",
+    "contrast", "contrast_type", "modality", "metric", "atlas", "roi", "hemisphere", "test",
     "label_a", "label_b", "n1", "n2", "mean_a", "mean_b",
     "estimate", "estimate_ci_low", "estimate_ci_high",
     "effect_size_type", "effect_size", "ci_low", "ci_high",
@@ -87,6 +89,7 @@ COLUMN_DESCRIPTIONS = {
     "contrast_type": "two_group, paired_sessions, paired_hemispheres or correlation",
     "modality": "modality of the regional table (anat, gadolinium, dce, uspio, pet, ...)",
     "metric": "metric of the regional table (nT1w, enhancement, Ktrans, SUVR, ...)",
+    "atlas": "atlas of the regional table (atlas- entity of its file name)",
     "roi": "region of interest",
     "hemisphere": "hemisphere row tested (left/right/bilateral/ipsi/contra/AI; "
                   "'ipsi-contra' for paired hemispheres)",
@@ -690,7 +693,7 @@ def run_contrast(table: pd.DataFrame, contrast: dict, *, value="mean", ci_level=
     rows = []
     if reason is not None:
         for (mod, met), _ in table.groupby(["modality", "metric"], sort=True):
-            rows.extend(_unit_rows(contrast, (mod, met, np.nan, np.nan), tests, 0,
+            rows.extend(_unit_rows(contrast, (mod, met, np.nan, np.nan, np.nan), tests, 0,
                                    0 if ctype != "correlation" else np.nan, np.nan, np.nan,
                                    [_nan_result(reason, effect_size_type=None)] * len(tests)))
         return pd.DataFrame(rows), data
@@ -776,6 +779,8 @@ def group_statistics(table: pd.DataFrame, contrasts, *, value="mean", alpha=0.05
     rules = check_rules(modality_rules)
     if value not in table:
         raise ValueError(f"group.value: column '{value}' not in the regional tables")
+    if "atlas" not in table:  # tables not gathered from files (one atlas per modality)
+        table = table.assign(atlas=MISSING)
     frames, datas = [], {}
     for c in contrasts:
         res, data = run_contrast(table, c, value=value, ci_level=ci_level, min_n=min_n,

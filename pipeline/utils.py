@@ -10,6 +10,7 @@ ones a killed run left (:func:`remove_stale_temporaries`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -84,6 +85,24 @@ def atomic_write_nifti(img, path) -> Path:
         tmp.unlink(missing_ok=True)
         tmp_nii.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Context manager for writers that take a file name (matplotlib, nilearn): yields a
+    temporary name in the same folder with the same extension, renamed to ``path`` when
+    the block ends without an error (a killed run leaves no partial ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    tmp_ext = tmp.with_name(tmp.name + "".join(path.suffixes))  # writers read the suffix
+    try:
+        yield tmp_ext
+        os.chmod(tmp_ext, 0o644)
+        os.replace(tmp_ext, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_ext.unlink(missing_ok=True)
 
 
 def atomic_copy(src, dst) -> Path:

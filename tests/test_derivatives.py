@@ -50,3 +50,25 @@ def test_dataset_description_once(tmp_path, monkeypatch):
 def test_atomic_write_leaves_no_temporary(tmp_path):
     atomic_write_text("a\tb\n", tmp_path / "x" / "t.tsv")
     assert os.listdir(tmp_path / "x") == ["t.tsv"]
+
+
+def test_atomic_output_for_figure_writers(tmp_path):
+    """Figures (matplotlib/nilearn write to a name) appear whole or not at all."""
+    from matplotlib.figure import Figure
+
+    from pipeline.utils import atomic_output
+
+    target = tmp_path / "figs" / "plot.png"
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            assert tmp.suffix == ".png" and tmp.parent == target.parent
+            fig.savefig(tmp)
+            assert tmp.stat().st_size > 0
+            raise RuntimeError("killed mid-report")
+    assert os.listdir(target.parent) == []  # neither the figure nor a temporary
+    with atomic_output(target) as tmp:
+        fig.savefig(tmp)
+    assert os.listdir(target.parent) == ["plot.png"]
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -363,13 +363,19 @@ class Figures:
         return (self.folder / name).relative_to(self.out_dir).as_posix()
 
     def save_display(self, display, name):
-        display.savefig(str(self.folder / name), dpi=self.dpi)
+        from pipeline.utils import atomic_output
+
+        with atomic_output(self.folder / name) as tmp:
+            display.savefig(str(tmp), dpi=self.dpi)
         display.close()
         return self.add(name)
 
     def save_fig(self, fig, name):
+        from pipeline.utils import atomic_output
+
         plt = _plt()
-        fig.savefig(str(self.folder / name), dpi=self.dpi if name.endswith(".png") else None)
+        with atomic_output(self.folder / name) as tmp:
+            fig.savefig(str(tmp), dpi=self.dpi if name.endswith(".png") else None)
         plt.close(fig)
         return self.add(name)
 
