@@ -841,3 +841,57 @@ def test_fuzz_bids_reader(text, tsv, tmp_path_factory):
     (root / "participants.tsv").write_text(tsv)
     _only_documented(get_layout, root)
     _only_documented(read_participants, root, default_config()["covariates"])
+
+
+def test_nonfinite_voxels_masked_through_t1w_post_contrast_and_pet(tmp_path, offline_templates):
+    """NaN/Inf voxels of the T1w, the post-contrast T1w and a PET frame: the run completes,
+    those voxels are outside the brain mask and every ROI, have no value (NaN) in the maps
+    computed from them, and their count is in the sidecars."""
+    ds = Tiny(tmp_path / "bids")
+    t1 = _rng(21).uniform(50, 150, SHAPE)
+    t1[2, 2, 2], t1[3, 3, 3], t1[4, 2, 5] = np.nan, np.inf, -np.inf
+    write_nifti(ds.t1w, t1)
+    post = t1 * 1.1
+    post[~np.isfinite(post)] = 100.0
+    post[5, 5, 5] = np.nan
+    ds.image("ce-gadobutrol_T1w", post)
+    pet = _rng(23).uniform(1000, 2000, SHAPE)
+    pet[1, 6, 3] = np.nan
+    ds.pet(data=pet)
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
+    p = subprocess.run([sys.executable, "-m", "pipeline", ds.root, out, "participant",
+                        "--skip-bids-validation", "--config", _config(
+                            tmp_path, FAST_CONFIG + "gadolinium: {normalisation: global-median}\n"),
+                        "-w", work, "--nprocs", "2", "--omp-nthreads", "1"],
+                       capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    anat = out / "sub-01" / f"ses-{SES}" / "anat"
+    stem = f"sub-01_ses-{SES}"
+    bad_t1 = ~np.isfinite(t1)
+
+    def load(path):
+        return np.asarray(nb.load(path).dataobj)
+
+    # T1w: out of the brain mask and of every label image; counted in the sidecars
+    for name in ("desc-brain_mask", "atlas-inflamapLobes_dseg",
+                 "atlas-inflamapLobes_desc-extracerebral_dseg"):
+        assert not load(anat / f"{stem}_{name}.nii.gz")[bad_t1].any(), name
+    side = json.loads((anat / f"{stem}_desc-preproc_T1w.json").read_text())
+    assert side["NonFiniteVoxels"] == 3
+    # post-contrast: no value where either image had none, a value everywhere else
+    pct = nb.load(anat / f"{stem}_ce-gadobutrol_desc-percent_enhancement.nii.gz").get_fdata()
+    assert np.isnan(pct[bad_t1]).all()
+    assert np.isnan(pct[5, 5, 5])  # post-to-pre is close to identity here
+    assert np.isfinite(pct).sum() >= pct.size - 3 - 2
+    side = json.loads((anat / f"{stem}_ce-gadobutrol_desc-percent_enhancement.json")
+                      .read_text())
+    assert side["NonFiniteVoxels"] >= 4
+    # PET: the voxel has no SUV on its own grid, and the sidecar counts it
+    petdir = out / "sub-01" / f"ses-{SES}" / "pet"
+    suv = nb.load(petdir / f"{stem}_trc-PBR28_SUV.nii.gz").get_fdata()
+    assert np.isnan(suv[1, 6, 3]) and np.isfinite(suv).sum() == suv.size - 1
+    side = json.loads((petdir / f"{stem}_trc-PBR28_SUV.json").read_text())
+    assert side["NonFiniteVoxels"] == 1
+    suvr_t1w = nb.load(petdir / f"{stem}_trc-PBR28_space-T1w_SUVR.nii.gz").get_fdata()
+    assert 1 <= np.isnan(suvr_t1w).sum() <= 8  # the voxel, brought to the T1w grid

@@ -10,7 +10,7 @@ from nipype.pipeline import engine as pe
 
 from pipeline.atlas import BUILTIN
 
-from .utils import atlas_source, listify
+from .utils import atlas_source, listify, pick
 
 
 def atlas_files(template: str, resolution: int, atlas: str, atlas_desc=None,
@@ -55,6 +55,8 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
        hemisphere after the nearest atlas region, and the dural venous sinuses (template
        prior brought to the T1w), removed from both bands.
     #. The template white-matter probability map brought to the T1w (reference tissue).
+    #. Non-finite (NaN/Inf) T1w voxels are set to 0 for N4 and ANTs and removed from the
+       brain mask and every label image.
 
     Parameters
     ----------
@@ -101,12 +103,17 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
         white-matter probability (native space)
     bias_field
         the estimated bias field
+    t1w_invalid
+        mask of the T1w's non-finite input voxels (excluded from mask and labels)
+    provenance
+        ``NonFiniteVoxels`` when there are any (sidecar fields)
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
     from niworkflows.interfaces.morphology import BinaryDilation
     from niworkflows.interfaces.nibabel import Binarize
 
     from pipeline.interfaces.ants import ApplyTransforms, N4BiasFieldCorrection, Registration
+    from pipeline.interfaces.images import ExcludeVoxels, NonFiniteMask
     from pipeline.interfaces.regional import ExtracerebralROIs, SinusPrior
 
     n4s = settings["n4"]
@@ -133,8 +140,15 @@ space brought to the T1w), which were excluded from both bands.
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "t1w_preproc", "t1w_mask", "t1w_tpl", "anat2tpl_xfm", "tpl2anat_xfm",
-        "atlas_native", "atlas_lut", "rois_native", "rois_lut", "wm_prob", "bias_field"]),
+        "atlas_native", "atlas_lut", "rois_native", "rois_lut", "wm_prob", "bias_field",
+        "t1w_invalid", "provenance"]),
         name="outputnode")
+
+    # NaN/Inf voxels of the T1w: 0 for N4 and ANTs, then removed from the brain mask and
+    # every label image (so from every regional table on this T1w and the grids it feeds)
+    nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_t1w")
+    labels = pe.Node(niu.Merge(3), name="masks_and_labels")
+    exclude = pe.Node(ExcludeVoxels(), name="exclude_nonfinite")
 
     n4 = pe.Node(N4BiasFieldCorrection(
         dimension=3, save_bias=True, copy_header=True, n_iterations=n4s["iterations"],
@@ -194,7 +208,17 @@ space brought to the T1w), which were excluded from both bands.
         sinus_margin_mm=settings["sinus_margin_mm"]), name="extracerebral_rois")
 
     workflow.connect([
-        (inputnode, n4, [("t1w", "input_image")]),
+        (inputnode, nonfinite, [("t1w", "in_file")]),
+        (nonfinite, n4, [("out_file", "input_image")]),
+        (nonfinite, exclude, [("mask", "exclude")]),
+        (binarize, labels, [("out_mask", "in1")]),
+        (atlas_to_t1w, labels, [("output_image", "in2")]),
+        (extracerebral, labels, [("out_labels", "in3")]),
+        (labels, exclude, [("out", "in_files")]),
+        (exclude, outputnode, [(("out_files", pick, 0), "t1w_mask"),
+                               (("out_files", pick, 1), "atlas_native"),
+                               (("out_files", pick, 2), "rois_native")]),
+        (nonfinite, outputnode, [("mask", "t1w_invalid"), ("provenance", "provenance")]),
         (n4, wm_to_t1w, [("output_image", "reference_image")]),
         (registration, wm_to_t1w, [("inverse_composite_transform", "transforms")]),
         (sinus_tpl, sinus_to_t1w, [("out_file", "input_image")]),
@@ -204,7 +228,7 @@ space brought to the T1w), which were excluded from both bands.
         (atlas_to_t1w, extracerebral, [("output_image", "atlas")]),
         (atlas_src, extracerebral, [("lut", "lut")]),
         (sinus_to_t1w, extracerebral, [("output_image", "sinus")]),
-        (extracerebral, outputnode, [("out_labels", "rois_native"), ("out_lut", "rois_lut")]),
+        (extracerebral, outputnode, [("out_lut", "rois_lut")]),
         (wm_to_t1w, outputnode, [("output_image", "wm_prob")]),
         (n4, registration, [("output_image", "moving_image")]),
         (dilate, registration, [(("out_mask", listify), "fixed_image_masks")]),
@@ -215,11 +239,9 @@ space brought to the T1w), which were excluded from both bands.
         (atlas_src, atlas_to_t1w, [("atlas", "input_image")]),
         (registration, atlas_to_t1w, [("inverse_composite_transform", "transforms")]),
         (n4, outputnode, [("output_image", "t1w_preproc"), ("bias_image", "bias_field")]),
-        (binarize, outputnode, [("out_mask", "t1w_mask")]),
         (registration, outputnode, [("warped_image", "t1w_tpl"),
                                     ("composite_transform", "anat2tpl_xfm"),
                                     ("inverse_composite_transform", "tpl2anat_xfm")]),
-        (atlas_to_t1w, outputnode, [("output_image", "atlas_native")]),
         (atlas_src, outputnode, [("lut", "atlas_lut")]),
     ])  # fmt:skip
     return workflow

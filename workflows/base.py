@@ -136,7 +136,7 @@ Results included in this manuscript come from processing performed with *inflama
               "MeningealBandMM": anat_cfg["meningeal_band_mm"],
               "CalvarialBandMM": anat_cfg["calvarial_band_mm"]}),
             ("outputnode.rois_lut", "dseg", dict(atlas=atlas, desc="extracerebral"), None),
-        ], prefix=f"anat_{tag}")
+        ], prefix=f"anat_{tag}", meta_from=(anat_wf, "outputnode.provenance"))
         _sinks(workflow, settings, t1w, regional_wf, [
             ("outputnode.out_table", "regions", dict(atlas=atlas, desc="nT1w"), {
                 "Description": "Per-ROI statistics of the T1w normalised to its median "
@@ -157,6 +157,7 @@ Results included in this manuscript come from processing performed with *inflama
                     ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
                     ("outputnode.bias_field", "inputnode.bias_field"),
                     ("outputnode.t1w_mask", "inputnode.brain_mask"),
+                    ("outputnode.t1w_invalid", "inputnode.pre_invalid"),
                     ("outputnode.wm_prob", "inputnode.wm_prob"),
                     ("outputnode.rois_native", "inputnode.rois"),
                     ("outputnode.rois_lut", "inputnode.rois_lut"),

@@ -64,6 +64,9 @@ def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: 
         atlas + extra-cerebral ROIs (native) and their label table
     anat2tpl_xfm
         T1w → template composite transform
+    pre_invalid
+        mask of the pre-contrast T1w's non-finite voxels (the post-contrast image's are
+        found here); both have no value (NaN) in the maps
 
     Outputs
     -------
@@ -84,6 +87,7 @@ def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: 
     from niworkflows.interfaces.morphology import BinaryDilation
 
     from pipeline.interfaces.ants import ApplyTransforms
+    from pipeline.interfaces.images import NonFiniteMask
     from pipeline.interfaces.gadolinium import (ApplyBiasField, EnhancementFindings,
                                                 EnhancementMaps)
 
@@ -109,12 +113,16 @@ searched) were reported as enhancement findings.
 """
     inputnode = pe.Node(niu.IdentityInterface(fields=[
         "post", "t1w_preproc", "bias_field", "brain_mask", "wm_prob", "rois", "rois_lut",
-        "anat2tpl_xfm"]), name="inputnode")
+        "anat2tpl_xfm", "pre_invalid"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "post_preproc", "subtraction", "percent", "subtraction_tpl", "percent_tpl",
         "post2pre_xfm", "regions", "findings", "provenance"]), name="outputnode")
 
+    nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_post")
     unbias = pe.Node(ApplyBiasField(), name="apply_pre_bias")
+    invalid_to_pre = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
+                             name="nonfinite_post_to_pre")
+    invalid = pe.Node(niu.Merge(2), name="invalid_voxels")
     dilate = pe.Node(BinaryDilation(radius=2), name="dilate_brain_mask")
     levels = len(reg["iterations"])
     if len(reg["shrink_factors"]) != levels or len(reg["smoothing_sigmas"]) != levels:
@@ -147,7 +155,15 @@ searched) were reported as enhancement findings.
         ])  # fmt:skip
 
     workflow.connect([
-        (inputnode, unbias, [("post", "in_file"), ("bias_field", "bias_field")]),
+        (inputnode, nonfinite, [("post", "in_file")]),
+        (nonfinite, unbias, [("out_file", "in_file")]),
+        (inputnode, unbias, [("bias_field", "bias_field")]),
+        (nonfinite, invalid_to_pre, [("mask", "input_image")]),
+        (inputnode, invalid_to_pre, [("t1w_preproc", "reference_image")]),
+        (post2pre, invalid_to_pre, [("forward_transforms", "transforms")]),
+        (inputnode, invalid, [("pre_invalid", "in1")]),
+        (invalid_to_pre, invalid, [("output_image", "in2")]),
+        (invalid, maps, [("out", "exclude")]),
         (inputnode, dilate, [("brain_mask", "in_mask")]),
         (inputnode, post2pre, [("t1w_preproc", "fixed_image")]),
         (unbias, post2pre, [("out_file", "moving_image")]),

@@ -28,6 +28,8 @@ def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
     #. Regional SUVR tables: the TSPO atlas regions, and the anatomical atlas with the
        meningeal and calvarial bands by lobe; ipsi/contra rows.
     #. SUV and SUVR in template space.
+    #. Non-finite (NaN/Inf) voxels of any frame: 0 for ANTs, no value (NaN) in the SUV and
+       SUVR maps on every grid (``NonFiniteVoxels`` in the sidecars).
 
     Parameters
     ----------
@@ -82,11 +84,12 @@ def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
     from pipeline.interfaces.ants import ApplyTransforms
+    from pipeline.interfaces.images import MaskMap, NonFiniteMask
     from pipeline.interfaces.pet import SelectFrames, SUVMap, SUVRMap, WeightedAverage
     from pipeline.models.pet import frame_decay_factors
 
     from .regional import init_regional_wf
-    from .utils import atlas_source, first, rigid_registration
+    from .utils import atlas_source, first, listify, merge_dicts, rigid_registration
 
     lo, hi = settings["window_min"]
     atlas = settings["atlas"]
@@ -135,6 +138,14 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
     suv_t1w = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
                       name="suv_to_t1w")
     suvr = pe.Node(SUVRMap(reference=settings["suvr_reference"]), name="suvr")
+    # NaN/Inf voxels (any frame): 0 for ANTs, NaN in the SUV maps on both grids
+    nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_pet")
+    suv_masked = pe.Node(MaskMap(), name="suv_nonfinite")
+    invalid_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
+                             name="nonfinite_to_t1w")
+    suv_t1w_masked = pe.Node(MaskMap(), name="suv_t1w_nonfinite")
+    provenance = pe.Node(niu.Function(function=merge_dicts, input_names=["a", "b"],
+                                      output_names=["out"]), name="provenance")
     atlas_src = atlas_source(atlas, template_files, key="pet_atlas", name="pet_atlas")
     atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
                            name="atlas_to_t1w")
@@ -145,18 +156,28 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
                                      name="regional_rois_wf")
     tpl_xfms = pe.Node(niu.Merge(2), name="pet_to_template_xfms")
     workflow.connect([
-        (inputnode, select, [("pet", "in_file")]),
+        (inputnode, nonfinite, [("pet", "in_file")]),
+        (nonfinite, select, [("out_file", "in_file")]),
+        (suv, suv_masked, [("out_file", "in_file")]),
+        (nonfinite, suv_masked, [(("mask", listify), "exclude")]),
+        (nonfinite, invalid_to_t1w, [("mask", "input_image")]),
+        (inputnode, invalid_to_t1w, [("t1w_preproc", "reference_image")]),
+        (to_t1w, invalid_to_t1w, [("forward_transforms", "transforms")]),
+        (suv_t1w, suv_t1w_masked, [("output_image", "in_file")]),
+        (invalid_to_t1w, suv_t1w_masked, [(("output_image", listify), "exclude")]),
+        (suvr, provenance, [("provenance", "a")]),
+        (nonfinite, provenance, [("provenance", "b")]),
         (select, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
         (mc, average, [("warped_image", "in_files")]),
         (select, average, [("durations", "durations")]),
         (inputnode, to_t1w, [("t1w_preproc", "fixed_image")]),
         (average, to_t1w, [("out_file", "moving_image")]),
         (average, suv, [("out_file", "in_file")]),
-        (suv, suv_t1w, [("out_file", "input_image")]),
+        (suv_masked, suv_t1w, [("out_file", "input_image")]),
         (inputnode, suv_t1w, [("t1w_preproc", "reference_image")]),
         (to_t1w, suv_t1w, [("forward_transforms", "transforms")]),
-        (suv_t1w, suvr, [("output_image", "in_file")]),
-        (suv, suvr, [("out_file", "native")]),
+        (suv_t1w_masked, suvr, [("out_file", "in_file")]),
+        (suv_masked, suvr, [("out_file", "native")]),
         (inputnode, suvr, [("t1w_mask", "brain_mask"), ("rois", "rois"),
                            ("rois_lut", "lut")]),
         (atlas_src, atlas_to_t1w, [("atlas", "input_image")]),
@@ -170,10 +191,10 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
                                     ("rois_lut", "inputnode.lut")]),
         (inputnode, tpl_xfms, [("anat2tpl_xfm", "in1")]),
         (to_t1w, tpl_xfms, [(("forward_transforms", first), "in2")]),
-        (suv, outputnode, [("out_file", "suv")]),
-        (suv_t1w, outputnode, [("output_image", "suv_t1w")]),
-        (suvr, outputnode, [("native", "suvr"), ("out_file", "suvr_t1w"),
-                            ("provenance", "provenance")]),
+        (suv_masked, outputnode, [("out_file", "suv")]),
+        (suv_t1w_masked, outputnode, [("out_file", "suv_t1w")]),
+        (suvr, outputnode, [("native", "suvr"), ("out_file", "suvr_t1w")]),
+        (provenance, outputnode, [("out", "provenance")]),
         (average, outputnode, [("out_file", "pet_ref")]),
         (to_t1w, outputnode, [(("forward_transforms", first), "pet2t1w_xfm")]),
         (atlas_to_t1w, outputnode, [("output_image", "atlas_t1w")]),
@@ -181,7 +202,7 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         (regional_atlas, outputnode, [("outputnode.out_table", "regions_atlas")]),
         (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
     ])  # fmt:skip
-    for src, field, out in ((suv, "out_file", "suv_tpl"), (suvr, "native", "suvr_tpl")):
+    for src, field, out in ((suv_masked, "out_file", "suv_tpl"), (suvr, "native", "suvr_tpl")):
         node = pe.Node(ApplyTransforms(reference_image=template_files["template"],
                                        interpolation="Linear", dimension=3, float=True),
                        name=f"{out}_to_template")

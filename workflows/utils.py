@@ -11,6 +11,16 @@ def first(value):
     return value[0] if isinstance(value, list) else value
 
 
+def merge_dicts(a, b):
+    """Union of two dicts (connection function; ``b`` wins)."""
+    return {**(a or {}), **(b or {})}
+
+
+def pick(values, index):
+    """Element ``index`` of a list output (connection function)."""
+    return values[index]
+
+
 def rigid_registration(settings: dict, omp_nthreads: int, sampling_percentage: float = 0.25,
                        convergence_threshold: float = 1e-6, **kwargs):
     """A rigid, mutual-information ``antsRegistration`` interface (in-process, antspyx).

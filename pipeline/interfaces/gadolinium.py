@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, SimpleInterface, Str, TraitedSpec, traits,
+    BaseInterfaceInputSpec, File, InputMultiObject, SimpleInterface, Str, TraitedSpec,
+    isdefined, traits,
 )
 
 
@@ -60,6 +61,8 @@ class _EnhInputSpec(BaseInterfaceInputSpec):
     method = traits.Enum("reference-tissue", "global-median", "none", usedefault=True)
     wm_threshold = traits.Float(0.95, usedefault=True)
     floor_fraction = traits.Float(0.1, usedefault=True)
+    exclude = InputMultiObject(File(exists=True), desc="masks (pre grid) of voxels without "
+                               "a value: non-finite input voxels")
 
 
 class _EnhOutputSpec(TraitedSpec):
@@ -95,12 +98,22 @@ class EnhancementMaps(SimpleInterface):
         post = post_img.get_fdata()
         brain = np.asarray(nb.load(self.inputs.brain_mask).dataobj) > 0
         wm = (nb.load(self.inputs.wm_prob).get_fdata() >= self.inputs.wm_threshold) & brain
+        bad = np.zeros(pre.shape[:3], bool)
+        for path in self.inputs.exclude if isdefined(self.inputs.exclude) else []:
+            m = nb.load(path)
+            if not _same_grid(pre_img, m):
+                raise ValueError(f"{path}: not on the grid of {self.inputs.pre}")
+            bad |= np.asarray(m.dataobj) > 0
+        brain &= ~bad
         wm = ndimage.binary_erosion(wm) if ndimage.binary_erosion(wm).sum() >= 50 else wm
+        wm &= ~bad
         factor = normalisation_factor(pre, post, self.inputs.method, reference_mask=wm,
                                       brain_mask=brain)
         post_n = post * factor
         floor = self.inputs.floor_fraction * float(np.median(pre[brain]))
         diff, pct = enhancement_maps(pre, post_n, floor)
+        for arr in (diff, pct, post_n):
+            arr[bad] = np.nan
         wm_level = float(np.median(pre[wm])) if wm.any() else float("nan")
         qc = float(np.mean(np.abs(diff[wm])) / wm_level * 100) if wm.any() else float("nan")
         outs = {}
@@ -118,6 +131,7 @@ class EnhancementMaps(SimpleInterface):
                                "eroded" if self.inputs.method == "reference-tissue" else None,
             "ReferenceVoxels": int(wm.sum()), "PercentFloor": floor,
             "PercentFloorFraction": self.inputs.floor_fraction,
+            "NonFiniteVoxels": int(bad.sum()),
             "QCWhiteMatterMeanAbsDiffPercent": qc}
         return runtime
 
