@@ -25,6 +25,14 @@ def _tmp_path(path: Path) -> Path:
     return Path(name)
 
 
+def same_grid(a, b, atol: float = 1e-3) -> bool:
+    """Whether two images (anything with ``shape`` and ``affine``) share a voxel grid."""
+    import numpy as np
+
+    return tuple(a.shape[:3]) == tuple(b.shape[:3]) and bool(
+        np.allclose(a.affine, b.affine, atol=atol))
+
+
 def atomic_write_text(text: str, path) -> Path:
     """Write ``text`` to ``path`` through a unique temporary file and an atomic rename."""
     path = Path(path)

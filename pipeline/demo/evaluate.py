@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils import same_grid
+
 
 def dice(a, b) -> float:
     """Dice coefficient of two boolean arrays (1.0 when both are empty)."""
@@ -139,10 +141,6 @@ TRUTH_SOURCES = [
 ]
 
 
-def _same_grid(a, b) -> bool:
-    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
-
-
 def truth_regional_table(demo_dir, output_dir, source_table: str):
     """The regional table ``source_table`` (relative to ``output_dir``) recomputed on the
     demo's truth over the pipeline's own ROIs, or ``None`` for tables without a truth
@@ -174,14 +172,14 @@ def truth_regional_table(demo_dir, output_dir, source_table: str):
         raise FileNotFoundError(f"{measured_table}: no ROI map ({', '.join(label_names)}) or "
                                 f"no truth map {truth_path}")
     lab_img, truth_img = nb.load(labels_path), nb.load(truth_path)
-    if not _same_grid(lab_img, truth_img):
+    if not same_grid(lab_img, truth_img):
         raise ValueError(f"{truth_path}: not on the grid of {labels_path}")
     labels = np.asarray(lab_img.dataobj).astype(int)
     truth = truth_img.get_fdata()
     mask = np.isfinite(truth)
     if measured_name is not None:
         measured_img = nb.load(sesdir / (measured_name.format(**fill) + ".nii.gz"))
-        if not _same_grid(measured_img, lab_img):
+        if not same_grid(measured_img, lab_img):
             raise ValueError(f"{measured_img.get_filename()}: not on the grid of {labels_path}")
         mask &= np.isfinite(measured_img.get_fdata())
     if kind == "suvr":

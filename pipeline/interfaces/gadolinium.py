@@ -7,13 +7,17 @@ import os
 
 import numpy as np
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, InputMultiObject, SimpleInterface, Str, TraitedSpec,
-    isdefined, traits,
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    Str,
+    TraitedSpec,
+    isdefined,
+    traits,
 )
 
-
-def _same_grid(a, b):
-    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
+from pipeline.utils import same_grid
 
 
 class _BiasInputSpec(BaseInterfaceInputSpec):
@@ -42,7 +46,7 @@ class ApplyBiasField(SimpleInterface):
 
         img = nb.load(self.inputs.in_file)
         field = nb.load(self.inputs.bias_field)
-        if not _same_grid(img, field):
+        if not same_grid(img, field):
             field = resample_from_to(field, img, order=1, cval=1.0)
         f = np.asarray(field.dataobj, dtype=float)
         data = img.get_fdata() / np.where(f > 1e-6, f, 1.0)
@@ -92,7 +96,7 @@ class EnhancementMaps(SimpleInterface):
         pre_img = nb.load(self.inputs.pre)
         post_img = nb.load(self.inputs.post)
         for other in (self.inputs.post, self.inputs.brain_mask, self.inputs.wm_prob):
-            if not _same_grid(pre_img, nb.load(other)):
+            if not same_grid(pre_img, nb.load(other)):
                 raise ValueError(f"{other}: not on the grid of {self.inputs.pre}")
         pre = pre_img.get_fdata()
         post = post_img.get_fdata()
@@ -101,7 +105,7 @@ class EnhancementMaps(SimpleInterface):
         bad = np.zeros(pre.shape[:3], bool)
         for path in self.inputs.exclude if isdefined(self.inputs.exclude) else []:
             m = nb.load(path)
-            if not _same_grid(pre_img, m):
+            if not same_grid(pre_img, m):
                 raise ValueError(f"{path}: not on the grid of {self.inputs.pre}")
             bad |= np.asarray(m.dataobj) > 0
         brain &= ~bad

@@ -18,13 +18,16 @@ import os
 
 import numpy as np
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, InputMultiObject, OutputMultiObject, SimpleInterface,
-    TraitedSpec, traits,
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
 )
 
-
-def _same_grid(a, b) -> bool:
-    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
+from pipeline.utils import same_grid
 
 
 def _union(paths, ref):
@@ -34,7 +37,7 @@ def _union(paths, ref):
     out = None
     for p in paths:
         img = nb.load(p)
-        if not _same_grid(img, ref):
+        if not same_grid(img, ref):
             raise ValueError(f"{p}: mask not on the grid of {ref.get_filename()}")
         m = np.asarray(img.dataobj) > 0
         out = m if out is None else out | m

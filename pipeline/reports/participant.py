@@ -28,6 +28,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.utils import same_grid
+
 LOG = logging.getLogger("inflamap.reports")
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_REPORT_BYTES = 20 * 1024 * 1024
@@ -258,12 +260,6 @@ def _load(path):
         data = data[..., 0]
     data = np.where(np.isfinite(data), data, 0).astype(np.float32)
     return nb.Nifti1Image(data, img.affine)
-
-
-def _same_grid(a, b) -> bool:
-    import numpy as np
-
-    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
 
 
 def _apply_rigid(moving_path, fixed_path, xfm_path, tmpdir, interp="linear"):
@@ -728,12 +724,12 @@ class _Builder:
         import numpy as np
         from nilearn.image import resample_to_img
 
-        if not _same_grid(a, b):
+        if not same_grid(a, b):
             b = resample_to_img(b, a, interpolation="continuous", force_resample=True,
                                 copy_header=True)
         mask = None
         if mask_img is not None:
-            if not _same_grid(mask_img, a):
+            if not same_grid(mask_img, a):
                 mask_img = resample_to_img(mask_img, a, interpolation="nearest",
                                            force_resample=True, copy_header=True)
             mask = np.asarray(mask_img.dataobj) > 0.5
@@ -893,7 +889,7 @@ class _Builder:
                               xfm.path, self.tmpdir)
             if moved is not None:
                 return moved, f"through {xfm.name}"
-        if _same_grid(img, t1):
+        if same_grid(img, t1):
             return img, "same grid"
         return None, None
 
