@@ -34,7 +34,7 @@ from .errors import InputMissingError, UsageError
 from .utils import atomic_write_nifti, atomic_write_text
 
 NIFTI = ".nii.gz"
-VOXELWISE_TYPES = ("two_group", "paired_sessions")
+VOXELWISE_TYPES = ("two_group", "paired_sessions", "paired_hemispheres")
 
 
 def _log(msg):
@@ -202,14 +202,40 @@ def find_template_maps(output_dir, template: str, endings) -> pd.DataFrame:
     return maps[~dup].reset_index(drop=True)
 
 
-def _design_inputs(maps: pd.DataFrame, contrast: dict):
-    """Per-participant groups of map paths for a two-group or paired-session design."""
+LATERAL = ("left", "right")
+
+
+def is_symmetric_template(template: str) -> bool:
+    """TemplateFlow names mark symmetric templates with ``Sym`` (``Asym`` is not)."""
+    return "Sym" in template and "Asym" not in template
+
+
+def _design_inputs(maps: pd.DataFrame, contrast: dict, flip: bool = False):
+    """Per-participant groups of maps for a design: ``a``/``b`` hold lists of
+    ``(path, mirrored)`` (``mirrored``: a session whose headache side is right, when
+    ``flip``). Paired hemispheres: every map of a lateral headache in ``a``."""
     from .stats import apply_where, isin_values
 
-    column = contrast["column"]
-    if column not in maps:
-        return None, f"column '{column}' not in participants.tsv/sessions.tsv"
-    rows = apply_where(maps, contrast["where"])
+    if contrast["type"] == "paired_hemispheres":
+        if "headache_side" not in maps:
+            return None, "column 'headache_side' not in sessions.tsv/participants.tsv"
+        rows = apply_where(maps, contrast["where"])
+        rows = rows[rows["headache_side"].isin(LATERAL)]
+    else:
+        column = contrast["column"]
+        if column not in maps:
+            return None, f"column '{column}' not in participants.tsv/sessions.tsv"
+        rows = apply_where(maps, contrast["where"])
+    side = rows["headache_side"] if "headache_side" in rows else pd.Series(
+        "", index=rows.index)
+    rows = rows.assign(entry=[(p, bool(flip and s == "right"))
+                              for p, s in zip(rows["path"], side)])
+    if contrast["type"] == "paired_hemispheres":
+        if rows.empty:
+            return None, "no map of a session with a lateral headache_side"
+        groups = rows.groupby("participant_id")["entry"].apply(list).to_frame("a")
+        groups["b"] = None
+        return groups, None
     col = rows[column]
     if contrast["type"] == "two_group":
         in_b = isin_values(col, contrast["b"]) & col.notna()
@@ -221,7 +247,7 @@ def _design_inputs(maps: pd.DataFrame, contrast: dict):
             isin_values(col, contrast["a"]) & col.notna(), "a",
             np.where(isin_values(col, contrast["b"]) & col.notna(), "b", "")))
     rows = rows[rows["cond"] != ""]
-    groups = rows.groupby(["participant_id", "cond"])["path"].apply(list).unstack("cond")
+    groups = rows.groupby(["participant_id", "cond"])["entry"].apply(list).unstack("cond")
     for c in ("a", "b"):
         if c not in groups:
             groups[c] = None
@@ -237,20 +263,51 @@ def _finite_or_nan(x) -> float:
     return x if np.isfinite(x) else float("nan")
 
 
-def _load_on_grid(paths, ref):
-    """Mean of the maps (NaN → 0), on the grid of ``ref`` (resampled when it differs)."""
+def mirror_lr(img):
+    """The image mirrored left-right in world space (x → −x), on its own grid.
+
+    On a grid symmetric about x = 0 (TemplateFlow's symmetric templates) this is an exact
+    flip of the voxel axis along x; otherwise the mirrored image is resampled (nilearn,
+    linear; non-finite voxels, nearest, stay non-finite).
+    """
+    import nibabel as nb
+    from nilearn.image import resample_to_img
+
+    data = np.asarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3])
+    aff = img.affine
+    ax = int(np.argmax(np.abs(aff[0, :3])))
+    flip = np.eye(4)
+    flip[ax, ax], flip[ax, 3] = -1.0, img.shape[ax] - 1
+    mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
+    if np.allclose(mirror @ aff, aff @ flip, atol=1e-3):
+        return nb.Nifti1Image(np.flip(data, axis=ax).copy(), aff)
+    finite = np.isfinite(data)
+    moved = resample_to_img(nb.Nifti1Image(np.where(finite, data, 0), mirror @ aff), img,
+                            interpolation="linear", force_resample=True, copy_header=True)
+    ok = resample_to_img(nb.Nifti1Image(finite.astype(np.uint8), mirror @ aff), img,
+                         interpolation="nearest", force_resample=True, copy_header=True)
+    out = np.asarray(moved.dataobj, dtype=np.float32)
+    out[np.asarray(ok.dataobj) == 0] = np.nan
+    return nb.Nifti1Image(out, aff)
+
+
+def _load_on_grid(entries, ref):
+    """Mean of the maps ``entries`` (``(path, mirrored)``), on the grid of ``ref``
+    (resampled when it differs), mirrored left-right where asked."""
     import nibabel as nb
     from nilearn.image import resample_to_img
 
     data = []
-    for p in paths:
+    for p, mirrored in entries:
         img = nb.load(p)
         if ref is not None and (img.shape[:3] != ref.shape[:3]
                                 or not np.allclose(img.affine, ref.affine, atol=1e-3)):
             img = resample_to_img(img, ref, interpolation="continuous",
                                   force_resample=True, copy_header=True)
+        if mirrored:
+            img = mirror_lr(img)
         data.append(np.asarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3]))
-    ref = ref if ref is not None else nb.load(paths[0])
+    ref = ref if ref is not None else nb.load(entries[0][0])
     arr = np.mean(data, axis=0)
     return nb.Nifti1Image(arr, ref.affine), ref
 
@@ -332,22 +389,32 @@ def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
     from nilearn.glm.second_level import SecondLevelModel
 
     ref, imgs, finite, anyz, design = None, [], None, None, []
-    paired = contrast["type"] == "paired_sessions"
+    hemis = contrast["type"] == "paired_hemispheres"
+    paired = contrast["type"] == "paired_sessions" or hemis
     for pid, row in inputs.iterrows():
-        conds = ["a", "b"] if paired else [c for c in ("a", "b") if isinstance(row[c], list)]
+        conds = ["a"] if hemis else ["a", "b"] if paired else [
+            c for c in ("a", "b") if isinstance(row[c], list)]
         loaded = []
         for c in conds:
             img, ref = _load_on_grid(row[c], ref)
             loaded.append(img)
-        data = (loaded[0].get_fdata() - loaded[1].get_fdata()) if paired else (
-            loaded[0].get_fdata())
+        if hemis:  # ipsilateral minus contralateral: the map minus its mirror image
+            data = loaded[0].get_fdata() - mirror_lr(loaded[0]).get_fdata()
+        else:
+            data = (loaded[0].get_fdata() - loaded[1].get_fdata()) if paired else (
+                loaded[0].get_fdata())
         ok = np.isfinite(data)
         finite = ok if finite is None else finite & ok
         anyz = (ok & (data != 0)) if anyz is None else anyz | (ok & (data != 0))
         imgs.append(nb.Nifti1Image(np.nan_to_num(data).astype(np.float32), ref.affine))
         design.append({"a": 1.0, "b": 0.0} if paired or conds[0] == "a" else
                       {"a": 0.0, "b": 1.0})
-    mask = nb.Nifti1Image((finite & anyz).astype(np.uint8), ref.affine)
+    keep = finite & anyz
+    if hemis:  # the difference is antisymmetric: test the headache (left) half only
+        ijk = np.indices(keep.shape).reshape(3, -1)
+        x = (ref.affine[0, :3] @ ijk + ref.affine[0, 3]).reshape(keep.shape)
+        keep &= x < 0
+    mask = nb.Nifti1Image(keep.astype(np.uint8), ref.affine)
     if paired:
         dm = pd.DataFrame({"intercept": np.ones(len(imgs))})
         expr = "intercept"
@@ -401,14 +468,25 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
     by_name = {c["name"]: c for c in gcfg["contrasts"]}
     vdir = gdir / "voxelwise"
     min_maps = vcfg["min_maps"]
+    symmetric = is_symmetric_template(template)
+    flip = bool(vcfg.get("flip_to_headache_side", True)) and symmetric
+    if vcfg.get("flip_to_headache_side", True) and not symmetric:
+        _log(f"voxelwise: {template} is not a symmetric template; maps are not mirrored to "
+             "the headache side and paired-hemisphere designs are skipped")
     for name in vcfg["designs"]:
         contrast = by_name[name]
+        hemis = contrast["type"] == "paired_hemispheres"
         for metric, mmaps in maps.groupby("metric", sort=True):
             row = {"contrast": name, "metric": metric, "status": "skipped"}
-            inputs, reason = _design_inputs(mmaps, contrast)
+            if hemis and not symmetric:
+                inputs, reason = None, f"paired hemispheres need a symmetric template ({template})"
+            else:
+                inputs, reason = _design_inputs(mmaps, contrast, flip=flip or hemis)
             if reason is None:
                 if contrast["type"] == "two_group":
                     n1, n2 = int(inputs["a"].notna().sum()), int(inputs["b"].notna().sum())
+                elif hemis:
+                    n1 = n2 = int(inputs["a"].notna().sum())
                 else:
                     n1 = n2 = len(inputs)
                 row.update(n1=n1, n2=n2)
@@ -430,15 +508,19 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
                 _log(f"voxelwise {name} {metric}: skipped, {row['reason']}")
                 rows.append(row)
                 continue
-            sources = sorted({str(Path(p).relative_to(out)) for c in ("a", "b")
-                              for ps in inputs[c].dropna() for p in ps})
+            entries = [e for c in ("a", "b") for es in inputs[c].dropna() for e in es]
+            sources = sorted({str(Path(p).relative_to(out)) for p, _ in entries})
             meta = {"Contrast": name, "ContrastType": contrast["type"],
                     "Conditions": {"a": contrast["label_a"], "b": contrast["label_b"]},
                     "Where": contrast["where"], "Metric": metric, "Template": template,
                     "N": {"a": res["n1"], "b": res["n2"]},
                     "Design": ("one-sample t on the within-participant differences a - b"
                                if contrast["type"] == "paired_sessions" else
+                               "one-sample t on each map minus its left-right mirror "
+                               "(headache side left), the left half tested" if hemis else
                                "two-sample t, cell-means design, contrast a - b"),
+                    "MirroredToHeadacheSide": sorted(
+                        str(Path(p).relative_to(out)) for p, m in entries if m),
                     "SmoothingFWHM": vcfg["smoothing_fwhm"],
                     "MaskVoxels": res["n_mask_voxels"],
                     "Software": "nilearn SecondLevelModel", "Sources": sources}
@@ -481,7 +563,7 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
                        fdr_threshold=res["fdr_threshold"], fdr_voxels=fdr_vox,
                        cluster_threshold=res["cluster_threshold"],
                        cluster_count=n_clusters(res["cluster_clusters"][0]))
-            sizes = (f"{res['n1']} pairs" if contrast["type"] == "paired_sessions" else
+            sizes = (f"{res['n1']} pairs" if contrast["type"] != "two_group" else
                      f"{res['n1']} vs {res['n2']} participants")
             _log(f"voxelwise {name} {metric}: {sizes}, {fdr_vox} voxel(s) FDR-significant, "
                  f"{row['cluster_count']} cluster(s)" + (f" ({row['reason']})" if notes else ""))

@@ -379,10 +379,10 @@ def test_run_group_end_to_end(tmp_path, capsys):
     # voxelwise: percent maps fitted for both designs; Ktrans skipped with a reason
     vox = pd.read_csv(g / "desc-voxelwise_designs.tsv", sep="\t")
     done = vox[vox["status"] == "done"].set_index("contrast")
-    assert set(done.index) == {"patientsVsHC", "ictalVsInterictal"}
+    assert set(done.index) == {"patientsVsHC", "ictalVsInterictal", "ipsiVsContraIctal"}
     assert (done["metric"] == "percent").all()
     skipped = vox[vox["metric"] == "Ktrans"]
-    assert len(skipped) == 2 and (skipped["status"] == "skipped").all()
+    assert len(skipped) == 3 and (skipped["status"] == "skipped").all()
     assert skipped["reason"].str.contains("too few maps").all()
     assert "voxelwise ictalVsInterictal Ktrans: skipped" in err
     assert not (vox["metric"] == "preproc").any()
@@ -409,3 +409,65 @@ def test_run_group_end_to_end(tmp_path, capsys):
     for src in parser.src:
         assert (g / src).read_bytes()[:4] == b"\x89PNG", src
     assert "sub-999" in html and "<script" not in html
+
+
+def test_mirror_lr_exact_on_symmetric_grid_and_resampled_otherwise():
+    from pipeline.group import mirror_lr
+
+    data = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+    data[0, 3, 4] = np.nan
+    img = nb.Nifti1Image(data, AFFINE)  # x from -26 to +26 mm: symmetric about x = 0
+    out = np.asarray(mirror_lr(img).dataobj)
+    np.testing.assert_array_equal(out, data[::-1])  # NaN where the mirror image has it
+    shifted = AFFINE.copy()
+    shifted[0, 3] += 4.0  # one voxel off: the mirror is resampled, still x -> -x
+    out = np.asarray(mirror_lr(nb.Nifti1Image(data, shifted)).dataobj)
+    # voxel i (x = -22 + 4 i) mirrors to x = 22 - 4 i, voxel 11 - i of the shifted grid
+    np.testing.assert_allclose(out[:12], data[11::-1], rtol=1e-6)
+    assert np.isnan(out[11, 3, 4])  # the NaN voxel, mirrored
+    assert np.isnan(out[12:]).all()  # mirrored from outside the field of view
+
+
+def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
+    """Leaks on the headache side (left or right): after mirroring right-sided sessions the
+    ictal-vs-interictal and ipsi-vs-contra designs find them on the left only; without
+    mirroring the ictal design blurs them over both sides."""
+    from pipeline.group import _design_inputs, fit_voxelwise
+
+    rng = np.random.default_rng(3)
+    rows = []
+    left_blob = (slice(2, 5), slice(6, 10), slice(4, 8))  # x = -18..-10 mm
+    right_blob = (slice(9, 12), slice(6, 10), slice(4, 8))  # its mirror image
+    for i in range(12):
+        side = "left" if i % 2 else "right"
+        for ses, phase in (("ses-01", "interictal"), ("ses-02", "ictal")):
+            data = rng.normal(10.0, 1.0, SHAPE).astype(np.float32)
+            if phase == "ictal":
+                data[left_blob if side == "left" else right_blob] += 4.0
+            path = tmp_path / f"sub-{i:02d}_{ses}.nii.gz"
+            nb.Nifti1Image(data, AFFINE).to_filename(path)
+            rows.append({"participant_id": f"sub-{i:02d}", "session_id": ses, "phase": phase,
+                         "headache_side": side, "path": str(path)})
+    maps = pd.DataFrame(rows)
+    contrasts = {c["name"]: c for c in gs.check_contrasts(default_config()["group"]["contrasts"])}
+    left = np.zeros(SHAPE, bool)
+    left[left_blob] = True
+    right = np.zeros(SHAPE, bool)
+    right[right_blob] = True
+    found = {}
+    for name, flip in (("ictalVsInterictal", True), ("ictalVsInterictal", False),
+                       ("ipsiVsContraIctal", True)):
+        inputs, reason = _design_inputs(maps, contrasts[name], flip=flip)
+        assert reason is None
+        mirrored = sum(m for es in inputs["a"] for _, m in es)
+        assert mirrored == (6 if flip else 0)
+        res = fit_voxelwise(inputs, contrasts[name], smoothing_fwhm=None)
+        fdr = np.asarray(res["fdr_img"].dataobj)
+        found[(name, flip)] = ((fdr[left] > 0).mean(), (fdr[right] > 0).mean(),
+                               (fdr[~(left | right)] != 0).mean())
+    l, r, other = found[("ictalVsInterictal", True)]
+    assert l > 0.9 and r == 0 and other < 0.02
+    l, r, other = found[("ictalVsInterictal", False)]
+    assert l < 0.5 and r < 0.5  # half of the patients each side: weaker everywhere
+    l, r, other = found[("ipsiVsContraIctal", True)]
+    assert l > 0.9 and r == 0 and other < 0.02  # right half not tested (mirror image)
