@@ -176,6 +176,11 @@ def truth_regional_table(demo_dir, output_dir, source_table: str):
         raise ValueError(f"{truth_path}: not on the grid of {labels_path}")
     labels = np.asarray(lab_img.dataobj).astype(int)
     truth = truth_img.get_fdata()
+    if kind == "effect":
+        # effect = true - baseline, written in float32: rounding leaves ~1e-8 where nothing
+        # was planted; below 1e-4 of the map's largest true value is no effect
+        full = nb.load(str(truth_path).replace("_desc-effect_", "_desc-true_")).get_fdata()
+        truth[np.abs(truth) < 1e-4 * np.nanmax(np.abs(full))] = 0.0
     mask = np.isfinite(truth)
     if measured_name is not None:
         measured_img = nb.load(sesdir / (measured_name.format(**fill) + ".nii.gz"))
