@@ -246,8 +246,9 @@ PLANTED_TESTS = [
       for c, hemi in (("ictalVsInterictal", "ipsi"), ("ipsiVsContraIctal", "ipsi-contra"))],
     ("spect_late_meningeal_occipital", "ipsiVsContraIctal", "spect", "lateEarlyRatio",
      "inflamapLobes", "meningeal_occipital", "ipsi-contra", "paired_t"),
-    *[("pet_suvr_occipital", "MAVsHC", "pet", "SUVR", "inflamapLobes", roi, "bilateral",
-       "welch") for roi in ("occipital", "meningeal_occipital", "calvarial_occipital")],
+    *[("pet_suvr_occipital", "MAVsHC", "pet", "SUVR", "inflamapLobes", roi, hemi, "welch")
+      for roi in ("occipital", "meningeal_occipital", "calvarial_occipital")
+      for hemi in ("left", "right")],
 ]
 JOIN = ["contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test"]
 
