@@ -394,14 +394,14 @@ def _chromium_args(exe, profile):
             f"--user-data-dir={profile}"]
 
 
-def _render_and_check(html: Path, tmp_path: Path):
+def _render_and_check(html: Path, tmp_path: Path, min_dark: float = 0.02):
     """Screenshot the report and count the images that did not load (headless chromium)."""
     exe = _chromium()
     # a copy with the checking script, beside a link to the figures (same relative paths)
     view = tmp_path / "view"
     view.mkdir()
-    label = html.stem
-    (view / label).symlink_to(html.parent / label, target_is_directory=True)
+    for top in {src.split("/")[0] for src in _img_sources(html)}:  # the figure folders
+        (view / top).symlink_to(html.parent / top, target_is_directory=True)
     text = html.read_text().replace("</body>", CHECK_SCRIPT + "</body>")
     page = view / html.name
     page.write_text(text)
@@ -424,7 +424,7 @@ def _render_and_check(html: Path, tmp_path: Path):
     assert px.shape[0] >= 3000 and px.shape[1] >= 1200, px.shape
     assert float(px.std()) > 0.05, "blank screenshot"
     dark = (px.mean(axis=2) < 0.3).mean()  # brain slices are drawn on black
-    assert dark > 0.02, f"screenshot has almost no image content ({dark:.3f})"
+    assert dark > min_dark, f"screenshot has almost no image content ({dark:.3f})"
     return result
 
 
@@ -441,3 +441,27 @@ def test_chromium_renders_demo_report(demo_run, tmp_path):
     html = demo_run["out"] / "sub-01.html"
     result = _render_and_check(html, tmp_path)
     print(f"chromium: {result['total']} images in sub-01.html, none broken")
+
+
+def test_chromium_renders_group_report(tmp_path):
+    """The group report of a synthetic group run (forest, strip and glass-brain figures)."""
+    from test_group_stats import TEMPLATE, _write_dataset
+
+    from pipeline.config import Settings
+    from pipeline.group import run_group
+
+    _chromium()
+    (tmp_path / "data").mkdir()
+    bids, out = _write_dataset(tmp_path / "data")
+    settings = Settings()
+    settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
+    settings.workflow["anat"]["template"] = TEMPLATE
+    gcfg = settings.workflow["group"]
+    keep = ("patientsVsHC", "ictalVsInterictal", "ipsiVsContraIctal")
+    gcfg["contrasts"] = [c for c in gcfg["contrasts"] if c["name"] in keep]
+    assert run_group(settings) == 0
+    html = out / "group" / "group.html"
+    result = _render_and_check(html, tmp_path, min_dark=0.0)  # plots on white
+    kinds = {re.sub(r"_.*", "", Path(s).name) for s in _img_sources(html)}
+    assert {"forest", "strip", "glass"} <= kinds, kinds
+    assert result["total"] >= 6
