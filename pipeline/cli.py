@@ -163,6 +163,15 @@ def _check_paths(args):
         raise UsageError(f"{work}: the work folder must not be inside the output folder")
     if work == bids or bids in work.parents:
         raise UsageError(f"{work}: the work folder must not be inside the input dataset")
+    if args.analysis_level == "participant" and not args.reports_only:
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{work}: cannot create the work folder ({exc.strerror}); "
+                              "choose a writable location with -w") from None
+        if not os.access(work, os.W_OK | os.X_OK):
+            raise OutputError(f"{work}: work folder is not writable; fix its permissions or "
+                              "choose another with -w")
     return bids, out, work
 
 

@@ -562,7 +562,8 @@ def _run_unprivileged(prefix, *args):
                           capture_output=True, text=True, env=env, timeout=600, check=False)
 
 
-@pytest.mark.parametrize("what", ["unreadable-input-file", "unwritable-output-folder"])
+@pytest.mark.parametrize("what", ["unreadable-input-file", "unwritable-output-folder",
+                                  "unwritable-work-folder"])
 def test_permission_cases(what, tmp_path, offline_templates):
     prefix = _unprivileged_prefix()
     if prefix is None:
@@ -573,17 +574,22 @@ def test_permission_cases(what, tmp_path, offline_templates):
     if what == "unreadable-input-file":
         ds.t1w.chmod(0)
         culprit, code, fix = ds.t1w, EX_NOINPUT, "make it readable"
-    else:
+    elif what == "unwritable-output-folder":
         out.mkdir()
         out.chmod(0o555)
         culprit, code, fix = out, EX_CANTCREAT, "fix its permissions or choose another"
+    else:
+        work.mkdir()
+        work.chmod(0o555)
+        culprit, code, fix = work, EX_CANTCREAT, "choose another with -w"
     try:
         p = _run_unprivileged(prefix, ds.root, out, "participant", "--skip-bids-validation",
                               "-w", work, "--nprocs", "1",
                               "--config", _config(tmp_path, FAST_CONFIG))
     finally:
         ds.t1w.chmod(0o644)
-        out.chmod(0o755) if out.exists() else None
+        for folder in (out, work):
+            folder.chmod(0o755) if folder.exists() else None
     last = _last_line(p.stderr)
     assert p.returncode == code, p.stderr
     assert str(culprit) in last and fix in last, p.stderr
