@@ -115,7 +115,9 @@ def evaluate(demo_dir, output_dir, template_mask=None) -> list[dict]:
 # ROI maps the pipeline computed the table on (first one found), ``measured`` the map the
 # table summarises (its finite voxels are the table's voxels), ``truth`` the demo's truth on
 # the same grid. Gadolinium, DCE and USPIO truths are the planted *effect* maps (the planted
-# change is added to the baseline, so unplanted ROIs have a true effect of exactly 0); PET
+# change is added to the baseline, so unplanted ROIs have a true effect of exactly 0; for a
+# Patlak DCE analysis, the change Patlak gives on noise-free data, which backflux makes
+# smaller than the planted Ktrans; for extended Tofts the planted Ktrans change); PET
 # truth is the noise-free SUV divided by its mean over the pipeline's brain mask (SUVR with
 # the whole-brain reference); SPECT truth is the noise-free late/early ratio on the T1w grid
 # (the table is on the SPECT grid: approximate).
@@ -126,7 +128,7 @@ TRUTH_SOURCES = [
      "effect"),
     (r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-Ktrans_regions",
      ["anat/{s}_ce-{agent}_atlas-{atlas}_desc-extracerebral_dseg"],
-     "anat/{s}_ce-{agent}_Ktrans", "{s}_ce-{agent}_desc-effect_Ktrans", "effect"),
+     "anat/{s}_ce-{agent}_Ktrans", "{s}_ce-{agent}_desc-{dce_effect}_Ktrans", "effect"),
     (r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-dR2star_regions",
      ["anat/{s}_ce-{agent}_atlas-{atlas}_desc-extracerebral_dseg",
       "anat/{s}_ce-{agent}_atlas-{atlas}_dseg"],
@@ -141,10 +143,10 @@ TRUTH_SOURCES = [
 ]
 
 
-def truth_regional_table(demo_dir, output_dir, source_table: str):
+def truth_regional_table(demo_dir, output_dir, source_table: str, dce_model="patlak"):
     """The regional table ``source_table`` (relative to ``output_dir``) recomputed on the
     demo's truth over the pipeline's own ROIs, or ``None`` for tables without a truth
-    (e.g. the normalised T1w)."""
+    (e.g. the normalised T1w). ``dce_model``: the run's ``dce.model``."""
     import nibabel as nb
     import pandas as pd
 
@@ -163,7 +165,8 @@ def truth_regional_table(demo_dir, output_dir, source_table: str):
             break
     else:
         return None
-    fill = {"s": s, **m.groupdict()}
+    fill = {"s": s, **m.groupdict(),
+            "dce_effect": "patlakEffect" if dce_model == "patlak" else "effect"}
     sesdir = output_dir / pid / ses
     labels_path = next((sesdir / (n.format(**fill) + ".nii.gz") for n in label_names
                         if (sesdir / (n.format(**fill) + ".nii.gz")).exists()), None)
@@ -176,7 +179,7 @@ def truth_regional_table(demo_dir, output_dir, source_table: str):
         raise ValueError(f"{truth_path}: not on the grid of {labels_path}")
     labels = np.asarray(lab_img.dataobj).astype(int)
     truth = truth_img.get_fdata()
-    if kind == "effect":
+    if "_desc-effect_" in truth_path.name:
         # effect = true - baseline, written in float32: rounding leaves ~1e-8 where nothing
         # was planted; below 1e-4 of the map's largest true value is no effect
         full = nb.load(str(truth_path).replace("_desc-effect_", "_desc-true_")).get_fdata()
@@ -212,7 +215,7 @@ def truth_regional_table(demo_dir, output_dir, source_table: str):
     return both.drop(columns=["mean_measured", "median_measured", "sd"])
 
 
-def truth_group_table(demo_dir, output_dir) -> "pd.DataFrame":
+def truth_group_table(demo_dir, output_dir, dce_model="patlak") -> "pd.DataFrame":
     """``group/desc-all_regions.tsv`` of a finished group run with ``mean``/``median``
     replaced by their truth (rows of tables without a truth are dropped)."""
     import pandas as pd
@@ -223,7 +226,7 @@ def truth_group_table(demo_dir, output_dir) -> "pd.DataFrame":
                            dtype={"participant_id": str, "session_id": str})
     frames = []
     for source, rows in measured.groupby("source_table", sort=True):
-        truth = truth_regional_table(demo_dir, output_dir, source)
+        truth = truth_regional_table(demo_dir, output_dir, source, dce_model)
         if truth is None:
             continue
         t = truth.set_index(["roi", "hemisphere"])
@@ -272,10 +275,11 @@ def evaluate_group(demo_dir, output_dir, config=None):
     demo_dir, output_dir = Path(demo_dir), Path(output_dir)
     if config is None:
         config = demo_dir / "inflamap-demo.yml"
-    g = group_settings(load_workflow_config(config))
+    workflow = load_workflow_config(config)
+    g = group_settings(workflow)
     measured = pd.read_csv(output_dir / "group" / "desc-roistats_stats.tsv", sep="\t",
                            na_values=["n/a"], keep_default_na=False)
-    truth_table = truth_group_table(demo_dir, output_dir)
+    truth_table = truth_group_table(demo_dir, output_dir, workflow["dce"]["model"])
     truth = group_statistics(truth_table, g["contrasts"], value=g["value"], alpha=g["alpha"],
                              fdr=g["fdr"], ci_level=g["ci_level"],
                              target_power=g["target_power"], min_n=g["min_n"],

@@ -13,7 +13,8 @@ pre- and post-gadolinium T1w, pre/post-ferumoxytol multi-echo GRE, VFA and a DCE
 ``ses-01`` also has a [11C]PBR28 PET, ``ses-02`` an early/late 99mTc-albumin SPECT pair.
 Every image has its own true rigid head position. The truth of each planted effect is
 written beside the data (``groundtruth/``): effect maps on the acquisition grids
-(gadolinium percent, DCE Ktrans, USPIO ΔR2*) and noise-free PET SUV (with and without the
+(gadolinium percent, DCE Ktrans, USPIO ΔR2*; for DCE also the change a Patlak analysis of
+noise-free data gives, ``desc-patlakEffect``) and noise-free PET SUV (with and without the
 effects) and SPECT late/early ratio maps on the T1w grid of the session, so that tests can
 evaluate them over the pipeline's own ROIs.
 """
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..models.dce import patlak
 from ..models.pharmacokinetics import extended_tofts_concentration, parker_aif
 from ..models.signal import multiecho_signal, spgr_signal
 from ..utils import atomic_write_nifti, atomic_write_text
@@ -464,6 +466,17 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
             eff_kt = sum(fr[t] * voxel_param(t, "ktrans", dshape, masks) for t in TISSUES)
             _save(eff_kt - base_kt, daff, truth_dir / pid / ses /
                   f"{stem}_ce-{GAD_AGENT}_desc-effect_Ktrans.nii.gz", dtype=np.float32)
+            # the truth of a Patlak analysis (the default model): Patlak fitted to the
+            # voxel's noise-free added tissue concentration with the true plasma input.
+            # Patlak ignores backflux, so where ve is finite it is below the added Ktrans
+            # (GM, ve 0.2, +0.01/min over 6 min: ~-15 %); the fit is linear in the curve.
+            added = sum(fr[t][..., None] * (gad_concentration(t, t_dce, dshape, masks, cp)
+                                            - gad_concentration(t, t_dce, dshape, [], cp))
+                        for t in {t for t, *_ in masks})
+            patlak_effect = (patlak(added, cp, t_dce)["ktrans"] if masks
+                             else np.zeros(dshape))
+            _save(patlak_effect, daff, truth_dir / pid / ses /
+                  f"{stem}_ce-{GAD_AGENT}_desc-patlakEffect_Ktrans.nii.gz", dtype=np.float32)
             for pname in ("ktrans", "vp"):
                 true_map = sum(fr[t] * voxel_param(t, pname, dshape, masks) for t in TISSUES)
                 _save(true_map, daff, truth_dir / pid / ses /
