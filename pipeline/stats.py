@@ -104,7 +104,7 @@ COLUMN_DESCRIPTIONS = {
                 "of medians (mannwhitney), median difference (wilcoxon), covariate-adjusted "
                 "difference (ols); Spearman r for correlations",
     "estimate_ci_low": "lower confidence limit of the estimate (t-based for welch/paired_t, "
-                       "model-based for ols, percentile bootstrap over participants (2,000 "
+                       "model-based for ols, percentile bootstrap over participants (1,000 "
                        "resamples, fixed seed) for the medians of mannwhitney/wilcoxon)",
     "estimate_ci_high": "upper confidence limit of the estimate",
     "effect_size_type": "hedges_g, rank_biserial, std_beta (ols coefficient / residual SD), "
@@ -370,7 +370,7 @@ def welch_test(a, b, ci_level=0.95, min_n=3):
             "statistic": t, "df": df, "p": p, "reason": None, "power_es": g}
 
 
-BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def _matched_rank_biserial(d, axis=-1):
