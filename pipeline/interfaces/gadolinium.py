@@ -102,12 +102,10 @@ class EnhancementMaps(SimpleInterface):
         post = post_img.get_fdata()
         brain = np.asarray(nb.load(self.inputs.brain_mask).dataobj) > 0
         wm = (nb.load(self.inputs.wm_prob).get_fdata() >= self.inputs.wm_threshold) & brain
-        bad = np.zeros(pre.shape[:3], bool)
-        for path in self.inputs.exclude if isdefined(self.inputs.exclude) else []:
-            m = nb.load(path)
-            if not same_grid(pre_img, m):
-                raise ValueError(f"{path}: not on the grid of {self.inputs.pre}")
-            bad |= np.asarray(m.dataobj) > 0
+        from pipeline.interfaces.images import union_mask
+
+        bad = union_mask(self.inputs.exclude if isdefined(self.inputs.exclude) else [],
+                         pre_img)
         brain &= ~bad
         wm = ndimage.binary_erosion(wm) if ndimage.binary_erosion(wm).sum() >= 50 else wm
         wm &= ~bad

@@ -30,17 +30,17 @@ from nipype.interfaces.base import (
 from pipeline.utils import same_grid
 
 
-def _union(paths, ref):
-    """Union of the masks ``paths`` (same grid as ``ref``); ``None`` when there are none."""
+def union_mask(paths, ref):
+    """Union of the masks ``paths`` (on the grid of the image ``ref``): a boolean array,
+    all False when there are none."""
     import nibabel as nb
 
-    out = None
+    out = np.zeros(ref.shape[:3], bool)
     for p in paths:
         img = nb.load(p)
         if not same_grid(img, ref):
             raise ValueError(f"{p}: mask not on the grid of {ref.get_filename()}")
-        m = np.asarray(img.dataobj) > 0
-        out = m if out is None else out | m
+        out |= np.asarray(img.dataobj).reshape(img.shape[:3]) > 0
     return out
 
 
@@ -108,7 +108,7 @@ class ExcludeVoxels(SimpleInterface):
         outs = []
         for i, path in enumerate(self.inputs.in_files):
             img = nb.load(path)
-            bad = _union(self.inputs.exclude, img)
+            bad = union_mask(self.inputs.exclude, img)
             if not bad.any():
                 outs.append(path)
                 continue
@@ -141,7 +141,7 @@ class MaskMap(SimpleInterface):
         import nibabel as nb
 
         img = nb.load(self.inputs.in_file)
-        bad = _union(self.inputs.exclude, img)
+        bad = union_mask(self.inputs.exclude, img)
         out = self.inputs.in_file
         if bad.any():
             data = img.get_fdata(dtype=np.float32)
