@@ -440,6 +440,22 @@ def sidecar_of(image) -> str:
     return str(p)
 
 
+def _flip_angle_and_tr(meta: dict, path, example_tr: str) -> tuple:
+    """``FlipAngle`` (degrees) and ``RepetitionTimeExcitation`` (s) of a spoiled-gradient-echo
+    sidecar, checked (one-line :class:`DataError` naming the file)."""
+    from .metadata import _as_float, _short
+
+    fa, tr = _as_float(meta["FlipAngle"]), _as_float(meta["RepetitionTimeExcitation"])
+    if fa is None or not 0 < fa <= 180:
+        raise DataError(f"{path}: FlipAngle is {_short(meta['FlipAngle'])}; give the flip angle "
+                        "in degrees (0–180]")
+    if tr is None or not 0 < tr < 10:
+        raise DataError(f"{path}: RepetitionTimeExcitation is "
+                        f"{_short(meta['RepetitionTimeExcitation'])}; give the TR between "
+                        f"excitations in seconds (e.g. {example_tr})")
+    return fa, tr
+
+
 def dce_acquisition(meta: dict, path) -> dict:
     """The checked acquisition parameters of a DCE series
     (:func:`pipeline.interfaces.dce.dce_metadata`), errors as :class:`DataError`."""
@@ -458,14 +474,7 @@ def dce_acquisition(meta: dict, path) -> dict:
                     "it is the TR between excitations)")
         raise DataError(f"{path}: DCE sidecar lacks {', '.join(missing)}; add "
                         + "; ".join(f"{k} ({need[k]})" for k in missing) + hint)
-    fa, tr = _as_float(meta["FlipAngle"]), _as_float(meta["RepetitionTimeExcitation"])
-    if fa is None or not 0 < fa <= 180:
-        raise DataError(f"{path}: FlipAngle is {_short(meta['FlipAngle'])}; give the flip angle "
-                        "in degrees (0–180]")
-    if tr is None or not 0 < tr < 10:
-        raise DataError(f"{path}: RepetitionTimeExcitation is "
-                        f"{_short(meta['RepetitionTimeExcitation'])}; give the TR between "
-                        "excitations in seconds (e.g. 0.004)")
+    fa, tr = _flip_angle_and_tr(meta, path, "0.004")
     raw = meta["FrameTimesStart"]
     times = [_as_float(t) for t in raw] if isinstance(raw, list) else [None]
     if len(times) < 3 or any(t is None for t in times):
@@ -500,7 +509,6 @@ def vfa_acquisition(metas, paths) -> tuple:
     Raises :class:`DataError`: a field missing or not a number, fewer than two different flip
     angles, different TRs.
     """
-    from .metadata import _as_float
 
     paths = [str(p) for p in paths]
     if not paths:
@@ -511,14 +519,7 @@ def vfa_acquisition(metas, paths) -> tuple:
                           ("RepetitionTimeExcitation", "TR between excitations in s")):
             if key not in meta:
                 raise DataError(f"{path}: VFA sidecar lacks {key}; add the {what}")
-        fa, tr = _as_float(meta["FlipAngle"]), _as_float(meta["RepetitionTimeExcitation"])
-        if fa is None or not 0 < fa <= 180:
-            raise DataError(f"{path}: FlipAngle is {meta['FlipAngle']!r}; give the flip angle "
-                            "in degrees (0–180]")
-        if tr is None or not 0 < tr < 10:
-            raise DataError(f"{path}: RepetitionTimeExcitation is "
-                            f"{meta['RepetitionTimeExcitation']!r}; give the TR between "
-                            "excitations in seconds (e.g. 0.005)")
+        fa, tr = _flip_angle_and_tr(meta, path, "0.005")
         angles.append(fa)
         trs.append(tr)
     if len({round(a, 6) for a in angles}) < 2:

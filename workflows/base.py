@@ -232,6 +232,7 @@ def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, te
     """The DCE workflow of one series, connected to the session's anatomy, and its sinks."""
     from pipeline.errors import DataError
     from pipeline.interfaces.dce import dce_metadata
+    from pipeline.preflight import vfa_acquisition
 
     from .dce import init_dce_wf
 
@@ -239,20 +240,11 @@ def _add_dce(workflow, settings, layout, anat_wf, agent, dce, vfa_files, t1w, te
         meta = dce_metadata(dce, layout.get_metadata(dce))
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    angles, trs = [], []
-    for f in vfa_files:
-        m = layout.get_metadata(f)
-        if "FlipAngle" not in m or "RepetitionTimeExcitation" not in m:
-            raise DataError(f"{f}: VFA sidecar needs FlipAngle and RepetitionTimeExcitation")
-        angles.append(float(m["FlipAngle"]))
-        trs.append(float(m["RepetitionTimeExcitation"]))
-    if len(set(angles)) < 2:
-        raise DataError(f"{vfa_files[0]}: VFA needs at least two different flip angles")
-    if max(trs) - min(trs) > 1e-6:
-        raise DataError(f"{vfa_files[0]}: the VFA images have different RepetitionTimeExcitation")
+    # the checks the preflight made (one piece of code for both)
+    angles, vfa_tr = vfa_acquisition([layout.get_metadata(f) for f in vfa_files], vfa_files)
     dcfg = settings.workflow["dce"]
     vif_mask = _vif_mask(dcfg.get("vif_mask"), settings.execution.bids_dir, pid, sid, dce)
-    dce_wf = init_dce_wf(agent, meta, angles, trs[0], template, template_files["template"],
+    dce_wf = init_dce_wf(agent, meta, angles, vfa_tr, template, template_files["template"],
                          dcfg, pid, sid, headache_side=info.get("headache_side"),
                          covariates=info["carry"],
                          min_voxels=settings.workflow["regional"]["min_voxels"],
