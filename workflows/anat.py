@@ -135,7 +135,9 @@ Extra-cerebral regions were defined in native space: a meningeal band
 brain mask) and a calvarial band ({settings['calvarial_band_mm'][0]:g}–
 {settings['calvarial_band_mm'][1]:g} mm), each split by lobe and hemisphere after the nearest
 atlas region, and the superior sagittal and transverse sinuses (a geometric prior in template
-space brought to the T1w), which were excluded from both bands.
+space brought to the T1w), which were excluded from both bands. Voxels without a finite
+value in the input images, if any, were set to zero for registration and excluded from the
+brain mask, every region and every quantitative map (their number is in the sidecars).
 """
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
