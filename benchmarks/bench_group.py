@@ -169,7 +169,7 @@ def main(argv=None):
     from pipeline.config import default_config
     from pipeline.stats import group_statistics
 
-    cfg = default_config()["group"]
+    cfg = default_config().group
     t0 = time.perf_counter()
     table, _, _ = synthetic_group_table(args.participants, seed=args.seed, effects=[
         {"modality": "pet", "roi": "occipital", "size": 0.1, "who": "MA"},
@@ -181,9 +181,9 @@ def main(argv=None):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     t0 = time.perf_counter()
     res = group_statistics(
-        table, cfg["contrasts"], value=cfg["value"], alpha=cfg["alpha"], fdr=cfg["fdr"],
-        ci_level=cfg["ci_level"], target_power=cfg["target_power"], min_n=cfg["min_n"],
-        covariates=cfg["covariates"], modality_rules=cfg["modality_rules"])
+        table, cfg.contrasts, value=cfg.value, alpha=cfg.alpha, fdr=cfg.fdr,
+        ci_level=cfg.ci_level, target_power=cfg.target_power, min_n=cfg.min_n,
+        covariates=cfg.covariates, modality_rules=cfg.modality_rules)
     elapsed = time.perf_counter() - t0
     n_tests = int(res["p"].notna().sum())
     print(f"group statistics: {len(res):,} result rows ({n_tests:,} tests, "

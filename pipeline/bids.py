@@ -9,6 +9,7 @@ covariates come from ``participants.tsv`` and ``sub-<label>_sessions.tsv``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,8 @@ import pandas as pd
 from .errors import BIDSValidationError, DataError, InputMissingError, UsageError
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
+#: longest participant/session label accepted (labels name workflow nodes and folders)
+MAX_LABEL = 64
 
 
 def check_bids_root(bids_dir) -> Path:
@@ -49,6 +52,9 @@ def clean_labels(labels, entity="participant") -> list[str]:
         if not LABEL_RE.match(lab):
             raise UsageError(
                 f"--{entity}-label {lab!r}: BIDS labels are letters and digits only")
+        if len(lab) > MAX_LABEL:
+            raise UsageError(f"--{entity}-label {lab[:20]}...: {len(lab)} characters; labels "
+                             f"longer than {MAX_LABEL} are refused (they name work folders)")
         out.append(lab)
     return sorted(set(out))
 
@@ -79,28 +85,215 @@ def validate(bids_dir) -> None:
             + "; fix the dataset or pass --skip-bids-validation")
 
 
+#: datatype folders inflamap reads (BIDS datatypes, and ``spect`` of inflamap's convention)
+DATATYPES = ("anat", "perf", "pet", "spect")
+
+
+def _anchored_config(root: str) -> dict:
+    """pybids' ``bids`` configuration with every entity pattern anchored at ``root``.
+
+    pybids matches its entity patterns against the absolute path, so folder names above the
+    dataset leak into its files (a dataset under ``study_ses-01/`` gives every file session
+    01, under ``perf/`` every file the datatype perf). Anchored, a pattern can only match
+    within the dataset's own relative path.
+    """
+    import re as _re
+
+    from bids.layout.models import Config
+
+    base = Config.load("bids")
+    prefix = "^" + _re.escape(root.rstrip("/\\")) + r"(?=[/\\])(?:[/\\].*?)??"
+    entities = []
+    for ent in base.entities.values():
+        spec = {"name": ent.name, "pattern": ent.pattern, "mandatory": ent.mandatory,
+                "dtype": {int: "int", float: "float", bool: "bool"}.get(ent._dtype, "str")}
+        if ent.directory:
+            spec["directory"] = ent.directory
+        if ent.pattern:
+            spec["pattern"] = prefix + ent.pattern
+        entities.append(spec)
+    return {"name": "bids", "entities": entities}
+
+
+#: folders pybids does not index (and inflamap does not read)
+IGNORED_FOLDERS = ("code", "derivatives", "models", "sourcedata", "stimuli")
+#: a JSON sidecar larger than this is not a sidecar (a wrong file, or a link to a device)
+MAX_SIDECAR_BYTES = 4 * 2**20
+#: entries scanned at most (a dataset larger than this is refused as runaway)
+MAX_ENTRIES = 2_000_000
+
+
+def scan_dataset(root) -> int:
+    """Refuse, before the validator or pybids read anything, what would make them hang or
+    read without end: a FIFO, socket or device (also through a symbolic link, e.g. to
+    ``/dev/zero``), a folder link that loops back, a JSON sidecar over
+    :data:`MAX_SIDECAR_BYTES`. Dangling links are allowed (DataLad files not fetched: the
+    preflight names them if they are needed). Returns the number of entries seen."""
+    import stat
+
+    root = Path(root)
+    seen_dirs, n = set(), 0
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            raise InputMissingError(f"{folder}: cannot be read ({exc.strerror})") from None
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            raise DataError(f"{folder}: a folder link that loops back to {folder.resolve()}; "
+                            "remove the symbolic link")
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except PermissionError:
+            raise InputMissingError(f"{folder}: cannot be listed (permission denied); make it "
+                                    "readable by the user running inflamap") from None
+        except OSError as exc:
+            raise InputMissingError(f"{folder}: cannot be listed ({exc.strerror})") from None
+        for entry in entries:
+            n += 1
+            if n > MAX_ENTRIES:
+                raise DataError(f"{root}: more than {MAX_ENTRIES:,} files and folders; is it "
+                                "a BIDS dataset's root?")
+            if entry.name.startswith(".") or (folder == root and entry.name in IGNORED_FOLDERS):
+                continue
+            path = Path(entry.path)
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except FileNotFoundError:
+                continue  # a dangling link
+            except OSError as exc:
+                if exc.errno == 40:  # ELOOP: a link that points to itself
+                    raise DataError(f"{path}: a symbolic link that loops; remove it") from None
+                raise InputMissingError(f"{path}: cannot be read ({exc.strerror})") from None
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(path)
+            elif not stat.S_ISREG(st.st_mode):
+                kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+                        "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+                via = f" (a link to {os.path.realpath(path)})" if entry.is_symlink() else ""
+                raise DataError(f"{path}: {kind}{via}, not a regular file; remove it or "
+                                "replace it by the file itself")
+            elif entry.name.endswith(".json") and st.st_size > MAX_SIDECAR_BYTES:
+                raise DataError(f"{path}: {st.st_size:,} bytes, far larger than a JSON sidecar "
+                                f"(≤ {MAX_SIDECAR_BYTES // 2**20} MiB); is it the right file?")
+    return n
+
+
+def check_json_files(root) -> None:
+    """Raise :class:`DataError` (or :class:`InputMissingError`) for the first JSON file of
+    the dataset (top level and ``sub-*``) that cannot be read as a JSON object."""
+    import json
+
+    root = Path(root)
+    files = sorted(root.glob("*.json")) + sorted(
+        p for d in sorted(root.glob("sub-*")) if d.is_dir() for p in d.rglob("*.json"))
+    for p in files:
+        if not p.exists():
+            continue  # a dangling link: reported when (if) it is needed
+        try:
+            text = p.read_bytes()
+        except PermissionError:
+            raise InputMissingError(f"{p}: cannot be read (permission denied); make it "
+                                    "readable by the user running inflamap (e.g. chmod a+r)"
+                                    ) from None
+        except OSError as exc:
+            raise InputMissingError(f"{p}: cannot be read ({exc.strerror})") from None
+        try:
+            meta = json.loads(text.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise DataError(f"{p}: not UTF-8 text; save the sidecar as UTF-8 JSON") from None
+        except ValueError as exc:
+            raise DataError(f"{p}: not valid JSON ({exc}); fix the syntax") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{p}: a sidecar must be a JSON object ({{...}}), found "
+                            f"{type(meta).__name__}; fix the file")
+
+
 def get_layout(bids_dir):
-    """A pybids layout of the raw dataset (read-only: no database is written into it).
+    """A pybids layout of the raw dataset (read-only: no database is written into it),
+    whose entities come from each file's path relative to the dataset root only.
 
     pybids reads every JSON sidecar while indexing; an unreadable or invalid one is reported
-    as a one-line error naming it (:func:`pipeline.preflight.check_json_files`).
+    as a one-line error naming it (:func:`check_json_files`).
     """
     from bids import BIDSLayout
+    from bids.layout.validation import validate_root
 
     try:
-        return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+        root, _ = validate_root(str(bids_dir), False)
+        return BIDSLayout(str(bids_dir), validate=False, derivatives=False,
+                          config=[_anchored_config(str(root))])
     except Exception as exc:  # noqa: BLE001 - pybids raises OSError/ValueError/...
-        from .preflight import check_json_files
-
         check_json_files(bids_dir)  # raises naming the bad file
         raise DataError(f"{bids_dir}: pybids cannot index the dataset "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
                         "; check the file names and sidecars") from None
 
 
+def in_bids_location(layout, path) -> bool:
+    """Whether ``path`` lies where BIDS puts a participant's data file:
+    ``sub-<l>/[ses-<s>/]<datatype>/sub-<l>[_ses-<s>]_*``, the folder labels equal to the
+    name's. Stray copies (``archive/sub-01/...``, ``sub-01 copy/``, ``anat/old/``) are not."""
+    try:
+        parts = Path(path).relative_to(layout.root).parts
+    except ValueError:
+        return False
+    if len(parts) not in (3, 4) or not re.fullmatch(r"sub-[A-Za-z0-9]+", parts[0]):
+        return False
+    prefix = parts[0]
+    if len(parts) == 4:
+        if not re.fullmatch(r"ses-[A-Za-z0-9]+", parts[1]):
+            return False
+        prefix += "_" + parts[1]
+    return parts[-2] in DATATYPES and parts[-1].startswith(prefix + "_")
+
+
+#: entities a --bids-filter-file may set per role (participant, session and datatype come
+#: from the selection and the roles themselves)
+FILTER_ENTITIES = ("acquisition", "reconstruction", "run", "echo", "flip", "ceagent", "tracer",
+                   "task", "direction", "part", "inv", "mt", "space", "chunk")
+#: the roles of a --bids-filter-file (keys of :func:`collect_session`)
+FILTER_ROLES = ("t1w", "t1w_ce", "megre", "megre_ce", "vfa", "dce", "pet", "spect")
+
+
+def check_filters(filters, source) -> dict:
+    """A ``--bids-filter-file``'s content, checked: roles, entities and value types
+    (:class:`UsageError` naming the file, the role and the entity)."""
+    if not isinstance(filters, dict):
+        raise UsageError(f"{source}: must be a JSON object mapping roles "
+                         f"({', '.join(FILTER_ROLES)}) to entities")
+    out = {}
+    for role, ents in filters.items():
+        if role not in FILTER_ROLES:
+            raise UsageError(f"{source}: unknown role {role!r}; roles are "
+                             f"{', '.join(FILTER_ROLES)}")
+        if not isinstance(ents, dict):
+            raise UsageError(f"{source}: role {role!r} must map entities to values, got "
+                             f"{type(ents).__name__}")
+        for key, value in ents.items():
+            if key in ("subject", "session", "datatype", "suffix", "extension"):
+                raise UsageError(f"{source}: role {role!r} may not set {key!r} (it comes from "
+                                 "--participant-label/--session-label and the role); remove it")
+            if key not in FILTER_ENTITIES:
+                raise UsageError(f"{source}: role {role!r}: unknown entity {key!r}; use one of "
+                                 f"{', '.join(FILTER_ENTITIES)}")
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))
+                                      or (isinstance(v, str) and not LABEL_RE.match(v))):
+                    raise UsageError(f"{source}: role {role!r}: {key} value {v!r} is not a "
+                                     "BIDS label (letters and digits), an index or null")
+        out[role] = dict(ents)
+    return out
+
+
 def select_participants(layout, labels) -> list[str]:
     """Requested participants that exist (all when none requested)."""
-    available = sorted(layout.get_subjects())
+    available = sorted(p[4:] for p in _folders(Path(layout.root), "sub-")
+                       if LABEL_RE.match(p[4:]))
     if not available:
         raise InputMissingError(f"{layout.root}: no sub-<label> folders found")
     labels = clean_labels(labels)
@@ -134,7 +327,8 @@ def collect_session(layout, subject: str, session: str | None, filters: dict | N
         base["session"] = session
 
     def q(role, **kw):
-        return layout.get(**{**base, **kw, **filters.get(role, {})})
+        found = layout.get(**{**base, **kw, **filters.get(role, {})})
+        return [f for f in found if in_bids_location(layout, f.path)]
 
     t1w = q("t1w", suffix="T1w", datatype="anat", ceagent=None, acquisition=None)
     if len(t1w) > 1:
@@ -165,7 +359,8 @@ def collect_session(layout, subject: str, session: str | None, filters: dict | N
 
 def sessions_of(layout, subject: str, session_labels=None) -> list:
     """The participant's sessions (``[None]`` for a dataset without sessions)."""
-    sessions = sorted(layout.get_sessions(subject=subject))
+    sessions = sorted(p[4:] for p in _folders(Path(layout.root) / f"sub-{subject}", "ses-")
+                      if LABEL_RE.match(p[4:]))
     labels = clean_labels(session_labels, "session")
     if not sessions:
         if labels:
@@ -186,7 +381,7 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
                            dtype={"participant_id": str, "session_id": str})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - pandas raises several types
         raise DataError(f"{path}: cannot read as a TSV table ({exc})") from None
 
 
@@ -199,58 +394,110 @@ def _check_levels(df, column, allowed, path):
                 f"{', '.join(allowed)} (or n/a)")
 
 
-def _read_covariates(path: Path, id_column: str, levels: dict) -> pd.DataFrame:
-    """A covariate table with its id column, checked against the documented levels."""
+def _check_ids(df, id_column: str, path: Path, folders: set) -> None:
+    """Ids well formed (``sub-<label>``/``ses-<label>``), unique, each with its folder."""
+    prefix, what = {"participant_id": ("sub-", "participant"),
+                    "session_id": ("ses-", "session")}[id_column]
+    seen = {}
+    for i, value in enumerate(df[id_column].tolist()):
+        row = i + 2  # line in the file (line 1: the header)
+        text = "" if value is None or (isinstance(value, float) and value != value) else value
+        if not re.fullmatch(prefix + r"[A-Za-z0-9]+", str(text)):
+            hint = ("; remove the spaces" if str(text).strip() != str(text)
+                    and re.fullmatch(prefix + r"[A-Za-z0-9]+", str(text).strip())
+                    else f"; write {prefix}<label> (letters and digits)")
+            raise DataError(f"{path}: row {row}: {id_column} {text!r} is not a {what} "
+                            f"identifier{hint}")
+        if text in seen:
+            raise DataError(f"{path}: {id_column} {text} is listed twice (rows {seen[text]} "
+                            f"and {row}); keep one row per {what}")
+        seen[text] = row
+        if text not in folders:
+            raise DataError(f"{path}: row {row}: {text} has no folder {path.parent / text}; "
+                            "fix the identifier (e.g. ses-01, not ses-1) or remove the row")
+
+
+def _folders(root: Path, prefix: str) -> set:
+    return {p.name for p in root.glob(prefix + "*") if p.is_dir()} if root.is_dir() else set()
+
+
+def read_participants(bids_dir, covariates) -> pd.DataFrame:
+    """``participants.tsv``, checked: ``participant_id`` well formed, unique and with a
+    folder on every row, ``group`` within the documented values; empty if absent."""
+    path = Path(bids_dir) / "participants.tsv"
     if not path.exists():
-        return pd.DataFrame(columns=[id_column])
+        return pd.DataFrame(columns=["participant_id"])
     df = _read_tsv(path)
-    if id_column not in df:
-        raise DataError(f"{path}: no '{id_column}' column")
-    for column, allowed in levels.items():
-        _check_levels(df, column, allowed, path)
+    if "participant_id" not in df:
+        raise DataError(f"{path}: no 'participant_id' column; add it (sub-<label> per row)")
+    _check_ids(df, "participant_id", path, _folders(Path(bids_dir), "sub-"))
+    _check_levels(df, "group", covariates.groups, path)
     return df
 
 
-def read_participants(bids_dir, covariates: dict) -> pd.DataFrame:
-    """``participants.tsv`` checked against the documented levels; empty if absent."""
-    return _read_covariates(Path(bids_dir) / "participants.tsv", "participant_id",
-                            {"group": covariates["groups"]})
+def read_sessions(bids_dir, subject: str, covariates) -> pd.DataFrame:
+    """``sub-<label>_sessions.tsv``, checked like :func:`read_participants` (``session_id``
+    rows against the ``ses-*`` folders; ``headache_side``, ``phase`` values); empty if
+    absent."""
+    folder = Path(bids_dir) / f"sub-{subject}"
+    path = folder / f"sub-{subject}_sessions.tsv"
+    if not path.exists():
+        return pd.DataFrame(columns=["session_id"])
+    df = _read_tsv(path)
+    if "session_id" not in df:
+        raise DataError(f"{path}: no 'session_id' column; add it (ses-<label> per row)")
+    _check_ids(df, "session_id", path, _folders(folder, "ses-"))
+    _check_levels(df, "headache_side", covariates.headache_sides, path)
+    _check_levels(df, "phase", covariates.phases, path)
+    return df
 
 
-def read_sessions(bids_dir, subject: str, covariates: dict) -> pd.DataFrame:
-    """``sub-<label>_sessions.tsv`` checked against the documented levels; empty if absent."""
-    return _read_covariates(
-        Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv", "session_id",
-        {"headache_side": covariates["headache_sides"], "phase": covariates["phases"]})
+def _row_dict(row) -> dict:
+    return {k: (None if pd.isna(v) else v) for k, v in row.items()}
 
 
-def session_info(bids_dir, subject: str, session: str | None, covariates: dict) -> dict:
-    """The sessions.tsv row of one session as a dict (NaN for n/a), ``{}`` if none."""
-    df = read_sessions(bids_dir, subject, covariates)
-    if session is None or df.empty:
-        return {}
-    row = df[df["session_id"] == f"ses-{session}"]
-    if row.empty:
-        return {}
-    return {k: (None if pd.isna(v) else v) for k, v in row.iloc[0].to_dict().items()}
+class DatasetTables:
+    """The clinical covariates of a dataset (``participants.tsv``, ``sessions.tsv``), each
+    table read and checked once."""
 
+    def __init__(self, bids_dir, covariates, layout=None):
+        self.bids_dir = Path(bids_dir)
+        self.covariates = covariates
+        self._participants = None
+        self._sessions = {}
 
-def carried_covariates(bids_dir, subject: str, session: str | None, covariates: dict,
-                       columns) -> dict:
-    """Values of ``columns`` for one participant and session, for the regional tables.
+    @property
+    def participants(self) -> pd.DataFrame:
+        if self._participants is None:
+            self._participants = read_participants(self.bids_dir, self.covariates)
+        return self._participants
 
-    A column is looked up in the session's ``sessions.tsv`` row first, then in the
-    participant's ``participants.tsv`` row; absent or n/a gives ``"n/a"``.
-    """
-    row = dict(session_info(bids_dir, subject, session, covariates))
-    parts = read_participants(bids_dir, covariates)
-    if "participant_id" in parts:
-        prow = parts[parts["participant_id"] == f"sub-{subject}"]
-        if len(prow):
-            for k, v in prow.iloc[0].to_dict().items():
-                if row.get(k) is None and not pd.isna(v):
-                    row[k] = v
-    return {c: ("n/a" if row.get(c) is None else row[c]) for c in columns}
+    def sessions(self, subject: str) -> pd.DataFrame:
+        if subject not in self._sessions:
+            self._sessions[subject] = read_sessions(self.bids_dir, subject, self.covariates)
+        return self._sessions[subject]
+
+    def session_row(self, subject: str, session: str | None) -> dict:
+        """The ``sessions.tsv`` row of one session (None for n/a), ``{}`` if none."""
+        df = self.sessions(subject)
+        if session is None or df.empty:
+            return {}
+        row = df[df["session_id"] == f"ses-{session}"]
+        return _row_dict(row.iloc[0].to_dict()) if len(row) else {}
+
+    def participant_row(self, subject: str) -> dict:
+        df = self.participants
+        row = df[df["participant_id"] == f"sub-{subject}"] if len(df) else df
+        return _row_dict(row.iloc[0].to_dict()) if len(row) else {}
+
+    def carried(self, subject: str, session: str | None, columns) -> dict:
+        """Values of ``columns`` for one participant and session: the session's row first,
+        then the participant's; absent or n/a gives ``"n/a"``."""
+        row = dict(self.session_row(subject, session))
+        for k, v in self.participant_row(subject).items():
+            if row.get(k) is None and v is not None:
+                row[k] = v
+        return {c: ("n/a" if row.get(c) is None else row[c]) for c in columns}
 
 
 def uspio_pairs(files_by_session: dict, agent_class, session_rows: dict | None = None,

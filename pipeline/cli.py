@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -144,8 +145,10 @@ def run_templates(argv) -> int:
 def _check_paths(args):
     from .bids import check_bids_root
 
-    bids = check_bids_root(args.bids_dir)
-    out = Path(args.output_dir).absolute()
+    # every guard compares resolved paths (symbolic links followed, `..` removed), so no
+    # route through a link or a relative path writes into the input dataset
+    bids = check_bids_root(args.bids_dir).resolve()
+    out = Path(args.output_dir).resolve()
     if out == bids or bids in out.parents:
         raise UsageError(f"{args.output_dir}: the output folder must be outside the input "
                          "BIDS dataset (the input is never written to)")
@@ -158,7 +161,7 @@ def _check_paths(args):
     if out.exists() and not os.access(out, os.W_OK | os.X_OK):
         raise OutputError(f"{out}: output folder is not writable; fix its permissions or "
                           "choose another")
-    work = Path(args.work_dir).absolute() if args.work_dir else Path.cwd() / "work"
+    work = (Path(args.work_dir) if args.work_dir else Path.cwd() / "work").resolve()
     if work == out or out in work.parents:
         raise UsageError(f"{work}: the work folder must not be inside the output folder")
     if work == bids or bids in work.parents:
@@ -199,6 +202,20 @@ def _allocated_mem_gb() -> float | None:
     return None
 
 
+#: nipype execution plugins inflamap supports
+PLUGINS = ("MultiProc", "Linear", "SLURMGraph", "SLURM")
+
+
+def check_resources(args) -> None:
+    """``--nprocs``, ``--omp-nthreads`` and ``--mem-gb`` within their ranges (exit 64)."""
+    for opt, value, lo in (("--nprocs", args.nprocs, 1), ("--omp-nthreads", args.omp_nthreads, 1)):
+        if value is not None and not lo <= value <= 4096:
+            raise UsageError(f"{opt} {value}: must be a whole number from {lo} to 4096")
+    if args.mem_gb is not None and not (args.mem_gb > 0 and args.mem_gb < 1e5):
+        raise UsageError(f"--mem-gb {args.mem_gb:g}: must be a positive number of GB "
+                         "(omit it to use the allocation or the machine's memory)")
+
+
 def _plugin(args, settings):
     import yaml
 
@@ -222,6 +239,9 @@ def _plugin(args, settings):
             raise UsageError(f"{args.use_plugin}: needs a 'plugin:' key (MultiProc, Linear, "
                              "SLURMGraph, ...)")
         plugin = spec["plugin"]
+        if plugin not in PLUGINS:
+            raise UsageError(f"{args.use_plugin}: plugin {plugin!r} is not supported; use one "
+                             f"of {', '.join(PLUGINS)}")
         plugin_args = spec.get("plugin_args") or {}
         if not isinstance(plugin_args, dict):
             raise UsageError(f"{args.use_plugin}: 'plugin_args' must be a mapping")
@@ -249,17 +269,18 @@ def run_participant(args, settings, layout, work) -> int:
 
     from .bids import select_participants
     from .derivatives import write_dataset_description
+    from .engine import SafeMultiProcPlugin, terminate_workers
     from .templates import TemplateError
     from .reports.boilerplate import boilerplate_for_run
     from .reports.participant import report_after_run
     from .resources import ResourceRecorder
-    from .utils import remove_stale_temporaries
+    from .utils import atomic_write_text, remove_stale_temporaries
 
     subjects = select_participants(layout, args.participant_label)
-    anat = settings.workflow["anat"]
+    anat = settings.workflow.anat
     try:
-        tfiles = template_inputs(anat["template"], anat["template_resolution"], anat["atlas"],
-                                 anat["atlas_desc"])
+        tfiles = template_inputs(anat.template, anat.template_resolution, anat.atlas,
+                                 anat.atlas_desc)
     except TemplateError as exc:
         raise InputMissingError(str(exc)) from None
     # every input file of every participant checked before any workflow runs; a participant
@@ -267,17 +288,19 @@ def run_participant(args, settings, layout, work) -> int:
     from .preflight import FailureMessage, preflight_participants, report_failures
 
     n_participants = len(subjects)
-    subjects, failures = preflight_participants(
+    plans, failures = preflight_participants(
         layout, subjects, settings, progress=_progress,
         stop_on_first_crash=args.stop_on_first_crash)
-    if subjects:
+    if plans:
         write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
     plugin = settings.nipype.plugin
     if plugin.startswith("SLURM") and not os.environ.get("LOGNAME"):
         import getpass
 
         os.environ["LOGNAME"] = getpass.getuser()  # nipype's SLURM plugins read it
-    for i, subject in enumerate(subjects, start=1):
+    interrupted = 0
+    for i, plan in enumerate(plans, start=1):
+        subject = plan.subject
         sub_work = work / f"sub-{subject}"  # one work folder per participant (no clobbering)
         run_started = time.time()  # older crash files are shown as from an earlier run
         sub_work.mkdir(parents=True, exist_ok=True)
@@ -314,11 +337,11 @@ def run_participant(args, settings, layout, work) -> int:
             if stale:
                 _progress(f"sub-{subject}: removed {len(stale)} partial file(s) left by an "
                           "interrupted run")
-            _progress(f"sub-{subject} ({i}/{len(subjects)}): building workflow")
-            wf = init_single_subject_wf(subject, settings, tfiles, layout)
+            _progress(f"sub-{subject} ({i}/{len(plans)}): building workflow")
+            wf = init_single_subject_wf(plan, settings, tfiles)
             wf.base_dir = str(sub_work)
             boilerplate_for_run(wf, subject, settings.execution.output_dir,
-                                settings.workflow["anat"]["template"],
+                                settings.workflow.anat.template,
                                 progress=_progress)  # methods of the steps built, pre-run
             plugin_args = dict(settings.nipype.plugin_args)
             if plugin in ("MultiProc", "Linear"):
@@ -329,15 +352,29 @@ def run_participant(args, settings, layout, work) -> int:
                 plugin_args["sbatch_args"] = (
                     f"{plugin_args.get('sbatch_args') or ''} --comment={tag}").strip()
             settings.dump(sub_work / "inflamap_config.json")
-            _progress(f"sub-{subject} ({i}/{len(subjects)}): running "
+            # the settings beside the derivatives: `--config` with this file reproduces the run
+            atomic_write_text(settings.workflow.to_yaml(), crash_dir / "config.yml")
+            _progress(f"sub-{subject} ({i}/{len(plans)}): running "
                       f"{len(wf.list_node_names())} steps with {plugin}")
-            execgraph = wf.run(plugin=plugin, plugin_args=plugin_args)
+            if plugin == "MultiProc":  # a dead worker fails its step instead of hanging
+                execgraph = wf.run(plugin=SafeMultiProcPlugin(plugin_args=plugin_args))
+            else:
+                execgraph = wf.run(plugin=plugin, plugin_args=plugin_args)
             if tag is not None:
                 _wait_for_graph_jobs(subject, tag, execgraph, crash_dir)
-            _progress(f"sub-{subject} ({i}/{len(subjects)}): done")
+            _progress(f"sub-{subject} ({i}/{len(plans)}): done")
         except InflamapError as exc:
             failures.append((subject, FailureMessage(str(exc), "workflow build", exc.code),
                              None))
+        except (Terminated, KeyboardInterrupt) as exc:
+            ignore_signals()  # a second signal must not interrupt the clean-up
+            stopped = terminate_workers()
+            what = exc.describe() if isinstance(exc, Terminated) else "interrupted (SIGINT)"
+            failures.append((subject, FailureMessage(
+                f"{what}; {stopped} worker process(es) stopped; rerun with the same -w to "
+                "resume from the finished steps", "run", exc.code if isinstance(exc, Terminated)
+                else 130), None))
+            interrupted = failures[-1][1].code
         except Exception as exc:  # a failing node: nipype wrote a crash file
             if args.verbose:
                 import traceback
@@ -351,6 +388,10 @@ def run_participant(args, settings, layout, work) -> int:
             recorder.stop()
             _write_resources(crash_dir / "resources.json", recorder, subject, settings,
                              failed=bool(failures) and failures[-1][0] == subject)
+        if interrupted:  # the summary, and the signal's exit code (no more participants)
+            _progress(f"sub-{subject}: {failures[-1][1]}")
+            report_failures(failures, n_participants)
+            return interrupted
         # the report, also after a failure (errors on top); never changes the exit code
         report_after_run(settings.execution.output_dir, subject,
                          [str(f[1]) for f in failures if f[0] == subject and f[2] is None],
@@ -484,8 +525,45 @@ class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle pl
             _progress(f"sub-{self.subject}: finished {node.fullname}")
 
 
+class Terminated(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
+    """The process received SIGTERM (a SLURM time limit, ``kill``, ``docker stop``)."""
+
+    code = 143  # 128 + SIGTERM
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+    def describe(self) -> str:
+        import signal
+
+        return f"terminated by {signal.Signals(self.signum).name} (e.g. a job's time limit)"
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def handle_signals() -> None:
+    """SIGTERM ends the run like Ctrl-C: workers stopped, summary, exit 143."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def ignore_signals() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv=None) -> int:
+    import signal
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    on_main = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if on_main else {}
     try:
         if argv and argv[0] == "demo":
             return run_demo(argv[1:])
@@ -498,19 +576,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("inflamap: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"inflamap: {exc.describe()}", file=sys.stderr)
+        return exc.code
+    finally:  # an in-process caller (tests, notebooks) gets its handlers back
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    check_resources(args)
+    if threading.current_thread() is threading.main_thread():
+        handle_signals()
     # --omp-nthreads caps ITK, OpenMP and BLAS threads before numpy loads, here and in the
     # processes the run starts (nipype's workers, SLURM jobs)
     from .resources import limit_threads
 
     limit_threads(args.omp_nthreads or min(8, args.nprocs or _allocated_cpus()))
-    from .bids import clean_labels, get_layout, validate
+    from .bids import check_filters, clean_labels, get_layout, scan_dataset, validate
     from .config import ConfigError, Settings, load_workflow_config
 
-    bids, out, work = _check_paths(args)
+    # options and configuration first: a mistake there ends the run before any folder is made
     try:
         workflow_cfg = load_workflow_config(args.config)
     except ConfigError as exc:
@@ -522,22 +609,25 @@ def _main(argv) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(f"{args.bids_filter_file}: not a readable JSON filter file "
                              f"({exc})") from None
-        if not isinstance(filters, dict):
-            raise UsageError(f"{args.bids_filter_file}: must be a JSON object of roles")
+        filters = check_filters(filters, args.bids_filter_file)
+    participant_label = clean_labels(args.participant_label)
+    session_label = clean_labels(args.session_label, "session")
+    if args.random_seed is not None and not 0 < args.random_seed < 2**31:
+        raise UsageError(f"--random-seed {args.random_seed}: must be an integer from 1 to "
+                         f"{2**31 - 1} (ANTs' seed is a 32-bit integer)")
+    bids, out, work = _check_paths(args)
     settings = Settings(workflow=workflow_cfg)
     ex = settings.execution
     ex.bids_dir, ex.output_dir, ex.analysis_level = str(bids), str(out), args.analysis_level
     ex.work_dir = str(work)
-    ex.participant_label = clean_labels(args.participant_label)
-    ex.session_label = clean_labels(args.session_label, "session")
+    ex.participant_label = participant_label
+    ex.session_label = session_label
     ex.bids_filters = filters
     ex.skip_bids_validation = args.skip_bids_validation
     ex.stop_on_first_crash = args.stop_on_first_crash
     ex.verbosity = args.verbose
     ex.run_uuid = f"{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}"
     if args.random_seed is not None:
-        if args.random_seed <= 0:
-            raise UsageError(f"--random-seed {args.random_seed}: must be a positive integer")
         os.environ["ANTS_RANDOM_SEED"] = str(args.random_seed)
     else:  # inherited by nipype's workers and by SLURM jobs (sbatch exports the environment)
         os.environ.setdefault("ANTS_RANDOM_SEED", str(DEFAULT_RANDOM_SEED))
@@ -549,6 +639,8 @@ def _main(argv) -> int:
         from .reports.participant import run_reports_only
 
         return run_reports_only(out, ex.participant_label, progress=_progress)
+    # nothing that could make the validator or pybids hang (FIFOs, devices, link loops)
+    scan_dataset(bids)
     if not args.skip_bids_validation:
         _progress("validating the input dataset (bids-validator-deno)")
         validate(bids)

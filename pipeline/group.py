@@ -30,27 +30,119 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import InputMissingError, UsageError
+from .config import VOXELWISE_TYPES  # noqa: F401 - re-exported
+from .errors import InputMissingError
 from .utils import atomic_write_nifti, atomic_write_text
 
 NIFTI = ".nii.gz"
-VOXELWISE_TYPES = ("two_group", "paired_sessions", "paired_hemispheres")
 
 
 def _log(msg):
     print(f"inflamap: {msg}", file=sys.stderr)
 
 
-def gather_regional_tables(output_dir) -> pd.DataFrame:
-    """All ``*_regions.tsv`` of the derivatives, concatenated (with their file name)."""
+#: hemisphere values of the regional tables (ipsi/contra/AI: laterality rows)
+TABLE_HEMISPHERES = ("left", "right", "bilateral", "ipsi", "contra", "AI")
+#: columns parsed as numbers (strictly: a value that is not a number damages the table)
+NUMERIC_COLUMNS = ("n_voxels", "mean", "median", "sd")
+
+
+class DamagedTable(ValueError):
+    """A regional table that cannot be used (its message names the file and the problem)."""
+
+
+def read_regional_table(path: Path, out: Path) -> pd.DataFrame:
+    """One participant-level regional table, verified before it is used.
+
+    The table must lie in its participant's (and session's) folder, be complete (every line
+    ends and has the header's number of fields), have every column of
+    :data:`~pipeline.models.regional.TABLE_COLUMNS`, agree with its file name
+    (``participant_id``, ``session_id``), and hold numbers where numbers belong.
+    :class:`DamagedTable` names the file and what is wrong.
+    """
+    from .derivatives import parse_entities
+    from .models.regional import TABLE_COLUMNS
+
+    rel = path.relative_to(out)
+    ents = parse_entities("/" + path.name)  # pybids' subject pattern needs a separator
+    sub, ses = ents.get("subject"), ents.get("session")
+    if not sub or rel.parts[0] != f"sub-{sub}" or (ses and rel.parts[1] != f"ses-{ses}"):
+        raise DamagedTable(f"{path}: its name (sub-{sub}, ses-{ses}) does not match its folder")
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DamagedTable(f"{path}: not a text table (binary content)") from None
+    except OSError as exc:
+        raise DamagedTable(f"{path}: cannot be read ({exc.strerror})") from None
+    if not text.strip():
+        raise DamagedTable(f"{path}: empty table")
+    if not text.endswith("\n"):
+        raise DamagedTable(f"{path}: the last line is cut short (truncated file)")
+    lines = text.split("\n")[:-1]
+    width = lines[0].count("\t")
+    bad = next((i for i, line in enumerate(lines) if line.count("\t") != width), None)
+    if bad is not None:
+        raise DamagedTable(f"{path}: line {bad + 1} has {lines[bad].count(chr(9)) + 1} fields, "
+                           f"the header {width + 1} (damaged or truncated table)")
+    try:
+        df = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
+    except Exception as exc:  # noqa: BLE001 - pandas raises several types
+        raise DamagedTable(f"{path}: not a readable TSV table ({exc})") from None
+    missing = [c for c in TABLE_COLUMNS if c not in df]
+    if missing:
+        raise DamagedTable(f"{path}: lacks column(s) {', '.join(missing)}")
+    if df.empty:
+        raise DamagedTable(f"{path}: no rows")
+    for column, want in (("participant_id", f"sub-{sub}"),
+                         ("session_id", f"ses-{ses}" if ses else None)):
+        values = set(df[column].dropna())
+        if values != ({want} if want else set()):
+            raise DamagedTable(f"{path}: {column} {sorted(values)} contradicts its file name "
+                               f"({want or 'no session'})")
+    odd = sorted(set(df["hemisphere"].dropna()) - set(TABLE_HEMISPHERES))
+    if odd or df["hemisphere"].isna().any() or df["roi"].isna().any():
+        raise DamagedTable(f"{path}: rows without a roi or with hemisphere values "
+                           f"{odd or ['n/a']}")
+    for column in NUMERIC_COLUMNS:
+        values = pd.to_numeric(df[column], errors="coerce")
+        wrong = df[column].notna() & values.isna()
+        if wrong.any():
+            first = df.loc[wrong, column].iloc[0]
+            raise DamagedTable(f"{path}: column {column} holds {first!r}, not a number")
+        df[column] = values
+    return df
+
+
+def gather_regional_tables(output_dir, participants=None, damaged=None,
+                           ignored=None) -> pd.DataFrame:
+    """The verified ``*_regions.tsv`` of the derivatives, concatenated (with their file
+    name and atlas).
+
+    Only the folders of ``participants`` (``sub-<label>`` ids; all ``sub-<label>`` folders
+    when None) are read: others (``sub-03_old/``, a participant not in participants.tsv) are
+    appended to ``ignored``. A table that fails :func:`read_regional_table` is left out and
+    ``(participant_id, message)`` appended to ``damaged``.
+    """
     out = Path(output_dir)
+    damaged = [] if damaged is None else damaged
+    ignored = [] if ignored is None else ignored
     frames = []
-    for path in sorted(out.glob("sub-*/**/*_regions.tsv")):
-        df = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
-        df["source_table"] = str(path.relative_to(out))
-        atlas = re.search(r"_atlas-([A-Za-z0-9]+)_", path.name)
-        df.insert(df.columns.get_loc("roi"), "atlas", atlas.group(1) if atlas else "n/a")
-        frames.append(df)
+    for folder in sorted(p for p in out.glob("sub-*") if p.is_dir()):
+        if not re.fullmatch(r"sub-[A-Za-z0-9]+", folder.name) or (
+                participants is not None and folder.name not in participants):
+            ignored.append(folder.name)
+            continue
+        for path in sorted(folder.rglob("*_regions.tsv")):
+            try:
+                df = read_regional_table(path, out)
+            except DamagedTable as exc:
+                damaged.append((folder.name, str(exc)))
+                continue
+            df["source_table"] = str(path.relative_to(out))
+            atlas = re.search(r"_atlas-([A-Za-z0-9]+)_", path.name)
+            df.insert(df.columns.get_loc("roi"), "atlas", atlas.group(1) if atlas else "n/a")
+            frames.append(df)
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
@@ -93,35 +185,6 @@ def _sidecar_path(nifti: Path) -> Path:
     return nifti.with_name(nifti.name[: -len(NIFTI)] + ".json")
 
 
-def group_settings(workflow: dict) -> dict:
-    """The ``group`` section with validated contrasts and rules (``UsageError``, exit 64)."""
-    from .config import default_config
-    from .stats import check_contrasts, check_rules
-
-    gcfg = workflow.get("group") or default_config()["group"]
-    try:
-        contrasts = check_contrasts(gcfg["contrasts"])
-        rules = check_rules(gcfg["modality_rules"])
-        if gcfg["value"] not in ("mean", "median"):
-            raise ValueError(f"group.value must be mean or median, got {gcfg['value']!r}")
-        by_name = {c["name"]: c for c in contrasts}
-        for name in gcfg["voxelwise"]["designs"]:
-            if name not in by_name:
-                raise ValueError(f"group.voxelwise.designs: {name!r} is not a contrast name; "
-                                 f"contrasts: {', '.join(by_name)}")
-            if by_name[name]["type"] not in VOXELWISE_TYPES:
-                raise ValueError(f"group.voxelwise.designs: {name!r} is a "
-                                 f"{by_name[name]['type']} contrast; voxelwise designs are "
-                                 f"{' or '.join(VOXELWISE_TYPES)}")
-        for ending in gcfg["voxelwise"]["maps"]:
-            if not re.fullmatch(r"([A-Za-z0-9]+-[A-Za-z0-9]+_)*[A-Za-z0-9]+", str(ending)):
-                raise ValueError(f"group.voxelwise.maps: {ending!r} is not a BIDS file-name "
-                                 "ending such as desc-percent_enhancement or Ktrans")
-    except ValueError as exc:
-        raise UsageError(f"configuration: {exc}") from None
-    return {**gcfg, "contrasts": contrasts, "modality_rules": rules}
-
-
 # ----------------------------------------------------------------------------- covariates
 
 def _merge_covariates(table, sessions, participants):
@@ -138,9 +201,13 @@ def _merge_covariates(table, sessions, participants):
     return table
 
 
-def _status(out: Path, expected, have, table) -> pd.DataFrame:
-    """Participants without outputs (missing) or with a crash newer than them (failed)."""
+def _status(out: Path, expected, have, table, damaged=()) -> pd.DataFrame:
+    """Participants without outputs (missing), with a crash newer than them (failed), or
+    with damaged tables left out (failed)."""
     rows = []
+    broken = {}
+    for pid, message in damaged:
+        broken.setdefault(pid, []).append(message)
     newest = {}
     if len(table):
         for src, pid in table[["source_table", "participant_id"]].drop_duplicates().itertuples(
@@ -151,13 +218,18 @@ def _status(out: Path, expected, have, table) -> pd.DataFrame:
             out / "logs" / pid).exists() else []
         if pid not in have:
             rows.append({"participant_id": pid, "status": "missing",
-                         "crash_files": ";".join(str(c.relative_to(out)) for c in crashes)})
+                         "crash_files": ";".join(str(c.relative_to(out)) for c in crashes),
+                         "reason": " | ".join(broken.get(pid, []))})
             continue
         recent = [c for c in crashes if c.stat().st_mtime > newest.get(pid, 0.0)]
-        if recent:
+        if pid in broken:
+            rows.append({"participant_id": pid, "status": "failed (damaged tables left out)",
+                         "crash_files": ";".join(str(c.relative_to(out)) for c in recent),
+                         "reason": " | ".join(broken[pid])})
+        elif recent:
             rows.append({"participant_id": pid, "status": "failed (partial outputs used)",
                          "crash_files": ";".join(str(c.relative_to(out)) for c in recent)})
-    return pd.DataFrame(rows, columns=["participant_id", "status", "crash_files"])
+    return pd.DataFrame(rows, columns=["participant_id", "status", "crash_files", "reason"])
 
 
 # ----------------------------------------------------------------------------- voxelwise
@@ -449,31 +521,31 @@ def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
     }
 
 
-def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
+def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg,
                   template: str) -> pd.DataFrame:
     """Every design × metric of ``group.voxelwise``: derivatives written, a summary row each."""
-    vcfg = gcfg["voxelwise"]
+    vcfg = gcfg.voxelwise
     cols = ["contrast", "metric", "status", "reason", "n1", "n2", "n_mask_voxels",
             "fdr_threshold", "fdr_voxels", "cluster_threshold", "cluster_count", "z_map",
             "fdr_map", "cluster_map"]
-    maps = find_template_maps(out, template, vcfg["maps"])
+    maps = find_template_maps(out, template, vcfg.maps)
     rows = []
     if maps.empty:
         _log(f"voxelwise: no template-space maps (space-{template}, endings "
-             f"{', '.join(vcfg['maps'])}); skipped")
+             f"{', '.join(vcfg.maps)}); skipped")
         return pd.DataFrame(columns=cols)
     if len(info):
         keys = ["participant_id", "session_id"] if "session_id" in info else ["participant_id"]
         maps = maps.merge(info, on=keys, how="left")
-    by_name = {c["name"]: c for c in gcfg["contrasts"]}
+    by_name = {c["name"]: c for c in gcfg.contrasts}
     vdir = gdir / "voxelwise"
-    min_maps = vcfg["min_maps"]
+    min_maps = vcfg.min_maps
     symmetric = is_symmetric_template(template)
-    flip = bool(vcfg.get("flip_to_headache_side", True)) and symmetric
-    if vcfg.get("flip_to_headache_side", True) and not symmetric:
+    flip = bool(vcfg.flip_to_headache_side) and symmetric
+    if vcfg.flip_to_headache_side and not symmetric:
         _log(f"voxelwise: {template} is not a symmetric template; maps are not mirrored to "
              "the headache side and paired-hemisphere designs are skipped")
-    for name in vcfg["designs"]:
+    for name in vcfg.designs:
         contrast = by_name[name]
         hemis = contrast["type"] == "paired_hemispheres"
         for metric, mmaps in maps.groupby("metric", sort=True):
@@ -499,10 +571,10 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
                 rows.append(row)
                 continue
             try:
-                res = fit_voxelwise(inputs, contrast, smoothing_fwhm=vcfg["smoothing_fwhm"],
-                                    fdr_alpha=vcfg["fdr_alpha"],
-                                    cluster_height_p=vcfg["cluster_height_p"],
-                                    cluster_min_voxels=vcfg["cluster_min_voxels"])
+                res = fit_voxelwise(inputs, contrast, smoothing_fwhm=vcfg.smoothing_fwhm,
+                                    fdr_alpha=vcfg.fdr_alpha,
+                                    cluster_height_p=vcfg.cluster_height_p,
+                                    cluster_min_voxels=vcfg.cluster_min_voxels)
             except Exception as exc:  # noqa: BLE001 - a design that cannot be fitted is reported
                 row["reason"] = f"model failed: {type(exc).__name__}: {exc}"
                 _log(f"voxelwise {name} {metric}: skipped, {row['reason']}")
@@ -521,7 +593,7 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
                                "two-sample t, cell-means design, contrast a - b"),
                     "MirroredToHeadacheSide": sorted(
                         str(Path(p).relative_to(out)) for p, m in entries if m),
-                    "SmoothingFWHM": vcfg["smoothing_fwhm"],
+                    "SmoothingFWHM": vcfg.smoothing_fwhm,
                     "MaskVoxels": res["n_mask_voxels"],
                     "Software": "nilearn SecondLevelModel", "Sources": sources}
             stem = f"contrast-{name}_meas-{metric}"
@@ -532,13 +604,13 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg: dict,
                            {**meta, "Statistic": "effect (a - b, metric units)"}),
                 "fdr_map": (vdir / f"{stem}_stat-z_desc-fdr_statmap{NIFTI}", res["fdr_img"],
                             {**meta, "Statistic": "z", "HeightControl": "fdr",
-                             "Alpha": vcfg["fdr_alpha"], "TwoSided": True,
+                             "Alpha": vcfg.fdr_alpha, "TwoSided": True,
                              "Threshold": res["fdr_threshold"]}),
                 "cluster_map": (vdir / f"{stem}_stat-z_desc-cluster_statmap{NIFTI}",
                                 res["cluster_img"],
                                 {**meta, "Statistic": "z", "HeightControl": "fpr",
-                                 "ClusterFormingP": vcfg["cluster_height_p"],
-                                 "ClusterMinVoxels": vcfg["cluster_min_voxels"],
+                                 "ClusterFormingP": vcfg.cluster_height_p,
+                                 "ClusterMinVoxels": vcfg.cluster_min_voxels,
                                  "TwoSided": True, "Threshold": res["cluster_threshold"]}),
             }
             for key, (path, img, side) in files.items():
@@ -587,20 +659,20 @@ def _roistats_sidecar(gcfg, results, table):
     from .stats import COLUMN_DESCRIPTIONS, power_column
 
     desc = dict(COLUMN_DESCRIPTIONS)
-    desc[power_column(gcfg["target_power"])] = desc.pop("n_for_80_power")
+    desc[power_column(gcfg.target_power)] = desc.pop("n_for_80_power")
     return {
         "Description": "ROI-level group statistics: one row per contrast x modality x "
                        "metric x ROI x hemisphere x test",
-        "Value": f"regional-table column '{gcfg['value']}', averaged over each participant's "
+        "Value": f"regional-table column '{gcfg.value}', averaged over each participant's "
                  "selected sessions",
-        "Alpha": gcfg["alpha"], "CILevel": gcfg["ci_level"],
-        "FDR": {"Method": gcfg["fdr"], "Family": "contrast x modality x metric x test",
+        "Alpha": gcfg.alpha, "CILevel": gcfg.ci_level,
+        "FDR": {"Method": gcfg.fdr, "Family": "contrast x modality x metric x test",
                 "Software": "statsmodels.stats.multitest.multipletests"},
-        "Power": {"TargetPower": gcfg["target_power"], "Software": "statsmodels.stats.power",
+        "Power": {"TargetPower": gcfg.target_power, "Software": "statsmodels.stats.power",
                   "Note": "achieved power at the observed effect is a function of the p value; "
                           "read it with the minimum detectable effect and the required N"},
-        "Covariates": gcfg["covariates"], "ModalityRules": gcfg["modality_rules"],
-        "MinN": gcfg["min_n"], "Contrasts": gcfg["contrasts"],
+        "Covariates": gcfg.covariates, "ModalityRules": gcfg.modality_rules,
+        "MinN": gcfg.min_n, "Contrasts": gcfg.contrasts,
         "Columns": {c: {"Description": desc.get(c, "")} for c in results.columns},
         "Sources": ["desc-all_regions.tsv"],
         "Software": {"inflamap": __version__},
@@ -617,12 +689,19 @@ def run_group(settings) -> int:
     if not (out / "dataset_description.json").exists():
         raise InputMissingError(
             f"{out}: no participant-level derivatives here; run the participant level first")
-    gcfg = group_settings(settings.workflow)
-    table = gather_regional_tables(out)
-    covs = settings.workflow["covariates"]
+    gcfg = settings.workflow.group
+    covs = settings.workflow.covariates
     participants = read_participants(ex.bids_dir, covs)
     expected = sorted(participants["participant_id"]) if len(participants) else sorted(
-        p.name for p in Path(ex.bids_dir).glob("sub-*") if p.is_dir())
+        p.name for p in Path(ex.bids_dir).glob("sub-*")
+        if p.is_dir() and re.fullmatch(r"sub-[A-Za-z0-9]+", p.name))
+    damaged, ignored = [], []
+    table = gather_regional_tables(out, set(expected), damaged, ignored)
+    for name in ignored:
+        _log(f"{out / name}: not a participant of {Path(ex.bids_dir) / 'participants.tsv'} "
+             "(or of the dataset); ignored")
+    for pid, message in damaged:
+        _log(f"{message}; left out ({pid} counts as failed)")
     if ex.participant_label:
         expected = [p for p in expected if p[4:] in ex.participant_label]
         if len(table):
@@ -631,7 +710,7 @@ def run_group(settings) -> int:
     if table.empty:
         raise InputMissingError(f"{out}: no regional tables (*_regions.tsv) found; run the "
                                 "participant level first")
-    missing = _status(out, expected, have, table)
+    missing = _status(out, expected, have, table, damaged)
     sessions = []
     for pid in sorted(have | set(expected)):
         s = read_sessions(ex.bids_dir, pid[4:], covs)
@@ -651,7 +730,8 @@ def run_group(settings) -> int:
                        "participant-level outputs (missing), or with a crash file newer than "
                        "their outputs (failed; their outputs are used as they are)",
         "Columns": {"participant_id": "participant", "status": "missing or failed",
-                    "crash_files": "crash files under logs/ (';'-separated)"}})
+                    "crash_files": "crash files under logs/ (';'-separated)",
+                    "reason": "why tables were left out (damaged tables: file and problem)"}})
     if len(missing):
         _log(f"{len(missing)} participant(s) without complete participant-level outputs: "
              + ", ".join(f"{p} ({s})" for p, s in zip(missing["participant_id"],
@@ -660,29 +740,29 @@ def run_group(settings) -> int:
          f"{gdir / 'desc-all_regions.tsv'}")
 
     results, datas = group_statistics(
-        table, gcfg["contrasts"], value=gcfg["value"], alpha=gcfg["alpha"], fdr=gcfg["fdr"],
-        ci_level=gcfg["ci_level"], target_power=gcfg["target_power"], min_n=gcfg["min_n"],
-        covariates=gcfg["covariates"], modality_rules=gcfg["modality_rules"],
+        table, gcfg.contrasts, value=gcfg.value, alpha=gcfg.alpha, fdr=gcfg.fdr,
+        ci_level=gcfg.ci_level, target_power=gcfg.target_power, min_n=gcfg.min_n,
+        covariates=gcfg.covariates, modality_rules=gcfg.modality_rules,
         return_data=True)
     write_table(results, gdir / "desc-roistats_stats.tsv",
                 _roistats_sidecar(gcfg, results, table))
     n_sig = int(results["significant"].sum())
     _log(f"ROI statistics: {int(results['p'].notna().sum())} test(s) over "
-         f"{len(gcfg['contrasts'])} contrast(s), {n_sig} FDR-significant; "
+         f"{len(gcfg.contrasts)} contrast(s), {n_sig} FDR-significant; "
          f"{gdir / 'desc-roistats_stats.tsv'}")
 
     voxel = pd.DataFrame()
-    if gcfg["voxelwise"]["enabled"]:
+    if gcfg.voxelwise.enabled:
         info = sessions.copy() if len(sessions) else pd.DataFrame(columns=["participant_id"])
         if len(participants):
             info = (info.merge(participants, on="participant_id", how="outer")
                     if len(info) else participants.copy())
-        voxel = run_voxelwise(out, gdir, info, gcfg, settings.workflow["anat"]["template"])
+        voxel = run_voxelwise(out, gdir, info, gcfg, settings.workflow.anat.template)
         write_table(voxel, gdir / "desc-voxelwise_designs.tsv", {
             "Description": "voxelwise second-level designs fitted or skipped; 'reason' says why "
                            "a design was skipped, or notes on its cluster tables",
-            "Settings": gcfg["voxelwise"]})
-    if gcfg["report"]:
+            "Settings": gcfg.voxelwise.to_dict()})
+    if gcfg.report:
         from .group_report import write_group_report
 
         report = write_group_report(gdir, results, datas, voxel, missing, table, gcfg)

@@ -161,7 +161,7 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def write_group_report(gdir, results: pd.DataFrame, datas: dict, voxel: pd.DataFrame,
-                       missing: pd.DataFrame, table: pd.DataFrame, gcfg: dict) -> Path:
+                       missing: pd.DataFrame, table: pd.DataFrame, gcfg) -> Path:
     """Render ``group.html`` and its figures; returns the report's path."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -170,14 +170,14 @@ def write_group_report(gdir, results: pd.DataFrame, datas: dict, voxel: pd.DataF
     gdir = Path(gdir)
     fdir = gdir / "figures"
     fdir.mkdir(parents=True, exist_ok=True)
-    ncol = power_column(gcfg["target_power"])
+    ncol = power_column(gcfg.target_power)
     sections = []
-    for c in gcfg["contrasts"]:
+    for c in gcfg.contrasts:
         rows = _primary(results, c)
         allrows = results[results["contrast"] == c["name"]]
         forest = forest_plot(rows, fdir / f"forest_{c['name']}.png",
                              f"{c['name']}: {c['label_a']} vs {c['label_b'] or c['column']} "
-                             f"({c['tests'][0]})", gcfg["report_max_rows"])
+                             f"({c['tests'][0]})", gcfg.report_max_rows)
         strip = strip_plot(datas.get(c["name"]), rows, c, fdir / f"strip_{c['name']}.png") \
             if c["type"] in STRIP_TYPES else None
         shown = allrows[allrows["significant"]].sort_values("p")

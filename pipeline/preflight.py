@@ -2,8 +2,10 @@
 
 A run of many participants should not find out after hours that one participant's DCE
 series is truncated or that a sidecar lacks ``EchoTime``. :func:`preflight_participants`
-walks, for every selected participant, the same files the participant workflow
-(:func:`workflows.base.init_single_subject_wf`) takes, and checks them:
+plans every selected participant (:func:`pipeline.plan.plan_participant`: files by role,
+every sidecar and covariate table parsed and checked once) and checks the plan's images,
+the very files the participant workflow (:func:`workflows.base.init_single_subject_wf`)
+will wire:
 
 * images (:func:`check_nifti`): present (a dangling symbolic link is a DataLad/git-annex file
   whose content was not fetched), readable, actually gzip when named ``.nii.gz``, a NIfTI-1/2
@@ -18,9 +20,8 @@ walks, for every selected participant, the same files the participant workflow
   one constant value) and counts non-finite (NaN/Inf) voxels. Non-finite voxels are not an
   error: they are reported here and treated as invalid by the interfaces
   (``NonFiniteVoxels`` in the sidecars);
-* sidecars and tables, through the same parsers the workflows use (:mod:`pipeline.metadata`,
-  :func:`dce_acquisition`, :func:`vfa_acquisition`, the covariate checks of
-  :mod:`pipeline.bids`).
+* grids that must agree (VFA flip angles, the echoes of a series, a user's input-function
+  mask and its DCE series) (:func:`check_plan`).
 
 Every problem is an :class:`~pipeline.errors.InflamapError` with one line
 ``PATH: what is wrong; what to fix`` and its BIDS-Apps exit code. One participant's problem
@@ -426,276 +427,71 @@ def _scan_data(path: Path, gz: bool, offset: int, nbytes: int, dtype, slope, int
     return nonfinite
 
 
-# --------------------------------------------------------------------------- sidecars
-
-
-def sidecar_of(image) -> str:
-    """The JSON sidecar beside ``image`` if it exists, else the image (for messages)."""
-    p = Path(image)
-    name = p.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            side = p.with_name(name[: -len(ext)] + ".json")
-            return str(side) if side.exists() else str(p)
-    return str(p)
-
-
-def _flip_angle_and_tr(meta: dict, path, example_tr: str) -> tuple:
-    """``FlipAngle`` (degrees) and ``RepetitionTimeExcitation`` (s) of a spoiled-gradient-echo
-    sidecar, checked (one-line :class:`DataError` naming the file)."""
-    from .metadata import _as_float, _short
-
-    fa, tr = _as_float(meta["FlipAngle"]), _as_float(meta["RepetitionTimeExcitation"])
-    if fa is None or not 0 < fa <= 180:
-        raise DataError(f"{path}: FlipAngle is {_short(meta['FlipAngle'])}; give the flip angle "
-                        "in degrees (0–180]")
-    if tr is None or not 0 < tr < 10:
-        raise DataError(f"{path}: RepetitionTimeExcitation is "
-                        f"{_short(meta['RepetitionTimeExcitation'])}; give the TR between "
-                        f"excitations in seconds (e.g. {example_tr})")
-    return fa, tr
-
-
-def dce_acquisition(meta: dict, path) -> dict:
-    """The checked acquisition parameters of a DCE series
-    (:func:`pipeline.interfaces.dce.dce_metadata`), errors as :class:`DataError`."""
-    from .interfaces.dce import dce_metadata
-    from .metadata import _as_float, _short
-
-    need = {"FlipAngle": "flip angle in degrees",
-            "RepetitionTimeExcitation": "TR between excitations in s",
-            "FrameTimesStart": "frame start times in s",
-            "InjectionStart": "injection time in s, on the clock of FrameTimesStart"}
-    missing = [k for k in need if k not in meta or meta[k] is None]
-    if missing:
-        hint = ""
-        if "RepetitionTimeExcitation" in missing and "RepetitionTime" in meta:
-            hint = (" (RepetitionTime is in the sidecar: copy it to RepetitionTimeExcitation if "
-                    "it is the TR between excitations)")
-        raise DataError(f"{path}: DCE sidecar lacks {', '.join(missing)}; add "
-                        + "; ".join(f"{k} ({need[k]})" for k in missing) + hint)
-    fa, tr = _flip_angle_and_tr(meta, path, "0.004")
-    raw = meta["FrameTimesStart"]
-    times = [_as_float(t) for t in raw] if isinstance(raw, list) else [None]
-    if len(times) < 3 or any(t is None for t in times):
-        raise DataError(f"{path}: FrameTimesStart is {_short(raw)}; give one start time (s) per "
-                        "frame of the 4-D series (at least 3 frames)")
-    steps = np.diff(times)
-    if np.any(steps <= 0):
-        i = int(np.argmax(steps <= 0)) + 1
-        raise DataError(f"{path}: FrameTimesStart must increase frame by frame (frame {i} "
-                        f"starts at {times[i]:g} s, frame {i - 1} at {times[i - 1]:g} s); fix "
-                        "the frame times")
-    injection = _as_float(meta["InjectionStart"])
-    if injection is None:
-        raise DataError(f"{path}: InjectionStart is {_short(meta['InjectionStart'])}; give the "
-                        "injection time in s on the clock of FrameTimesStart")
-    n_base = sum(t < injection for t in times)
-    if n_base < 2:
-        raise DataError(f"{path}: {n_base} frame(s) start before InjectionStart ({injection:g} "
-                        "s); the baseline signal needs at least 2: check InjectionStart and "
-                        "FrameTimesStart (one clock, seconds)")
-    try:
-        return dce_metadata(str(path), {**meta, "FlipAngle": fa, "RepetitionTimeExcitation": tr,
-                                        "FrameTimesStart": times, "InjectionStart": injection})
-    except (ValueError, TypeError) as exc:  # not expected after the checks above
-        raise DataError(str(exc) if str(exc).startswith(str(path))
-                        else f"{path}: {exc}") from None
-
-
-def vfa_acquisition(metas, paths) -> tuple:
-    """Flip angles (deg) and the common ``RepetitionTimeExcitation`` (s) of the VFA images.
-
-    Raises :class:`DataError`: a field missing or not a number, fewer than two different flip
-    angles, different TRs.
-    """
-
-    paths = [str(p) for p in paths]
-    if not paths:
-        raise DataError("VFA: no flip-<n>_VFA images; a T1 map needs at least two")
-    angles, trs = [], []
-    for meta, path in zip(metas, paths):
-        for key, what in (("FlipAngle", "flip angle in degrees"),
-                          ("RepetitionTimeExcitation", "TR between excitations in s")):
-            if key not in meta:
-                raise DataError(f"{path}: VFA sidecar lacks {key}; add the {what}")
-        fa, tr = _flip_angle_and_tr(meta, path, "0.005")
-        angles.append(fa)
-        trs.append(tr)
-    if len({round(a, 6) for a in angles}) < 2:
-        raise DataError(f"{paths[0]}: the VFA images have one flip angle ({angles[0]:g}°, "
-                        f"{len(paths)} image(s)); a T1 map needs at least two different flip "
-                        "angles: add the other flip-<n>_VFA images")
-    if max(trs) - min(trs) > 1e-6:
-        raise DataError(f"{paths[int(np.argmax(trs))]}: RepetitionTimeExcitation "
-                        f"{max(trs):g} s differs from {min(trs):g} s in {paths[int(np.argmin(trs))]}"
-                        "; the VFA images must share one TR")
-    return angles, trs[0]
-
-
-def check_json_files(root) -> None:
-    """Raise :class:`DataError` (or :class:`InputMissingError`) for the first JSON file of
-    the dataset (top level and ``sub-*``) that cannot be read as a JSON object."""
-    import json
-
-    root = Path(root)
-    files = sorted(root.glob("*.json")) + sorted(
-        p for d in sorted(root.glob("sub-*")) if d.is_dir() for p in d.rglob("*.json"))
-    for p in files:
-        if not p.exists():
-            continue  # a dangling link: reported when (if) it is needed
-        try:
-            text = p.read_bytes()
-        except PermissionError:
-            raise InputMissingError(f"{p}: cannot be read (permission denied); make it "
-                                    "readable by the user running inflamap (e.g. chmod a+r)"
-                                    ) from None
-        except OSError as exc:
-            raise InputMissingError(f"{p}: cannot be read ({exc.strerror})") from None
-        try:
-            meta = json.loads(text.decode("utf-8-sig"))
-        except UnicodeDecodeError:
-            raise DataError(f"{p}: not UTF-8 text; save the sidecar as UTF-8 JSON") from None
-        except ValueError as exc:
-            raise DataError(f"{p}: not valid JSON ({exc}); fix the syntax") from None
-        if not isinstance(meta, dict):
-            raise DataError(f"{p}: a sidecar must be a JSON object ({{...}}), found "
-                            f"{type(meta).__name__}; fix the file")
-
-
 # --------------------------------------------------------------------------- participants
 
 
-def check_participant(layout, subject: str, settings) -> ParticipantCheck:
-    """Check every input of one participant as :func:`workflows.base.init_single_subject_wf`
-    will read it (same selection of sessions and files); raise the first problem."""
-    from workflows.base import _vif_mask
+def _same_grid(images, what, fix):
+    first = images[0]
+    for img in images[1:]:
+        if img.shape != first.shape or not np.allclose(img.affine, first.affine, atol=1e-3):
+            raise DataError(f"{img.path}: {what} grid {_shape_text(img.shape)} differs from "
+                            f"{first.path} ({_shape_text(first.shape)}); {fix}")
 
-    from .bids import (
-        carried_covariates,
-        collect_session,
-        session_info,
-        sessions_of,
-        uspio_pairs,
-    )
-    from .metadata import megre_metadata, pet_metadata, spect_metadata
 
-    cfg = settings.workflow
-    bids_dir = settings.execution.bids_dir
-    report = ParticipantCheck(subject)
-    sessions = sessions_of(layout, subject, settings.execution.session_label)
-    all_files = {ses: collect_session(layout, subject, ses, settings.execution.bids_filters)
-                 for ses in sessions_of(layout, subject)}
-    processed = set()
-    for ses in sessions:
-        files = all_files[ses]
-        if files["t1w"] is None:
-            continue
-        processed.add(ses)
-        # covariates outside the documented values (participants.tsv, sessions.tsv)
-        session_info(bids_dir, subject, ses, cfg["covariates"])
-        carried_covariates(bids_dir, subject, ses, cfg["covariates"],
-                           cfg["regional"]["carry_columns"])
-        report.add(check_nifti(files["t1w"], "T1w", (3,)))
-        for agent, post in files["t1w_ce"]:
-            if settings.agent_class(agent) == "gadolinium":
-                report.add(check_nifti(post, f"post-contrast T1w (ce-{agent})", (3,)))
-        for agent, dce in files["dce"]:
-            if settings.agent_class(agent) != "gadolinium":
-                continue
-            if not files["vfa"]:
-                raise InputMissingError(
-                    f"{dce}: a DCE series needs a T1 map: no flip-<n>_VFA images in this "
-                    "session; add them (FlipAngle, RepetitionTimeExcitation in their sidecars)")
-            acq = dce_acquisition(layout.get_metadata(dce), sidecar_of(dce))
-            report.add(check_nifti(dce, "DCE series", (4,), n_volumes=len(acq["times"])))
-            vfa_acquisition([layout.get_metadata(f) for f in files["vfa"]],
-                            [sidecar_of(f) for f in files["vfa"]])
-            first = None
-            for f in files["vfa"]:
-                img = report.add(check_nifti(f, "VFA image", (3,)))
-                first = first or img
-                if img.shape != first.shape or not np.allclose(img.affine, first.affine,
-                                                               atol=1e-3):
-                    raise DataError(f"{f}: VFA grid {_shape_text(img.shape)} differs from "
-                                    f"{first.path} ({_shape_text(first.shape)}); the flip "
-                                    "angles must be acquired on one grid")
-            pid, sid = f"sub-{subject}", (f"ses-{ses}" if ses else "n/a")
-            _vif_mask(cfg["dce"].get("vif_mask"), bids_dir, pid, sid, dce)
-        for pet in files["pet"]:
-            img = check_nifti(pet, "PET series", (3, 4))
-            column = cfg["pet"]["body_weight_column"]
-            weights = carried_covariates(bids_dir, subject, ses, cfg["covariates"],
-                                         [column, "weight"])
-            weight = next((v for v in weights.values() if v != "n/a"), None)
-            pet_metadata(layout.get_metadata(pet), sidecar_of(pet), body_weight=weight,
-                         n_volumes=img.shape[3] if len(img.shape) == 4 else 1,
-                         repair_end_times=cfg["pet"].get("repair_frame_end_times", False))
-            report.add(img)
-        scfg = cfg["spect"]
-        for tracer, acqs in files["spect"].items():
-            early, late = acqs.get(scfg["early_label"]), acqs.get(scfg["late_label"])
-            if early is None or late is None:
-                have = next(iter(acqs.values()))
-                raise InputMissingError(
-                    f"{have}: a SPECT uptake ratio needs acq-{scfg['early_label']} and "
-                    f"acq-{scfg['late_label']} acquisitions of trc-{tracer}; add the missing "
-                    "one (found " + ", ".join(f"acq-{a}" for a in acqs) + ")")
-            metas = {}
-            for key, f in (("early", early), ("late", late)):
-                metas[key] = spect_metadata(layout.get_metadata(f), sidecar_of(f))
-                report.add(check_nifti(f, f"SPECT {key} image", (3, 4), n_volumes=1))
-            if metas["late"].start_s <= metas["early"].start_s:
-                raise DataError(f"{sidecar_of(late)}: the late acquisition starts before the "
-                                "early one (FrameTimesStart); check the acq- labels")
-    if not processed:
-        raise InputMissingError(
-            f"{Path(bids_dir) / ('sub-' + subject)}: no pre-contrast T1w "
-            "(sub-<label>[_ses-<label>]_T1w.nii.gz) found; every session needs one")
-    rows = {ses: session_info(bids_dir, subject, ses, cfg["covariates"]) for ses in all_files}
-    seen = set()
-    for pair in uspio_pairs(all_files, settings.agent_class, rows,
-                            cfg["uspio"]["pre_session_column"]):
-        if pair["session"] not in processed:
-            continue
-        for key in ("pre", "post"):
-            echoes = pair[key]
-            if tuple(echoes) in seen:
-                continue
-            seen.add(tuple(echoes))
-            megre_metadata([layout.get_metadata(f) for f in echoes],
-                           [sidecar_of(f) for f in echoes],
-                           min_echoes=cfg["uspio"]["min_echoes"])
-            first = None
-            for f in echoes:
-                img = report.add(check_nifti(f, "MEGRE echo", (3,)))
-                first = first or img
-                if img.shape != first.shape or not np.allclose(img.affine, first.affine,
-                                                               atol=1e-3):
-                    raise DataError(f"{f}: echo grid {_shape_text(img.shape)} differs from "
-                                    f"{first.path} ({_shape_text(first.shape)}); all echoes "
-                                    "of a series must share one grid: export them together")
+def check_vif_mask(path, series: ImageInfo) -> None:
+    """A user-drawn input-function mask: readable, on the DCE grid, not empty."""
+    info = check_nifti(path, "input-function mask (dce.vif_mask)", (3,))
+    if info.shape[:3] != series.shape[:3] or not np.allclose(info.affine, series.affine,
+                                                             atol=1e-3):
+        raise DataError(f"{path}: input-function mask grid {_shape_text(info.shape[:3])} "
+                        f"differs from the DCE series {series.path} "
+                        f"({_shape_text(series.shape[:3])}); draw it on the DCE grid")
+
+
+def check_plan(plan, settings=None) -> ParticipantCheck:
+    """Check the bytes, headers and grids of every image of a participant's plan
+    (:class:`pipeline.plan.ParticipantPlan`): :func:`check_nifti` with the dimensionality
+    and volume count of each role; VFA images and the echoes of a series on one grid; the
+    user's input-function masks on their DCE grid. Raises the first problem."""
+    report = ParticipantCheck(plan.subject)
+    infos = {}
+    for path, role, ndim, n_volumes in plan.images():
+        infos[path] = report.add(check_nifti(path, role, ndim, n_volumes=n_volumes))
+    for ses in plan.sessions:
+        for dce in ses.dce:
+            _same_grid([infos[f] for f in dce.vfa], "VFA",
+                       "the flip angles must be acquired on one grid")
+            if dce.vif_mask:
+                check_vif_mask(dce.vif_mask, infos[dce.series])
+        for pair in ses.uspio:
+            for series in (pair.pre, pair.post):
+                _same_grid([infos[f] for f in series.images], "echo",
+                           "all echoes of a series must share one grid: export them together")
     return report
 
 
 def preflight_participants(layout, subjects, settings, progress=None,
                            stop_on_first_crash: bool = False):
-    """Check the inputs of every participant before any of them is run.
+    """Plan every participant (:func:`pipeline.plan.plan_participant`) and check the plan's
+    images (:func:`check_plan`) before any of them is run.
 
     Returns
     -------
-    ready : list of str
-        participants whose inputs passed (empty after a failure with
+    ready : list of :class:`pipeline.plan.ParticipantPlan`
+        the plans of the participants whose inputs passed (empty after a failure with
         ``stop_on_first_crash``: nothing is run).
     failures : list of ``(subject, FailureMessage, None)``
         the participants that failed, in the format of the run's failure list.
     """
+    from .plan import plan_participant
+
     progress = progress or (lambda msg: None)
     ready, failures = [], []
     for subject in subjects:
         t0 = time.time()
         try:
-            report = check_participant(layout, subject, settings)
+            plan = plan_participant(layout, subject, settings)
+            report = check_plan(plan, settings)
         except InflamapError as exc:
             failures.append((subject, FailureMessage(str(exc), "preflight", exc.code), None))
         except Exception as exc:  # noqa: BLE001 - a checker bug must not stop the others
@@ -711,7 +507,7 @@ def preflight_participants(layout, subjects, settings, progress=None,
                 progress(f"sub-{subject}: {note}")
             progress(f"sub-{subject}: inputs checked ({len(report.images)} image(s), "
                      f"{time.time() - t0:.1f} s)")
-            ready.append(subject)
+            ready.append(plan)
             continue
         progress(f"sub-{subject}: FAILED the input check: {failures[-1][1]}")
         if stop_on_first_crash:
@@ -788,14 +584,11 @@ __all__ = [
     "FailureMessage",
     "ImageInfo",
     "ParticipantCheck",
-    "check_json_files",
     "check_nifti",
-    "check_participant",
-    "dce_acquisition",
+    "check_plan",
+    "check_vif_mask",
     "describe_crash",
     "preflight_participants",
     "report_failures",
-    "sidecar_of",
-    "vfa_acquisition",
 ]
 

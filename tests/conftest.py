@@ -21,8 +21,11 @@ os.environ["TEMPLATEFLOW_HOME"] = str(TF_HOME)
 def run_cli(*args, cwd=None, timeout=3000):
     """Run ``python -m pipeline ARGS`` and return the completed process."""
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
+    # from the checkout (a test that changed the working folder must not make the child
+    # import another installed copy)
     return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+                          capture_output=True, text=True, cwd=cwd or ROOT, env=env,
+                          timeout=timeout)
 
 
 def tree_snapshot(root: Path) -> dict:

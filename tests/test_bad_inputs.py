@@ -309,7 +309,7 @@ CASES = [
                         ds.path("trc-PBR28_pet", "pet", ext=".json") if ds.pet() else None)[2]),
          EX_DATAERR, "add a body_weight column (kg)"),
     Case("pet-frames-differ-from-sidecar",
-         _b(lambda ds: _json(ds.pet(data=_rng(2).uniform(1, 9, (*SHAPE, 3))))), EX_DATAERR,
+         _b(lambda ds: ds.pet(data=_rng(2).uniform(1, 9, (*SHAPE, 3)))), EX_DATAERR,
          "fix the sidecar or the image"),
     Case("pet-FrameDuration-as-end-times", _b(lambda ds: _set_meta(ds.pet(
         data=_rng(2).uniform(1, 9, (*SHAPE, 3))), FrameTimesStart=[0, 1800, 3600],
@@ -391,7 +391,102 @@ CASES = [
          EX_USAGE, "did you mean 'gadolinium'?"),
     Case("config-wrong-type", lambda ds, tmp: (
         "config.yml", ["--config", _config(tmp, "uspio:\n  min_echoes: three\n")]),
-         EX_USAGE, "must be of type int"),
+         EX_USAGE, "allowed: a whole number"),
+    Case("config-value-out-of-range", lambda ds, tmp: (
+        "config.yml", ["--config", _config(tmp, "dce:\n  hematocrit: 4.5\n")]),
+         EX_USAGE, "'dce.hematocrit' is 4.5; allowed: ≥ 0.1 and ≤ 0.8"),
+    Case("config-value-outside-its-set", lambda ds, tmp: (
+        "config.yml", ["--config", _config(tmp, "dce:\n  model: tofts-extended\n")]),
+         EX_USAGE, "allowed: one of patlak, extended_tofts"),
+    # --- units: a time, angle or rate in the wrong unit is refused, never converted silently
+    Case("dce-FrameTimesStart-in-ms", _b(lambda ds: _set_meta(
+        ds.dce(), FrameTimesStart=[0, 10000, 20000, 30000, 40000, 50000], InjectionStart=25000)),
+         EX_DATAERR, "looks like milliseconds: BIDS uses seconds"),
+    Case("dce-short-series-in-ms", _b(lambda ds: _set_meta(
+        ds.dce(), FrameTimesStart=[0, 2000, 4000, 6000, 8000, 10000], InjectionStart=5000)),
+         EX_DATAERR, "looks like milliseconds: BIDS uses seconds"),
+    Case("dce-InjectionStart-in-ms", _b(lambda ds: _set_meta(ds.dce(), InjectionStart=25000)),
+         EX_DATAERR, "BIDS uses seconds on the clock of FrameTimesStart"),
+    Case("dce-TR-in-ms", _b(lambda ds: _set_meta(ds.dce(), RepetitionTimeExcitation=4.0)),
+         EX_DATAERR, "looks like milliseconds: BIDS uses seconds"),
+    Case("vfa-FlipAngle-in-radians",
+         _b(lambda ds: ds.dce(vfa=(0.035, 0.26)) and ds.path("flip-1_VFA", ext=".json")),
+         EX_DATAERR, "looks like radians; BIDS uses degrees"),
+    Case("dce-FlipAngle-in-radians", _b(lambda ds: _set_meta(ds.dce(), FlipAngle=0.26)),
+         EX_DATAERR, "looks like radians; BIDS uses degrees"),
+    # --- covariate tables that do not match the dataset
+    Case("sessions-tsv-id-matches-no-folder", _b(lambda ds: _edit_tsv(
+        ds.root / "sub-01" / "sub-01_sessions.tsv", "ses-01", "ses-1")), EX_DATAERR,
+         "fix the identifier (e.g. ses-01, not ses-1)"),
+    Case("sessions-tsv-duplicate-session", _b(lambda ds: _edit_tsv(
+        ds.root / "sub-01" / "sub-01_sessions.tsv", "left\n", "left\nses-01\tictal\tright\n")),
+         EX_DATAERR, "keep one row per session"),
+    Case("participants-tsv-trailing-space", _b(lambda ds: _edit_tsv(
+        ds.root / "participants.tsv", "sub-01\t", "sub-01 \t")), EX_DATAERR,
+         "remove the spaces"),
+    Case("participants-tsv-conflicting-rows", _b(lambda ds: (
+        (ds.root / "participants.tsv").write_text((ds.root / "participants.tsv").read_text()
+                                                  + "sub-01\tHC\t70\n"),
+        ds.root / "participants.tsv")[1]), EX_DATAERR, "keep one row per participant"),
+    Case("participants-tsv-row-without-folder", _b(lambda ds: (
+        (ds.root / "participants.tsv").write_text((ds.root / "participants.tsv").read_text()
+                                                  + "sub-09\tHC\t70\n"),
+        ds.root / "participants.tsv")[1]), EX_DATAERR, "has no folder"),
+    Case("participants-tsv-without-id-column", _b(lambda ds: _edit_tsv(
+        ds.root / "participants.tsv", "participant_id", "subject")), EX_DATAERR,
+         "add it (sub-<label> per row)"),
+    # --- filter files may only narrow a role by the entities of its files
+    Case("filter-sets-subject", lambda ds, tmp: ("filter.json", [
+        "--bids-filter-file", write_json(tmp / "filter.json", {"t1w": {"subject": "02"}})]),
+         EX_USAGE, "may not set 'subject'"),
+    Case("filter-sets-session", lambda ds, tmp: ("filter.json", [
+        "--bids-filter-file", write_json(tmp / "filter.json", {"pet": {"session": "02"}})]),
+         EX_USAGE, "may not set 'session'"),
+    Case("filter-unknown-entity", lambda ds, tmp: ("filter.json", [
+        "--bids-filter-file", write_json(tmp / "filter.json",
+                                         {"t1w": {"acqusition": "mprage"}})]),
+         EX_USAGE, "unknown entity 'acqusition'"),
+    Case("filter-role-not-an-object", lambda ds, tmp: ("filter.json", [
+        "--bids-filter-file", write_json(tmp / "filter.json", {"t1w": "mprage"})]),
+         EX_USAGE, "must map entities to values"),
+    Case("filter-unknown-role", lambda ds, tmp: ("filter.json", [
+        "--bids-filter-file", write_json(tmp / "filter.json", {"T1w": {"run": 1}})]),
+         EX_USAGE, "unknown role 'T1w'"),
+    Case("filter-value-not-a-label", lambda ds, tmp: ("filter.json", [
+        "--bids-filter-file", write_json(tmp / "filter.json",
+                                         {"t1w": {"acquisition": "{mprage}"}})]),
+         EX_USAGE, "is not a BIDS label"),
+    # --- files that would make a reader hang or read without end
+    Case("sidecar-is-a-fifo", _b(lambda ds: (ds.path("T1w", ext=".json").unlink(missing_ok=True),
+                                             os.mkfifo(ds.path("T1w", ext=".json")),
+                                             ds.path("T1w", ext=".json"))[2]),
+         EX_DATAERR, "a named pipe (FIFO)"),
+    Case("sidecar-links-to-dev-zero", _b(lambda ds: (os.symlink(
+        "/dev/zero", ds.path("T1w", ext=".json")), ds.path("T1w", ext=".json"))[1]),
+         EX_DATAERR, "replace it by the file itself"),
+    Case("folder-symlink-loop", _b(lambda ds: (os.symlink(
+        "..", ds.root / "sub-01" / "ses-01" / "anat" / "again"),
+        ds.root / "sub-01" / "ses-01" / "anat" / "again")[1]), EX_DATAERR,
+         "remove the symbolic link"),
+    Case("oversized-sidecar", _b(lambda ds: (ds.path("T1w", ext=".json").write_text(
+        '{"x": "' + "a" * (5 * 2**20) + '"}'), ds.path("T1w", ext=".json"))[1]),
+         EX_DATAERR, "is it the right file?"),
+    # --- resource options and seeds outside their range (before anything is made)
+    Case("nprocs-negative", lambda ds, tmp: ("--nprocs -1", ["--nprocs", "-1"]), EX_USAGE,
+         "must be a whole number from 1 to 4096"),
+    Case("omp-nthreads-zero", lambda ds, tmp: ("--omp-nthreads 0", ["--omp-nthreads", "0"]),
+         EX_USAGE, "must be a whole number from 1 to 4096"),
+    Case("mem-gb-negative", lambda ds, tmp: ("--mem-gb -1", ["--mem-gb", "-1"]), EX_USAGE,
+         "must be a positive number of GB"),
+    Case("random-seed-beyond-32-bit", lambda ds, tmp: (
+        "--random-seed 99999999999", ["--random-seed", "99999999999"]), EX_USAGE,
+         "must be an integer from 1 to 2147483647"),
+    Case("unknown-plugin", lambda ds, tmp: ("plugin.yml", [
+        "--use-plugin", _config(tmp, "plugin: Dask\n").rename(tmp / "plugin.yml")
+        or tmp / "plugin.yml"]), EX_USAGE, "is not supported; use one of MultiProc"),
+    Case("participant-label-too-long", lambda ds, tmp: (
+        "--participant-label " + "a" * 20, ["--participant-label", "a" * 100]), EX_USAGE,
+         "labels longer than 64 are refused"),
 ]
 
 
@@ -436,7 +531,7 @@ def test_bad_input_catalogue(case, tmp_path, capsys, offline_templates):
 
 
 def test_catalogue_covers_the_issue():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 75
     assert len({c.id for c in CASES}) == len(CASES)
 
 
@@ -458,7 +553,7 @@ def _preflight(ds: Tiny, tmp: Path):
     notes = []
     ready, failures = pf.preflight_participants(layout, ["01"], _settings(ds.root, tmp / "o"),
                                                 progress=notes.append)
-    return ready, failures, notes, layout
+    return [p.subject for p in ready], failures, notes, layout
 
 
 def test_pet_dose_in_mci_is_converted_not_refused(tmp_path):
@@ -485,7 +580,7 @@ def test_nan_inf_voxels_are_reported_not_refused(tmp_path):
     assert any(ds.t1w.name in n and "5 non-finite (NaN/Inf) voxel(s)" in n for n in notes), notes
 
 
-def test_interfaces_mask_and_count_non_finite_voxels(tmp_path):
+def test_interfaces_mask_and_count_non_finite_voxels(tmp_path, monkeypatch):
     """R2* (MEGRE read directly): NaN/Inf voxels are not fitted and are counted in the
     provenance that goes into the sidecars; the readers ahead of ANTs make them finite
     (no signal), which the SPECT ratio masks and the DCE fit marks invalid."""
@@ -501,7 +596,7 @@ def test_interfaces_mask_and_count_non_finite_voxels(tmp_path):
         if i == 2:
             echo[3, 3, 3], echo[4, 4, 4] = np.nan, np.inf
         files.append(write_nifti(tmp_path / f"echo{i}.nii.gz", echo))
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     res = R2StarMap(in_files=[str(f) for f in files], echo_times=tes, method="loglinear",
                     noise_floor=False, min_echoes=3).run()
     r2 = nb.load(res.outputs.r2star).get_fdata()
@@ -748,8 +843,10 @@ def test_fuzz_spect_sidecar(meta):
        vfa=st.lists(_mutated({"FlipAngle": 5.0, "RepetitionTimeExcitation": 0.005}),
                     max_size=3))
 def test_fuzz_dce_and_vfa_sidecars(meta, vfa):
-    _only_documented(pf.dce_acquisition, meta, "x_dce.json")
-    _only_documented(pf.vfa_acquisition, vfa, [f"v{i}.json" for i in range(len(vfa))])
+    from pipeline.metadata import dce_metadata, vfa_metadata
+
+    _only_documented(dce_metadata, meta, "x_dce.json")
+    _only_documented(vfa_metadata, vfa, [f"v{i}.json" for i in range(len(vfa))])
 
 
 @pytest.fixture(scope="module")
@@ -768,7 +865,9 @@ def test_fuzz_sidecar_text(text, fuzz_dir):
     side.write_text(text, encoding="latin-1" if not text.isascii() else "utf-8",
                     errors="replace")
     _only_documented(read_sidecar, side)
-    _only_documented(pf.check_json_files, fuzz_dir)
+    from pipeline.bids import check_json_files
+
+    _only_documented(check_json_files, fuzz_dir)
 
 
 HEADER_FIELDS = {
@@ -846,7 +945,7 @@ def test_fuzz_bids_reader(text, tsv, tmp_path_factory):
     (root / f"sub-01/ses-{SES}/anat/sub-01_ses-{SES}_T1w.json").write_text(text)
     (root / "participants.tsv").write_text(tsv)
     _only_documented(get_layout, root)
-    _only_documented(read_participants, root, default_config()["covariates"])
+    _only_documented(read_participants, root, default_config().covariates)
 
 
 def test_nonfinite_voxels_masked_through_t1w_post_contrast_and_pet(tmp_path, offline_templates):

@@ -9,11 +9,11 @@ import pytest
 from conftest import SHARED
 from pipeline.bids import (check_bids_root, clean_labels, collect_session, get_layout,
                            read_participants, read_sessions, select_participants,
-                           session_info, sessions_of)
+                           DatasetTables, sessions_of)
 from pipeline.config import default_config
 from pipeline.errors import DataError, InputMissingError, UsageError
 
-COV = default_config()["covariates"]
+COV = default_config().covariates
 
 
 def test_collect_session_roles(demo_dir):
@@ -40,7 +40,7 @@ def test_bids_filter_selects_entities(demo_dir):
 def test_session_info_and_labels(demo_dir):
     truth = json.loads((demo_dir / "groundtruth" / "groundtruth.json").read_text())
     for pid, p in truth["participants"].items():
-        info = session_info(demo_dir / "bids", pid[4:], "02", COV)
+        info = DatasetTables(demo_dir / "bids", COV).session_row(pid[4:], "02")
         assert info["headache_side"] == p["headache_side"]
         assert info["phase"] == ("ictal" if p["group"] == "MA" else None)  # n/a -> None
     assert clean_labels(["sub-01", "02", "02"]) == ["01", "02"]

@@ -77,20 +77,30 @@ def test_user_mask_wrong_grid(tmp_path):
 
 
 def test_vif_mask_setting_resolution(tmp_path):
+    """``dce.vif_mask`` resolved per participant/session by the plan, its grid and content
+    checked by the preflight."""
     from pipeline.errors import DataError, InputMissingError
-    from workflows.base import _vif_mask
+    from pipeline.plan import resolve_vif_mask
+    from pipeline.preflight import check_nifti, check_vif_mask
 
     _, paths = _series(tmp_path)
+    series = check_nifti(paths["series"], "DCE series", (4,))
     masks = tmp_path / "derivatives" / "masks"
     masks.mkdir(parents=True)
     (tmp_path / "vif_mask.nii.gz").rename(masks / "sub-01_ses-02_vif.nii.gz")
     pattern = "derivatives/masks/sub-{subject}_ses-{session}_vif.nii.gz"
-    got = _vif_mask(pattern, tmp_path, "sub-01", "ses-02", paths["series"])
+    got = resolve_vif_mask(pattern, tmp_path, "01", "02")
     assert got == str(masks / "sub-01_ses-02_vif.nii.gz")
-    assert _vif_mask(None, tmp_path, "sub-01", "ses-02", paths["series"]) is None
+    check_vif_mask(got, series)
+    assert resolve_vif_mask(None, tmp_path, "01", "02") is None
     with pytest.raises(InputMissingError, match=r"sub-02_ses-02_vif.nii.gz: .*dce.vif_mask"):
-        _vif_mask(pattern, tmp_path, "sub-02", "ses-02", paths["series"])
+        resolve_vif_mask(pattern, tmp_path, "02", "02")
     nb.Nifti1Image(np.zeros((8, 8, 8), np.uint8), np.diag([2.0, 2, 2, 1])).to_filename(
         masks / "sub-03_ses-02_vif.nii.gz")
-    with pytest.raises(DataError, match="mask is empty"):
-        _vif_mask(pattern, tmp_path, "sub-03", "ses-02", paths["series"])
+    with pytest.raises(DataError, match="every voxel is 0"):
+        check_vif_mask(resolve_vif_mask(pattern, tmp_path, "03", "02"), series)
+    wrong = masks / "sub-04_ses-02_vif.nii.gz"
+    nb.Nifti1Image(np.arange(5 * 8 * 8, dtype=np.uint8).reshape(5, 8, 8) % 2,
+                   np.diag([2.0, 2, 2, 1])).to_filename(wrong)
+    with pytest.raises(DataError, match="draw it on the DCE grid"):
+        check_vif_mask(str(wrong), series)

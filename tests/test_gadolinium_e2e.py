@@ -117,7 +117,7 @@ def test_methods_boilerplate_names_the_steps(tf_home):
 
     tpl = str(get_template_file("MNI152NLin2009aSym", 2, desc="brain", suffix="T1w"))
     wf = init_gadolinium_wf(AGENT, "MNI152NLin2009aSym", tpl,
-                            default_config()["gadolinium"], "sub-01", "ses-01")
+                            default_config().gadolinium, "sub-01", "ses-01")
     desc = wf.__desc__
     for word in ("bias field", "antsRegistration", "reference-tissue", "percent enhancement",
                  "meningeal", "findings"):

@@ -18,8 +18,7 @@ from scipy import stats as sst
 from statsmodels.stats.power import NormalIndPower, TTestIndPower, TTestPower
 
 from pipeline import stats as gs
-from pipeline.config import Settings, default_config
-from pipeline.errors import UsageError
+from pipeline.config import ConfigError, Settings, default_config, load_workflow_config
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_group",
@@ -27,7 +26,7 @@ _spec = importlib.util.spec_from_file_location("bench_group",
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
-CFG = default_config()["group"]
+CFG = default_config().group
 TEMPLATE = "MNI152NLin2009aSym"
 PET_EFFECT, DCE_EFFECT = 0.15, 0.001  # SUVR +15 % (as in the demo), Ktrans +0.001/min
 EFFECTS = [
@@ -38,12 +37,12 @@ EFFECTS = [
 
 
 def _run(table, contrasts=None, **kw):
-    opts = {"value": "mean", "alpha": CFG["alpha"], "fdr": CFG["fdr"],
-            "ci_level": CFG["ci_level"], "target_power": CFG["target_power"],
-            "min_n": CFG["min_n"], "covariates": CFG["covariates"],
-            "modality_rules": CFG["modality_rules"]}
+    opts = {"value": "mean", "alpha": CFG.alpha, "fdr": CFG.fdr,
+            "ci_level": CFG.ci_level, "target_power": CFG.target_power,
+            "min_n": CFG.min_n, "covariates": CFG.covariates,
+            "modality_rules": CFG.modality_rules}
     opts.update(kw)
-    return gs.group_statistics(table, CFG["contrasts"] if contrasts is None else contrasts,
+    return gs.group_statistics(table, CFG.contrasts if contrasts is None else contrasts,
                                **opts)
 
 
@@ -57,7 +56,7 @@ def planted():
     # no participant effect shared by all ROIs: unplanted ROIs are independent nulls
     table, _, _ = bench.synthetic_group_table(80, modalities=mods, effects=EFFECTS, seed=3,
                                               person_sd=0.0)
-    return table, _run(table, [c for c in CFG["contrasts"] if c["name"] in PLANTED_CONTRASTS])
+    return table, _run(table, [c for c in CFG.contrasts if c["name"] in PLANTED_CONTRASTS])
 
 
 def _row(res, contrast, modality, roi, hemisphere, test):
@@ -75,7 +74,7 @@ def test_result_columns_and_families(planted):
     ok = res["p"].notna()
     assert (res.loc[ok, "p_fdr"] >= res.loc[ok, "p"] - 1e-12).all()
     assert res.loc[~ok, "p_fdr"].isna().all() and not res.loc[~ok, "significant"].any()
-    assert (res["significant"] == (res["p_fdr"] < CFG["alpha"])).all()
+    assert (res["significant"] == (res["p_fdr"] < CFG.alpha)).all()
 
 
 @pytest.mark.parametrize("contrast,modality,hemisphere,test,truth", [
@@ -89,7 +88,7 @@ def test_planted_effect_significant_right_sign_ci_covers_truth(planted, contrast
                                                                hemisphere, test, truth):
     _, res = planted
     r = _row(res, contrast, modality, "occipital", hemisphere, test)
-    assert r["significant"] and r["p_fdr"] < CFG["alpha"]
+    assert r["significant"] and r["p_fdr"] < CFG.alpha
     assert r["estimate"] > 0 and r["effect_size"] > 0 and r["ci_low"] > 0
     assert r["estimate_ci_low"] <= truth <= r["estimate_ci_high"]
     # the nonparametric companion agrees in sign
@@ -104,7 +103,7 @@ def test_null_rois_fdr_share_at_most_nominal(planted):
     for test in ("welch", "paired_t", "spearman"):
         sub = null[null["test"] == test]
         assert len(sub) > 50
-        assert sub["significant"].mean() <= CFG["alpha"], test
+        assert sub["significant"].mean() <= CFG.alpha, test
 
 
 def test_null_fdr_share_over_repeated_families():
@@ -124,7 +123,7 @@ def test_null_fdr_share_over_repeated_families():
         null = res[res["roi"] != "roi00"]
         shares.append(null["significant"].mean())
         found.extend(res.loc[res["roi"] == "roi00", "significant"])
-    assert np.mean(shares) <= CFG["alpha"]
+    assert np.mean(shares) <= CFG.alpha
     assert np.mean(found) >= 0.9
 
 
@@ -216,7 +215,7 @@ def test_pet_rules_exclude_lab_and_add_genotype(planted):
 def test_nan_rows_with_reasons_not_crashes():
     table, _, _ = bench.synthetic_group_table(6, modalities=bench.MODALITIES[3:], seed=2)
     res = _run(table)  # every default contrast
-    assert set(res["contrast"]) == {c["name"] for c in CFG["contrasts"]}
+    assert set(res["contrast"]) == {c["name"] for c in CFG.contrasts}
     assert len(res) and res["reason"].notna().any()
     few = res[res["reason"].fillna("").str.startswith("too few")]
     assert len(few) and few[["p", "effect_size", "power"]].isna().all().all()
@@ -224,7 +223,7 @@ def test_nan_rows_with_reasons_not_crashes():
     t2, _, _ = bench.synthetic_group_table(20, modalities=bench.MODALITIES[:1], seed=4)
     t2.loc[t2["roi"] == "frontal", "mean"] = 1.0
     t2 = t2.drop(columns=["hours_since_onset"])
-    by_name = {c["name"]: c for c in CFG["contrasts"]}
+    by_name = {c["name"]: c for c in CFG.contrasts}
     res = _run(t2, [by_name["patientsVsHC"], by_name["ictalVsInterictal"],
                     by_name["hoursSinceOnset"]])
     flat = res[(res["roi"] == "frontal") & res["hemisphere"].isin(["left", "right"])]
@@ -243,12 +242,9 @@ def test_contrast_validation_messages():
                              "a": "ictal", "b": "interictal", "tests": ["welch"]}])
     with pytest.raises(ValueError, match="letters and digits"):
         gs.check_contrasts([{"name": "a b", "type": "correlation", "column": "age"}])
-    from pipeline.group import group_settings
-
-    cfg = default_config()
-    cfg["group"]["voxelwise"]["designs"] = ["attacksPerMonth"]
-    with pytest.raises(UsageError, match="voxelwise designs are two_group or paired"):
-        group_settings(cfg)
+    with pytest.raises(ConfigError, match=r"'group.voxelwise.designs\[0\]' is 'attacksPerMonth'; "
+                       "allowed: a contrast of type two_group or paired"):
+        load_workflow_config(overrides={"group": {"voxelwise": {"designs": ["attacksPerMonth"]}}})
 
 
 def test_cluster_table_matches_nilearn():
@@ -305,8 +301,11 @@ def _write_dataset(root: Path, n=14, seed=5):
                            "tspo_genotype": "HAB"}])
     pd.concat([parts, extra]).to_csv(bids / "participants.tsv", sep="\t", index=False,
                                      na_rep="n/a")
+    (bids / "sub-999").mkdir()  # raw data, never processed: "missing" at the group level
     for pid, s in sessions.groupby("participant_id"):
         (bids / pid).mkdir()
+        for sid in s["session_id"]:
+            (bids / pid / sid / "anat").mkdir(parents=True)
         s.drop(columns="participant_id").to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t",
                                                 index=False, na_rep="n/a")
     out.mkdir()
@@ -350,13 +349,12 @@ def test_run_group_end_to_end(tmp_path, capsys):
     from pipeline.group import run_group
 
     bids, out = _write_dataset(tmp_path)
-    settings = Settings()
-    settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
-    settings.workflow["anat"]["template"] = TEMPLATE
-    gcfg = settings.workflow["group"]
-    gcfg["voxelwise"]["smoothing_fwhm"] = None
     keep = ("patientsVsHC", "ictalVsInterictal", "ipsiVsContraIctal", "attacksPerMonth")
-    gcfg["contrasts"] = [c for c in gcfg["contrasts"] if c["name"] in keep]  # faster report
+    settings = Settings(workflow=load_workflow_config(overrides={
+        "anat": {"template": TEMPLATE},
+        "group": {"voxelwise": {"smoothing_fwhm": None},  # fewer contrasts: faster report
+                  "contrasts": [c for c in CFG.contrasts if c["name"] in keep]}}))
+    settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
     assert run_group(settings) == 0
     err = capsys.readouterr().err
     g = out / "group"
@@ -449,7 +447,7 @@ def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
             rows.append({"participant_id": f"sub-{i:02d}", "session_id": ses, "phase": phase,
                          "headache_side": side, "path": str(path)})
     maps = pd.DataFrame(rows)
-    contrasts = {c["name"]: c for c in gs.check_contrasts(default_config()["group"]["contrasts"])}
+    contrasts = {c["name"]: c for c in gs.check_contrasts(default_config().group.contrasts)}
     left = np.zeros(SHAPE, bool)
     left[left_blob] = True
     right = np.zeros(SHAPE, bool)

@@ -447,18 +447,18 @@ def test_chromium_renders_group_report(tmp_path):
     """The group report of a synthetic group run (forest, strip and glass-brain figures)."""
     from test_group_stats import TEMPLATE, _write_dataset
 
-    from pipeline.config import Settings
+    from pipeline.config import Settings, default_config, load_workflow_config
     from pipeline.group import run_group
 
     _chromium()
     (tmp_path / "data").mkdir()
     bids, out = _write_dataset(tmp_path / "data")
-    settings = Settings()
-    settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
-    settings.workflow["anat"]["template"] = TEMPLATE
-    gcfg = settings.workflow["group"]
     keep = ("patientsVsHC", "ictalVsInterictal", "ipsiVsContraIctal")
-    gcfg["contrasts"] = [c for c in gcfg["contrasts"] if c["name"] in keep]
+    defaults = default_config().group.contrasts
+    settings = Settings(workflow=load_workflow_config(overrides={
+        "anat": {"template": TEMPLATE},
+        "group": {"contrasts": [c for c in defaults if c["name"] in keep]}}))
+    settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
     assert run_group(settings) == 0
     html = out / "group" / "group.html"
     result = _render_and_check(html, tmp_path, min_dark=0.0)  # plots on white

@@ -40,7 +40,7 @@ def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None)
     return {**files, **atlas_files(template, resolution, atlas, atlas_desc)}
 
 
-def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthreads: int,
+def init_anat_wf(template: str, template_files: dict, settings, omp_nthreads: int,
                  mem_gb: float = 1.0, name: str = "anat_wf"):
     r"""
     Bias-correct the T1w, register it to a template and bring the atlas to native space.
@@ -65,7 +65,7 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
     template_files : :obj:`dict`
         paths from :func:`template_inputs` (``template``, ``template_mask``, ``gm_probseg``,
         ``wm_probseg`` and, for a TemplateFlow atlas, ``atlas``/``atlas_lut``)
-    settings : :obj:`dict`
+    settings : :class:`pipeline.config.AnatSettings`
         the ``anat`` section of the configuration
     omp_nthreads : :obj:`int`
         maximum number of threads an individual process may use
@@ -112,28 +112,33 @@ def init_anat_wf(template: str, template_files: dict, settings: dict, omp_nthrea
     from niworkflows.interfaces.morphology import BinaryDilation
     from niworkflows.interfaces.nibabel import Binarize
 
-    from pipeline.interfaces.ants import ApplyTransforms, N4BiasFieldCorrection, Registration
+    from pipeline.interfaces.ants import (
+        ANTS_VERSION,
+        ApplyTransforms,
+        N4BiasFieldCorrection,
+        Registration,
+    )
     from pipeline.interfaces.images import ExcludeVoxels, NonFiniteMask
     from pipeline.interfaces.regional import ExtracerebralROIs, SinusPrior
 
-    n4s = settings["n4"]
-    reg = settings["registration"]
-    atlas = settings["atlas"]
+    n4s = settings.n4
+    reg = settings.registration
+    atlas = settings.atlas
     workflow = Workflow(name=name)
     workflow.__desc__ = f"""\
 The T1-weighted (T1w) image was corrected for intensity non-uniformity with
-`N4BiasFieldCorrection` [@n4] (ANTs 2.5.1, run in-process through antspyx). It was then
+`N4BiasFieldCorrection` [@n4] (ANTs {ANTS_VERSION}, run in-process through antspyx). It was then
 spatially normalised to the *{template}* template (TemplateFlow [@templateflow]) by
 nonlinear registration with `antsRegistration` [@ants] (rigid, affine and symmetric
-normalisation (SyN) stages, {reg['syn_metric']} metric for SyN, with the similarity restricted
-to the template brain mask dilated by {reg['fixed_mask_dilation_mm']:g} mm). A brain mask was
+normalisation (SyN) stages, {reg.syn_metric} metric for SyN, with the similarity restricted
+to the template brain mask dilated by {reg.fixed_mask_dilation_mm:g} mm). A brain mask was
 obtained by bringing the template brain mask to the T1w through the inverse transform
-(linear interpolation, threshold {settings['brain_mask_threshold']:g}), and the
+(linear interpolation, threshold {settings.brain_mask_threshold:g}), and the
 *{atlas}* atlas labels were brought to the T1w with nearest-neighbour interpolation.
 Extra-cerebral regions were defined in native space: a meningeal band
-({settings['meningeal_band_mm'][0]:g}–{settings['meningeal_band_mm'][1]:g} mm outside the
-brain mask) and a calvarial band ({settings['calvarial_band_mm'][0]:g}–
-{settings['calvarial_band_mm'][1]:g} mm), each split by lobe and hemisphere after the nearest
+({settings.meningeal_band_mm[0]:g}–{settings.meningeal_band_mm[1]:g} mm outside the
+brain mask) and a calvarial band ({settings.calvarial_band_mm[0]:g}–
+{settings.calvarial_band_mm[1]:g} mm), each split by lobe and hemisphere after the nearest
 atlas region, and the superior sagittal and transverse sinuses (a geometric prior in template
 space brought to the T1w), which were excluded from both bands. Voxels without a finite
 value in the input images, if any, were set to zero for registration and excluded from the
@@ -153,9 +158,9 @@ brain mask, every region and every quantitative map (their number is in the side
     exclude = pe.Node(ExcludeVoxels(), name="exclude_nonfinite")
 
     n4 = pe.Node(N4BiasFieldCorrection(
-        dimension=3, save_bias=True, copy_header=True, n_iterations=n4s["iterations"],
-        convergence_threshold=n4s["convergence_threshold"], shrink_factor=n4s["shrink_factor"],
-        bspline_fitting_distance=n4s["bspline_fitting_distance"],
+        dimension=3, save_bias=True, copy_header=True, n_iterations=n4s.iterations,
+        convergence_threshold=n4s.convergence_threshold, shrink_factor=n4s.shrink_factor,
+        bspline_fitting_distance=n4s.bspline_fitting_distance,
         num_threads=omp_nthreads), name="n4", n_procs=omp_nthreads, mem_gb=mem_gb)
 
     import nibabel as nb
@@ -163,34 +168,29 @@ brain mask, every region and every quantitative map (their number is in the side
     zoom = float(min(nb.load(template_files["template_mask"]).header.get_zooms()[:3]))
     dilate = pe.Node(BinaryDilation(
         in_mask=template_files["template_mask"],
-        radius=max(1, int(round(reg["fixed_mask_dilation_mm"] / zoom)))), name="dilate_tpl_mask")
+        radius=max(1, int(round(reg.fixed_mask_dilation_mm / zoom)))), name="dilate_tpl_mask")
 
-    levels = len(reg["shrink_factors"])
     registration = pe.Node(Registration(
         fixed_image=template_files["template"], dimension=3, initial_moving_transform_com=1,
         transforms=["Rigid", "Affine", "SyN"],
-        transform_parameters=[(0.1,), (0.1,), (reg["syn_gradient_step"], 3.0, 0.0)],
-        metric=["MI", "MI", reg["syn_metric"]], metric_weight=[1.0] * 3,
-        radius_or_number_of_bins=[32, 32, 32 if reg["syn_metric"] == "MI" else 4],
+        transform_parameters=[(0.1,), (0.1,), (reg.syn_gradient_step, 3.0, 0.0)],
+        metric=["MI", "MI", reg.syn_metric], metric_weight=[1.0] * 3,
+        radius_or_number_of_bins=[32, 32, 32 if reg.syn_metric == "MI" else 4],
         sampling_strategy=["Regular", "Regular", "None"], sampling_percentage=[0.25, 0.25, 1.0],
-        number_of_iterations=[reg["rigid_iterations"], reg["affine_iterations"],
-                              reg["syn_iterations"]],
-        shrink_factors=[reg["shrink_factors"]] * 3,
-        smoothing_sigmas=[reg["smoothing_sigmas"]] * 3, sigma_units=["vox"] * 3,
+        number_of_iterations=[reg.rigid_iterations, reg.affine_iterations,
+                              reg.syn_iterations],
+        shrink_factors=[reg.shrink_factors] * 3,
+        smoothing_sigmas=[reg.smoothing_sigmas] * 3, sigma_units=["vox"] * 3,
         convergence_threshold=[1e-6] * 3, convergence_window_size=[10] * 3,
         winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
         write_composite_transform=True, collapse_output_transforms=True,
         output_warped_image=True, float=True, num_threads=omp_nthreads),
         name="registration", n_procs=omp_nthreads, mem_gb=mem_gb * 2)
-    if any(len(x) != levels for x in (reg["rigid_iterations"], reg["affine_iterations"],
-                                      reg["syn_iterations"], reg["smoothing_sigmas"])):
-        raise ValueError("anat.registration: iterations, shrink_factors and smoothing_sigmas "
-                         "must have one entry per level")
 
     mask_to_t1w = pe.Node(ApplyTransforms(
         input_image=template_files["template_mask"], interpolation="Linear", dimension=3,
         float=True, num_threads=omp_nthreads), name="mask_to_t1w", mem_gb=mem_gb)
-    binarize = pe.Node(Binarize(thresh_low=settings["brain_mask_threshold"]), name="binarize")
+    binarize = pe.Node(Binarize(thresh_low=settings.brain_mask_threshold), name="binarize")
     atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
                                            num_threads=omp_nthreads),
                            name="atlas_to_t1w", mem_gb=mem_gb)
@@ -205,9 +205,9 @@ brain mask, every region and every quantitative map (their number is in the side
                                            num_threads=omp_nthreads),
                            name="sinus_to_t1w", mem_gb=mem_gb)
     extracerebral = pe.Node(ExtracerebralROIs(
-        meningeal_mm=tuple(settings["meningeal_band_mm"]),
-        calvarial_mm=tuple(settings["calvarial_band_mm"]),
-        sinus_margin_mm=settings["sinus_margin_mm"]), name="extracerebral_rois")
+        meningeal_mm=tuple(settings.meningeal_band_mm),
+        calvarial_mm=tuple(settings.calvarial_band_mm),
+        sinus_margin_mm=settings.sinus_margin_mm), name="extracerebral_rois")
 
     workflow.connect([
         (inputnode, nonfinite, [("t1w", "in_file")]),

@@ -10,8 +10,8 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
-                template: str, template_file: str, settings: dict, participant_id: str,
+def init_dce_wf(agent: str, meta, vfa_flip_angles: list, vfa_tr: float,
+                template: str, template_file: str, settings, participant_id: str,
                 session_id: str, headache_side=None, covariates=None, min_voxels: int = 1,
                 vif_mask=None, omp_nthreads: int = 1,
                 name: str = "dce_wf"):
@@ -33,13 +33,13 @@ def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
     ----------
     agent : :obj:`str`
         contrast agent (``ce-`` label)
-    meta : :obj:`dict`
-        validated acquisition parameters (:func:`pipeline.interfaces.dce.dce_metadata`)
+    meta : :class:`pipeline.metadata.DCEMetadata`
+        checked acquisition parameters (:func:`pipeline.metadata.dce_metadata`)
     vfa_flip_angles, vfa_tr
         flip angles (degrees) and excitation TR (s) of the VFA images
     template, template_file : :obj:`str`
         template identifier and its T1w (grid of the template-space maps)
-    settings : :obj:`dict`
+    settings : :class:`pipeline.config.DCESettings`
         the ``dce`` section of the configuration
     participant_id, session_id : :obj:`str`
         identifiers written in the tables
@@ -90,7 +90,7 @@ def init_dce_wf(agent: str, meta: dict, vfa_flip_angles: list, vfa_tr: float,
     from .utils import first, rigid_registration
 
     workflow = Workflow(name=name)
-    patlak = settings["model"] == "patlak"
+    patlak = settings.model == "patlak"
     source = "user-delineated" if vif_mask else "superior-sagittal-sinus"
     fit_how = (" (linear least squares)" if patlak else
                " (a kep grid with linear least squares, refined by Levenberg–Marquardt)")
@@ -100,11 +100,11 @@ from the variable-flip-angle images (DESPOT1). Every frame of the dynamic series
 registered (`antsRegistration`, mutual information) to the mean of the pre-contrast frames,
 which was rigidly registered to the T1w to bring the atlas and extra-cerebral regions to the
 DCE grid. Signal was converted to concentration with the spoiled gradient-echo equation
-(r1 = {settings['relaxivity']:g} /mM/s). The venous input function was taken from the
-frame-wise median of the {settings['vif_voxels']} {source} voxels with the largest area under
+(r1 = {settings.relaxivity:g} /mM/s). The venous input function was taken from the
+frame-wise median of the {settings.vif_voxels} {source} voxels with the largest area under
 the curve after excluding partial-volume voxels (peak below
-{settings['vif_min_peak_fraction']:g} of the 95th percentile) and converted to plasma with a
-haematocrit of {settings['hematocrit']:g}. The {settings['model'].replace('_', ' ')} model
+{settings.vif_min_peak_fraction:g} of the 95th percentile) and converted to plasma with a
+haematocrit of {settings.hematocrit:g}. The {settings.model.replace('_', ' ')} model
 was fitted in every voxel of the regions{fit_how}, giving Ktrans, vp{'' if patlak else ', ve'}
 and the fit residual; these and the T1 map were brought to *{template}* space.
 """
@@ -115,26 +115,26 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
         "residual_tpl", "vif",
         "dce2t1w_xfm", "rois", "regions", "provenance"]), name="outputnode")
 
-    ref = pe.Node(DCEReference(n_baseline=meta["n_baseline"], n_frames=len(meta["times"])),
+    ref = pe.Node(DCEReference(n_baseline=meta.n_baseline, n_frames=len(meta.times)),
                   name="dce_reference")
-    mc = pe.MapNode(rigid_registration(settings["motion"], omp_nthreads,
+    mc = pe.MapNode(rigid_registration(settings.motion, omp_nthreads,
                                        output_warped_image=True),
                     iterfield=["moving_image"], name="motion_correction",
                     n_procs=omp_nthreads)
     merge = pe.Node(MergeFrames(), name="merge_frames")
     vfa = pe.Node(VFAT1Map(flip_angles=list(vfa_flip_angles), tr=vfa_tr), name="vfa_t1")
-    to_t1w = pe.Node(rigid_registration(settings["motion"], omp_nthreads,
+    to_t1w = pe.Node(rigid_registration(settings.motion, omp_nthreads,
                                         initial_moving_transform_com=1),
                      name="dce_to_t1w", n_procs=omp_nthreads)
     rois_to_dce = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
                                           invert_transform_flags=[True]), name="rois_to_dce")
     fit = pe.Node(DCEFit(
-        times=meta["times"], flip_angle=meta["flip_angle"], tr=meta["tr"],
-        n_baseline=meta["n_baseline"], relaxivity=settings["relaxivity"],
-        hematocrit=settings["hematocrit"], model=settings["model"],
-        vif_roi=settings["vif_roi"], vif_voxels=settings["vif_voxels"],
-        vif_min_peak_fraction=settings["vif_min_peak_fraction"],
-        delays_s=[float(d) for d in settings["delays_s"]]), name="fit", mem_gb=2.0)
+        times=list(meta.times), flip_angle=meta.flip_angle, tr=meta.tr,
+        n_baseline=meta.n_baseline, relaxivity=settings.relaxivity,
+        hematocrit=settings.hematocrit, model=settings.model,
+        vif_roi=settings.vif_roi, vif_voxels=settings.vif_voxels,
+        vif_min_peak_fraction=settings.vif_min_peak_fraction,
+        delays_s=[float(d) for d in settings.delays_s]), name="fit", mem_gb=2.0)
     if vif_mask:
         fit.inputs.vif_mask = vif_mask
     regional_wf = init_regional_wf(participant_id, session_id, "dce", "Ktrans",

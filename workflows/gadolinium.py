@@ -12,7 +12,7 @@ from nipype.pipeline import engine as pe
 from .utils import first, listify, rigid_registration
 
 
-def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: dict,
+def init_gadolinium_wf(agent: str, template: str, template_file: str, settings,
                        participant_id: str, session_id: str, headache_side=None,
                        covariates=None, min_voxels: int = 1, omp_nthreads: int = 1,
                        mem_gb: float = 1.0,
@@ -37,7 +37,7 @@ def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: 
         contrast agent (``ce-`` label)
     template, template_file : :obj:`str`
         template identifier and its T1w (reference grid of the template-space maps)
-    settings : :obj:`dict`
+    settings : :class:`pipeline.config.GadoliniumSettings`
         the ``gadolinium`` section of the configuration
     participant_id, session_id : :obj:`str`
         identifiers written in the tables
@@ -93,21 +93,21 @@ def init_gadolinium_wf(agent: str, template: str, template_file: str, settings: 
 
     from .regional import init_regional_wf
 
-    reg = settings["registration"]
+    reg = settings.registration
     workflow = Workflow(name=name)
     workflow.__desc__ = f"""\
 The post-contrast ({agent}) T1w image was divided by the bias field estimated on the
 pre-contrast T1w, rigidly registered to the pre-contrast T1w with `antsRegistration`
 (mutual information) and resampled once onto its grid. Its intensities were normalised to
-the pre-contrast image ({settings['normalisation']}{
+the pre-contrast image ({settings.normalisation}{
     ' over white matter with template probability ≥ '
-    + format(settings['reference_wm_threshold'], 'g')
-    if settings['normalisation'] == 'reference-tissue' else ''}); the subtraction
+    + format(settings.reference_wm_threshold, 'g')
+    if settings.normalisation == 'reference-tissue' else ''}); the subtraction
 (post − pre) and the percent enhancement 100·(post − pre)/max(pre, floor), with the floor at
-{settings['floor_fraction']:g} × the brain median of the pre-contrast image, were computed
+{settings.floor_fraction:g} × the brain median of the pre-contrast image, were computed
 and brought to *{template}* space. Regional means were computed over the atlas, meningeal,
-calvarial and dural-sinus regions; clusters above {settings['finding_threshold_percent']:g} %
-enhancement with a volume of at least {settings['finding_min_volume_mm3']:g} mm³ within the
+calvarial and dural-sinus regions; clusters above {settings.finding_threshold_percent:g} %
+enhancement with a volume of at least {settings.finding_min_volume_mm3:g} mm³ within the
 brain and the meningeal band (sinuses, skull and scalp enhance in everyone and were not
 searched) were reported as enhancement findings.
 """
@@ -124,24 +124,20 @@ searched) were reported as enhancement findings.
                              name="nonfinite_post_to_pre")
     invalid = pe.Node(niu.Merge(2), name="invalid_voxels")
     dilate = pe.Node(BinaryDilation(radius=2), name="dilate_brain_mask")
-    levels = len(reg["iterations"])
-    if len(reg["shrink_factors"]) != levels or len(reg["smoothing_sigmas"]) != levels:
-        raise ValueError("gadolinium.registration: iterations, shrink_factors and "
-                         "smoothing_sigmas must have one entry per level")
     post2pre = pe.Node(rigid_registration(
         reg, omp_nthreads, sampling_percentage=0.5, convergence_threshold=1e-7,
         initial_moving_transform_com=0, write_composite_transform=False,
         output_warped_image=True, interpolation="LanczosWindowedSinc"),
         name="post_to_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
     maps = pe.Node(EnhancementMaps(
-        method=settings["normalisation"], wm_threshold=settings["reference_wm_threshold"],
-        floor_fraction=settings["floor_fraction"]), name="enhancement_maps")
+        method=settings.normalisation, wm_threshold=settings.reference_wm_threshold,
+        floor_fraction=settings.floor_fraction), name="enhancement_maps")
     regional_wf = init_regional_wf(participant_id, session_id, "gadolinium", "enhancement",
                                    headache_side=headache_side, covariates=covariates,
                                    min_voxels=min_voxels, name="regional_wf")
     findings = pe.Node(EnhancementFindings(
-        threshold=settings["finding_threshold_percent"],
-        min_volume_mm3=settings["finding_min_volume_mm3"], participant_id=participant_id,
+        threshold=settings.finding_threshold_percent,
+        min_volume_mm3=settings.finding_min_volume_mm3, participant_id=participant_id,
         session_id=session_id), name="findings")
     to_tpl = {}
     for key in ("percent", "subtraction"):

@@ -10,7 +10,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
+def init_pet_wf(meta, template: str, template_files: dict, settings,
                 participant_id: str, session_id: str, headache_side=None, covariates=None,
                 min_voxels: int = 1, omp_nthreads: int = 1, name: str = "pet_wf"):
     r"""
@@ -40,7 +40,7 @@ def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
     template_files : :obj:`dict`
         ``template`` (grid of template-space maps), ``gm_probseg``/``wm_probseg`` (built-in
         atlas) or ``pet_atlas``/``pet_atlas_lut`` (TemplateFlow atlas)
-    settings : :obj:`dict`
+    settings : :class:`pipeline.config.PETSettings`
         the ``pet`` section of the configuration
     participant_id, session_id : :obj:`str`
         identifiers written in the tables
@@ -91,10 +91,10 @@ def init_pet_wf(meta, template: str, template_files: dict, settings: dict,
     from .regional import init_regional_wf
     from .utils import atlas_source, first, listify, merge_dicts, rigid_registration
 
-    lo, hi = settings["window_min"]
-    atlas = settings["atlas"]
+    lo, hi = settings.window_min
+    atlas = settings.atlas
     workflow = Workflow(name=name)
-    reference = settings["suvr_reference"].replace("_", " ")
+    reference = settings.suvr_reference.replace("_", " ")
     decay_note = ("" if meta.decay_corrected else
                   " The frames, not decay-corrected by the scanner, were corrected to the "
                   f"injection time ({meta.radionuclide}, half-life {meta.half_life_s:g} s).")
@@ -121,12 +121,12 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
     select = pe.Node(SelectFrames(
         frame_start=meta.frame_start_s.tolist(), frame_duration=meta.frame_duration_s.tolist(),
         injection_start=meta.injection_start_s, window=(lo * 60.0, hi * 60.0),
-        min_overlap=settings["min_frame_overlap"]), name="select_frames")
+        min_overlap=settings.min_frame_overlap), name="select_frames")
     if not meta.decay_corrected:
         select.inputs.decay_factors = frame_decay_factors(
             meta.frame_start_s, meta.frame_duration_s, meta.half_life_s,
             reference_s=meta.injection_start_s).tolist()
-    reg = settings["registration"]
+    reg = settings.registration
     mc = pe.MapNode(rigid_registration(reg, omp_nthreads, output_warped_image=True),
                     iterfield=["moving_image"], name="motion_correction", n_procs=omp_nthreads)
     average = pe.Node(WeightedAverage(), name="weighted_average")
@@ -137,7 +137,7 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
                   name="suv")
     suv_t1w = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
                       name="suv_to_t1w")
-    suvr = pe.Node(SUVRMap(reference=settings["suvr_reference"]), name="suvr")
+    suvr = pe.Node(SUVRMap(reference=settings.suvr_reference), name="suvr")
     # NaN/Inf voxels (any frame): 0 for ANTs, NaN in the SUV maps on both grids
     nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_pet")
     suv_masked = pe.Node(MaskMap(), name="suv_nonfinite")

@@ -11,7 +11,7 @@ from nipype.pipeline import engine as pe
 
 
 def init_spect_wf(tracer: str, early_meta, late_meta, template: str, template_file: str,
-                  settings: dict, participant_id: str, session_id: str, headache_side=None,
+                  settings, participant_id: str, session_id: str, headache_side=None,
                   covariates=None, min_voxels: int = 1, omp_nthreads: int = 1,
                   name: str = "spect_wf"):
     r"""
@@ -34,7 +34,7 @@ def init_spect_wf(tracer: str, early_meta, late_meta, template: str, template_fi
         timing and units of each acquisition
     template, template_file : :obj:`str`
         template identifier and its T1w (grid of the template-space map)
-    settings : :obj:`dict`
+    settings : :class:`pipeline.config.SPECTSettings`
         the ``spect`` section of the configuration
     participant_id, session_id : :obj:`str`
         identifiers written in the tables
@@ -85,7 +85,7 @@ converted to count rates and decay-corrected to the injection time
 had not done so. The late acquisition was rigidly registered to the early one and the early
 one to the T1w (`antsRegistration`, mutual information); the late image was resampled once
 onto the early grid and the late/early uptake ratio computed where the early image exceeded
-{settings['ratio_floor_fraction']:g} of its 99th percentile. Regional ratios were summarised
+{settings.ratio_floor_fraction:g} of its 99th percentile. Regional ratios were summarised
 in the atlas regions, the meningeal and calvarial bands and the dural sinuses, with
 ipsilateral/contralateral labels for a lateralised headache.
 """
@@ -101,14 +101,14 @@ ipsilateral/contralateral labels for a lateralised headache.
                                           duration=meta.duration_s,
                                           decay_factor=meta.decay_factor),
                               name=f"{key}_counts")
-    reg = settings["registration"]
+    reg = settings.registration
     late2early = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
                          name="late_to_early", n_procs=omp_nthreads)
     early2t1w = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
                         name="early_to_t1w", n_procs=omp_nthreads)
     late_on_early = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
                             name="late_on_early")
-    ratio = pe.Node(LateEarlyRatio(floor_fraction=settings["ratio_floor_fraction"]),
+    ratio = pe.Node(LateEarlyRatio(floor_fraction=settings.ratio_floor_fraction),
                     name="ratio")
     rois = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
                                    invert_transform_flags=[True]), name="rois_to_spect")

@@ -11,7 +11,7 @@ from nipype.pipeline import engine as pe
 
 
 def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, template: str,
-                  template_files: dict, settings: dict, participant_id: str, session_id: str,
+                  template_files: dict, settings, participant_id: str, session_id: str,
                   pre_session: str | None = None, headache_side=None, covariates=None,
                   min_voxels: int = 1, omp_nthreads: int = 1, name: str = "uspio_wf"):
     r"""
@@ -42,7 +42,7 @@ def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, templ
         ``template`` (grid of the template-space maps), ``gm_probseg`` and ``wm_probseg``
         (to build the built-in territory atlas) or, for a TemplateFlow atlas,
         ``uspio_atlas`` and ``uspio_atlas_lut``
-    settings : :obj:`dict`
+    settings : :class:`pipeline.config.USPIOSettings`
         the ``uspio`` section of the configuration
     participant_id, session_id : :obj:`str`
         identifiers written in the tables (the session of the post scan)
@@ -94,8 +94,8 @@ def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, templ
     from .regional import init_regional_wf
     from .utils import atlas_source, first, rigid_registration
 
-    atlas = settings["atlas"]
-    method = settings["fit"]
+    atlas = settings.atlas
+    method = settings.fit
     workflow = Workflow(name=name)
     pair = (f"the pre-infusion series of session {pre_session}" if pre_session
             else "the pre-infusion series of the same session")
@@ -121,12 +121,12 @@ headache, and the maps were brought to *{template}* space.
         "provenance_post"]), name="outputnode")
 
     fit_pre = pe.Node(R2StarMap(echo_times=list(echo_times_pre), method=method,
-                                min_echoes=settings["min_echoes"]), name="r2star_pre",
+                                min_echoes=settings.min_echoes), name="r2star_pre",
                       mem_gb=1.0)
     fit_post = pe.Node(R2StarMap(echo_times=list(echo_times_post), method=method,
-                                 min_echoes=settings["min_echoes"]), name="r2star_post",
+                                 min_echoes=settings.min_echoes), name="r2star_post",
                        mem_gb=1.0)
-    reg = settings["registration"]
+    reg = settings.registration
     pre2t1w = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
                       name="pre_to_t1w", n_procs=omp_nthreads)
     post2pre = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),

@@ -21,7 +21,7 @@ def pick(values, index):
     return values[index]
 
 
-def rigid_registration(settings: dict, omp_nthreads: int, sampling_percentage: float = 0.25,
+def rigid_registration(settings, omp_nthreads: int, sampling_percentage: float = 0.25,
                        convergence_threshold: float = 1e-6, **kwargs):
     """A rigid, mutual-information ``antsRegistration`` interface (in-process, antspyx).
 
@@ -33,9 +33,9 @@ def rigid_registration(settings: dict, omp_nthreads: int, sampling_percentage: f
     return Registration(
         dimension=3, transforms=["Rigid"], transform_parameters=[(0.1,)], metric=["MI"],
         metric_weight=[1.0], radius_or_number_of_bins=[32], sampling_strategy=["Regular"],
-        sampling_percentage=[sampling_percentage], number_of_iterations=[settings["iterations"]],
-        shrink_factors=[settings["shrink_factors"]],
-        smoothing_sigmas=[settings["smoothing_sigmas"]], sigma_units=["vox"],
+        sampling_percentage=[sampling_percentage], number_of_iterations=[settings.iterations],
+        shrink_factors=[settings.shrink_factors],
+        smoothing_sigmas=[settings.smoothing_sigmas], sigma_units=["vox"],
         convergence_threshold=[convergence_threshold], convergence_window_size=[10],
         winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
         collapse_output_transforms=True, float=True, num_threads=omp_nthreads, **kwargs)

@@ -279,7 +279,7 @@ def evaluate_group(demo_dir, output_dir, config=None):
     g = group_settings(workflow)
     measured = pd.read_csv(output_dir / "group" / "desc-roistats_stats.tsv", sep="\t",
                            na_values=["n/a"], keep_default_na=False)
-    truth_table = truth_group_table(demo_dir, output_dir, workflow["dce"]["model"])
+    truth_table = truth_group_table(demo_dir, output_dir, workflow.dce.model)
     truth = group_statistics(truth_table, g["contrasts"], value=g["value"], alpha=g["alpha"],
                              fdr=g["fdr"], ci_level=g["ci_level"],
                              target_power=g["target_power"], min_n=g["min_n"],

@@ -18,11 +18,28 @@ import tempfile
 from nipype.interfaces import ants as nants
 
 
-def ants_version() -> str:
-    """Version of ANTs compiled into antspyx (e.g. ``2.5.1``) and of antspyx itself."""
-    from importlib.metadata import version
+#: the ANTs release compiled into the pinned antspyx wheel (0.6.3)
+ANTS_VERSION = "2.5.1"
+#: how derivatives' sidecars name the software
+ANTS_SOFTWARE = f"ANTs {ANTS_VERSION} (antspyx)"
 
-    return f"antspyx {version('antspyx')}"
+
+def ants_version() -> str:
+    """Version of the ANTs compiled into antspyx, asked from its ``antsRegistration``
+    (:data:`ANTS_VERSION` if the probe fails)."""
+    import re
+
+    try:
+        from ants.internal import get_lib_fn
+
+        with _CapturedFDs() as cap:
+            get_lib_fn("antsRegistration")(["--version"])
+        m = re.search(r"ANTs Version:\s*v?(\S+)", cap.text)
+        if m:
+            return m.group(1)
+    except Exception:  # noqa: BLE001 - a probe
+        pass
+    return ANTS_VERSION
 
 
 class _CapturedFDs:
@@ -110,7 +127,7 @@ class InProcessANTsMixin:
 
     @property
     def version(self):  # the nipype version probe runs the executable; we have none
-        return "2.5.1"
+        return ANTS_VERSION
 
 
 class Registration(InProcessANTsMixin, nants.Registration):

@@ -11,27 +11,6 @@ from nipype.interfaces.base import (
 )
 
 
-def dce_metadata(path: str, meta: dict) -> dict:
-    """Validated acquisition parameters of a DCE series (one-line errors naming the file)."""
-    need = {"FlipAngle": "flip angle (degrees)",
-            "RepetitionTimeExcitation": "TR between excitations (s)",
-            "FrameTimesStart": "frame start times (s)",
-            "InjectionStart": "injection time (s, same clock as FrameTimesStart)"}
-    missing = [k for k in need if k not in meta]
-    if missing:
-        raise ValueError(f"{path}: sidecar lacks {', '.join(missing)}; add "
-                         + "; ".join(f"{k} ({need[k]})" for k in missing))
-    times = np.asarray(meta["FrameTimesStart"], float)
-    if times.ndim != 1 or np.any(np.diff(times) <= 0):
-        raise ValueError(f"{path}: FrameTimesStart must increase frame by frame")
-    n_base = int(np.sum(times < float(meta["InjectionStart"])))
-    if n_base < 2:
-        raise ValueError(f"{path}: fewer than 2 frames before InjectionStart; the baseline "
-                         "signal cannot be estimated")
-    return {"flip_angle": float(meta["FlipAngle"]), "tr": float(meta["RepetitionTimeExcitation"]),
-            "times": times.tolist(), "n_baseline": n_base}
-
-
 class _RefInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="4-D DCE series")
     n_baseline = traits.Int(mandatory=True)

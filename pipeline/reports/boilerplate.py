@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.interfaces.ants import ants_version
+
 from .references import REFERENCES
 
 CITATION = re.compile(r"\[(@[\w:.-]+(?:\s*;\s*@[\w:.-]+)*)\]")
@@ -25,23 +27,6 @@ def boilerplate_path(output_dir, subject: str) -> Path:
     """``OUTPUT_DIR/logs/sub-<label>/boilerplate.md``."""
     label = str(subject).removeprefix("sub-")
     return Path(output_dir) / "logs" / f"sub-{label}" / BOILERPLATE_NAME
-
-
-def ants_version() -> str:
-    """Version of the ANTs compiled into antspyx, asked from its ``antsRegistration``."""
-    try:
-        from ants.internal import get_lib_fn
-
-        from pipeline.interfaces.ants import _CapturedFDs
-
-        with _CapturedFDs() as cap:
-            get_lib_fn("antsRegistration")(["--version"])
-        m = re.search(r"ANTs Version:\s*v?(\S+)", cap.text)
-        if m:
-            return m.group(1)
-    except Exception:  # noqa: BLE001 - a probe; the documented build is 2.5.1
-        pass
-    return "2.5.1"
 
 
 def _dist_version(name: str) -> str:

@@ -1,0 +1,117 @@
+"""Execution: nipype's MultiProc plugin made to always end.
+
+nipype's ``MultiProcPlugin`` hands each step to a ``ProcessPoolExecutor`` and reads the
+result in a callback. When a worker process dies (killed by the kernel or a cgroup for
+memory, a segmentation fault in a compiled library), the executor breaks: the callback's
+``future.result()`` raises ``BrokenProcessPool`` inside the executor's thread, where it is
+only logged, so the step never gets a result and the scheduler waits for it forever.
+:class:`SafeMultiProcPlugin` turns that into a failed step with a readable crash file
+(``WorkerDiedError: ...``): its dependants are not run, the run ends, and the participant is
+reported as failed.
+
+It also gives its workers the default ``SIGTERM`` action and makes them ignore ``SIGINT``,
+so that the main process alone decides how a run ends (:func:`terminate_workers` stops them
+after a ``SIGTERM`` from SLURM or a Ctrl-C), instead of workers surviving it.
+"""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializer, run_node
+
+#: the plugins of this process still running (for :func:`terminate_workers`)
+_ACTIVE = []
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended without returning its step's result."""
+
+
+def _initializer(cwd):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    process_initializer(cwd)
+
+
+def _died(node_name: str, exc: BaseException) -> list:
+    """The crash-file traceback (a list of lines, as nipype's ``report_crash`` needs)."""
+    return [f"{WorkerDiedError.__name__}: the worker process running {node_name} died "
+            f"without a result ({type(exc).__name__}: killed by the system, e.g. for memory, "
+            "or crashed in a compiled library); rerun with more memory (--mem-gb) or fewer "
+            "processes (--nprocs), and check the step's inputs\n"]
+
+
+class SafeMultiProcPlugin(MultiProcPlugin):
+    """``MultiProc`` whose steps fail, rather than wait forever, when a worker dies."""
+
+    def __init__(self, plugin_args=None):
+        super().__init__(plugin_args=plugin_args)
+        # the pool starts no process before the first step: replace it by one whose workers
+        # leave SIGTERM/SIGINT to the main process
+        self.pool.shutdown(wait=False)
+        mp_context = self.pool._mp_context
+        self.pool = ProcessPoolExecutor(max_workers=self.processors, initializer=_initializer,
+                                        initargs=(self._cwd,), mp_context=mp_context)
+        self._names = {}
+        self._futures = {}
+
+    def run(self, graph, config, updatehash=False):
+        _ACTIVE.append(self)
+        try:
+            return super().run(graph, config, updatehash=updatehash)
+        finally:
+            _ACTIVE.remove(self)
+
+    def _submit_job(self, node, updatehash=False):
+        # nipype's own, with the future registered before its callback can run
+        self._taskid += 1
+        taskid = self._taskid
+        if getattr(node.interface, "terminal_output", "") == "stream":
+            node.interface.terminal_output = "allatonce"
+        self._names[taskid] = node.fullname
+        try:
+            future = self.pool.submit(run_node, node, updatehash, taskid)
+        except BrokenProcessPool as exc:  # an earlier worker died: fail, do not submit
+            self._taskresult[taskid] = {"result": None, "taskid": taskid,
+                                        "traceback": _died(node.fullname, exc)}
+            self._task_obj[taskid] = None
+            return taskid
+        self._futures[id(future)] = taskid
+        self._task_obj[taskid] = future
+        future.add_done_callback(self._async_callback)
+        return taskid
+
+    def _async_callback(self, args):
+        try:
+            result = args.result()
+        except BaseException as exc:  # noqa: BLE001 - the worker is gone: record a failure
+            taskid = self._futures.get(id(args))
+            if taskid is None:
+                return
+            result = {"result": None, "taskid": taskid,
+                      "traceback": _died(self._names.get(taskid, "a step"), exc)}
+        self._taskresult[result["taskid"]] = result
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """Stop every worker process now (running steps are abandoned); their number."""
+        procs = list((getattr(self.pool, "_processes", None) or {}).values())
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout)
+            if p.is_alive():
+                p.kill()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        return len(procs)
+
+
+def terminate_workers() -> int:
+    """Stop the worker processes of every running :class:`SafeMultiProcPlugin`."""
+    return sum(plugin.terminate() for plugin in list(_ACTIVE))
+
+
+__all__ = ["SafeMultiProcPlugin", "WorkerDiedError", "terminate_workers"]
