@@ -420,3 +420,84 @@ def test_fuzz_group_table_reader(seed, tmp_path_factory):
             assert df[c].dtype.kind == "f" or df[c].dtype.kind == "i"
 
     check()
+
+
+# --------------------------------------------------------------------------- field of view
+
+
+def test_resampling_marks_voxels_outside_the_field_of_view(tmp_path):
+    """ANTs fills voxels outside the moving image with 0 (ANTs cannot write NaN); with
+    ``outside_nan`` they are NaN and counted, and nothing else changes."""
+    import nibabel as nb
+    import numpy as np
+
+    from pipeline.interfaces.ants import ApplyTransforms
+
+    aff = np.diag([2.0, 2, 2, 1])
+    data = np.random.default_rng(0).uniform(1, 2, (10, 10, 5)).astype(np.float32)
+    nb.Nifti1Image(data, aff).to_filename(tmp_path / "mov.nii.gz")  # half the z extent
+    nb.Nifti1Image(np.zeros((10, 10, 10), np.float32), aff).to_filename(tmp_path / "ref.nii.gz")
+    common = dict(input_image=str(tmp_path / "mov.nii.gz"), transforms=["identity"],
+                  reference_image=str(tmp_path / "ref.nii.gz"), interpolation="Linear",
+                  dimension=3, float=True)
+    results = {}
+    for key, extra in (("plain", {}), ("nan", {"outside_nan": True})):
+        (tmp_path / key).mkdir()
+        os.chdir(tmp_path / key)
+        try:
+            res = ApplyTransforms(**common, **extra).run()
+        finally:
+            os.chdir(ROOT)
+        results[key] = (nb.load(res.outputs.output_image).get_fdata(), res.outputs)
+    (a, _), (b, nan) = results["plain"], results["nan"]
+    assert (a[..., 5:] == 0).all()                      # what ANTs does: 0, a "measurement"
+    assert np.isnan(b[..., 5:]).all() and nan.n_outside == 500
+    np.testing.assert_array_equal(a[..., :5], b[..., :5])  # inside: identical
+    np.testing.assert_allclose(b[..., :5], data, rtol=1e-6)
+
+
+def test_post_contrast_with_a_smaller_field_of_view_gives_no_false_enhancement(tmp_path):
+    """The silent -100 %: where the post-contrast image does not reach, the enhancement maps
+    are NaN (not -100 %), the voxels are counted, and the regional means are those of the
+    covered voxels."""
+    import nibabel as nb
+    import numpy as np
+
+    from pipeline.interfaces.gadolinium import EnhancementMaps
+    from pipeline.models.regional import regional_table
+
+    rng = np.random.default_rng(1)
+    aff = np.diag([2.0, 2, 2, 1])
+    shape = (12, 12, 12)
+    pre = rng.uniform(90, 110, shape)
+    post = pre * 1.1  # +10 % everywhere
+    post[..., 8:] = np.nan  # the post image did not cover the top slices (after resampling)
+    brain = np.zeros(shape, np.uint8)
+    brain[2:10, 2:10, 2:10] = 1
+    wm = brain.astype(np.float32)
+    files = {}
+    for name, arr in (("pre", pre), ("post", post), ("brain", brain), ("wm", wm)):
+        files[name] = str(tmp_path / f"{name}.nii.gz")
+        nb.Nifti1Image(arr.astype(np.float32 if name != "brain" else np.uint8),
+                       aff).to_filename(files[name])
+    os.chdir(tmp_path)
+    try:
+        res = EnhancementMaps(pre=files["pre"], post=files["post"], brain_mask=files["brain"],
+                              wm_prob=files["wm"], method="none", wm_threshold=0.5,
+                              floor_fraction=0.1).run()
+    finally:
+        os.chdir(ROOT)
+    pct = nb.load(res.outputs.percent).get_fdata()
+    assert np.isnan(pct[..., 8:]).all()
+    np.testing.assert_allclose(pct[..., :8], 10.0, rtol=1e-5)
+    assert res.outputs.provenance["OutsideFieldOfViewVoxels"] == 12 * 12 * 4
+    assert res.outputs.provenance["NonFiniteVoxels"] == 0
+    labels = brain.astype(int)
+    import pandas as pd
+
+    lut = pd.DataFrame({"index": [1], "name": ["brain"], "hemisphere": ["bilateral"]})
+    table = regional_table(pct, labels, lut, participant_id="sub-01", session_id="ses-01",
+                           modality="gadolinium", metric="enhancement")
+    row = table.iloc[0]
+    assert row["mean"] == pytest.approx(10.0, rel=1e-5)          # not pulled towards -100
+    assert row["n_voxels"] == 8 * 8 * 6                           # covered brain voxels only

@@ -173,7 +173,8 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
                      (fit, "residual")):
         out = key.replace("_map", "")
         node = pe.Node(ApplyTransforms(reference_image=template_file, interpolation="Linear",
-                                       dimension=3, float=True), name=f"{out}_to_template")
+                                       dimension=3, float=True, outside_nan=True),
+                       name=f"{out}_to_template")
         workflow.connect([
             (src, node, [(key, "input_image")]),
             (xfms, node, [("out", "transforms")]),

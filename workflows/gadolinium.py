@@ -126,9 +126,13 @@ searched) were reported as enhancement findings.
     dilate = pe.Node(BinaryDilation(radius=2), name="dilate_brain_mask")
     post2pre = pe.Node(rigid_registration(
         reg, omp_nthreads, sampling_percentage=0.5, convergence_threshold=1e-7,
-        initial_moving_transform_com=0, write_composite_transform=False,
-        output_warped_image=True, interpolation="LanczosWindowedSinc"),
+        initial_moving_transform_com=0, write_composite_transform=False),
         name="post_to_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
+    # one resampling onto the pre grid; voxels outside the post image's field of view are NaN
+    # (not 0, which would read as -100 % enhancement) and left out of maps and tables
+    post_on_pre = pe.Node(ApplyTransforms(
+        interpolation="LanczosWindowedSinc", dimension=3, float=True, outside_nan=True,
+        num_threads=omp_nthreads), name="post_on_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
     maps = pe.Node(EnhancementMaps(
         method=settings.normalisation, wm_threshold=settings.reference_wm_threshold,
         floor_fraction=settings.floor_fraction), name="enhancement_maps")
@@ -143,7 +147,8 @@ searched) were reported as enhancement findings.
     for key in ("percent", "subtraction"):
         to_tpl[key] = pe.Node(ApplyTransforms(
             reference_image=template_file, interpolation="LanczosWindowedSinc", dimension=3,
-            float=True, num_threads=omp_nthreads), name=f"{key}_to_template", mem_gb=mem_gb)
+            float=True, outside_nan=True, num_threads=omp_nthreads),
+            name=f"{key}_to_template", mem_gb=mem_gb)
         workflow.connect([
             (maps, to_tpl[key], [(key, "input_image")]),
             (inputnode, to_tpl[key], [("anat2tpl_xfm", "transforms")]),
@@ -166,7 +171,10 @@ searched) were reported as enhancement findings.
         (dilate, post2pre, [(("out_mask", listify), "fixed_image_masks")]),
         (inputnode, maps, [("t1w_preproc", "pre"), ("brain_mask", "brain_mask"),
                            ("wm_prob", "wm_prob")]),
-        (post2pre, maps, [("warped_image", "post")]),
+        (unbias, post_on_pre, [("out_file", "input_image")]),
+        (inputnode, post_on_pre, [("t1w_preproc", "reference_image")]),
+        (post2pre, post_on_pre, [("forward_transforms", "transforms")]),
+        (post_on_pre, maps, [("output_image", "post")]),
         (maps, regional_wf, [("percent", "inputnode.in_file")]),
         (inputnode, regional_wf, [("rois", "inputnode.labels"),
                                   ("rois_lut", "inputnode.lut")]),

@@ -135,8 +135,9 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
     suv = pe.Node(SUVMap(activity_scale=meta.activity_scale_bq_per_ml,
                          dose_bq=meta.suv_dose_bq, body_weight_kg=meta.body_weight_kg),
                   name="suv")
-    suv_t1w = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
-                      name="suv_to_t1w")
+    # voxels of the T1w grid outside the PET field of view: NaN, out of SUVR and tables
+    suv_t1w = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True,
+                                      outside_nan=True), name="suv_to_t1w")
     suvr = pe.Node(SUVRMap(reference=settings.suvr_reference), name="suvr")
     # NaN/Inf voxels (any frame): 0 for ANTs, NaN in the SUV maps on both grids
     nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_pet")
@@ -144,7 +145,7 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
     invalid_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
                              name="nonfinite_to_t1w")
     suv_t1w_masked = pe.Node(MaskMap(), name="suv_t1w_nonfinite")
-    provenance = pe.Node(niu.Function(function=merge_dicts, input_names=["a", "b"],
+    provenance = pe.Node(niu.Function(function=merge_dicts, input_names=["a", "b", "n_outside"],
                                       output_names=["out"]), name="provenance")
     atlas_src = atlas_source(atlas, template_files, key="pet_atlas", name="pet_atlas")
     atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
@@ -167,6 +168,7 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         (invalid_to_t1w, suv_t1w_masked, [(("output_image", listify), "exclude")]),
         (suvr, provenance, [("provenance", "a")]),
         (nonfinite, provenance, [("provenance", "b")]),
+        (suv_t1w, provenance, [("n_outside", "n_outside")]),
         (select, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
         (mc, average, [("warped_image", "in_files")]),
         (select, average, [("durations", "durations")]),
@@ -204,8 +206,8 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
     ])  # fmt:skip
     for src, field, out in ((suv_masked, "out_file", "suv_tpl"), (suvr, "native", "suvr_tpl")):
         node = pe.Node(ApplyTransforms(reference_image=template_files["template"],
-                                       interpolation="Linear", dimension=3, float=True),
-                       name=f"{out}_to_template")
+                                       interpolation="Linear", dimension=3, float=True,
+                                       outside_nan=True), name=f"{out}_to_template")
         workflow.connect([
             (src, node, [(field, "input_image")]),
             (tpl_xfms, node, [("out", "transforms")]),

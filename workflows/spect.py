@@ -106,8 +106,8 @@ ipsilateral/contralateral labels for a lateralised headache.
                          name="late_to_early", n_procs=omp_nthreads)
     early2t1w = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
                         name="early_to_t1w", n_procs=omp_nthreads)
-    late_on_early = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
-                            name="late_on_early")
+    late_on_early = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True,
+                                            outside_nan=True), name="late_on_early")
     ratio = pe.Node(LateEarlyRatio(floor_fraction=settings.ratio_floor_fraction),
                     name="ratio")
     rois = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
@@ -117,7 +117,8 @@ ipsilateral/contralateral labels for a lateralised headache.
                                 min_voxels=min_voxels, name="regional_wf")
     xfms = pe.Node(niu.Merge(2), name="spect_to_template_xfms")
     to_tpl = pe.Node(ApplyTransforms(reference_image=template_file, interpolation="Linear",
-                                     dimension=3, float=True), name="ratio_to_template")
+                                     dimension=3, float=True, outside_nan=True),
+                     name="ratio_to_template")
     workflow.connect([
         (inputnode, counts["early"], [("early", "in_file")]),
         (inputnode, counts["late"], [("late", "in_file")]),

@@ -131,8 +131,8 @@ headache, and the maps were brought to *{template}* space.
                       name="pre_to_t1w", n_procs=omp_nthreads)
     post2pre = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
                        name="post_to_pre", n_procs=omp_nthreads)
-    post_r2 = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
-                      name="post_r2star_to_pre")
+    post_r2 = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True,
+                                      outside_nan=True), name="post_r2star_to_pre")
     post_valid = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
                          name="post_valid_to_pre")
     delta = pe.Node(DeltaR2Star(), name="delta_r2star")
@@ -202,8 +202,8 @@ headache, and the maps were brought to *{template}* space.
                             (post_r2, "output_image", "r2star_post"),
                             (delta, "out_file", "dr2star")):
         node = pe.Node(ApplyTransforms(reference_image=template_files["template"],
-                                       interpolation="Linear", dimension=3, float=True),
-                       name=f"{out}_to_template")
+                                       interpolation="Linear", dimension=3, float=True,
+                                       outside_nan=True), name=f"{out}_to_template")
         workflow.connect([
             (src, node, [(field, "input_image")]),
             (tpl_xfms, node, [("out", "transforms")]),

@@ -11,9 +11,13 @@ def first(value):
     return value[0] if isinstance(value, list) else value
 
 
-def merge_dicts(a, b):
-    """Union of two dicts (connection function; ``b`` wins)."""
-    return {**(a or {}), **(b or {})}
+def merge_dicts(a, b, n_outside=None):
+    """Union of two dicts (connection function; ``b`` wins), with ``n_outside`` (voxels
+    outside an input's field of view) as ``OutsideFieldOfViewVoxels`` when given."""
+    out = {**(a or {}), **(b or {})}
+    if isinstance(n_outside, int):
+        out["OutsideFieldOfViewVoxels"] = n_outside
+    return out
 
 
 def pick(values, index):

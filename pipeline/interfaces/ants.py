@@ -16,6 +16,8 @@ import shlex
 import tempfile
 
 from nipype.interfaces import ants as nants
+from nipype.interfaces.ants import resampling as _resampling  # noqa: F401 - nants.resampling
+from nipype.interfaces.base import traits
 
 
 #: the ANTs release compiled into the pinned antspyx wheel (0.6.3)
@@ -134,8 +136,67 @@ class Registration(InProcessANTsMixin, nants.Registration):
     """``antsRegistration`` (nipype's interface), run in-process."""
 
 
+#: the value ANTs gives voxels outside the moving image before they become NaN (ANTs does
+#: not parse ``nan``); far below any image value, exact in float32
+OUTSIDE_SENTINEL = -3.0e38
+
+
+class _ApplyTransformsInputSpec(nants.resampling.ApplyTransformsInputSpec):
+    outside_nan = traits.Bool(
+        False, usedefault=True,
+        desc="voxels outside the moving image's field of view become NaN (not the default "
+             "value 0), so that no map or table takes them for measured values")
+
+
+class _ApplyTransformsOutputSpec(nants.resampling.ApplyTransformsOutputSpec):
+    n_outside = traits.Int(desc="voxels outside the moving image's field of view (with "
+                                "outside_nan)")
+
+
 class ApplyTransforms(InProcessANTsMixin, nants.ApplyTransforms):
-    """``antsApplyTransforms`` (nipype's interface), run in-process."""
+    """``antsApplyTransforms`` (nipype's interface), run in-process; with ``outside_nan``,
+    voxels outside the moving image's field of view are NaN."""
+
+    input_spec = _ApplyTransformsInputSpec
+    output_spec = _ApplyTransformsOutputSpec
+
+    def _format_arg(self, opt, spec, val):
+        if opt == "default_value" and self.inputs.outside_nan:
+            return f"--default-value {OUTSIDE_SENTINEL:g}"
+        return super()._format_arg(opt, spec, val)
+
+    def _parse_inputs(self, skip=None):
+        if self.inputs.outside_nan:
+            if not self.inputs.float:
+                raise ValueError("ApplyTransforms: outside_nan needs float=True (NaN is a "
+                                 "floating-point value)")
+            self.inputs.default_value = OUTSIDE_SENTINEL
+        return super()._parse_inputs(skip=skip)
+
+    def _run_interface(self, runtime, correct_return_codes=(0,)):
+        runtime = super()._run_interface(runtime, correct_return_codes)
+        if self.inputs.outside_nan:
+            import nibabel as nb
+            import numpy as np
+
+            out = self._list_outputs()["output_image"]
+            img = nb.load(out)
+            data = np.asarray(img.dataobj, dtype=np.float32)
+            outside = data <= OUTSIDE_SENTINEL / 2
+            self._n_outside = int(outside.any(axis=tuple(range(3, data.ndim))).sum()
+                                  if data.ndim > 3 else outside.sum())
+            if outside.any():
+                data[outside] = np.nan
+                hdr = img.header.copy()
+                hdr.set_data_dtype(np.float32)
+                nb.Nifti1Image(data, img.affine, hdr).to_filename(out)
+        return runtime
+
+    def _list_outputs(self):
+        outputs = super()._list_outputs()
+        if self.inputs.outside_nan and hasattr(self, "_n_outside"):
+            outputs["n_outside"] = self._n_outside
+        return outputs
 
 
 class N4BiasFieldCorrection(InProcessANTsMixin, nants.N4BiasFieldCorrection):

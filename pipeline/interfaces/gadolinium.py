@@ -106,6 +106,11 @@ class EnhancementMaps(SimpleInterface):
 
         bad = union_mask(self.inputs.exclude if isdefined(self.inputs.exclude) else [],
                          pre_img)
+        # voxels of the pre grid outside the post image's field of view (NaN after its
+        # resampling): no enhancement can be measured there
+        outside = ~np.isfinite(post) & ~bad
+        bad |= outside
+        post = np.where(bad, 0.0, post)
         brain &= ~bad
         wm = ndimage.binary_erosion(wm) if ndimage.binary_erosion(wm).sum() >= 50 else wm
         wm &= ~bad
@@ -133,7 +138,8 @@ class EnhancementMaps(SimpleInterface):
                                "eroded" if self.inputs.method == "reference-tissue" else None,
             "ReferenceVoxels": int(wm.sum()), "PercentFloor": floor,
             "PercentFloorFraction": self.inputs.floor_fraction,
-            "NonFiniteVoxels": int(bad.sum()),
+            "NonFiniteVoxels": int((bad & ~outside).sum()),
+            "OutsideFieldOfViewVoxels": int(outside.sum()),
             "QCWhiteMatterMeanAbsDiffPercent": qc}
         return runtime
 
