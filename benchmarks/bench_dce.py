@@ -50,10 +50,10 @@ def loop_patlak(ct, cp, t):
 def loop_etofts(ct, cp, t):
     def f(x, kt, ve, vp):
         return extended_tofts_concentration(cp, t, kt, ve, vp)
+
     out = []
     for y in ct:
-        p, _ = curve_fit(f, t, y, p0=(0.05, 0.3, 0.05),
-                         bounds=([0, 1e-3, 0], [5, 1, 1]))
+        p, _ = curve_fit(f, t, y, p0=(0.05, 0.3, 0.05), bounds=([0, 1e-3, 0], [5, 1, 1]))
         out.append(p)
     return np.array(out)
 
@@ -71,14 +71,15 @@ def main():
     print(f"{args.voxels} voxels x {t.size} frames; loop baseline on {args.sample} voxels")
 
     results = {}
-    for name, vec, loop in (("patlak", lambda c: patlak(c, cp, t), loop_patlak),
-                            ("extended_tofts", lambda c: extended_tofts(c, cp, t),
-                             loop_etofts)):
+    for name, vec, loop in (
+        ("patlak", lambda c: patlak(c, cp, t), loop_patlak),
+        ("extended_tofts", lambda c: extended_tofts(c, cp, t), loop_etofts),
+    ):
         kt, ve, vp, ct = synthetic(args.voxels, t, cp, rng, patlak_regime=name == "patlak")
         t0 = time.perf_counter()
         kt_hat = np.empty(args.voxels)
         for i in range(0, args.voxels, args.chunk):
-            kt_hat[i:i + args.chunk] = vec(ct[i:i + args.chunk])["ktrans"]
+            kt_hat[i : i + args.chunk] = vec(ct[i : i + args.chunk])["ktrans"]
         v_rate = args.voxels / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         lp = loop(ct[idx].astype(float), cp, t)
@@ -87,14 +88,18 @@ def main():
         err_vec = np.median(np.abs(kt_hat[idx] - kt[idx]))
         err_loop = np.median(np.abs(kt_loop - kt[idx]))
         results[name] = v_rate / l_rate
-        print(f"{name:15s} vectorised {v_rate:12.0f} vox/s | curve_fit loop {l_rate:8.0f} vox/s"
-              f" | ratio {v_rate / l_rate:7.1f}x | median |Ktrans error| vectorised "
-              f"{err_vec:.5f}, loop {err_loop:.5f} 1/min (on the sample)")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+        print(
+            f"{name:15s} vectorised {v_rate:12.0f} vox/s | curve_fit loop {l_rate:8.0f} vox/s"
+            f" | ratio {v_rate / l_rate:7.1f}x | median |Ktrans error| vectorised "
+            f"{err_vec:.5f}, loop {err_loop:.5f} 1/min (on the sample)"
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"peak memory {peak:.2f} GiB")
-    print(f"targets: patlak >= 100x ({'met' if results['patlak'] >= 100 else 'NOT met'}), "
-          f"extended_tofts >= 20x ({'met' if results['extended_tofts'] >= 20 else 'NOT met'}),"
-          f" memory < 4 GiB ({'met' if peak < 4 else 'NOT met'})")
+    print(
+        f"targets: patlak >= 100x ({'met' if results['patlak'] >= 100 else 'NOT met'}), "
+        f"extended_tofts >= 20x ({'met' if results['extended_tofts'] >= 20 else 'NOT met'}),"
+        f" memory < 4 GiB ({'met' if peak < 4 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -41,14 +41,17 @@ def synthetic(n, te, rng, sigma=10.0, block=100_000):
     for i in range(0, n, block):
         sl = slice(i, i + block)
         clean = multiecho_signal(s0[sl], r2[sl], te)
-        y[sl] = np.sqrt((clean + rng.normal(scale=sigma, size=clean.shape)) ** 2
-                        + rng.normal(scale=sigma, size=clean.shape) ** 2)
+        y[sl] = np.sqrt(
+            (clean + rng.normal(scale=sigma, size=clean.shape)) ** 2
+            + rng.normal(scale=sigma, size=clean.shape) ** 2
+        )
     return r2, s0, y
 
 
 def loop_curve_fit(y, te):
     def model(t, s0, r2):
         return s0 * np.exp(-r2 * t)
+
     out = np.empty(len(y))
     for i, s in enumerate(y):
         p, _ = curve_fit(model, te, s, p0=(s[0], 20.0))
@@ -72,15 +75,19 @@ def main():
     te = np.linspace(0.002, 0.040, args.echoes)
     r2, _, y = synthetic(args.voxels, te, rng)
     idx = rng.choice(args.voxels, args.sample, replace=False)
-    print(f"{args.voxels} voxels x {args.echoes} echoes (TE {te[0] * 1e3:g}-{te[-1] * 1e3:g} ms,"
-          f" R2* 10-100 /s, Rician SNR 100); curve_fit loop on {args.sample} random voxels")
+    print(
+        f"{args.voxels} voxels x {args.echoes} echoes (TE {te[0] * 1e3:g}-{te[-1] * 1e3:g} ms,"
+        f" R2* 10-100 /s, Rician SNR 100); curve_fit loop on {args.sample} random voxels"
+    )
 
     t0 = time.perf_counter()
     r2_loop = loop_curve_fit(y[idx].astype(float), te)
     l_rate = args.sample / (time.perf_counter() - t0)
     l_err, l_bias = accuracy(r2_loop, r2[idx])
-    print(f"{'curve_fit loop':15s} {l_rate:12.0f} vox/s (extrapolated)"
-          f" | median |rel err| {100 * l_err:.3f} %, bias {100 * l_bias:+.3f} % (on the sample)")
+    print(
+        f"{'curve_fit loop':15s} {l_rate:12.0f} vox/s (extrapolated)"
+        f" | median |rel err| {100 * l_err:.3f} %, bias {100 * l_bias:+.3f} % (on the sample)"
+    )
 
     ratios, errs = {}, {}
     for method in ("loglinear", "nonlinear"):
@@ -92,25 +99,29 @@ def main():
         v_rate = args.voxels / min(times)
         tracemalloc.start()
         fit_r2star(y, te, method)
-        peak_call = tracemalloc.get_traced_memory()[1] / 1024 ** 2
+        peak_call = tracemalloc.get_traced_memory()[1] / 1024**2
         tracemalloc.stop()
         err, bias = accuracy(fit.r2star[idx], r2[idx])
         all_err, all_bias = accuracy(fit.r2star, r2)
         agree = np.median(np.abs(fit.r2star[idx] / r2_loop - 1))
         ratios[method], errs[method] = v_rate / l_rate, err
-        print(f"{method:15s} {v_rate:12.0f} vox/s ({min(times):.2f} s) | ratio "
-              f"{v_rate / l_rate:7.1f}x | median |rel err| {100 * err:.3f} %, bias "
-              f"{100 * bias:+.3f} % on the sample ({100 * all_err:.3f} %, {100 * all_bias:+.3f} %"
-              f" on all voxels) | median |diff| to curve_fit {100 * agree:.4f} % | valid "
-              f"{fit.valid.mean():.4f} | peak allocation of the call {peak_call:.0f} MiB")
+        print(
+            f"{method:15s} {v_rate:12.0f} vox/s ({min(times):.2f} s) | ratio "
+            f"{v_rate / l_rate:7.1f}x | median |rel err| {100 * err:.3f} %, bias "
+            f"{100 * bias:+.3f} % on the sample ({100 * all_err:.3f} %, {100 * all_bias:+.3f} %"
+            f" on all voxels) | median |diff| to curve_fit {100 * agree:.4f} % | valid "
+            f"{fit.valid.mean():.4f} | peak allocation of the call {peak_call:.0f} MiB"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"peak memory (max RSS of the process, data included) {rss:.0f} MiB")
     same = {m: errs[m] <= 1.05 * l_err for m in errs}
-    print(f"targets: loglinear >= 100x ({'met' if ratios['loglinear'] >= 100 else 'NOT met'}"
-          f", accuracy {'equal' if same['loglinear'] else 'WORSE'}), nonlinear >= 20x "
-          f"({'met' if ratios['nonlinear'] >= 20 else 'NOT met'}, accuracy "
-          f"{'equal' if same['nonlinear'] else 'WORSE'}); 'equal' = median |rel err| within 5 %"
-          " of curve_fit's on the same sample")
+    print(
+        f"targets: loglinear >= 100x ({'met' if ratios['loglinear'] >= 100 else 'NOT met'}"
+        f", accuracy {'equal' if same['loglinear'] else 'WORSE'}), nonlinear >= 20x "
+        f"({'met' if ratios['nonlinear'] >= 20 else 'NOT met'}, accuracy "
+        f"{'equal' if same['nonlinear'] else 'WORSE'}); 'equal' = median |rel err| within 5 %"
+        " of curve_fit's on the same sample"
+    )
 
 
 if __name__ == "__main__":

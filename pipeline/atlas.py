@@ -18,10 +18,15 @@ LOBES = ("frontal", "parietal", "temporal", "occipital", "thalamus", "cerebellum
 
 def _lut(names, bilateral=()) -> pd.DataFrame:
     """Label table: ``names`` left (1..n) then right (n+1..2n), then ``bilateral`` ones."""
-    rows = [{"index": 1 + i + h * len(names), "name": name, "hemisphere": hemi}
-            for h, hemi in enumerate(("left", "right")) for i, name in enumerate(names)]
-    rows += [{"index": 2 * len(names) + 1 + i, "name": name, "hemisphere": "bilateral"}
-             for i, name in enumerate(bilateral)]
+    rows = [
+        {"index": 1 + i + h * len(names), "name": name, "hemisphere": hemi}
+        for h, hemi in enumerate(("left", "right"))
+        for i, name in enumerate(names)
+    ]
+    rows += [
+        {"index": 2 * len(names) + 1 + i, "name": name, "hemisphere": "bilateral"}
+        for i, name in enumerate(bilateral)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -46,8 +51,15 @@ def lobar_regions(x, y, z) -> dict:
     temporal = (np.abs(x) > 28) & (z < 6 - 0.1 * (y + 30)) & (y >= -72) & (y < 28) & ~cerebellum
     parietal = (y < central_sulcus_y(z)) & (y >= -72) & ~temporal & ~cerebellum & ~brainstem
     frontal = (y >= central_sulcus_y(z)) & ~temporal & ~brainstem
-    return {"cerebellum": cerebellum, "occipital": occipital, "temporal": temporal,
-            "parietal": parietal, "frontal": frontal, "thalamus": thal, "brainstem": brainstem}
+    return {
+        "cerebellum": cerebellum,
+        "occipital": occipital,
+        "temporal": temporal,
+        "parietal": parietal,
+        "frontal": frontal,
+        "thalamus": thal,
+        "brainstem": brainstem,
+    }
 
 
 def lobar_labels(tissue, affine, threshold: float = 0.5):
@@ -68,7 +80,7 @@ def lobar_labels(tissue, affine, threshold: float = 0.5):
     if tissue.ndim != 3:
         raise ValueError("lobar_labels: tissue must be a 3-D image")
     ijk = np.indices(tissue.shape).reshape(3, -1)
-    x, y, z = (np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4])
+    x, y, z = np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4]
     inside = tissue.reshape(-1) >= threshold
     lut = lobar_lut().set_index(["name", "hemisphere"])["index"]
     out = np.zeros(x.shape, dtype=np.uint8)
@@ -114,7 +126,7 @@ def _tube(x, y, z, start, end, radius):
     p = np.stack([x, y, z], axis=0).reshape(3, -1)
     a, b = np.asarray(start, float)[:, None], np.asarray(end, float)[:, None]
     ab = b - a
-    t = np.clip(((p - a) * ab).sum(0) / (ab ** 2).sum(), 0.0, 1.0)
+    t = np.clip(((p - a) * ab).sum(0) / (ab**2).sum(), 0.0, 1.0)
     d = np.linalg.norm(p - (a + t * ab), axis=0)
     return (d <= radius).reshape(np.shape(x))
 
@@ -130,13 +142,14 @@ def territory_labels(tissue, affine, threshold: float = 0.5):
     lobes = lobar_labels(tissue, affine, threshold).reshape(-1)
     lobe_lut = lobar_lut().set_index(["name", "hemisphere"])["index"]
     ijk = np.indices(tissue.shape).reshape(3, -1)
-    x, y, z = (np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4])
+    x, y, z = np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4]
     lut = territory_lut().set_index(["name", "hemisphere"])["index"]
     out = np.zeros(x.shape, dtype=np.uint8)
     aca, pca = aca_territory(x, y, z), pca_territory(x, y, z)
     for hemi in ("left", "right"):
-        cerebrum = np.isin(lobes, [lobe_lut[(n, hemi)] for n in
-                                   ("frontal", "parietal", "temporal", "occipital")])
+        cerebrum = np.isin(
+            lobes, [lobe_lut[(n, hemi)] for n in ("frontal", "parietal", "temporal", "occipital")]
+        )
         out[cerebrum] = lut[("mca", hemi)]
         out[cerebrum & pca] = lut[("pca", hemi)]
         out[cerebrum & aca & ~pca] = lut[("aca", hemi)]
@@ -151,8 +164,7 @@ def territory_labels(tissue, affine, threshold: float = 0.5):
     return out.reshape(tissue.shape)
 
 
-TSPO_REGIONS = ("visual_cortex", "somatosensory_cortex", "insula", "thalamus",
-                "spinal_trigeminal")
+TSPO_REGIONS = ("visual_cortex", "somatosensory_cortex", "insula", "thalamus", "spinal_trigeminal")
 
 
 def tspo_lut() -> pd.DataFrame:
@@ -179,7 +191,7 @@ def tspo_labels(tissue, affine, threshold: float = 0.5):
     if tissue.ndim != 3:
         raise ValueError("tspo_labels: tissue must be a 3-D image")
     ijk = np.indices(tissue.shape).reshape(3, -1)
-    x, y, z = (np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4])
+    x, y, z = np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4]
     inside = tissue.reshape(-1) >= threshold
     lobes = lobar_regions(x, y, z)
     cs = central_sulcus_y(z)
@@ -198,6 +210,8 @@ def tspo_labels(tissue, affine, threshold: float = 0.5):
     return out.reshape(tissue.shape)
 
 
-BUILTIN = {"inflamapLobes": (lobar_labels, lobar_lut),
-           "inflamapTerritories": (territory_labels, territory_lut),
-           "inflamapTSPO": (tspo_labels, tspo_lut)}
+BUILTIN = {
+    "inflamapLobes": (lobar_labels, lobar_lut),
+    "inflamapTerritories": (territory_labels, territory_lut),
+    "inflamapTSPO": (tspo_labels, tspo_lut),
+}

@@ -34,7 +34,8 @@ def check_bids_root(bids_dir) -> Path:
     if not (root / "dataset_description.json").is_file():
         raise InputMissingError(
             f"{root / 'dataset_description.json'}: missing; is {bids_dir} the root of a BIDS "
-            "dataset?")
+            "dataset?"
+        )
     try:
         json.loads((root / "dataset_description.json").read_text())
     except (ValueError, OSError) as exc:
@@ -48,13 +49,14 @@ def clean_labels(labels, entity="participant") -> list[str]:
     out = []
     for lab in labels or []:
         lab = str(lab)
-        lab = lab[len(prefix):] if lab.startswith(prefix) else lab
+        lab = lab[len(prefix) :] if lab.startswith(prefix) else lab
         if not LABEL_RE.match(lab):
-            raise UsageError(
-                f"--{entity}-label {lab!r}: BIDS labels are letters and digits only")
+            raise UsageError(f"--{entity}-label {lab!r}: BIDS labels are letters and digits only")
         if len(lab) > MAX_LABEL:
-            raise UsageError(f"--{entity}-label {lab[:20]}...: {len(lab)} characters; labels "
-                             f"longer than {MAX_LABEL} are refused (they name work folders)")
+            raise UsageError(
+                f"--{entity}-label {lab[:20]}...: {len(lab)} characters; labels "
+                f"longer than {MAX_LABEL} are refused (they name work folders)"
+            )
         out.append(lab)
     return sorted(set(out))
 
@@ -65,15 +67,21 @@ def validate(bids_dir) -> None:
     if exe is None:
         raise BIDSValidationError(
             "bids-validator-deno not found; install it (pip install bids-validator-deno) or "
-            "pass --skip-bids-validation")
-    proc = subprocess.run([exe, str(bids_dir), "--format", "json", "--ignoreWarnings"],
-                          capture_output=True, text=True, timeout=600)
+            "pass --skip-bids-validation"
+        )
+    proc = subprocess.run(
+        [exe, str(bids_dir), "--format", "json", "--ignoreWarnings"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     try:
         report = json.loads(proc.stdout)
     except ValueError:
         raise BIDSValidationError(
             f"{bids_dir}: the BIDS validator failed to run ({proc.stderr.strip()[:200]}); "
-            "pass --skip-bids-validation to proceed without it") from None
+            "pass --skip-bids-validation to proceed without it"
+        ) from None
     issues = report.get("issues", {}).get("issues", [])
     errors = [i for i in issues if i.get("severity") == "error"]
     if errors:
@@ -82,7 +90,8 @@ def validate(bids_dir) -> None:
         raise BIDSValidationError(
             f"{bids_dir}{where}: BIDS validation failed with {len(errors)} error(s), first: "
             f"{first.get('code')} {first.get('issueMessage') or ''}".strip()
-            + "; fix the dataset or pass --skip-bids-validation")
+            + "; fix the dataset or pass --skip-bids-validation"
+        )
 
 
 #: datatype folders inflamap reads (BIDS datatypes, and ``spect`` of inflamap's convention)
@@ -105,8 +114,12 @@ def _anchored_config(root: str) -> dict:
     prefix = "^" + _re.escape(root.rstrip("/\\")) + r"(?=[/\\])(?:[/\\].*?)??"
     entities = []
     for ent in base.entities.values():
-        spec = {"name": ent.name, "pattern": ent.pattern, "mandatory": ent.mandatory,
-                "dtype": {int: "int", float: "float", bool: "bool"}.get(ent._dtype, "str")}
+        spec = {
+            "name": ent.name,
+            "pattern": ent.pattern,
+            "mandatory": ent.mandatory,
+            "dtype": {int: "int", float: "float", bool: "bool"}.get(ent._dtype, "str"),
+        }
         if ent.directory:
             spec["directory"] = ent.directory
         if ent.pattern:
@@ -142,21 +155,27 @@ def scan_dataset(root) -> int:
             raise InputMissingError(f"{folder}: cannot be read ({exc.strerror})") from None
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
-            raise DataError(f"{folder}: a folder link that loops back to {folder.resolve()}; "
-                            "remove the symbolic link")
+            raise DataError(
+                f"{folder}: a folder link that loops back to {folder.resolve()}; "
+                "remove the symbolic link"
+            )
         seen_dirs.add(key)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except PermissionError:
-            raise InputMissingError(f"{folder}: cannot be listed (permission denied); make it "
-                                    "readable by the user running inflamap") from None
+            raise InputMissingError(
+                f"{folder}: cannot be listed (permission denied); make it "
+                "readable by the user running inflamap"
+            ) from None
         except OSError as exc:
             raise InputMissingError(f"{folder}: cannot be listed ({exc.strerror})") from None
         for entry in entries:
             n += 1
             if n > MAX_ENTRIES:
-                raise DataError(f"{root}: more than {MAX_ENTRIES:,} files and folders; is it "
-                                "a BIDS dataset's root?")
+                raise DataError(
+                    f"{root}: more than {MAX_ENTRIES:,} files and folders; is it "
+                    "a BIDS dataset's root?"
+                )
             if entry.name.startswith(".") or (folder == root and entry.name in IGNORED_FOLDERS):
                 continue
             path = Path(entry.path)
@@ -171,14 +190,23 @@ def scan_dataset(root) -> int:
             if stat.S_ISDIR(st.st_mode):
                 stack.append(path)
             elif not stat.S_ISREG(st.st_mode):
-                kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
-                        "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+                kind = (
+                    "a named pipe (FIFO)"
+                    if stat.S_ISFIFO(st.st_mode)
+                    else "a socket"
+                    if stat.S_ISSOCK(st.st_mode)
+                    else "a device"
+                )
                 via = f" (a link to {os.path.realpath(path)})" if entry.is_symlink() else ""
-                raise DataError(f"{path}: {kind}{via}, not a regular file; remove it or "
-                                "replace it by the file itself")
+                raise DataError(
+                    f"{path}: {kind}{via}, not a regular file; remove it or "
+                    "replace it by the file itself"
+                )
             elif entry.name.endswith(".json") and st.st_size > MAX_SIDECAR_BYTES:
-                raise DataError(f"{path}: {st.st_size:,} bytes, far larger than a JSON sidecar "
-                                f"(≤ {MAX_SIDECAR_BYTES // 2**20} MiB); is it the right file?")
+                raise DataError(
+                    f"{path}: {st.st_size:,} bytes, far larger than a JSON sidecar "
+                    f"(≤ {MAX_SIDECAR_BYTES // 2**20} MiB); is it the right file?"
+                )
     return n
 
 
@@ -189,16 +217,18 @@ def check_json_files(root) -> None:
 
     root = Path(root)
     files = sorted(root.glob("*.json")) + sorted(
-        p for d in sorted(root.glob("sub-*")) if d.is_dir() for p in d.rglob("*.json"))
+        p for d in sorted(root.glob("sub-*")) if d.is_dir() for p in d.rglob("*.json")
+    )
     for p in files:
         if not p.exists():
             continue  # a dangling link: reported when (if) it is needed
         try:
             text = p.read_bytes()
         except PermissionError:
-            raise InputMissingError(f"{p}: cannot be read (permission denied); make it "
-                                    "readable by the user running inflamap (e.g. chmod a+r)"
-                                    ) from None
+            raise InputMissingError(
+                f"{p}: cannot be read (permission denied); make it "
+                "readable by the user running inflamap (e.g. chmod a+r)"
+            ) from None
         except OSError as exc:
             raise InputMissingError(f"{p}: cannot be read ({exc.strerror})") from None
         try:
@@ -208,8 +238,10 @@ def check_json_files(root) -> None:
         except ValueError as exc:
             raise DataError(f"{p}: not valid JSON ({exc}); fix the syntax") from None
         if not isinstance(meta, dict):
-            raise DataError(f"{p}: a sidecar must be a JSON object ({{...}}), found "
-                            f"{type(meta).__name__}; fix the file")
+            raise DataError(
+                f"{p}: a sidecar must be a JSON object ({{...}}), found "
+                f"{type(meta).__name__}; fix the file"
+            )
 
 
 def get_layout(bids_dir):
@@ -224,13 +256,16 @@ def get_layout(bids_dir):
 
     try:
         root, _ = validate_root(str(bids_dir), False)
-        return BIDSLayout(str(bids_dir), validate=False, derivatives=False,
-                          config=[_anchored_config(str(root))])
+        return BIDSLayout(
+            str(bids_dir), validate=False, derivatives=False, config=[_anchored_config(str(root))]
+        )
     except Exception as exc:  # noqa: BLE001 - pybids raises OSError/ValueError/...
         check_json_files(bids_dir)  # raises naming the bad file
-        raise DataError(f"{bids_dir}: pybids cannot index the dataset "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                        "; check the file names and sidecars") from None
+        raise DataError(
+            f"{bids_dir}: pybids cannot index the dataset "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            "; check the file names and sidecars"
+        ) from None
 
 
 def in_bids_location(layout, path) -> bool:
@@ -253,8 +288,22 @@ def in_bids_location(layout, path) -> bool:
 
 #: entities a --bids-filter-file may set per role (participant, session and datatype come
 #: from the selection and the roles themselves)
-FILTER_ENTITIES = ("acquisition", "reconstruction", "run", "echo", "flip", "ceagent", "tracer",
-                   "task", "direction", "part", "inv", "mt", "space", "chunk")
+FILTER_ENTITIES = (
+    "acquisition",
+    "reconstruction",
+    "run",
+    "echo",
+    "flip",
+    "ceagent",
+    "tracer",
+    "task",
+    "direction",
+    "part",
+    "inv",
+    "mt",
+    "space",
+    "chunk",
+)
 #: the roles of a --bids-filter-file (keys of :func:`collect_session`)
 FILTER_ROLES = ("t1w", "t1w_ce", "megre", "megre_ce", "vfa", "dce", "pet", "spect")
 
@@ -263,37 +312,49 @@ def check_filters(filters, source) -> dict:
     """A ``--bids-filter-file``'s content, checked: roles, entities and value types
     (:class:`UsageError` naming the file, the role and the entity)."""
     if not isinstance(filters, dict):
-        raise UsageError(f"{source}: must be a JSON object mapping roles "
-                         f"({', '.join(FILTER_ROLES)}) to entities")
+        raise UsageError(
+            f"{source}: must be a JSON object mapping roles "
+            f"({', '.join(FILTER_ROLES)}) to entities"
+        )
     out = {}
     for role, ents in filters.items():
         if role not in FILTER_ROLES:
-            raise UsageError(f"{source}: unknown role {role!r}; roles are "
-                             f"{', '.join(FILTER_ROLES)}")
+            raise UsageError(
+                f"{source}: unknown role {role!r}; roles are {', '.join(FILTER_ROLES)}"
+            )
         if not isinstance(ents, dict):
-            raise UsageError(f"{source}: role {role!r} must map entities to values, got "
-                             f"{type(ents).__name__}")
+            raise UsageError(
+                f"{source}: role {role!r} must map entities to values, got {type(ents).__name__}"
+            )
         for key, value in ents.items():
             if key in ("subject", "session", "datatype", "suffix", "extension"):
-                raise UsageError(f"{source}: role {role!r} may not set {key!r} (it comes from "
-                                 "--participant-label/--session-label and the role); remove it")
+                raise UsageError(
+                    f"{source}: role {role!r} may not set {key!r} (it comes from "
+                    "--participant-label/--session-label and the role); remove it"
+                )
             if key not in FILTER_ENTITIES:
-                raise UsageError(f"{source}: role {role!r}: unknown entity {key!r}; use one of "
-                                 f"{', '.join(FILTER_ENTITIES)}")
+                raise UsageError(
+                    f"{source}: role {role!r}: unknown entity {key!r}; use one of "
+                    f"{', '.join(FILTER_ENTITIES)}"
+                )
             values = value if isinstance(value, list) else [value]
             for v in values:
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))
-                                      or (isinstance(v, str) and not LABEL_RE.match(v))):
-                    raise UsageError(f"{source}: role {role!r}: {key} value {v!r} is not a "
-                                     "BIDS label (letters and digits), an index or null")
+                if v is not None and (
+                    isinstance(v, bool)
+                    or not isinstance(v, (str, int))
+                    or (isinstance(v, str) and not LABEL_RE.match(v))
+                ):
+                    raise UsageError(
+                        f"{source}: role {role!r}: {key} value {v!r} is not a "
+                        "BIDS label (letters and digits), an index or null"
+                    )
         out[role] = dict(ents)
     return out
 
 
 def select_participants(layout, labels) -> list[str]:
     """Requested participants that exist (all when none requested)."""
-    available = sorted(p[4:] for p in _folders(Path(layout.root), "sub-")
-                       if LABEL_RE.match(p[4:]))
+    available = sorted(p[4:] for p in _folders(Path(layout.root), "sub-") if LABEL_RE.match(p[4:]))
     if not available:
         raise InputMissingError(f"{layout.root}: no sub-<label> folders found")
     labels = clean_labels(labels)
@@ -303,7 +364,8 @@ def select_participants(layout, labels) -> list[str]:
     if missing:
         raise InputMissingError(
             f"{layout.root}: participant(s) {', '.join('sub-' + m for m in missing)} not found; "
-            f"available: {', '.join('sub-' + a for a in available)}")
+            f"available: {', '.join('sub-' + a for a in available)}"
+        )
     return labels
 
 
@@ -311,8 +373,9 @@ def _one(files, what):
     return files[0].path if files else None
 
 
-def collect_session(layout, subject: str, session: str | None, filters: dict | None = None,
-                    agent_class=None) -> dict:
+def collect_session(
+    layout, subject: str, session: str | None, filters: dict | None = None, agent_class=None
+) -> dict:
     """Files of one participant/session by role.
 
     Returns ``{"t1w": path|None, "t1w_ce": [(agent, path)], "megre": [paths],
@@ -330,28 +393,63 @@ def collect_session(layout, subject: str, session: str | None, filters: dict | N
         found = layout.get(**{**base, **kw, **filters.get(role, {})})
         return [f for f in found if in_bids_location(layout, f.path)]
 
+    def one_each(role, files, key, example):
+        """``files`` with one file per ``key``; two for one slot (two runs, two
+        reconstructions, a copy) is an error: which one is meant cannot be guessed."""
+        slots = {}
+        for f in files:
+            slots.setdefault(key(f.entities), []).append(f.path)
+        for paths in slots.values():
+            if len(paths) > 1:
+                names = ", ".join(Path(p).name for p in sorted(paths)[1:])
+                raise DataError(
+                    f"{sorted(paths)[0]}: {len(paths)} {role} files for one image ({names} "
+                    f"too); keep one, or pick it with --bids-filter-file, e.g. "
+                    f'{{"{role}": {example}}}'
+                )
+        return files
+
     t1w = q("t1w", suffix="T1w", datatype="anat", ceagent=None, acquisition=None)
-    if len(t1w) > 1:
+    if len(t1w) > 1:  # runs of one T1w: the first run (documented)
         t1w = [f for f in t1w if "run" not in f.entities or f.entities["run"] == 1] or t1w
-    out = {"t1w": _one(t1w, "T1w"), "t1w_ce": [], "megre": [], "megre_ce": [], "vfa": [],
-           "dce": [], "pet": [], "spect": {}}
-    for f in q("t1w_ce", suffix="T1w", datatype="anat"):
-        agent = f.entities.get("ceagent")
-        if agent:
-            out["t1w_ce"].append((agent, f.path))
-    echoes = q("megre", suffix="MEGRE", ceagent=None)
+    one_each("t1w", t1w, lambda e: (), '{"run": 1}')
+    out = {
+        "t1w": _one(t1w, "T1w"),
+        "t1w_ce": [],
+        "megre": [],
+        "megre_ce": [],
+        "vfa": [],
+        "dce": [],
+        "pet": [],
+        "spect": {},
+    }
+    t1w_ce = [f for f in q("t1w_ce", suffix="T1w", datatype="anat") if f.entities.get("ceagent")]
+    for f in one_each("t1w_ce", t1w_ce, lambda e: e["ceagent"], '{"run": 1}'):
+        out["t1w_ce"].append((f.entities["ceagent"], f.path))
+    echoes = one_each(
+        "megre", q("megre", suffix="MEGRE", ceagent=None), lambda e: e.get("echo"), '{"run": 1}'
+    )
     out["megre"] = [f.path for f in sorted(echoes, key=lambda f: int(f.entities.get("echo", 0)))]
     by_agent: dict = {}
-    for f in q("megre_ce", suffix="MEGRE"):
-        if f.entities.get("ceagent"):
-            by_agent.setdefault(f.entities["ceagent"], []).append(f)
-    out["megre_ce"] = [(a, [f.path for f in sorted(fs, key=lambda f: int(f.entities["echo"]))])
-                       for a, fs in sorted(by_agent.items())]
-    out["vfa"] = [f.path for f in sorted(q("vfa", suffix="VFA"),
-                                         key=lambda f: int(f.entities.get("flip", 0)))]
-    out["dce"] = [(f.entities.get("ceagent"), f.path) for f in q("dce", suffix="dce")]
+    post = [f for f in q("megre_ce", suffix="MEGRE") if f.entities.get("ceagent")]
+    for f in one_each("megre_ce", post, lambda e: (e["ceagent"], e.get("echo")), '{"run": 1}'):
+        by_agent.setdefault(f.entities["ceagent"], []).append(f)
+    out["megre_ce"] = [
+        (a, [f.path for f in sorted(fs, key=lambda f: int(f.entities["echo"]))])
+        for a, fs in sorted(by_agent.items())
+    ]
+    vfa = one_each("vfa", q("vfa", suffix="VFA"), lambda e: e.get("flip"), '{"run": 1}')
+    out["vfa"] = [f.path for f in sorted(vfa, key=lambda f: int(f.entities.get("flip", 0)))]
+    dce = one_each("dce", q("dce", suffix="dce"), lambda e: e.get("ceagent"), '{"run": 1}')
+    out["dce"] = [(f.entities.get("ceagent"), f.path) for f in dce]
     out["pet"] = [f.path for f in q("pet", suffix="pet", datatype="pet")]
-    for f in q("spect", suffix="spect"):
+    spect = one_each(
+        "spect",
+        q("spect", suffix="spect"),
+        lambda e: (e.get("tracer"), e.get("acquisition")),
+        '{"run": 1}',
+    )
+    for f in spect:
         tracer = f.entities.get("tracer", "unknown")
         out["spect"].setdefault(tracer, {})[f.entities.get("acquisition")] = f.path
     return out
@@ -359,28 +457,38 @@ def collect_session(layout, subject: str, session: str | None, filters: dict | N
 
 def sessions_of(layout, subject: str, session_labels=None) -> list:
     """The participant's sessions (``[None]`` for a dataset without sessions)."""
-    sessions = sorted(p[4:] for p in _folders(Path(layout.root) / f"sub-{subject}", "ses-")
-                      if LABEL_RE.match(p[4:]))
+    sessions = sorted(
+        p[4:]
+        for p in _folders(Path(layout.root) / f"sub-{subject}", "ses-")
+        if LABEL_RE.match(p[4:])
+    )
     labels = clean_labels(session_labels, "session")
     if not sessions:
         if labels:
             raise InputMissingError(
-                f"sub-{subject}: has no sessions, but --session-label was given")
+                f"sub-{subject}: has no sessions, but --session-label was given"
+            )
         return [None]
     if labels:
         chosen = [s for s in sessions if s in labels]
         if not chosen:
             raise InputMissingError(
                 f"sub-{subject}: none of the sessions {', '.join(labels)} exist; available: "
-                f"{', '.join(sessions)}")
+                f"{', '.join(sessions)}"
+            )
         return chosen
     return sessions
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
-                           dtype={"participant_id": str, "session_id": str})
+        return pd.read_csv(
+            path,
+            sep="\t",
+            na_values=["n/a"],
+            keep_default_na=False,
+            dtype={"participant_id": str, "session_id": str},
+        )
     except Exception as exc:  # noqa: BLE001 - pandas raises several types
         raise DataError(f"{path}: cannot read as a TSV table ({exc})") from None
 
@@ -391,30 +499,40 @@ def _check_levels(df, column, allowed, path):
         if bad:
             raise DataError(
                 f"{path}: column '{column}' has value(s) {bad}; documented values are "
-                f"{', '.join(allowed)} (or n/a)")
+                f"{', '.join(allowed)} (or n/a)"
+            )
 
 
 def _check_ids(df, id_column: str, path: Path, folders: set) -> None:
     """Ids well formed (``sub-<label>``/``ses-<label>``), unique, each with its folder."""
-    prefix, what = {"participant_id": ("sub-", "participant"),
-                    "session_id": ("ses-", "session")}[id_column]
+    prefix, what = {"participant_id": ("sub-", "participant"), "session_id": ("ses-", "session")}[
+        id_column
+    ]
     seen = {}
     for i, value in enumerate(df[id_column].tolist()):
         row = i + 2  # line in the file (line 1: the header)
         text = "" if value is None or (isinstance(value, float) and value != value) else value
         if not re.fullmatch(prefix + r"[A-Za-z0-9]+", str(text)):
-            hint = ("; remove the spaces" if str(text).strip() != str(text)
-                    and re.fullmatch(prefix + r"[A-Za-z0-9]+", str(text).strip())
-                    else f"; write {prefix}<label> (letters and digits)")
-            raise DataError(f"{path}: row {row}: {id_column} {text!r} is not a {what} "
-                            f"identifier{hint}")
+            hint = (
+                "; remove the spaces"
+                if str(text).strip() != str(text)
+                and re.fullmatch(prefix + r"[A-Za-z0-9]+", str(text).strip())
+                else f"; write {prefix}<label> (letters and digits)"
+            )
+            raise DataError(
+                f"{path}: row {row}: {id_column} {text!r} is not a {what} identifier{hint}"
+            )
         if text in seen:
-            raise DataError(f"{path}: {id_column} {text} is listed twice (rows {seen[text]} "
-                            f"and {row}); keep one row per {what}")
+            raise DataError(
+                f"{path}: {id_column} {text} is listed twice (rows {seen[text]} "
+                f"and {row}); keep one row per {what}"
+            )
         seen[text] = row
         if text not in folders:
-            raise DataError(f"{path}: row {row}: {text} has no folder {path.parent / text}; "
-                            "fix the identifier (e.g. ses-01, not ses-1) or remove the row")
+            raise DataError(
+                f"{path}: row {row}: {text} has no folder {path.parent / text}; "
+                "fix the identifier (e.g. ses-01, not ses-1) or remove the row"
+            )
 
 
 def _folders(root: Path, prefix: str) -> set:
@@ -500,8 +618,12 @@ class DatasetTables:
         return {c: ("n/a" if row.get(c) is None else row[c]) for c in columns}
 
 
-def uspio_pairs(files_by_session: dict, agent_class, session_rows: dict | None = None,
-                pre_column: str = "uspio_pre_session") -> list[dict]:
+def uspio_pairs(
+    files_by_session: dict,
+    agent_class,
+    session_rows: dict | None = None,
+    pre_column: str = "uspio_pre_session",
+) -> list[dict]:
     """Pair every post-iron-oxide MEGRE series with its pre-infusion series.
 
     The rule, in order:
@@ -539,7 +661,8 @@ def uspio_pairs(files_by_session: dict, agent_class, session_rows: dict | None =
                     raise DataError(
                         f"{post[0]}: sessions.tsv column '{pre_column}' names ses-{pre_ses} as "
                         "the pre-infusion session, but it has no echo-<n>_MEGRE series "
-                        "without ce-; fix the column or add the series")
+                        "without ce-; fix the column or add the series"
+                    )
             elif files_by_session[ses]["megre"]:
                 pre_ses = ses
             else:
@@ -548,8 +671,16 @@ def uspio_pairs(files_by_session: dict, agent_class, session_rows: dict | None =
                     raise InputMissingError(
                         f"{post[0]}: no pre-infusion MEGRE series for this post-{agent} series; "
                         "add echo-<n>_MEGRE images without ce- in this or an earlier session, "
-                        f"or name the session in the sessions.tsv column '{pre_column}'")
+                        f"or name the session in the sessions.tsv column '{pre_column}'"
+                    )
                 pre_ses = earlier[-1]
-            pairs.append({"agent": agent, "session": ses, "post": list(post),
-                          "pre_session": pre_ses, "pre": list(files_by_session[pre_ses]["megre"])})
+            pairs.append(
+                {
+                    "agent": agent,
+                    "session": ses,
+                    "post": list(post),
+                    "pre_session": pre_ses,
+                    "pre": list(files_by_session[pre_ses]["megre"]),
+                }
+            )
     return pairs

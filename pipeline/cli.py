@@ -19,8 +19,7 @@ import uuid
 from pathlib import Path
 
 from . import __version__
-from .errors import (EX_USAGE, InflamapError, InputMissingError, OutputError, UsageError)
-
+from .errors import EX_USAGE, InflamapError, InputMissingError, OutputError, UsageError
 
 # ANTs seeds its random sampling from the clock unless told: a fixed default keeps a resumed
 # run (some steps cached, some rerun) equal to an uninterrupted one
@@ -34,56 +33,111 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="inflamap", description=(
-        "inflamap: neuroinflammation maps in migraine from MRI and PET (a BIDS-App). "
-        "Also: 'inflamap demo DIR' writes the demo dataset; 'inflamap templates' prepares "
-        "TemplateFlow for offline use."))
+    p = _Parser(
+        prog="inflamap",
+        description=(
+            "inflamap: neuroinflammation maps in migraine from MRI and PET (a BIDS-App). "
+            "Also: 'inflamap demo DIR' writes the demo dataset; 'inflamap templates' prepares "
+            "TemplateFlow for offline use."
+        ),
+    )
     p.add_argument("bids_dir", help="root of the input BIDS dataset (never modified)")
     p.add_argument("output_dir", help="root of the output BIDS-Derivatives dataset")
     p.add_argument("analysis_level", choices=["participant", "group"])
     g = p.add_argument_group("selection")
-    g.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
-                   metavar="LABEL", help="participants to process (with or without sub-)")
-    g.add_argument("--session-label", nargs="+", default=[], metavar="LABEL",
-                   help="sessions to process (with or without ses-)")
-    g.add_argument("--bids-filter-file", metavar="FILE",
-                   help="JSON of extra BIDS entities per file role, e.g. "
-                        '{"t1w": {"acquisition": "mprage"}}')
-    g.add_argument("--skip-bids-validation", "--skip_bids_validation", action="store_true",
-                   help="do not run the BIDS validator first")
+    g.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="participants to process (with or without sub-)",
+    )
+    g.add_argument(
+        "--session-label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="sessions to process (with or without ses-)",
+    )
+    g.add_argument(
+        "--bids-filter-file",
+        metavar="FILE",
+        help='JSON of extra BIDS entities per file role, e.g. {"t1w": {"acquisition": "mprage"}}',
+    )
+    g.add_argument(
+        "--skip-bids-validation",
+        "--skip_bids_validation",
+        action="store_true",
+        help="do not run the BIDS validator first",
+    )
     g = p.add_argument_group("resources")
-    g.add_argument("-w", "--work-dir", metavar="DIR",
-                   help="nipype working folder (cache; a rerun reuses it). Default: "
-                        "./work. Must not be inside OUTPUT_DIR")
-    g.add_argument("--nprocs", "--nthreads", "--n-cpus", type=int, default=None,
-                   help="processes in parallel (default: all cores)")
-    g.add_argument("--omp-nthreads", type=int, default=None,
-                   help="threads per process (default: min(8, nprocs))")
+    g.add_argument(
+        "-w",
+        "--work-dir",
+        metavar="DIR",
+        help="nipype working folder (cache; a rerun reuses it). Default: "
+        "./work. Must not be inside OUTPUT_DIR",
+    )
+    g.add_argument(
+        "--nprocs",
+        "--nthreads",
+        "--n-cpus",
+        type=int,
+        default=None,
+        help="processes in parallel (default: all cores)",
+    )
+    g.add_argument(
+        "--omp-nthreads",
+        type=int,
+        default=None,
+        help="threads per process (default: min(8, nprocs))",
+    )
     g.add_argument("--mem-gb", "--mem", type=float, default=None, help="memory limit, GB")
-    g.add_argument("--use-plugin", metavar="FILE",
-                   help="nipype plugin YAML (plugin: MultiProc|Linear|SLURMGraph, plugin_args)")
-    g.add_argument("--stop-on-first-crash", action="store_true",
-                   help="stop at the first failing participant/step")
-    g.add_argument("--random-seed", type=int, default=None, metavar="N",
-                   help="seed of ANTs' random sampling (ANTS_RANDOM_SEED; default: that "
-                        f"variable, else {DEFAULT_RANDOM_SEED}), so that reruns and resumed "
-                        "runs give the same results")
-    g.add_argument("--reports-only", action="store_true",
-                   help="participant level: only regenerate the HTML reports "
-                        "(OUTPUT_DIR/sub-<label>.html) from the derivatives already in "
-                        "OUTPUT_DIR; nothing is recomputed")
+    g.add_argument(
+        "--use-plugin",
+        metavar="FILE",
+        help="nipype plugin YAML (plugin: MultiProc|Linear|SLURMGraph, plugin_args)",
+    )
+    g.add_argument(
+        "--stop-on-first-crash",
+        action="store_true",
+        help="stop at the first failing participant/step",
+    )
+    g.add_argument(
+        "--random-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of ANTs' random sampling (ANTS_RANDOM_SEED; default: that "
+        f"variable, else {DEFAULT_RANDOM_SEED}), so that reruns and resumed "
+        "runs give the same results",
+    )
+    g.add_argument(
+        "--reports-only",
+        action="store_true",
+        help="participant level: only regenerate the HTML reports "
+        "(OUTPUT_DIR/sub-<label>.html) from the derivatives already in "
+        "OUTPUT_DIR; nothing is recomputed",
+    )
     g = p.add_argument_group("configuration")
-    g.add_argument("--config", metavar="FILE",
-                   help="YAML merged over configs/defaults.yml (unknown keys are errors)")
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML merged over configs/defaults.yml (unknown keys are errors)",
+    )
     g.add_argument("-v", "--verbose", action="count", default=0)
     g.add_argument("--version", action="version", version=f"inflamap {__version__}")
     return p
 
 
 def build_demo_parser():
-    p = _Parser(prog="inflamap demo", description="Write the demo dataset (digital "
-                "reference object with ground truth): DIR/bids, DIR/groundtruth, "
-                "DIR/inflamap-demo.yml")
+    p = _Parser(
+        prog="inflamap demo",
+        description="Write the demo dataset (digital "
+        "reference object with ground truth): DIR/bids, DIR/groundtruth, "
+        "DIR/inflamap-demo.yml",
+    )
     p.add_argument("out_dir")
     p.add_argument("--participants", type=int, default=6)
     p.add_argument("--resolution", type=float, default=3.0, help="voxel size, mm")
@@ -92,10 +146,14 @@ def build_demo_parser():
 
 
 def build_templates_parser():
-    p = _Parser(prog="inflamap templates", description=(
-        "Prepare $TEMPLATEFLOW_HOME: always builds the offline MNI152NLin2009aSym from data "
-        "bundled with nilearn; with --fetch, downloads the named TemplateFlow templates "
-        "(needs network: run it on a login node before cluster jobs)."))
+    p = _Parser(
+        prog="inflamap templates",
+        description=(
+            "Prepare $TEMPLATEFLOW_HOME: always builds the offline MNI152NLin2009aSym from data "
+            "bundled with nilearn; with --fetch, downloads the named TemplateFlow templates "
+            "(needs network: run it on a login node before cluster jobs)."
+        ),
+    )
     p.add_argument("--fetch", nargs="*", default=[], metavar="TEMPLATE")
     p.add_argument("--resolution", type=int, default=2)
     return p
@@ -110,8 +168,11 @@ def _tf_home() -> Path:
     return Path(conf.TF_HOME)
 
 
-def _progress(msg, start=[time.time()]):  # noqa: B006 - process start time
-    el = time.time() - start[0]
+_START = time.time()  # the process start: progress lines show the time since
+
+
+def _progress(msg):
+    el = time.time() - _START
     print(f"[inflamap {int(el // 60):02d}:{el % 60:04.1f}] {msg}", file=sys.stderr, flush=True)
 
 
@@ -122,8 +183,13 @@ def run_demo(argv) -> int:
 
     build_offline_home(_tf_home())
     try:
-        make_demo(args.out_dir, participants=args.participants, resolution=args.resolution,
-                  seed=args.seed, progress=_progress)
+        make_demo(
+            args.out_dir,
+            participants=args.participants,
+            resolution=args.resolution,
+            seed=args.seed,
+            progress=_progress,
+        )
     except (ValueError, FileExistsError) as exc:
         raise UsageError(str(exc)) from None
     _progress(f"demo written to {args.out_dir} (BIDS: {Path(args.out_dir) / 'bids'})")
@@ -150,17 +216,22 @@ def _check_paths(args):
     bids = check_bids_root(args.bids_dir).resolve()
     out = Path(args.output_dir).resolve()
     if out == bids or bids in out.parents:
-        raise UsageError(f"{args.output_dir}: the output folder must be outside the input "
-                         "BIDS dataset (the input is never written to)")
+        raise UsageError(
+            f"{args.output_dir}: the output folder must be outside the input "
+            "BIDS dataset (the input is never written to)"
+        )
     if args.analysis_level == "participant":
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); "
-                              "choose a writable location") from None
+            raise OutputError(
+                f"{out}: cannot create the output folder ({exc.strerror}); "
+                "choose a writable location"
+            ) from None
     if out.exists() and not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: output folder is not writable; fix its permissions or "
-                          "choose another")
+        raise OutputError(
+            f"{out}: output folder is not writable; fix its permissions or choose another"
+        )
     work = (Path(args.work_dir) if args.work_dir else Path.cwd() / "work").resolve()
     if work == out or out in work.parents:
         raise UsageError(f"{work}: the work folder must not be inside the output folder")
@@ -170,11 +241,15 @@ def _check_paths(args):
         try:
             work.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"{work}: cannot create the work folder ({exc.strerror}); "
-                              "choose a writable location with -w") from None
+            raise OutputError(
+                f"{work}: cannot create the work folder ({exc.strerror}); "
+                "choose a writable location with -w"
+            ) from None
         if not os.access(work, os.W_OK | os.X_OK):
-            raise OutputError(f"{work}: work folder is not writable; fix its permissions or "
-                              "choose another with -w")
+            raise OutputError(
+                f"{work}: work folder is not writable; fix its permissions or "
+                "choose another with -w"
+            )
     return bids, out, work
 
 
@@ -212,8 +287,10 @@ def check_resources(args) -> None:
         if value is not None and not lo <= value <= 4096:
             raise UsageError(f"{opt} {value}: must be a whole number from {lo} to 4096")
     if args.mem_gb is not None and not (args.mem_gb > 0 and args.mem_gb < 1e5):
-        raise UsageError(f"--mem-gb {args.mem_gb:g}: must be a positive number of GB "
-                         "(omit it to use the allocation or the machine's memory)")
+        raise UsageError(
+            f"--mem-gb {args.mem_gb:g}: must be a positive number of GB "
+            "(omit it to use the allocation or the machine's memory)"
+        )
 
 
 def _plugin(args, settings):
@@ -223,8 +300,9 @@ def _plugin(args, settings):
     settings.nipype.nprocs = nprocs
     settings.nipype.omp_nthreads = args.omp_nthreads or min(8, nprocs)
     if settings.nipype.omp_nthreads > nprocs:
-        raise UsageError(f"--omp-nthreads {settings.nipype.omp_nthreads} exceeds --nprocs "
-                         f"{nprocs}")
+        raise UsageError(
+            f"--omp-nthreads {settings.nipype.omp_nthreads} exceeds --nprocs {nprocs}"
+        )
     mem_gb = args.mem_gb or _allocated_mem_gb()
     settings.nipype.mem_gb = mem_gb or 0.0
     plugin, plugin_args = "MultiProc", {"n_procs": nprocs, "raise_insufficient": False}
@@ -236,12 +314,15 @@ def _plugin(args, settings):
         except (OSError, yaml.YAMLError) as exc:
             raise UsageError(f"{args.use_plugin}: cannot read the plugin YAML ({exc})") from None
         if not isinstance(spec, dict) or "plugin" not in spec:
-            raise UsageError(f"{args.use_plugin}: needs a 'plugin:' key (MultiProc, Linear, "
-                             "SLURMGraph, ...)")
+            raise UsageError(
+                f"{args.use_plugin}: needs a 'plugin:' key (MultiProc, Linear, SLURMGraph, ...)"
+            )
         plugin = spec["plugin"]
         if plugin not in PLUGINS:
-            raise UsageError(f"{args.use_plugin}: plugin {plugin!r} is not supported; use one "
-                             f"of {', '.join(PLUGINS)}")
+            raise UsageError(
+                f"{args.use_plugin}: plugin {plugin!r} is not supported; use one "
+                f"of {', '.join(PLUGINS)}"
+            )
         plugin_args = spec.get("plugin_args") or {}
         if not isinstance(plugin_args, dict):
             raise UsageError(f"{args.use_plugin}: 'plugin_args' must be a mapping")
@@ -270,17 +351,18 @@ def run_participant(args, settings, layout, work) -> int:
     from .bids import select_participants
     from .derivatives import write_dataset_description
     from .engine import SafeMultiProcPlugin, terminate_workers
-    from .templates import TemplateError
     from .reports.boilerplate import boilerplate_for_run
     from .reports.participant import report_after_run
     from .resources import ResourceRecorder
+    from .templates import TemplateError
     from .utils import atomic_write_text, remove_stale_temporaries
 
     subjects = select_participants(layout, args.participant_label)
     anat = settings.workflow.anat
     try:
-        tfiles = template_inputs(anat.template, anat.template_resolution, anat.atlas,
-                                 anat.atlas_desc)
+        tfiles = template_inputs(
+            anat.template, anat.template_resolution, anat.atlas, anat.atlas_desc
+        )
     except TemplateError as exc:
         raise InputMissingError(str(exc)) from None
     # every input file of every participant checked before any workflow runs; a participant
@@ -289,8 +371,12 @@ def run_participant(args, settings, layout, work) -> int:
 
     n_participants = len(subjects)
     plans, failures = preflight_participants(
-        layout, subjects, settings, progress=_progress,
-        stop_on_first_crash=args.stop_on_first_crash)
+        layout,
+        subjects,
+        settings,
+        progress=_progress,
+        stop_on_first_crash=args.stop_on_first_crash,
+    )
     if plans:
         write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
     plugin = settings.nipype.plugin
@@ -306,25 +392,43 @@ def run_participant(args, settings, layout, work) -> int:
         sub_work.mkdir(parents=True, exist_ok=True)
         out_dir = Path(settings.execution.output_dir)
         crash_dir = out_dir / "logs" / f"sub-{subject}"
-        ncfg.update_config({
-            "execution": {"crashdump_dir": str(crash_dir), "crashfile_format": "txt",
-                          "stop_on_first_crash": args.stop_on_first_crash,
-                          "remove_unnecessary_outputs": False,
-                          "parameterize_dirs": False,
-                          "poll_sleep_duration": (2 if plugin in _GRAPH_PLUGINS
-                                                  or plugin.startswith(("SLURM", "SGE",
-                                                                        "PBS", "LSF"))
-                                                  else _LOCAL_POLL_SECONDS)},
-            "logging": {"workflow_level": "INFO" if args.verbose else "WARNING",
-                        "interface_level": "INFO" if args.verbose > 1 else "WARNING"}})
+        ncfg.update_config(
+            {
+                "execution": {
+                    "crashdump_dir": str(crash_dir),
+                    "crashfile_format": "txt",
+                    "stop_on_first_crash": args.stop_on_first_crash,
+                    "remove_unnecessary_outputs": False,
+                    "parameterize_dirs": False,
+                    "poll_sleep_duration": (
+                        2
+                        if plugin in _GRAPH_PLUGINS
+                        or plugin.startswith(("SLURM", "SGE", "PBS", "LSF"))
+                        else _LOCAL_POLL_SECONDS
+                    ),
+                },
+                "logging": {
+                    "workflow_level": "INFO" if args.verbose else "WARNING",
+                    "interface_level": "INFO" if args.verbose > 1 else "WARNING",
+                },
+            }
+        )
         from nipype import logging as nlogging
 
         nlogging.update_logging(ncfg)
         lock = _ParticipantLock(sub_work)
         if not lock.acquire():
-            failures.append((subject, f"already being processed by another inflamap "
-                             f"process ({lock.holder()}) with the work folder {sub_work}; "
-                             "wait for it to finish or use another -w", None))
+            failures.append(
+                (
+                    subject,
+                    (
+                        f"already being processed by another inflamap "
+                        f"process ({lock.holder()}) with the work folder "
+                        f"{sub_work}; wait for it to finish or use another -w"
+                    ),
+                    None,
+                )
+            )
             _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
             if args.stop_on_first_crash:
                 break
@@ -335,14 +439,20 @@ def run_participant(args, settings, layout, work) -> int:
             # writes this participant's derivatives while we hold its lock
             stale = remove_stale_temporaries(out_dir / f"sub-{subject}")
             if stale:
-                _progress(f"sub-{subject}: removed {len(stale)} partial file(s) left by an "
-                          "interrupted run")
+                _progress(
+                    f"sub-{subject}: removed {len(stale)} partial file(s) left by an "
+                    "interrupted run"
+                )
             _progress(f"sub-{subject} ({i}/{len(plans)}): building workflow")
             wf = init_single_subject_wf(plan, settings, tfiles)
             wf.base_dir = str(sub_work)
-            boilerplate_for_run(wf, subject, settings.execution.output_dir,
-                                settings.workflow.anat.template,
-                                progress=_progress)  # methods of the steps built, pre-run
+            boilerplate_for_run(
+                wf,
+                subject,
+                settings.execution.output_dir,
+                settings.workflow.anat.template,
+                progress=_progress,
+            )  # methods of the steps built, pre-run
             plugin_args = dict(settings.nipype.plugin_args)
             if plugin in ("MultiProc", "Linear"):
                 plugin_args["status_callback"] = recorder.callback(_status_callback(subject))
@@ -350,12 +460,15 @@ def run_participant(args, settings, layout, work) -> int:
             if plugin in _GRAPH_PLUGINS:
                 tag = f"inflamap_{settings.execution.run_uuid}_sub-{subject}"
                 plugin_args["sbatch_args"] = (
-                    f"{plugin_args.get('sbatch_args') or ''} --comment={tag}").strip()
+                    f"{plugin_args.get('sbatch_args') or ''} --comment={tag}"
+                ).strip()
             settings.dump(sub_work / "inflamap_config.json")
             # the settings beside the derivatives: `--config` with this file reproduces the run
             atomic_write_text(settings.workflow.to_yaml(), crash_dir / "config.yml")
-            _progress(f"sub-{subject} ({i}/{len(plans)}): running "
-                      f"{len(wf.list_node_names())} steps with {plugin}")
+            _progress(
+                f"sub-{subject} ({i}/{len(plans)}): running "
+                f"{len(wf.list_node_names())} steps with {plugin}"
+            )
             if plugin == "MultiProc":  # a dead worker fails its step instead of hanging
                 execgraph = wf.run(plugin=SafeMultiProcPlugin(plugin_args=plugin_args))
             else:
@@ -364,38 +477,59 @@ def run_participant(args, settings, layout, work) -> int:
                 _wait_for_graph_jobs(subject, tag, execgraph, crash_dir)
             _progress(f"sub-{subject} ({i}/{len(plans)}): done")
         except InflamapError as exc:
-            failures.append((subject, FailureMessage(str(exc), "workflow build", exc.code),
-                             None))
+            failures.append((subject, FailureMessage(str(exc), "workflow build", exc.code), None))
         except (Terminated, KeyboardInterrupt) as exc:
             ignore_signals()  # a second signal must not interrupt the clean-up
             stopped = terminate_workers()
             what = exc.describe() if isinstance(exc, Terminated) else "interrupted (SIGINT)"
-            failures.append((subject, FailureMessage(
-                f"{what}; {stopped} worker process(es) stopped; rerun with the same -w to "
-                "resume from the finished steps", "run", exc.code if isinstance(exc, Terminated)
-                else 130), None))
+            failures.append(
+                (
+                    subject,
+                    FailureMessage(
+                        f"{what}; {stopped} worker process(es) stopped; rerun with the same -w to "
+                        "resume from the finished steps",
+                        "run",
+                        exc.code if isinstance(exc, Terminated) else 130,
+                    ),
+                    None,
+                )
+            )
             interrupted = failures[-1][1].code
-        except Exception as exc:  # a failing node: nipype wrote a crash file
+        except Exception as exc:  # noqa: BLE001 - a failing node: nipype wrote a crash file
             if args.verbose:
                 import traceback
 
                 traceback.print_exc()
             crash = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
-            failures.append((subject, str(exc).strip().splitlines()[0] if str(exc) else
-                             type(exc).__name__, crash[-1] if crash else None))
+            failures.append(
+                (
+                    subject,
+                    str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__,
+                    crash[-1] if crash else None,
+                )
+            )
         finally:
             lock.release()
             recorder.stop()
-            _write_resources(crash_dir / "resources.json", recorder, subject, settings,
-                             failed=bool(failures) and failures[-1][0] == subject)
+            _write_resources(
+                crash_dir / "resources.json",
+                recorder,
+                subject,
+                settings,
+                failed=bool(failures) and failures[-1][0] == subject,
+            )
         if interrupted:  # the summary, and the signal's exit code (no more participants)
             _progress(f"sub-{subject}: {failures[-1][1]}")
             report_failures(failures, n_participants)
             return interrupted
         # the report, also after a failure (errors on top); never changes the exit code
-        report_after_run(settings.execution.output_dir, subject,
-                         [str(f[1]) for f in failures if f[0] == subject and f[2] is None],
-                         since=run_started, progress=_progress)
+        report_after_run(
+            settings.execution.output_dir,
+            subject,
+            [str(f[1]) for f in failures if f[0] == subject and f[2] is None],
+            since=run_started,
+            progress=_progress,
+        )
         if failures and failures[-1][0] == subject:
             _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
             if args.stop_on_first_crash:
@@ -411,10 +545,17 @@ def _write_resources(path, recorder, subject, settings, failed):
 
     nip = settings.nipype
     try:
-        write_resource_summary(path, recorder, participant=subject,
-                               status="failed" if failed else "success", nprocs=nip.nprocs,
-                               omp_nthreads=nip.omp_nthreads, mem_gb=nip.mem_gb,
-                               plugin=nip.plugin, plugin_args=nip.plugin_args)
+        write_resource_summary(
+            path,
+            recorder,
+            participant=subject,
+            status="failed" if failed else "success",
+            nprocs=nip.nprocs,
+            omp_nthreads=nip.omp_nthreads,
+            mem_gb=nip.mem_gb,
+            plugin=nip.plugin,
+            plugin_args=nip.plugin_args,
+        )
     except OSError as exc:
         _progress(f"sub-{subject}: resource summary not written ({exc})")
 
@@ -467,8 +608,9 @@ def _squeue_jobs(tag: str) -> list[tuple[str, str, str]]:
     import subprocess
 
     for attempt in range(10):
-        proc = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r|%k"], capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%T|%r|%k"], capture_output=True, text=True
+        )
         if proc.returncode == 0:
             jobs = []
             for line in proc.stdout.splitlines():
@@ -476,7 +618,7 @@ def _squeue_jobs(tag: str) -> list[tuple[str, str, str]]:
                 if len(parts) == 4 and parts[3].strip() == tag:
                     jobs.append((parts[0], parts[1], parts[2]))
             return jobs
-        time.sleep(min(30, 2 ** attempt))  # slurmctld busy or restarting
+        time.sleep(min(30, 2**attempt))  # slurmctld busy or restarting
     raise RuntimeError(f"squeue failed: {proc.stderr.strip()[:200]}")
 
 
@@ -496,8 +638,11 @@ def _wait_for_graph_jobs(subject, tag, execgraph, crash_dir, poll=None):
         jobs = _squeue_jobs(tag)
         if not jobs:
             break
-        orphans = [j for j, state, reason in jobs
-                   if state == "PENDING" and reason == "DependencyNeverSatisfied"]
+        orphans = [
+            j
+            for j, state, reason in jobs
+            if state == "PENDING" and reason == "DependencyNeverSatisfied"
+        ]
         if orphans:
             subprocess.run(["scancel", *orphans], capture_output=True)
         running = sum(state == "RUNNING" for _, state, _ in jobs)
@@ -505,13 +650,18 @@ def _wait_for_graph_jobs(subject, tag, execgraph, crash_dir, poll=None):
             _progress(f"sub-{subject}: {len(jobs)} SLURM job(s) left ({running} running)")
             last = (len(jobs), running)
         time.sleep(poll)
-    missing = [node.fullname for node in execgraph.nodes()
-               if not (Path(node.output_dir()) / f"result_{node.name}.pklz").exists()]
+    missing = [
+        node.fullname
+        for node in execgraph.nodes()
+        if not (Path(node.output_dir()) / f"result_{node.name}.pklz").exists()
+    ]
     if missing:
         crashes = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
-        raise RuntimeError(f"{len(missing)} of {execgraph.number_of_nodes()} steps did not "
-                           f"finish under SLURM, first: {missing[0]}"
-                           + (f"; crash files in {crash_dir}" if crashes else ""))
+        raise RuntimeError(
+            f"{len(missing)} of {execgraph.number_of_nodes()} steps did not "
+            f"finish under SLURM, first: {missing[0]}"
+            + (f"; crash files in {crash_dir}" if crashes else "")
+        )
 
 
 class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
@@ -607,14 +757,17 @@ def _main(argv) -> int:
         try:
             filters = json.loads(Path(args.bids_filter_file).read_text())
         except (OSError, ValueError) as exc:
-            raise UsageError(f"{args.bids_filter_file}: not a readable JSON filter file "
-                             f"({exc})") from None
+            raise UsageError(
+                f"{args.bids_filter_file}: not a readable JSON filter file ({exc})"
+            ) from None
         filters = check_filters(filters, args.bids_filter_file)
     participant_label = clean_labels(args.participant_label)
     session_label = clean_labels(args.session_label, "session")
     if args.random_seed is not None and not 0 < args.random_seed < 2**31:
-        raise UsageError(f"--random-seed {args.random_seed}: must be an integer from 1 to "
-                         f"{2**31 - 1} (ANTs' seed is a 32-bit integer)")
+        raise UsageError(
+            f"--random-seed {args.random_seed}: must be an integer from 1 to "
+            f"{2**31 - 1} (ANTs' seed is a 32-bit integer)"
+        )
     bids, out, work = _check_paths(args)
     settings = Settings(workflow=workflow_cfg)
     ex = settings.execution
@@ -634,8 +787,9 @@ def _main(argv) -> int:
     _plugin(args, settings)
     if args.reports_only:  # before validation: reads OUTPUT_DIR only
         if args.analysis_level != "participant":
-            raise UsageError("--reports-only regenerates the participant reports; use it "
-                             "with 'participant'")
+            raise UsageError(
+                "--reports-only regenerates the participant reports; use it with 'participant'"
+            )
         from .reports.participant import run_reports_only
 
         return run_reports_only(out, ex.participant_label, progress=_progress)

@@ -36,12 +36,35 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- the rules
 
 
-def rule(*, ge=None, gt=None, le=None, lt=None, choices=None, length=None, min_length=None,
-         pattern=None, unit="", doc=""):
+def rule(
+    *,
+    ge=None,
+    gt=None,
+    le=None,
+    lt=None,
+    choices=None,
+    length=None,
+    min_length=None,
+    pattern=None,
+    unit="",
+    doc="",
+):
     """A dataclass field (no default: the defaults are in ``configs/defaults.yml``) with its
     allowed values. Ranges apply to a number or to every number of a list."""
-    return field(metadata=dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, length=length,
-                               min_length=min_length, pattern=pattern, unit=unit, doc=doc))
+    return field(
+        metadata=dict(
+            ge=ge,
+            gt=gt,
+            le=le,
+            lt=lt,
+            choices=choices,
+            length=length,
+            min_length=min_length,
+            pattern=pattern,
+            unit=unit,
+            doc=doc,
+        )
+    )
 
 
 _LABEL = r"[A-Za-z0-9]+"
@@ -52,10 +75,20 @@ def _allowed_text(meta) -> str:
     parts = []
     if meta.get("choices") is not None:
         parts.append("one of " + ", ".join(map(str, meta["choices"])))
-    lo = (f"≥ {meta['ge']:g}" if meta.get("ge") is not None
-          else f"> {meta['gt']:g}" if meta.get("gt") is not None else None)
-    hi = (f"≤ {meta['le']:g}" if meta.get("le") is not None
-          else f"< {meta['lt']:g}" if meta.get("lt") is not None else None)
+    lo = (
+        f"≥ {meta['ge']:g}"
+        if meta.get("ge") is not None
+        else f"> {meta['gt']:g}"
+        if meta.get("gt") is not None
+        else None
+    )
+    hi = (
+        f"≤ {meta['le']:g}"
+        if meta.get("le") is not None
+        else f"< {meta['lt']:g}"
+        if meta.get("lt") is not None
+        else None
+    )
     rng = " and ".join(p for p in (lo, hi) if p)
     if rng:
         parts.append(rng + (f" {meta['unit']}" if meta.get("unit") else ""))
@@ -83,10 +116,12 @@ def _short(value) -> str:
 
 
 def _in_range(x, meta) -> bool:
-    return not ((meta["ge"] is not None and x < meta["ge"])
-                or (meta["gt"] is not None and x <= meta["gt"])
-                or (meta["le"] is not None and x > meta["le"])
-                or (meta["lt"] is not None and x >= meta["lt"]))
+    return not (
+        (meta["ge"] is not None and x < meta["ge"])
+        or (meta["gt"] is not None and x <= meta["gt"])
+        or (meta["le"] is not None and x > meta["le"])
+        or (meta["lt"] is not None and x >= meta["lt"])
+    )
 
 
 def _coerce(value, tp, key, meta):
@@ -121,18 +156,31 @@ def _coerce(value, tp, key, meta):
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _Bad(key, value, "a whole number" + (
-                f", {_allowed_text(meta)}" if any(meta.get(k) is not None for k in
-                                                  ("ge", "gt", "le", "lt", "choices")) else ""))
+            raise _Bad(
+                key,
+                value,
+                "a whole number"
+                + (
+                    f", {_allowed_text(meta)}"
+                    if any(meta.get(k) is not None for k in ("ge", "gt", "le", "lt", "choices"))
+                    else ""
+                ),
+            )
     elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise _Bad(key, value, f"a number, {_allowed_text(meta)}")
         # a whole number stays as written (60, not 60.0, in the sidecars that quote it)
     elif tp is str:
         if not isinstance(value, str):
-            raise _Bad(key, value, "a text value" + (
-                f", {_allowed_text(meta)}" if meta.get("choices") else ""))
+            raise _Bad(
+                key,
+                value,
+                "a text value" + (f", {_allowed_text(meta)}" if meta.get("choices") else ""),
+            )
         if meta.get("pattern") and not re.fullmatch(meta["pattern"], value):
             raise _Bad(key, value, _allowed_text(meta))
     else:  # pragma: no cover - a programming error in the dataclasses below
@@ -176,8 +224,9 @@ def _levels_match(obj, names, where=""):
     first = names[0]
     for n in names[1:]:
         if lengths[n] != lengths[first]:
-            raise _Bad(n, getattr(obj, n), f"one value per level, like {first} "
-                       f"({lengths[first]} levels)")
+            raise _Bad(
+                n, getattr(obj, n), f"one value per level, like {first} ({lengths[first]} levels)"
+            )
 
 
 # --------------------------------------------------------------------------- sections
@@ -215,15 +264,22 @@ class AnatRegistrationSettings(_Section):
     fixed_mask_dilation_mm: float = rule(ge=0, le=50, unit="mm")
 
     def check(self):
-        _levels_match(self, ("shrink_factors", "rigid_iterations", "affine_iterations",
-                             "syn_iterations", "smoothing_sigmas"))
+        _levels_match(
+            self,
+            (
+                "shrink_factors",
+                "rigid_iterations",
+                "affine_iterations",
+                "syn_iterations",
+                "smoothing_sigmas",
+            ),
+        )
 
 
 def _band(obj, name):
     lo, hi = getattr(obj, name)
     if not lo < hi:
-        raise _Bad(name, [lo, hi], "[inner, outer] with inner < outer (mm from the brain "
-                   "surface)")
+        raise _Bad(name, [lo, hi], "[inner, outer] with inner < outer (mm from the brain surface)")
 
 
 @dataclass(frozen=True)
@@ -243,9 +299,12 @@ class AnatSettings(_Section):
         _band(self, "meningeal_band_mm")
         _band(self, "calvarial_band_mm")
         if self.calvarial_band_mm[0] < self.meningeal_band_mm[1]:
-            raise _Bad("calvarial_band_mm", self.calvarial_band_mm,
-                       f"an inner edge ≥ the meningeal band's outer edge "
-                       f"({self.meningeal_band_mm[1]:g} mm): the bands must not overlap")
+            raise _Bad(
+                "calvarial_band_mm",
+                self.calvarial_band_mm,
+                f"an inner edge ≥ the meningeal band's outer edge "
+                f"({self.meningeal_band_mm[1]:g} mm): the bands must not overlap",
+            )
 
 
 @dataclass(frozen=True)
@@ -277,8 +336,17 @@ class DCESettings(_Section):
     motion: RigidRegistrationSettings = rule()
 
     def check(self):
-        if self.vif_mask is not None and not self.vif_mask.strip():
-            raise _Bad("vif_mask", self.vif_mask, "null or a NIfTI path")
+        if self.vif_mask is not None:
+            try:
+                ok = bool(self.vif_mask.strip()) and self.vif_mask.format(subject="x", session="y")
+            except (KeyError, IndexError, ValueError, AttributeError):
+                ok = False
+            if not ok:
+                raise _Bad(
+                    "vif_mask",
+                    self.vif_mask,
+                    "null or a NIfTI path whose only placeholders are {subject} and {session}",
+                )
 
 
 @dataclass(frozen=True)
@@ -295,8 +363,10 @@ class USPIOSettings(_Section):
 class PETSettings(_Section):
     window_min: list[float] = rule(ge=0, le=1440, length=2, unit="min after injection")
     min_frame_overlap: float = rule(gt=0, le=1, doc="fraction of a frame's duration")
-    suvr_reference: str = rule(pattern=r"whole_brain|roi:[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*",
-                               doc="whole_brain or roi:<name>[,<name>...]")
+    suvr_reference: str = rule(
+        pattern=r"whole_brain|roi:[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*",
+        doc="whole_brain or roi:<name>[,<name>...]",
+    )
     atlas: str = rule(pattern=_LABEL)
     atlas_desc: str | None = rule(pattern=_LABEL)
     body_weight_column: str = rule(pattern=r"[A-Za-z0-9_]+")
@@ -306,8 +376,9 @@ class PETSettings(_Section):
     def check(self):
         lo, hi = self.window_min
         if not lo < hi:
-            raise _Bad("window_min", [lo, hi], "[start, end] with start < end (minutes after "
-                       "injection)")
+            raise _Bad(
+                "window_min", [lo, hi], "[start, end] with start < end (minutes after injection)"
+            )
 
 
 @dataclass(frozen=True)
@@ -341,8 +412,18 @@ class CovariateSettings(_Section):
 
 
 #: statsmodels ``multipletests`` methods
-FDR_METHODS = ("fdr_bh", "fdr_by", "fdr_tsbh", "fdr_tsbky", "bonferroni", "sidak", "holm",
-               "holm-sidak", "simes-hochberg", "hommel")
+FDR_METHODS = (
+    "fdr_bh",
+    "fdr_by",
+    "fdr_tsbh",
+    "fdr_tsbky",
+    "bonferroni",
+    "sidak",
+    "holm",
+    "holm-sidak",
+    "simes-hochberg",
+    "hommel",
+)
 #: contrast types a voxelwise design can have
 VOXELWISE_TYPES = ("two_group", "paired_sessions", "paired_hemispheres")
 
@@ -350,8 +431,10 @@ VOXELWISE_TYPES = ("two_group", "paired_sessions", "paired_hemispheres")
 @dataclass(frozen=True)
 class VoxelwiseSettings(_Section):
     enabled: bool = rule()
-    maps: list[str] = rule(pattern=r"([A-Za-z0-9]+-[A-Za-z0-9]+_)*[A-Za-z0-9]+",
-                           doc="BIDS file-name endings such as desc-percent_enhancement")
+    maps: list[str] = rule(
+        pattern=r"([A-Za-z0-9]+-[A-Za-z0-9]+_)*[A-Za-z0-9]+",
+        doc="BIDS file-name endings such as desc-percent_enhancement",
+    )
     designs: list[str] = rule(pattern=_LABEL, doc="contrast names")
     flip_to_headache_side: bool = rule()
     smoothing_fwhm: float | None = rule(ge=0, le=30, unit="mm")
@@ -392,11 +475,17 @@ class GroupSettings(_Section):
         by_name = {c["name"]: c for c in contrasts}
         for i, name in enumerate(self.voxelwise.designs):
             if name not in by_name:
-                raise _Bad(f"voxelwise.designs[{i}]", name,
-                           "a contrast name: " + ", ".join(by_name))
+                raise _Bad(
+                    f"voxelwise.designs[{i}]", name, "a contrast name: " + ", ".join(by_name)
+                )
             if by_name[name]["type"] not in VOXELWISE_TYPES:
-                raise _Bad(f"voxelwise.designs[{i}]", name, "a contrast of type "
-                           + " or ".join(VOXELWISE_TYPES) + f" (it is {by_name[name]['type']})")
+                raise _Bad(
+                    f"voxelwise.designs[{i}]",
+                    name,
+                    "a contrast of type "
+                    + " or ".join(VOXELWISE_TYPES)
+                    + f" (it is {by_name[name]['type']})",
+                )
 
 
 @dataclass(frozen=True)
@@ -425,8 +514,7 @@ class WorkflowSettings(_Section):
 
     def to_yaml(self) -> str:
         """A complete ``--config`` file giving these settings."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None,
-                              width=99)
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=99)
 
 
 # --------------------------------------------------------------------------- loading
@@ -445,13 +533,17 @@ def _merge(base: dict, user: dict, where: str, source: str) -> dict:
     for key, value in user.items():
         if key not in base:
             close = difflib.get_close_matches(str(key), list(map(str, base)), n=1, cutoff=0.6)
-            hint = f"; did you mean '{where}{close[0]}'?" if close else (
-                f"; valid keys here: {', '.join(sorted(map(str, base)))}")
+            hint = (
+                f"; did you mean '{where}{close[0]}'?"
+                if close
+                else (f"; valid keys here: {', '.join(sorted(map(str, base)))}")
+            )
             raise ConfigError(f"{source}: unknown key '{where}{key}'{hint}")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{where}{key}' must be a mapping of settings, "
-                                  f"got {_short(value)}")
+                raise ConfigError(
+                    f"{source}: '{where}{key}' must be a mapping of settings, got {_short(value)}"
+                )
             out[key] = _merge(base[key], value, f"{where}{key}.", source)
         else:
             out[key] = value
@@ -545,11 +637,15 @@ class Settings:
     @classmethod
     def from_dict(cls, data: dict) -> Settings:
         workflow = data.get("workflow")
-        return cls(execution=ExecutionSettings(**data.get("execution", {})),
-                   nipype=NipypeSettings(**data.get("nipype", {})),
-                   workflow=(build_workflow_settings(_merge(default_dict(), workflow, "",
-                                                            "settings"))
-                             if workflow else default_config()))
+        return cls(
+            execution=ExecutionSettings(**data.get("execution", {})),
+            nipype=NipypeSettings(**data.get("nipype", {})),
+            workflow=(
+                build_workflow_settings(_merge(default_dict(), workflow, "", "settings"))
+                if workflow
+                else default_config()
+            ),
+        )
 
     def agent_class(self, agent: str | None) -> str | None:
         return self.workflow.agent_class(agent)

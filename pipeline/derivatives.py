@@ -16,12 +16,29 @@ from . import __version__
 from .utils import write_once_text
 
 ENTITY_ORDER = (
-    ("subject", "sub"), ("session", "ses"), ("task", "task"), ("acquisition", "acq"),
-    ("ceagent", "ce"), ("tracer", "trc"), ("reconstruction", "rec"), ("direction", "dir"),
-    ("run", "run"), ("echo", "echo"), ("flip", "flip"), ("part", "part"),
-    ("from", "from"), ("to", "to"), ("mode", "mode"), ("hemi", "hemi"), ("atlas", "atlas"),
-    ("roi", "roi"), ("space", "space"), ("cohort", "cohort"), ("res", "res"),
-    ("label", "label"), ("desc", "desc"),
+    ("subject", "sub"),
+    ("session", "ses"),
+    ("task", "task"),
+    ("acquisition", "acq"),
+    ("ceagent", "ce"),
+    ("tracer", "trc"),
+    ("reconstruction", "rec"),
+    ("direction", "dir"),
+    ("run", "run"),
+    ("echo", "echo"),
+    ("flip", "flip"),
+    ("part", "part"),
+    ("from", "from"),
+    ("to", "to"),
+    ("mode", "mode"),
+    ("hemi", "hemi"),
+    ("atlas", "atlas"),
+    ("roi", "roi"),
+    ("space", "space"),
+    ("cohort", "cohort"),
+    ("res", "res"),
+    ("label", "label"),
+    ("desc", "desc"),
 )
 # entities of the source that a derivative inherits unless told otherwise
 INHERITED = ("subject", "session", "acquisition", "ceagent", "tracer", "reconstruction", "run")
@@ -35,8 +52,9 @@ def parse_entities(path) -> dict:
     return {k: v for k, v in ents.items() if k not in ("extension", "datatype")}
 
 
-def derivative_relpath(source_file, suffix: str, extension: str = ".nii.gz",
-                       datatype: str | None = None, **entities) -> Path:
+def derivative_relpath(
+    source_file, suffix: str, extension: str = ".nii.gz", datatype: str | None = None, **entities
+) -> Path:
     """Relative path of a derivative of ``source_file``.
 
     ``entities`` use the short or long names (``desc="preproc"``, ``space="MNI..."``,
@@ -81,17 +99,32 @@ def in_container() -> str | None:
 # .bidsignore so that the validator accepts the dataset (as the demo's raw .bidsignore does
 # for DCE). New non-standard outputs add their pattern here.
 NON_BIDS_PATTERNS = (
-    "*_xfm.h5", "*_xfm.mat", "*_xfm.json",          # transforms (BEP014, not yet merged)
-    "*_regions.tsv", "*_regions.json",               # regional tables
-    "*_findings.tsv", "*_findings.json",             # enhancement findings
-    "*_enhancement.nii.gz", "*_enhancement.json",    # gadolinium maps
-    "*_Ktrans.*", "*_vp.*", "*_ve.*", "*_residual.*", "*_timeseries.*",  # DCE maps
-    "*_ce-*_T1map.*",                                # DCE T1 map (ce is not a T1map entity)
-    "*_dR2star.*", "*_ce-*_R2starmap.*",             # USPIO (ce is not an R2starmap entity)
-    "*_SUV.*", "*_SUVR.*", "*_desc-mean_pet.*",      # PET maps (SUV/SUVR: no BIDS suffix yet)
-    "/sub-*/ses-*/spect", "/sub-*/spect",            # SPECT (no BIDS datatype)
-    "/group", "/logs",                               # group tables, logs
-    "/sub-*.html", "/sub-*/figures",                 # participant reports
+    "*_xfm.h5",
+    "*_xfm.mat",
+    "*_xfm.json",  # transforms (BEP014, not yet merged)
+    "*_regions.tsv",
+    "*_regions.json",  # regional tables
+    "*_findings.tsv",
+    "*_findings.json",  # enhancement findings
+    "*_enhancement.nii.gz",
+    "*_enhancement.json",  # gadolinium maps
+    "*_Ktrans.*",
+    "*_vp.*",
+    "*_ve.*",
+    "*_residual.*",
+    "*_timeseries.*",  # DCE maps
+    "*_ce-*_T1map.*",  # DCE T1 map (ce is not a T1map entity)
+    "*_dR2star.*",
+    "*_ce-*_R2starmap.*",  # USPIO (ce is not an R2starmap entity)
+    "*_SUV.*",
+    "*_SUVR.*",
+    "*_desc-mean_pet.*",  # PET maps (SUV/SUVR: no BIDS suffix yet)
+    "/sub-*/ses-*/spect",
+    "/sub-*/spect",  # SPECT (no BIDS datatype)
+    "/group",
+    "/logs",  # group tables, logs
+    "/sub-*.html",
+    "/sub-*/figures",  # participant reports
 )
 
 

@@ -38,10 +38,14 @@ def _initializer(cwd):
 
 def _died(node_name: str, exc: BaseException) -> list:
     """The crash-file traceback (a list of lines, as nipype's ``report_crash`` needs)."""
-    return [f"{WorkerDiedError.__name__}: the worker process running {node_name} died "
+    return [
+        (
+            f"{WorkerDiedError.__name__}: the worker process running {node_name} died "
             f"without a result ({type(exc).__name__}: killed by the system, e.g. for memory, "
             "or crashed in a compiled library); rerun with more memory (--mem-gb) or fewer "
-            "processes (--nprocs), and check the step's inputs\n"]
+            "processes (--nprocs), and check the step's inputs\n"
+        )
+    ]
 
 
 class SafeMultiProcPlugin(MultiProcPlugin):
@@ -53,8 +57,12 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         # leave SIGTERM/SIGINT to the main process
         self.pool.shutdown(wait=False)
         mp_context = self.pool._mp_context
-        self.pool = ProcessPoolExecutor(max_workers=self.processors, initializer=_initializer,
-                                        initargs=(self._cwd,), mp_context=mp_context)
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.processors,
+            initializer=_initializer,
+            initargs=(self._cwd,),
+            mp_context=mp_context,
+        )
         self._names = {}
         self._futures = {}
 
@@ -75,8 +83,11 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         try:
             future = self.pool.submit(run_node, node, updatehash, taskid)
         except BrokenProcessPool as exc:  # an earlier worker died: fail, do not submit
-            self._taskresult[taskid] = {"result": None, "taskid": taskid,
-                                        "traceback": _died(node.fullname, exc)}
+            self._taskresult[taskid] = {
+                "result": None,
+                "taskid": taskid,
+                "traceback": _died(node.fullname, exc),
+            }
             self._task_obj[taskid] = None
             return taskid
         self._futures[id(future)] = taskid
@@ -91,8 +102,11 @@ class SafeMultiProcPlugin(MultiProcPlugin):
             taskid = self._futures.get(id(args))
             if taskid is None:
                 return
-            result = {"result": None, "taskid": taskid,
-                      "traceback": _died(self._names.get(taskid, "a step"), exc)}
+            result = {
+                "result": None,
+                "taskid": taskid,
+                "traceback": _died(self._names.get(taskid, "a step"), exc),
+            }
         self._taskresult[result["taskid"]] = result
 
     def terminate(self, timeout: float = 10.0) -> int:

@@ -1,7 +1,14 @@
 """Errors that end a run with a BIDS-Apps exit code and a one-line message."""
 
 EX_OK, EX_FAILURE, EX_BIDS_INVALID, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_CANTCREAT = (
-    0, 1, 16, 64, 65, 66, 73)
+    0,
+    1,
+    16,
+    64,
+    65,
+    66,
+    73,
+)
 
 
 class InflamapError(Exception):

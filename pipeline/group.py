@@ -83,8 +83,10 @@ def read_regional_table(path: Path, out: Path) -> pd.DataFrame:
     width = lines[0].count("\t")
     bad = next((i for i, line in enumerate(lines) if line.count("\t") != width), None)
     if bad is not None:
-        raise DamagedTable(f"{path}: line {bad + 1} has {lines[bad].count(chr(9)) + 1} fields, "
-                           f"the header {width + 1} (damaged or truncated table)")
+        raise DamagedTable(
+            f"{path}: line {bad + 1} has {lines[bad].count(chr(9)) + 1} fields, "
+            f"the header {width + 1} (damaged or truncated table)"
+        )
     try:
         df = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype=str)
     except Exception as exc:  # noqa: BLE001 - pandas raises several types
@@ -94,16 +96,21 @@ def read_regional_table(path: Path, out: Path) -> pd.DataFrame:
         raise DamagedTable(f"{path}: lacks column(s) {', '.join(missing)}")
     if df.empty:
         raise DamagedTable(f"{path}: no rows")
-    for column, want in (("participant_id", f"sub-{sub}"),
-                         ("session_id", f"ses-{ses}" if ses else None)):
+    for column, want in (
+        ("participant_id", f"sub-{sub}"),
+        ("session_id", f"ses-{ses}" if ses else None),
+    ):
         values = set(df[column].dropna())
         if values != ({want} if want else set()):
-            raise DamagedTable(f"{path}: {column} {sorted(values)} contradicts its file name "
-                               f"({want or 'no session'})")
+            raise DamagedTable(
+                f"{path}: {column} {sorted(values)} contradicts its file name "
+                f"({want or 'no session'})"
+            )
     odd = sorted(set(df["hemisphere"].dropna()) - set(TABLE_HEMISPHERES))
     if odd or df["hemisphere"].isna().any() or df["roi"].isna().any():
-        raise DamagedTable(f"{path}: rows without a roi or with hemisphere values "
-                           f"{odd or ['n/a']}")
+        raise DamagedTable(
+            f"{path}: rows without a roi or with hemisphere values {odd or ['n/a']}"
+        )
     for column in NUMERIC_COLUMNS:
         values = pd.to_numeric(df[column], errors="coerce")
         wrong = df[column].notna() & values.isna()
@@ -114,8 +121,9 @@ def read_regional_table(path: Path, out: Path) -> pd.DataFrame:
     return df
 
 
-def gather_regional_tables(output_dir, participants=None, damaged=None,
-                           ignored=None) -> pd.DataFrame:
+def gather_regional_tables(
+    output_dir, participants=None, damaged=None, ignored=None
+) -> pd.DataFrame:
     """The verified ``*_regions.tsv`` of the derivatives, concatenated (with their file
     name and atlas).
 
@@ -130,7 +138,8 @@ def gather_regional_tables(output_dir, participants=None, damaged=None,
     frames = []
     for folder in sorted(p for p in out.glob("sub-*") if p.is_dir()):
         if not re.fullmatch(r"sub-[A-Za-z0-9]+", folder.name) or (
-                participants is not None and folder.name not in participants):
+            participants is not None and folder.name not in participants
+        ):
             ignored.append(folder.name)
             continue
         for path in sorted(folder.rglob("*_regions.tsv")):
@@ -151,8 +160,7 @@ def gather_regional_tables(output_dir, participants=None, damaged=None,
 def write_table(df: pd.DataFrame, path: Path, sidecar: dict) -> Path:
     """A tidy TSV (``n/a`` for missing) and its JSON sidecar beside it."""
     atomic_write_text(df.to_csv(sep="\t", index=False, na_rep="n/a"), path)
-    atomic_write_text(_dumps(sidecar),
-                      path.with_name(path.name[: -len(".tsv")] + ".json"))
+    atomic_write_text(_dumps(sidecar), path.with_name(path.name[: -len(".tsv")] + ".json"))
     return path
 
 
@@ -187,14 +195,17 @@ def _sidecar_path(nifti: Path) -> Path:
 
 # ----------------------------------------------------------------------------- covariates
 
+
 def _merge_covariates(table, sessions, participants):
     """Join sessions.tsv and participants.tsv columns (the BIDS tables win over columns the
     participant level copied into the regional tables)."""
     if len(sessions):
-        dup = [c for c in sessions.columns if c in table and c not in (
-            "participant_id", "session_id")]
-        table = table.drop(columns=dup).merge(sessions, on=["participant_id", "session_id"],
-                                              how="left")
+        dup = [
+            c for c in sessions.columns if c in table and c not in ("participant_id", "session_id")
+        ]
+        table = table.drop(columns=dup).merge(
+            sessions, on=["participant_id", "session_id"], how="left"
+        )
     if len(participants):
         dup = [c for c in participants.columns if c in table and c != "participant_id"]
         table = table.drop(columns=dup).merge(participants, on="participant_id", how="left")
@@ -210,29 +221,47 @@ def _status(out: Path, expected, have, table, damaged=()) -> pd.DataFrame:
         broken.setdefault(pid, []).append(message)
     newest = {}
     if len(table):
-        for src, pid in table[["source_table", "participant_id"]].drop_duplicates().itertuples(
-                index=False):
+        for src, pid in (
+            table[["source_table", "participant_id"]].drop_duplicates().itertuples(index=False)
+        ):
             newest[pid] = max(newest.get(pid, 0.0), (out / src).stat().st_mtime)
     for pid in expected:
-        crashes = sorted((out / "logs" / pid).glob("crash-*")) if (
-            out / "logs" / pid).exists() else []
+        crashes = (
+            sorted((out / "logs" / pid).glob("crash-*")) if (out / "logs" / pid).exists() else []
+        )
         if pid not in have:
-            rows.append({"participant_id": pid, "status": "missing",
-                         "crash_files": ";".join(str(c.relative_to(out)) for c in crashes),
-                         "reason": " | ".join(broken.get(pid, []))})
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "status": "missing",
+                    "crash_files": ";".join(str(c.relative_to(out)) for c in crashes),
+                    "reason": " | ".join(broken.get(pid, [])),
+                }
+            )
             continue
         recent = [c for c in crashes if c.stat().st_mtime > newest.get(pid, 0.0)]
         if pid in broken:
-            rows.append({"participant_id": pid, "status": "failed (damaged tables left out)",
-                         "crash_files": ";".join(str(c.relative_to(out)) for c in recent),
-                         "reason": " | ".join(broken[pid])})
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "status": "failed (damaged tables left out)",
+                    "crash_files": ";".join(str(c.relative_to(out)) for c in recent),
+                    "reason": " | ".join(broken[pid]),
+                }
+            )
         elif recent:
-            rows.append({"participant_id": pid, "status": "failed (partial outputs used)",
-                         "crash_files": ";".join(str(c.relative_to(out)) for c in recent)})
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "status": "failed (partial outputs used)",
+                    "crash_files": ";".join(str(c.relative_to(out)) for c in recent),
+                }
+            )
     return pd.DataFrame(rows, columns=["participant_id", "status", "crash_files", "reason"])
 
 
 # ----------------------------------------------------------------------------- voxelwise
+
 
 def _entities(name: str) -> tuple[dict, str]:
     stem = name.removesuffix(NIFTI)
@@ -261,13 +290,17 @@ def find_template_maps(output_dir, template: str, endings) -> pd.DataFrame:
             continue
         for ending in endings:
             if path.name.endswith(f"_{ending}{NIFTI}"):
-                rows.append({"participant_id": f"sub-{ents['sub']}",
-                             "session_id": f"ses-{ents['ses']}" if "ses" in ents else np.nan,
-                             "metric": metric_label(ending), "ending": ending,
-                             "path": str(path)})
+                rows.append(
+                    {
+                        "participant_id": f"sub-{ents['sub']}",
+                        "session_id": f"ses-{ents['ses']}" if "ses" in ents else np.nan,
+                        "metric": metric_label(ending),
+                        "ending": ending,
+                        "path": str(path),
+                    }
+                )
                 break
-    maps = pd.DataFrame(rows, columns=["participant_id", "session_id", "metric", "ending",
-                                       "path"])
+    maps = pd.DataFrame(rows, columns=["participant_id", "session_id", "metric", "ending", "path"])
     dup = maps.duplicated(["participant_id", "session_id", "metric"], keep="first")
     for p in maps.loc[dup, "path"]:
         _log(f"voxelwise: {p} ignored (another map of this metric in the same session)")
@@ -298,10 +331,10 @@ def _design_inputs(maps: pd.DataFrame, contrast: dict, flip: bool = False):
         if column not in maps:
             return None, f"column '{column}' not in participants.tsv/sessions.tsv"
         rows = apply_where(maps, contrast["where"])
-    side = rows["headache_side"] if "headache_side" in rows else pd.Series(
-        "", index=rows.index)
-    rows = rows.assign(entry=[(p, bool(flip and s == "right"))
-                              for p, s in zip(rows["path"], side)])
+    side = rows["headache_side"] if "headache_side" in rows else pd.Series("", index=rows.index)
+    rows = rows.assign(
+        entry=[(p, bool(flip and s == "right")) for p, s in zip(rows["path"], side)]
+    )
     if contrast["type"] == "paired_hemispheres":
         if rows.empty:
             return None, "no map of a session with a lateral headache_side"
@@ -312,12 +345,17 @@ def _design_inputs(maps: pd.DataFrame, contrast: dict, flip: bool = False):
     if contrast["type"] == "two_group":
         in_b = isin_values(col, contrast["b"]) & col.notna()
         in_a = (isin_values(col, contrast["a"]) if contrast["a"] else col.notna()) & (
-            col.notna() & ~in_b)
+            col.notna() & ~in_b
+        )
         rows = rows.assign(cond=np.where(in_a, "a", np.where(in_b, "b", "")))
     else:
-        rows = rows.assign(cond=np.where(
-            isin_values(col, contrast["a"]) & col.notna(), "a",
-            np.where(isin_values(col, contrast["b"]) & col.notna(), "b", "")))
+        rows = rows.assign(
+            cond=np.where(
+                isin_values(col, contrast["a"]) & col.notna(),
+                "a",
+                np.where(isin_values(col, contrast["b"]) & col.notna(), "b", ""),
+            )
+        )
     rows = rows[rows["cond"] != ""]
     groups = rows.groupby(["participant_id", "cond"])["entry"].apply(list).unstack("cond")
     for c in ("a", "b"):
@@ -354,10 +392,20 @@ def mirror_lr(img):
     if np.allclose(mirror @ aff, aff @ flip, atol=1e-3):
         return nb.Nifti1Image(np.flip(data, axis=ax).copy(), aff)
     finite = np.isfinite(data)
-    moved = resample_to_img(nb.Nifti1Image(np.where(finite, data, 0), mirror @ aff), img,
-                            interpolation="linear", force_resample=True, copy_header=True)
-    ok = resample_to_img(nb.Nifti1Image(finite.astype(np.uint8), mirror @ aff), img,
-                         interpolation="nearest", force_resample=True, copy_header=True)
+    moved = resample_to_img(
+        nb.Nifti1Image(np.where(finite, data, 0), mirror @ aff),
+        img,
+        interpolation="linear",
+        force_resample=True,
+        copy_header=True,
+    )
+    ok = resample_to_img(
+        nb.Nifti1Image(finite.astype(np.uint8), mirror @ aff),
+        img,
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
     out = np.asarray(moved.dataobj, dtype=np.float32)
     out[np.asarray(ok.dataobj) == 0] = np.nan
     return nb.Nifti1Image(out, aff)
@@ -372,10 +420,12 @@ def _load_on_grid(entries, ref):
     data = []
     for p, mirrored in entries:
         img = nb.load(p)
-        if ref is not None and (img.shape[:3] != ref.shape[:3]
-                                or not np.allclose(img.affine, ref.affine, atol=1e-3)):
-            img = resample_to_img(img, ref, interpolation="continuous",
-                                  force_resample=True, copy_header=True)
+        if ref is not None and (
+            img.shape[:3] != ref.shape[:3] or not np.allclose(img.affine, ref.affine, atol=1e-3)
+        ):
+            img = resample_to_img(
+                img, ref, interpolation="continuous", force_resample=True, copy_header=True
+            )
         if mirrored:
             img = mirror_lr(img)
         data.append(np.asarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3]))
@@ -385,12 +435,13 @@ def _load_on_grid(entries, ref):
 
 
 CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
-MAX_CLUSTERS = 50          # clusters listed per table (the largest)
-MAX_EXTENT = 0.25          # suprathreshold share of the mask above which no table is made
+MAX_CLUSTERS = 50  # clusters listed per table (the largest)
+MAX_EXTENT = 0.25  # suprathreshold share of the mask above which no table is made
 
 
-def cluster_table(z_img, thresholded, threshold, min_voxels=1, mask_voxels=None,
-                  max_clusters=MAX_CLUSTERS):
+def cluster_table(
+    z_img, thresholded, threshold, min_voxels=1, mask_voxels=None, max_clusters=MAX_CLUSTERS
+):
     """nilearn's cluster table of a thresholded z map, cluster by cluster.
 
     ``get_clusters_table`` works on the whole volume once per cluster (and compares every
@@ -411,8 +462,10 @@ def cluster_table(z_img, thresholded, threshold, min_voxels=1, mask_voxels=None,
     if not np.isfinite(threshold) or n_supra == 0:
         return empty, ""
     if mask_voxels and n_supra > MAX_EXTENT * mask_voxels:
-        return empty, (f"no cluster table: {n_supra} suprathreshold voxels, "
-                       f"{100 * n_supra / mask_voxels:.0f} % of the mask")
+        return empty, (
+            f"no cluster table: {n_supra} suprathreshold voxels, "
+            f"{100 * n_supra / mask_voxels:.0f} % of the mask"
+        )
     z = np.asarray(z_img.dataobj, dtype=np.float32)
     found = []
     for sign in (1, -1):
@@ -429,24 +482,32 @@ def cluster_table(z_img, thresholded, threshold, min_voxels=1, mask_voxels=None,
     found.sort(key=lambda f: (-f[0], -f[2]))
     tables = []
     for rank, (_, _, _, labels, i, sl) in enumerate(found, start=1):
-        box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
-                    for s, n in zip(sl, labels.shape))
+        box = tuple(
+            slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, labels.shape)
+        )
         crop = z_img.slicer[box]
-        one = nb.Nifti1Image(np.where(labels[box] == i, z[box], 0).astype(np.float32),
-                             crop.affine)
+        one = nb.Nifti1Image(np.where(labels[box] == i, z[box], 0).astype(np.float32), crop.affine)
         with warnings.catch_warnings():  # "no clusters with stat lower than -t": one sign
             warnings.filterwarnings("ignore", message="No clusters found")
             tab = get_clusters_table(one, stat_threshold=float(threshold), two_sided=True)
         if len(tab):
-            tab["Cluster ID"] = tab["Cluster ID"].astype(str).str.replace(
-                r"^\d+", str(rank), regex=True)
+            tab["Cluster ID"] = (
+                tab["Cluster ID"].astype(str).str.replace(r"^\d+", str(rank), regex=True)
+            )
             tables.append(tab)
     table = pd.concat(tables, ignore_index=True) if tables else empty
     return table[CLUSTER_COLUMNS], note
 
 
-def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
-                  fdr_alpha=0.05, cluster_height_p=0.001, cluster_min_voxels=10):
+def fit_voxelwise(
+    inputs: pd.DataFrame,
+    contrast: dict,
+    *,
+    smoothing_fwhm=None,
+    fdr_alpha=0.05,
+    cluster_height_p=0.001,
+    cluster_min_voxels=10,
+):
     """Second-level model of one design; images and tables in a dict.
 
     ``inputs``: per participant (index) the map paths of condition ``a`` and ``b``. Two
@@ -463,9 +524,14 @@ def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
     ref, imgs, finite, anyz, design = None, [], None, None, []
     hemis = contrast["type"] == "paired_hemispheres"
     paired = contrast["type"] == "paired_sessions" or hemis
-    for pid, row in inputs.iterrows():
-        conds = ["a"] if hemis else ["a", "b"] if paired else [
-            c for c in ("a", "b") if isinstance(row[c], list)]
+    for _, row in inputs.iterrows():
+        conds = (
+            ["a"]
+            if hemis
+            else ["a", "b"]
+            if paired
+            else [c for c in ("a", "b") if isinstance(row[c], list)]
+        )
         loaded = []
         for c in conds:
             img, ref = _load_on_grid(row[c], ref)
@@ -473,14 +539,16 @@ def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
         if hemis:  # ipsilateral minus contralateral: the map minus its mirror image
             data = loaded[0].get_fdata() - mirror_lr(loaded[0]).get_fdata()
         else:
-            data = (loaded[0].get_fdata() - loaded[1].get_fdata()) if paired else (
-                loaded[0].get_fdata())
+            data = (
+                (loaded[0].get_fdata() - loaded[1].get_fdata())
+                if paired
+                else (loaded[0].get_fdata())
+            )
         ok = np.isfinite(data)
         finite = ok if finite is None else finite & ok
         anyz = (ok & (data != 0)) if anyz is None else anyz | (ok & (data != 0))
         imgs.append(nb.Nifti1Image(np.nan_to_num(data).astype(np.float32), ref.affine))
-        design.append({"a": 1.0, "b": 0.0} if paired or conds[0] == "a" else
-                      {"a": 0.0, "b": 1.0})
+        design.append({"a": 1.0, "b": 0.0} if paired or conds[0] == "a" else {"a": 0.0, "b": 1.0})
     keep = finite & anyz
     if hemis:  # the difference is antisymmetric: test the headache (left) half only
         ijk = np.indices(keep.shape).reshape(3, -1)
@@ -493,46 +561,75 @@ def fit_voxelwise(inputs: pd.DataFrame, contrast: dict, *, smoothing_fwhm=None,
     else:
         dm = pd.DataFrame(design).rename(columns={"a": "groupA", "b": "groupB"})
         expr = "groupA - groupB"
-    model = SecondLevelModel(mask_img=mask, smoothing_fwhm=smoothing_fwhm, n_jobs=1,
-                             minimize_memory=True)
+    model = SecondLevelModel(
+        mask_img=mask, smoothing_fwhm=smoothing_fwhm, n_jobs=1, minimize_memory=True
+    )
     model.fit(imgs, design_matrix=dm)
     res = model.compute_contrast(expr, output_type="all")
     z = res["z_score"]
     with warnings.catch_warnings():  # no voxel survives FDR: threshold inf, empty map
         warnings.filterwarnings("ignore", message="The given float value must not exceed")
-        fdr_img, fdr_thr = threshold_stats_img(z, mask_img=mask, alpha=fdr_alpha,
-                                               height_control="fdr", cluster_threshold=0,
-                                               two_sided=True)
-        cl_img, cl_thr = threshold_stats_img(z, mask_img=mask, alpha=cluster_height_p,
-                                             height_control="fpr",
-                                             cluster_threshold=cluster_min_voxels,
-                                             two_sided=True)
+        fdr_img, fdr_thr = threshold_stats_img(
+            z,
+            mask_img=mask,
+            alpha=fdr_alpha,
+            height_control="fdr",
+            cluster_threshold=0,
+            two_sided=True,
+        )
+        cl_img, cl_thr = threshold_stats_img(
+            z,
+            mask_img=mask,
+            alpha=cluster_height_p,
+            height_control="fpr",
+            cluster_threshold=cluster_min_voxels,
+            two_sided=True,
+        )
 
     mask_voxels = int(np.asarray(mask.dataobj).sum())
     n_a = int(dm.iloc[:, 0].sum()) if not paired else len(imgs)
     return {
-        "z": z, "effect": res["effect_size"], "mask": mask,
-        "fdr_img": fdr_img, "fdr_threshold": _finite_or_nan(fdr_thr),
-        "cluster_img": cl_img, "cluster_threshold": _finite_or_nan(cl_thr),
+        "z": z,
+        "effect": res["effect_size"],
+        "mask": mask,
+        "fdr_img": fdr_img,
+        "fdr_threshold": _finite_or_nan(fdr_thr),
+        "cluster_img": cl_img,
+        "cluster_threshold": _finite_or_nan(cl_thr),
         "fdr_clusters": cluster_table(z, fdr_img, fdr_thr, 1, mask_voxels),
         "cluster_clusters": cluster_table(z, cl_img, cl_thr, cluster_min_voxels, mask_voxels),
-        "n1": n_a, "n2": len(imgs) if paired else len(imgs) - n_a,
+        "n1": n_a,
+        "n2": len(imgs) if paired else len(imgs) - n_a,
         "n_mask_voxels": mask_voxels,
     }
 
 
-def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg,
-                  template: str) -> pd.DataFrame:
+def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg, template: str) -> pd.DataFrame:
     """Every design × metric of ``group.voxelwise``: derivatives written, a summary row each."""
     vcfg = gcfg.voxelwise
-    cols = ["contrast", "metric", "status", "reason", "n1", "n2", "n_mask_voxels",
-            "fdr_threshold", "fdr_voxels", "cluster_threshold", "cluster_count", "z_map",
-            "fdr_map", "cluster_map"]
+    cols = [
+        "contrast",
+        "metric",
+        "status",
+        "reason",
+        "n1",
+        "n2",
+        "n_mask_voxels",
+        "fdr_threshold",
+        "fdr_voxels",
+        "cluster_threshold",
+        "cluster_count",
+        "z_map",
+        "fdr_map",
+        "cluster_map",
+    ]
     maps = find_template_maps(out, template, vcfg.maps)
     rows = []
     if maps.empty:
-        _log(f"voxelwise: no template-space maps (space-{template}, endings "
-             f"{', '.join(vcfg.maps)}); skipped")
+        _log(
+            f"voxelwise: no template-space maps (space-{template}, endings "
+            f"{', '.join(vcfg.maps)}); skipped"
+        )
         return pd.DataFrame(columns=cols)
     if len(info):
         keys = ["participant_id", "session_id"] if "session_id" in info else ["participant_id"]
@@ -543,8 +640,10 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg,
     symmetric = is_symmetric_template(template)
     flip = bool(vcfg.flip_to_headache_side) and symmetric
     if vcfg.flip_to_headache_side and not symmetric:
-        _log(f"voxelwise: {template} is not a symmetric template; maps are not mirrored to "
-             "the headache side and paired-hemisphere designs are skipped")
+        _log(
+            f"voxelwise: {template} is not a symmetric template; maps are not mirrored to "
+            "the headache side and paired-hemisphere designs are skipped"
+        )
     for name in vcfg.designs:
         contrast = by_name[name]
         hemis = contrast["type"] == "paired_hemispheres"
@@ -563,18 +662,24 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg,
                     n1 = n2 = len(inputs)
                 row.update(n1=n1, n2=n2)
                 if min(n1, n2) < min_maps:
-                    reason = (f"too few maps (n1={n1}, n2={n2}; minimum {min_maps} per "
-                              f"{'group' if contrast['type'] == 'two_group' else 'pair'})")
+                    reason = (
+                        f"too few maps (n1={n1}, n2={n2}; minimum {min_maps} per "
+                        f"{'group' if contrast['type'] == 'two_group' else 'pair'})"
+                    )
             if reason is not None:
                 row["reason"] = reason
                 _log(f"voxelwise {name} {metric}: skipped, {reason}")
                 rows.append(row)
                 continue
             try:
-                res = fit_voxelwise(inputs, contrast, smoothing_fwhm=vcfg.smoothing_fwhm,
-                                    fdr_alpha=vcfg.fdr_alpha,
-                                    cluster_height_p=vcfg.cluster_height_p,
-                                    cluster_min_voxels=vcfg.cluster_min_voxels)
+                res = fit_voxelwise(
+                    inputs,
+                    contrast,
+                    smoothing_fwhm=vcfg.smoothing_fwhm,
+                    fdr_alpha=vcfg.fdr_alpha,
+                    cluster_height_p=vcfg.cluster_height_p,
+                    cluster_min_voxels=vcfg.cluster_min_voxels,
+                )
             except Exception as exc:  # noqa: BLE001 - a design that cannot be fitted is reported
                 row["reason"] = f"model failed: {type(exc).__name__}: {exc}"
                 _log(f"voxelwise {name} {metric}: skipped, {row['reason']}")
@@ -582,41 +687,71 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg,
                 continue
             entries = [e for c in ("a", "b") for es in inputs[c].dropna() for e in es]
             sources = sorted({str(Path(p).relative_to(out)) for p, _ in entries})
-            meta = {"Contrast": name, "ContrastType": contrast["type"],
-                    "Conditions": {"a": contrast["label_a"], "b": contrast["label_b"]},
-                    "Where": contrast["where"], "Metric": metric, "Template": template,
-                    "N": {"a": res["n1"], "b": res["n2"]},
-                    "Design": ("one-sample t on the within-participant differences a - b"
-                               if contrast["type"] == "paired_sessions" else
-                               "one-sample t on each map minus its left-right mirror "
-                               "(headache side left), the left half tested" if hemis else
-                               "two-sample t, cell-means design, contrast a - b"),
-                    "MirroredToHeadacheSide": sorted(
-                        str(Path(p).relative_to(out)) for p, m in entries if m),
-                    "SmoothingFWHM": vcfg.smoothing_fwhm,
-                    "MaskVoxels": res["n_mask_voxels"],
-                    "Software": "nilearn SecondLevelModel", "Sources": sources}
+            meta = {
+                "Contrast": name,
+                "ContrastType": contrast["type"],
+                "Conditions": {"a": contrast["label_a"], "b": contrast["label_b"]},
+                "Where": contrast["where"],
+                "Metric": metric,
+                "Template": template,
+                "N": {"a": res["n1"], "b": res["n2"]},
+                "Design": (
+                    "one-sample t on the within-participant differences a - b"
+                    if contrast["type"] == "paired_sessions"
+                    else "one-sample t on each map minus its left-right mirror "
+                    "(headache side left), the left half tested"
+                    if hemis
+                    else "two-sample t, cell-means design, contrast a - b"
+                ),
+                "MirroredToHeadacheSide": sorted(
+                    str(Path(p).relative_to(out)) for p, m in entries if m
+                ),
+                "SmoothingFWHM": vcfg.smoothing_fwhm,
+                "MaskVoxels": res["n_mask_voxels"],
+                "Software": "nilearn SecondLevelModel",
+                "Sources": sources,
+            }
             stem = f"contrast-{name}_meas-{metric}"
             files = {
-                "z_map": (vdir / f"{stem}_stat-z_statmap{NIFTI}", res["z"],
-                          {**meta, "Statistic": "z", "Thresholded": False}),
-                "effect": (vdir / f"{stem}_stat-effect_statmap{NIFTI}", res["effect"],
-                           {**meta, "Statistic": "effect (a - b, metric units)"}),
-                "fdr_map": (vdir / f"{stem}_stat-z_desc-fdr_statmap{NIFTI}", res["fdr_img"],
-                            {**meta, "Statistic": "z", "HeightControl": "fdr",
-                             "Alpha": vcfg.fdr_alpha, "TwoSided": True,
-                             "Threshold": res["fdr_threshold"]}),
-                "cluster_map": (vdir / f"{stem}_stat-z_desc-cluster_statmap{NIFTI}",
-                                res["cluster_img"],
-                                {**meta, "Statistic": "z", "HeightControl": "fpr",
-                                 "ClusterFormingP": vcfg.cluster_height_p,
-                                 "ClusterMinVoxels": vcfg.cluster_min_voxels,
-                                 "TwoSided": True, "Threshold": res["cluster_threshold"]}),
+                "z_map": (
+                    vdir / f"{stem}_stat-z_statmap{NIFTI}",
+                    res["z"],
+                    {**meta, "Statistic": "z", "Thresholded": False},
+                ),
+                "effect": (
+                    vdir / f"{stem}_stat-effect_statmap{NIFTI}",
+                    res["effect"],
+                    {**meta, "Statistic": "effect (a - b, metric units)"},
+                ),
+                "fdr_map": (
+                    vdir / f"{stem}_stat-z_desc-fdr_statmap{NIFTI}",
+                    res["fdr_img"],
+                    {
+                        **meta,
+                        "Statistic": "z",
+                        "HeightControl": "fdr",
+                        "Alpha": vcfg.fdr_alpha,
+                        "TwoSided": True,
+                        "Threshold": res["fdr_threshold"],
+                    },
+                ),
+                "cluster_map": (
+                    vdir / f"{stem}_stat-z_desc-cluster_statmap{NIFTI}",
+                    res["cluster_img"],
+                    {
+                        **meta,
+                        "Statistic": "z",
+                        "HeightControl": "fpr",
+                        "ClusterFormingP": vcfg.cluster_height_p,
+                        "ClusterMinVoxels": vcfg.cluster_min_voxels,
+                        "TwoSided": True,
+                        "Threshold": res["cluster_threshold"],
+                    },
+                ),
             }
             for key, (path, img, side) in files.items():
                 atomic_write_nifti(img, path)
-                atomic_write_text(_dumps(side),
-                                  _sidecar_path(path))
+                atomic_write_text(_dumps(side), _sidecar_path(path))
                 if key != "effect":
                     row[key] = str(path.relative_to(gdir))
             notes = []
@@ -624,21 +759,37 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg,
                 table, note = res[f"{kind}_clusters"]
                 if note:
                     notes.append(f"{kind}: {note}")
-                write_table(table, vdir / f"{stem}_desc-{kind}_clusters.tsv",
-                            {**meta, "Description": f"clusters of the {kind}-thresholded z map "
-                             "(nilearn get_clusters_table per cluster; coordinates in mm, "
-                             "template space; sub-peaks 1a, 1b...)", "Note": note,
-                             "StatMap": row[f"{kind}_map"]})
+                write_table(
+                    table,
+                    vdir / f"{stem}_desc-{kind}_clusters.tsv",
+                    {
+                        **meta,
+                        "Description": f"clusters of the {kind}-thresholded z map "
+                        "(nilearn get_clusters_table per cluster; coordinates in mm, "
+                        "template space; sub-peaks 1a, 1b...)",
+                        "Note": note,
+                        "StatMap": row[f"{kind}_map"],
+                    },
+                )
             fdr_vox = int(np.count_nonzero(np.asarray(res["fdr_img"].dataobj)))
-            row.update(status="done", reason="; ".join(notes),
-                       n_mask_voxels=res["n_mask_voxels"],
-                       fdr_threshold=res["fdr_threshold"], fdr_voxels=fdr_vox,
-                       cluster_threshold=res["cluster_threshold"],
-                       cluster_count=n_clusters(res["cluster_clusters"][0]))
-            sizes = (f"{res['n1']} pairs" if contrast["type"] != "two_group" else
-                     f"{res['n1']} vs {res['n2']} participants")
-            _log(f"voxelwise {name} {metric}: {sizes}, {fdr_vox} voxel(s) FDR-significant, "
-                 f"{row['cluster_count']} cluster(s)" + (f" ({row['reason']})" if notes else ""))
+            row.update(
+                status="done",
+                reason="; ".join(notes),
+                n_mask_voxels=res["n_mask_voxels"],
+                fdr_threshold=res["fdr_threshold"],
+                fdr_voxels=fdr_vox,
+                cluster_threshold=res["cluster_threshold"],
+                cluster_count=n_clusters(res["cluster_clusters"][0]),
+            )
+            sizes = (
+                f"{res['n1']} pairs"
+                if contrast["type"] != "two_group"
+                else f"{res['n1']} vs {res['n2']} participants"
+            )
+            _log(
+                f"voxelwise {name} {metric}: {sizes}, {fdr_vox} voxel(s) FDR-significant, "
+                f"{row['cluster_count']} cluster(s)" + (f" ({row['reason']})" if notes else "")
+            )
             rows.append(row)
     voxel = pd.DataFrame(rows, columns=cols)
     for c in ("n1", "n2", "n_mask_voxels", "fdr_voxels", "cluster_count"):
@@ -655,6 +806,7 @@ def n_clusters(table: pd.DataFrame) -> int:
 
 # ----------------------------------------------------------------------------- driver
 
+
 def _roistats_sidecar(gcfg, results, table):
     from .stats import COLUMN_DESCRIPTIONS, power_column
 
@@ -662,21 +814,31 @@ def _roistats_sidecar(gcfg, results, table):
     desc[power_column(gcfg.target_power)] = desc.pop("n_for_80_power")
     return {
         "Description": "ROI-level group statistics: one row per contrast x modality x "
-                       "metric x ROI x hemisphere x test",
+        "metric x ROI x hemisphere x test",
         "Value": f"regional-table column '{gcfg.value}', averaged over each participant's "
-                 "selected sessions",
-        "Alpha": gcfg.alpha, "CILevel": gcfg.ci_level,
-        "FDR": {"Method": gcfg.fdr, "Family": "contrast x modality x metric x test",
-                "Software": "statsmodels.stats.multitest.multipletests"},
-        "Power": {"TargetPower": gcfg.target_power, "Software": "statsmodels.stats.power",
-                  "Note": "achieved power at the observed effect is a function of the p value; "
-                          "read it with the minimum detectable effect and the required N"},
-        "Covariates": gcfg.covariates, "ModalityRules": gcfg.modality_rules,
-        "MinN": gcfg.min_n, "Contrasts": gcfg.contrasts,
+        "selected sessions",
+        "Alpha": gcfg.alpha,
+        "CILevel": gcfg.ci_level,
+        "FDR": {
+            "Method": gcfg.fdr,
+            "Family": "contrast x modality x metric x test",
+            "Software": "statsmodels.stats.multitest.multipletests",
+        },
+        "Power": {
+            "TargetPower": gcfg.target_power,
+            "Software": "statsmodels.stats.power",
+            "Note": "achieved power at the observed effect is a function of the p value; "
+            "read it with the minimum detectable effect and the required N",
+        },
+        "Covariates": gcfg.covariates,
+        "ModalityRules": gcfg.modality_rules,
+        "MinN": gcfg.min_n,
+        "Contrasts": gcfg.contrasts,
         "Columns": {c: {"Description": desc.get(c, "")} for c in results.columns},
         "Sources": ["desc-all_regions.tsv"],
         "Software": {"inflamap": __version__},
-        "NRows": len(results), "NParticipants": int(table["participant_id"].nunique()),
+        "NRows": len(results),
+        "NParticipants": int(table["participant_id"].nunique()),
     }
 
 
@@ -688,18 +850,27 @@ def run_group(settings) -> int:
     out = Path(ex.output_dir)
     if not (out / "dataset_description.json").exists():
         raise InputMissingError(
-            f"{out}: no participant-level derivatives here; run the participant level first")
+            f"{out}: no participant-level derivatives here; run the participant level first"
+        )
     gcfg = settings.workflow.group
     covs = settings.workflow.covariates
     participants = read_participants(ex.bids_dir, covs)
-    expected = sorted(participants["participant_id"]) if len(participants) else sorted(
-        p.name for p in Path(ex.bids_dir).glob("sub-*")
-        if p.is_dir() and re.fullmatch(r"sub-[A-Za-z0-9]+", p.name))
+    expected = (
+        sorted(participants["participant_id"])
+        if len(participants)
+        else sorted(
+            p.name
+            for p in Path(ex.bids_dir).glob("sub-*")
+            if p.is_dir() and re.fullmatch(r"sub-[A-Za-z0-9]+", p.name)
+        )
+    )
     damaged, ignored = [], []
     table = gather_regional_tables(out, set(expected), damaged, ignored)
     for name in ignored:
-        _log(f"{out / name}: not a participant of {Path(ex.bids_dir) / 'participants.tsv'} "
-             "(or of the dataset); ignored")
+        _log(
+            f"{out / name}: not a participant of {Path(ex.bids_dir) / 'participants.tsv'} "
+            "(or of the dataset); ignored"
+        )
     for pid, message in damaged:
         _log(f"{message}; left out ({pid} counts as failed)")
     if ex.participant_label:
@@ -708,8 +879,9 @@ def run_group(settings) -> int:
             table = table[table["participant_id"].str[4:].isin(ex.participant_label)]
     have = set(table["participant_id"]) if len(table) else set()
     if table.empty:
-        raise InputMissingError(f"{out}: no regional tables (*_regions.tsv) found; run the "
-                                "participant level first")
+        raise InputMissingError(
+            f"{out}: no regional tables (*_regions.tsv) found; run the participant level first"
+        )
     missing = _status(out, expected, have, table, damaged)
     sessions = []
     for pid in sorted(have | set(expected)):
@@ -721,47 +893,79 @@ def run_group(settings) -> int:
     table = _merge_covariates(table, sessions, participants)
     gdir = out / "group"
     gdir.mkdir(parents=True, exist_ok=True)
-    write_table(table, gdir / "desc-all_regions.tsv", {
-        "Description": "All participant-level regional tables with participants.tsv and "
-                       "sessions.tsv covariates",
-        "Sources": sorted(set(table["source_table"]))})
-    write_table(missing, gdir / "desc-missing_participants.tsv", {
-        "Description": "Participants of participants.tsv (or the BIDS folder) without "
-                       "participant-level outputs (missing), or with a crash file newer than "
-                       "their outputs (failed; their outputs are used as they are)",
-        "Columns": {"participant_id": "participant", "status": "missing or failed",
-                    "crash_files": "crash files under logs/ (';'-separated)",
-                    "reason": "why tables were left out (damaged tables: file and problem)"}})
+    write_table(
+        table,
+        gdir / "desc-all_regions.tsv",
+        {
+            "Description": "All participant-level regional tables with participants.tsv and "
+            "sessions.tsv covariates",
+            "Sources": sorted(set(table["source_table"])),
+        },
+    )
+    write_table(
+        missing,
+        gdir / "desc-missing_participants.tsv",
+        {
+            "Description": "Participants of participants.tsv (or the BIDS folder) without "
+            "participant-level outputs (missing), or with a crash file newer than "
+            "their outputs (failed; their outputs are used as they are)",
+            "Columns": {
+                "participant_id": "participant",
+                "status": "missing or failed",
+                "crash_files": "crash files under logs/ (';'-separated)",
+                "reason": "why tables were left out (damaged tables: file and problem)",
+            },
+        },
+    )
     if len(missing):
-        _log(f"{len(missing)} participant(s) without complete participant-level outputs: "
-             + ", ".join(f"{p} ({s})" for p, s in zip(missing["participant_id"],
-                                                     missing["status"])))
-    _log(f"group table of {len(have)} participant(s) written to "
-         f"{gdir / 'desc-all_regions.tsv'}")
+        _log(
+            f"{len(missing)} participant(s) without complete participant-level outputs: "
+            + ", ".join(f"{p} ({s})" for p, s in zip(missing["participant_id"], missing["status"]))
+        )
+    _log(f"group table of {len(have)} participant(s) written to {gdir / 'desc-all_regions.tsv'}")
 
     results, datas = group_statistics(
-        table, gcfg.contrasts, value=gcfg.value, alpha=gcfg.alpha, fdr=gcfg.fdr,
-        ci_level=gcfg.ci_level, target_power=gcfg.target_power, min_n=gcfg.min_n,
-        covariates=gcfg.covariates, modality_rules=gcfg.modality_rules,
-        return_data=True)
-    write_table(results, gdir / "desc-roistats_stats.tsv",
-                _roistats_sidecar(gcfg, results, table))
+        table,
+        gcfg.contrasts,
+        value=gcfg.value,
+        alpha=gcfg.alpha,
+        fdr=gcfg.fdr,
+        ci_level=gcfg.ci_level,
+        target_power=gcfg.target_power,
+        min_n=gcfg.min_n,
+        covariates=gcfg.covariates,
+        modality_rules=gcfg.modality_rules,
+        return_data=True,
+    )
+    write_table(results, gdir / "desc-roistats_stats.tsv", _roistats_sidecar(gcfg, results, table))
     n_sig = int(results["significant"].sum())
-    _log(f"ROI statistics: {int(results['p'].notna().sum())} test(s) over "
-         f"{len(gcfg.contrasts)} contrast(s), {n_sig} FDR-significant; "
-         f"{gdir / 'desc-roistats_stats.tsv'}")
+    _log(
+        f"ROI statistics: {int(results['p'].notna().sum())} test(s) over "
+        f"{len(gcfg.contrasts)} contrast(s), {n_sig} FDR-significant; "
+        f"{gdir / 'desc-roistats_stats.tsv'}"
+    )
 
     voxel = pd.DataFrame()
     if gcfg.voxelwise.enabled:
         info = sessions.copy() if len(sessions) else pd.DataFrame(columns=["participant_id"])
         if len(participants):
-            info = (info.merge(participants, on="participant_id", how="outer")
-                    if len(info) else participants.copy())
+            info = (
+                info.merge(participants, on="participant_id", how="outer")
+                if len(info)
+                else participants.copy()
+            )
         voxel = run_voxelwise(out, gdir, info, gcfg, settings.workflow.anat.template)
-        write_table(voxel, gdir / "desc-voxelwise_designs.tsv", {
-            "Description": "voxelwise second-level designs fitted or skipped; 'reason' says why "
-                           "a design was skipped, or notes on its cluster tables",
-            "Settings": gcfg.voxelwise.to_dict()})
+        write_table(
+            voxel,
+            gdir / "desc-voxelwise_designs.tsv",
+            {
+                "Description": (
+                    "voxelwise second-level designs fitted or skipped; 'reason' says why a "
+                    "design was skipped, or notes on its cluster tables"
+                ),
+                "Settings": gcfg.voxelwise.to_dict(),
+            },
+        )
     if gcfg.report:
         from .group_report import write_group_report
 

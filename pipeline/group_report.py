@@ -7,7 +7,7 @@ rendered from ``pipeline/reports/templates/group.html.j2``.
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import math
 from pathlib import Path
 
@@ -36,8 +36,9 @@ def _label(row) -> str:
 
 
 def _primary(results: pd.DataFrame, contrast: dict) -> pd.DataFrame:
-    rows = results[(results["contrast"] == contrast["name"])
-                   & (results["test"] == contrast["tests"][0])]
+    rows = results[
+        (results["contrast"] == contrast["name"]) & (results["test"] == contrast["tests"][0])
+    ]
     return rows[np.isfinite(rows["effect_size"].astype(float))]
 
 
@@ -59,12 +60,23 @@ def forest_plot(rows: pd.DataFrame, path: Path, title: str, max_rows: int = 30) 
     err[~np.isfinite(err)] = 0.0
     for mask, colour in ((sig, SIG_COLOUR), (~sig, NS_COLOUR)):
         if mask.any():
-            ax.errorbar(es[mask], y[mask], xerr=err[:, mask], fmt="o", color=colour, ms=5,
-                        lw=1.5, capsize=0)
+            ax.errorbar(
+                es[mask],
+                y[mask],
+                xerr=err[:, mask],
+                fmt="o",
+                color=colour,
+                ms=5,
+                lw=1.5,
+                capsize=0,
+            )
     ax.axvline(0, color="k", lw=0.8, ls="--")
     ax.set_yticks(y, [_label(r) for r in rows.to_dict("records")], fontsize=8)
-    kind = rows["effect_size_type"].dropna().iloc[0] if rows["effect_size_type"].notna().any() \
+    kind = (
+        rows["effect_size_type"].dropna().iloc[0]
+        if rows["effect_size_type"].notna().any()
         else "effect size"
+    )
     ax.set_xlabel(f"{kind} (95 % CI); red: FDR-significant")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
@@ -75,8 +87,9 @@ def forest_plot(rows: pd.DataFrame, path: Path, title: str, max_rows: int = 30) 
     return path
 
 
-def strip_plot(data: pd.DataFrame, rows: pd.DataFrame, contrast: dict, path: Path,
-               n_units: int = 6) -> Path | None:
+def strip_plot(
+    data: pd.DataFrame, rows: pd.DataFrame, contrast: dict, path: Path, n_units: int = 6
+) -> Path | None:
     """Box and strip plots of the ``n_units`` units with the smallest p: paired designs
     (ictal/interictal, ipsi/contra) connect each participant's two values; two-group designs
     show both groups."""
@@ -108,18 +121,28 @@ def strip_plot(data: pd.DataFrame, rows: pd.DataFrame, contrast: dict, path: Pat
             x = np.full(len(vals), float(pos))
             if not paired:
                 x += rng.uniform(-0.08, 0.08, len(vals))
-            ax.plot(x, vals, "o", ms=3, alpha=0.7,
-                    color=SIG_COLOUR if r["significant"] else "#2c3e50")
+            ax.plot(
+                x, vals, "o", ms=3, alpha=0.7, color=SIG_COLOUR if r["significant"] else "#2c3e50"
+            )
         ax.set_xticks([0, 1], [contrast["label_a"], contrast["label_b"]], fontsize=8)
         pf = r["p_fdr"]
-        ax.set_title(f"{r['roi']} {r['hemisphere']}\n{r['modality']}/{r['metric']}, "
-                     f"p_FDR={pf:.2g}" if np.isfinite(pf) else f"{r['roi']} {r['hemisphere']}",
-                     fontsize=8)
+        ax.set_title(
+            f"{r['roi']} {r['hemisphere']}\n{r['modality']}/{r['metric']}, p_FDR={pf:.2g}"
+            if np.isfinite(pf)
+            else f"{r['roi']} {r['hemisphere']}",
+            fontsize=8,
+        )
         ax.tick_params(labelsize=7)
     for ax in axes[n:]:
         ax.set_visible(False)
-    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.55 / (2.9 * nrow),
-                        bottom=0.35 / (2.9 * nrow), wspace=0.35, hspace=0.55)
+    fig.subplots_adjust(
+        left=0.08,
+        right=0.98,
+        top=1 - 0.55 / (2.9 * nrow),
+        bottom=0.35 / (2.9 * nrow),
+        wspace=0.35,
+        hspace=0.55,
+    )
     with atomic_output(path) as tmp:
         fig.savefig(tmp)
     return path
@@ -134,9 +157,15 @@ def glass_brain(z_map: Path, threshold: float, path: Path, title: str) -> Path:
     with warnings.catch_warnings():  # nothing above the threshold: an empty glass brain
         warnings.filterwarnings("ignore", message="empty mask")
         with atomic_output(path) as tmp:
-            plotting.plot_glass_brain(str(z_map), threshold=threshold, colorbar=True,
-                                      plot_abs=False, display_mode="lyrz", title=title,
-                                      output_file=str(tmp))
+            plotting.plot_glass_brain(
+                str(z_map),
+                threshold=threshold,
+                colorbar=True,
+                plot_abs=False,
+                display_mode="lyrz",
+                title=title,
+                output_file=str(tmp),
+            )
     return path
 
 
@@ -149,19 +178,31 @@ def _fmt(value, digits=3):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         v = float(value)
-        if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 10 ** 5):
+        if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 10**5):
             return f"{v:.{digits - 1}e}"
         return f"{v:.{digits}g}"
     return str(value)
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: (None if (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA else v)
-             for k, v in r.items()} for r in df.to_dict("records")]
+    return [
+        {
+            k: (None if (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA else v)
+            for k, v in r.items()
+        }
+        for r in df.to_dict("records")
+    ]
 
 
-def write_group_report(gdir, results: pd.DataFrame, datas: dict, voxel: pd.DataFrame,
-                       missing: pd.DataFrame, table: pd.DataFrame, gcfg) -> Path:
+def write_group_report(
+    gdir,
+    results: pd.DataFrame,
+    datas: dict,
+    voxel: pd.DataFrame,
+    missing: pd.DataFrame,
+    table: pd.DataFrame,
+    gcfg,
+) -> Path:
     """Render ``group.html`` and its figures; returns the report's path."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -175,46 +216,76 @@ def write_group_report(gdir, results: pd.DataFrame, datas: dict, voxel: pd.DataF
     for c in gcfg.contrasts:
         rows = _primary(results, c)
         allrows = results[results["contrast"] == c["name"]]
-        forest = forest_plot(rows, fdir / f"forest_{c['name']}.png",
-                             f"{c['name']}: {c['label_a']} vs {c['label_b'] or c['column']} "
-                             f"({c['tests'][0]})", gcfg.report_max_rows)
-        strip = strip_plot(datas.get(c["name"]), rows, c, fdir / f"strip_{c['name']}.png") \
-            if c["type"] in STRIP_TYPES else None
+        forest = forest_plot(
+            rows,
+            fdir / f"forest_{c['name']}.png",
+            f"{c['name']}: {c['label_a']} vs {c['label_b'] or c['column']} ({c['tests'][0]})",
+            gcfg.report_max_rows,
+        )
+        strip = (
+            strip_plot(datas.get(c["name"]), rows, c, fdir / f"strip_{c['name']}.png")
+            if c["type"] in STRIP_TYPES
+            else None
+        )
         shown = allrows[allrows["significant"]].sort_values("p")
         if shown.empty:
             shown = allrows[allrows["p"].notna()].sort_values("p").head(5)
         reasons = allrows.loc[allrows["reason"].notna(), "reason"].value_counts()
-        sections.append({
-            **c, "n_tests": int(allrows["p"].notna().sum()),
-            "n_significant": int(allrows["significant"].sum()),
-            "forest": forest.relative_to(gdir).as_posix() if forest else None,
-            "strip": strip.relative_to(gdir).as_posix() if strip else None,
-            "rows": _records(shown.head(40)), "any_significant": bool(
-                allrows["significant"].any()),
-            "skipped": [{"reason": k, "count": int(v)} for k, v in reasons.items()],
-        })
+        sections.append(
+            {
+                **c,
+                "n_tests": int(allrows["p"].notna().sum()),
+                "n_significant": int(allrows["significant"].sum()),
+                "forest": forest.relative_to(gdir).as_posix() if forest else None,
+                "strip": strip.relative_to(gdir).as_posix() if strip else None,
+                "rows": _records(shown.head(40)),
+                "any_significant": bool(allrows["significant"].any()),
+                "skipped": [{"reason": k, "count": int(v)} for k, v in reasons.items()],
+            }
+        )
     vox = []
     for r in _records(voxel) if len(voxel) else []:
         if r["status"] == "done":
-            thr = next((t for t in (r["fdr_threshold"], r["cluster_threshold"])
-                        if t is not None and np.isfinite(t)), 3.09)
+            thr = next(
+                (
+                    t
+                    for t in (r["fdr_threshold"], r["cluster_threshold"])
+                    if t is not None and np.isfinite(t)
+                ),
+                3.09,
+            )
             png = fdir / f"glass_{r['contrast']}_{r['metric']}.png"
             glass_brain(gdir / r["z_map"], thr, png, f"{r['contrast']} {r['metric']} (z)")
             r["glass_brain"] = png.relative_to(gdir).as_posix()
             r["display_threshold"] = thr
         vox.append(r)
     participants = table.drop_duplicates("participant_id")
-    groups = (participants["group"].fillna("n/a").value_counts().sort_index().to_dict()
-              if "group" in participants else {})
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
-                      autoescape=select_autoescape(["html", "j2"]))
+    groups = (
+        participants["group"].fillna("n/a").value_counts().sort_index().to_dict()
+        if "group" in participants
+        else {}
+    )
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
+    )
     env.filters["fmt"] = _fmt
     html = env.get_template("group.html.j2").render(
-        version=__version__, generated=datetime.datetime.now().isoformat(timespec="seconds"),
-        n_participants=int(participants["participant_id"].nunique()), groups=groups,
-        modalities=sorted({f"{m}/{k}" for m, k in table[["modality", "metric"]]
-                           .drop_duplicates().itertuples(index=False)}),
-        missing=_records(missing), cfg=gcfg, sections=sections, voxelwise=vox,
-        n_col=ncol, n_tests=int(results["p"].notna().sum()),
-        n_significant=int(results["significant"].sum()))
+        version=__version__,
+        generated=dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds"),
+        n_participants=int(participants["participant_id"].nunique()),
+        groups=groups,
+        modalities=sorted(
+            {
+                f"{m}/{k}"
+                for m, k in table[["modality", "metric"]].drop_duplicates().itertuples(index=False)
+            }
+        ),
+        missing=_records(missing),
+        cfg=gcfg,
+        sections=sections,
+        voxelwise=vox,
+        n_col=ncol,
+        n_tests=int(results["p"].notna().sum()),
+        n_significant=int(results["significant"].sum()),
+    )
     return atomic_write_text(html, gdir / "group.html")

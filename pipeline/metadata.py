@@ -27,9 +27,17 @@ from .models import pet as pet_models
 #: PET-BIDS examples imply C11 1223 s and 1224 s, 0.3 % longer: about 1 % in a decay
 #: correction over 90 min); ``pet_metadata(..., half_life_s=...)`` overrides the table.
 HALF_LIVES_S = {
-    "C11": 1220.04, "N13": 597.9, "O15": 122.24, "F18": 6586.2, "Cu64": 45723.6,
-    "Ga68": 4062.6, "Rb82": 75.45, "Zr89": 282276.0, "I124": 360806.4,
-    "Tc99m": 21624.12, "In111": 242326.08,
+    "C11": 1220.04,
+    "N13": 597.9,
+    "O15": 122.24,
+    "F18": 6586.2,
+    "Cu64": 45723.6,
+    "Ga68": 4062.6,
+    "Rb82": 75.45,
+    "Zr89": 282276.0,
+    "I124": 360806.4,
+    "Tc99m": 21624.12,
+    "In111": 242326.08,
 }
 
 #: PET-BIDS fields the PET maps need (all REQUIRED by PET-BIDS), with what they mean
@@ -85,8 +93,7 @@ def _number_list(meta, key, path, what):
     values = raw if isinstance(raw, (list, tuple)) else [raw]
     out = [_as_float(v) for v in values]
     if not out or any(v is None for v in out):
-        raise DataError(f"{path}: {key} must be a list of numbers ({what}), got "
-                        f"{_short(raw)}")
+        raise DataError(f"{path}: {key} must be a list of numbers ({what}), got {_short(raw)}")
     return np.asarray(out, dtype=float)
 
 
@@ -162,8 +169,11 @@ class PETMetadata:
 
     def dose_bq_at(self, time_s: float) -> float:
         """Injected dose decayed (or brought back) to ``time_s`` (s relative to TimeZero)."""
-        return float(pet_models.decay_to(self.injected_dose_bq, self.injection_start_s,
-                                         time_s, self.half_life_s))
+        return float(
+            pet_models.decay_to(
+                self.injected_dose_bq, self.injection_start_s, time_s, self.half_life_s
+            )
+        )
 
     @property
     def suv_dose_bq(self) -> float:
@@ -175,9 +185,16 @@ class PETMetadata:
         return self.injected_dose_bq
 
 
-def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg",
-                 n_volumes: int | None = None, half_life_s: float | None = None,
-                 max_overlap_s: float = 1.0, repair_end_times: bool = False) -> PETMetadata:
+def pet_metadata(
+    meta: dict,
+    path,
+    body_weight=None,
+    body_weight_unit: str = "kg",
+    n_volumes: int | None = None,
+    half_life_s: float | None = None,
+    max_overlap_s: float = 1.0,
+    repair_end_times: bool = False,
+) -> PETMetadata:
     """Check and normalise the metadata of a PET series.
 
     Parameters
@@ -218,9 +235,11 @@ def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg
     path = str(path)
     missing = [k for k in PET_REQUIRED if k not in meta or _is_missing(meta[k])]
     if missing:
-        raise DataError(f"{path}: PET sidecar lacks required field(s) "
-                        + "; ".join(f"{k} ({PET_REQUIRED[k]})" for k in missing)
-                        + "; add them as PET-BIDS describes")
+        raise DataError(
+            f"{path}: PET sidecar lacks required field(s) "
+            + "; ".join(f"{k} ({PET_REQUIRED[k]})" for k in missing)
+            + "; add them as PET-BIDS describes"
+        )
 
     units = str(meta["Units"])
     try:
@@ -238,20 +257,24 @@ def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg
         raise DataError(
             f"{path}: InjectedRadioactivity {dose_value:g} {dose_units} = {dose_bq:.4g} Bq is "
             f"outside {DOSE_RANGE_BQ[0]:g}–{DOSE_RANGE_BQ[1]:g} Bq; check the value and "
-            "InjectedRadioactivityUnits")
+            "InjectedRadioactivityUnits"
+        )
 
     nuclide = radionuclide_key(meta["TracerRadionuclide"])
     if half_life_s is not None:
         t_half = _as_float(half_life_s)
         if t_half is None or t_half <= 0:
-            raise ValueError(f"pet_metadata: half_life_s must be a positive number, got "
-                             f"{half_life_s!r}")
+            raise ValueError(
+                f"pet_metadata: half_life_s must be a positive number, got {half_life_s!r}"
+            )
     elif nuclide in HALF_LIVES_S:
         t_half = HALF_LIVES_S[nuclide]
     else:
-        raise DataError(f"{path}: TracerRadionuclide {meta['TracerRadionuclide']!r} is not "
-                        f"a known radionuclide; use one of {', '.join(HALF_LIVES_S)} "
-                        "(e.g. C11, F18)")
+        raise DataError(
+            f"{path}: TracerRadionuclide {meta['TracerRadionuclide']!r} is not "
+            f"a known radionuclide; use one of {', '.join(HALF_LIVES_S)} "
+            "(e.g. C11, F18)"
+        )
 
     start = _number_list(meta, "FrameTimesStart", path, "frame start times in s")
     duration = _number_list(meta, "FrameDuration", path, "frame durations in s")
@@ -262,21 +285,35 @@ def pet_metadata(meta: dict, path, body_weight=None, body_weight_unit: str = "kg
 
     injection = _number(meta, "InjectionStart", path, "injection time in s")
     corrected = _parse_bool(meta, "ImageDecayCorrected", path)
-    dc_time = _number(meta, "ImageDecayCorrectionTime", path,
-                      "decay-correction reference time in s relative to TimeZero")
+    dc_time = _number(
+        meta,
+        "ImageDecayCorrectionTime",
+        path,
+        "decay-correction reference time in s relative to TimeZero",
+    )
 
     weight_kg, source = _body_weight(meta, path, body_weight, body_weight_unit)
     tz = meta.get("TimeZero")
     start.setflags(write=False)
     duration.setflags(write=False)
     return PETMetadata(
-        path=path, tracer_name=str(meta["TracerName"]),
-        radionuclide=nuclide or str(meta["TracerRadionuclide"]), half_life_s=float(t_half),
-        frame_start_s=start, frame_duration_s=duration, injected_dose_bq=dose_bq,
-        injection_start_s=injection, units=units, activity_scale_bq_per_ml=scale,
-        decay_corrected=corrected, decay_correction_time_s=dc_time,
-        body_weight_kg=weight_kg, body_weight_source=source,
-        time_zero=None if _is_missing(tz) else str(tz), frame_duration_repaired=repaired)
+        path=path,
+        tracer_name=str(meta["TracerName"]),
+        radionuclide=nuclide or str(meta["TracerRadionuclide"]),
+        half_life_s=float(t_half),
+        frame_start_s=start,
+        frame_duration_s=duration,
+        injected_dose_bq=dose_bq,
+        injection_start_s=injection,
+        units=units,
+        activity_scale_bq_per_ml=scale,
+        decay_corrected=corrected,
+        decay_correction_time_s=dc_time,
+        body_weight_kg=weight_kg,
+        body_weight_source=source,
+        time_zero=None if _is_missing(tz) else str(tz),
+        frame_duration_repaired=repaired,
+    )
 
 
 def _durations_are_end_times(start, duration, max_overlap_s) -> bool:
@@ -296,19 +333,27 @@ def _end_times_to_durations(start, ends):
 
 def _check_frames(start, duration, path, n_volumes, max_overlap_s):
     if start.size != duration.size:
-        raise DataError(f"{path}: FrameTimesStart has {start.size} entries but FrameDuration "
-                        f"{duration.size}; give one start and one duration per frame")
+        raise DataError(
+            f"{path}: FrameTimesStart has {start.size} entries but FrameDuration "
+            f"{duration.size}; give one start and one duration per frame"
+        )
     if n_volumes is not None and start.size != int(n_volumes):
-        raise DataError(f"{path}: FrameTimesStart/FrameDuration describe {start.size} frames "
-                        f"but the image has {int(n_volumes)}; fix the sidecar or the image")
+        raise DataError(
+            f"{path}: FrameTimesStart/FrameDuration describe {start.size} frames "
+            f"but the image has {int(n_volumes)}; fix the sidecar or the image"
+        )
     if np.any(duration <= 0):
         i = int(np.argmax(duration <= 0))
-        raise DataError(f"{path}: FrameDuration[{i}] is {duration[i]:g}; frame durations must "
-                        "be positive seconds")
+        raise DataError(
+            f"{path}: FrameDuration[{i}] is {duration[i]:g}; frame durations must "
+            "be positive seconds"
+        )
     if np.any(np.diff(start) <= 0):
         i = int(np.argmax(np.diff(start) <= 0)) + 1
-        raise DataError(f"{path}: FrameTimesStart must increase frame by frame (frame {i} "
-                        f"starts at {start[i]:g} s, frame {i - 1} at {start[i - 1]:g} s)")
+        raise DataError(
+            f"{path}: FrameTimesStart must increase frame by frame (frame {i} "
+            f"starts at {start[i]:g} s, frame {i - 1} at {start[i - 1]:g} s)"
+        )
     overlap = start[:-1] + duration[:-1] - start[1:]
     if np.any(overlap > max_overlap_s):
         if _durations_are_end_times(start, duration, max_overlap_s):
@@ -318,35 +363,43 @@ def _check_frames(start, duration, path, n_volumes, max_overlap_s):
                 f"FrameTimesStart, so the frames overlap); give each frame's length, i.e. "
                 f"the differences of the end times: "
                 f"{_fmt_list(_end_times_to_durations(start, duration))} (or set "
-                "pet.repair_frame_end_times: true)")
+                "pet.repair_frame_end_times: true)"
+            )
         i = int(np.argmax(overlap > max_overlap_s))
         raise DataError(
             f"{path}: frame {i} (FrameTimesStart {start[i]:g} s + FrameDuration "
             f"{duration[i]:g} s) overlaps frame {i + 1} starting at {start[i + 1]:g} s; "
-            "fix FrameTimesStart/FrameDuration")
+            "fix FrameTimesStart/FrameDuration"
+        )
 
 
 def _body_weight(meta, path, body_weight, unit):
     if not _is_missing(body_weight):
-        value, source, where = body_weight, "participants/sessions table", \
-            "the body_weight column of participants.tsv or sessions.tsv"
+        value, source, where = (
+            body_weight,
+            "participants/sessions table",
+            "the body_weight column of participants.tsv or sessions.tsv",
+        )
     elif "BodyWeight" in meta and not _is_missing(meta["BodyWeight"]):
         value, source, where = meta["BodyWeight"], "sidecar BodyWeight", "BodyWeight"
         unit = meta.get("BodyWeightUnits", "kg")
     else:
-        raise DataError(f"{path}: no body weight for SUV; add a body_weight column (kg) to "
-                        "participants.tsv or sub-<label>_sessions.tsv")
+        raise DataError(
+            f"{path}: no body weight for SUV; add a body_weight column (kg) to "
+            "participants.tsv or sub-<label>_sessions.tsv"
+        )
     number = _as_float(value)
     try:
         kg = None if number is None else float(pet_models.to_kg(number, str(unit)))
     except ValueError as exc:
         raise DataError(f"{path}: body weight: {exc}") from None
     if kg is None or kg <= 0:
-        raise DataError(f"{path}: body weight {value!r} is not a positive number; fix "
-                        f"{where}")
+        raise DataError(f"{path}: body weight {value!r} is not a positive number; fix {where}")
     if kg > MAX_BODY_WEIGHT_KG:
-        raise DataError(f"{path}: body weight {value!r} {unit} = {kg:g} kg is implausible; "
-                        f"fix {where} (kg expected)")
+        raise DataError(
+            f"{path}: body weight {value!r} {unit} = {kg:g} kg is implausible; "
+            f"fix {where} (kg expected)"
+        )
     return kg, source
 
 
@@ -372,13 +425,20 @@ class MEGREMetadata:
 
 #: optional MEGRE fields: (name, unit, check(value) -> message or None)
 _MEGRE_OPTIONAL = {
-    "MagneticFieldStrength": ("T", lambda v: None if 0 < v <= 21 else
-                              "must be in tesla (0–21)"),
-    "RepetitionTime": ("s", lambda v: None if 0 < v <= 10 else
-                       ("looks like milliseconds; BIDS RepetitionTime is in seconds"
-                        if v > 10 else "must be positive seconds")),
-    "FlipAngle": ("deg", lambda v: None if 0 < v <= 180 else
-                  "must be in degrees (0–180]"),
+    "MagneticFieldStrength": ("T", lambda v: None if 0 < v <= 21 else "must be in tesla (0–21)"),
+    "RepetitionTime": (
+        "s",
+        lambda v: (
+            None
+            if 0 < v <= 10
+            else (
+                "looks like milliseconds; BIDS RepetitionTime is in seconds"
+                if v > 10
+                else "must be positive seconds"
+            )
+        ),
+    ),
+    "FlipAngle": ("deg", lambda v: None if 0 < v <= 180 else "must be in degrees (0–180]"),
 }
 
 
@@ -414,19 +474,24 @@ def megre_metadata(metas, paths, min_echoes: int = 2) -> MEGREMetadata:
         raise ValueError(f"megre_metadata: {len(metas)} sidecars but {len(paths)} paths")
     if len(metas) < min_echoes:
         where = paths[0] if paths else "MEGRE series"
-        raise DataError(f"{where}: {len(metas)} echo(es) found, at least {min_echoes} are "
-                        "needed; add the other echo-<n>_MEGRE files")
+        raise DataError(
+            f"{where}: {len(metas)} echo(es) found, at least {min_echoes} are "
+            "needed; add the other echo-<n>_MEGRE files"
+        )
     te = []
     for meta, path in zip(metas, paths):
         if "EchoTime" not in meta or _is_missing(meta["EchoTime"]):
             raise DataError(f"{path}: sidecar lacks EchoTime; add the echo time in seconds")
         value = _as_float(meta["EchoTime"])
         if value is None or value <= 0:
-            raise DataError(f"{path}: EchoTime is {meta['EchoTime']!r}; give one positive "
-                            "number of seconds")
+            raise DataError(
+                f"{path}: EchoTime is {meta['EchoTime']!r}; give one positive number of seconds"
+            )
         if value > 1:
-            raise DataError(f"{path}: EchoTime {value:g} looks like milliseconds; BIDS "
-                            f"EchoTime is in seconds (write {value / 1000:g})")
+            raise DataError(
+                f"{path}: EchoTime {value:g} looks like milliseconds; BIDS "
+                f"EchoTime is in seconds (write {value / 1000:g})"
+            )
         te.append(value)
     te = np.asarray(te)
     order = np.argsort(te, kind="stable")
@@ -434,8 +499,10 @@ def megre_metadata(metas, paths, min_echoes: int = 2) -> MEGREMetadata:
     dup = np.flatnonzero(np.diff(sorted_te) < 1e-7)
     if dup.size:
         a, b = order[dup[0]], order[dup[0] + 1]
-        raise DataError(f"{paths[b]}: EchoTime {te[b]:g} s is the same as in {paths[a]}; "
-                        "each echo needs its own echo time")
+        raise DataError(
+            f"{paths[b]}: EchoTime {te[b]:g} s is the same as in {paths[a]}; "
+            "each echo needs its own echo time"
+        )
     found = {}
     for key, (unit, check) in _MEGRE_OPTIONAL.items():
         first = None
@@ -451,19 +518,26 @@ def megre_metadata(metas, paths, min_echoes: int = 2) -> MEGREMetadata:
             if first is None:
                 first = (value, path)
             elif not math.isclose(value, first[0], rel_tol=1e-6, abs_tol=1e-9):
-                raise DataError(f"{path}: {key} {value:g} differs from {first[0]:g} in "
-                                f"{first[1]}; the echoes must come from one acquisition")
+                raise DataError(
+                    f"{path}: {key} {value:g} differs from {first[0]:g} in "
+                    f"{first[1]}; the echoes must come from one acquisition"
+                )
         found[key] = None if first is None else first[0]
     tr = found["RepetitionTime"]
     if tr is not None and sorted_te[-1] >= tr:
-        raise DataError(f"{paths[order[-1]]}: EchoTime {sorted_te[-1]:g} s is not shorter "
-                        f"than RepetitionTime {tr:g} s; check the units (seconds)")
+        raise DataError(
+            f"{paths[order[-1]]}: EchoTime {sorted_te[-1]:g} s is not shorter "
+            f"than RepetitionTime {tr:g} s; check the units (seconds)"
+        )
     sorted_te.setflags(write=False)
     return MEGREMetadata(
-        paths=tuple(paths[i] for i in order), echo_times_s=sorted_te,
+        paths=tuple(paths[i] for i in order),
+        echo_times_s=sorted_te,
         order=tuple(int(i) for i in order),
         magnetic_field_strength_t=found["MagneticFieldStrength"],
-        repetition_time_s=tr, flip_angle_deg=found["FlipAngle"])
+        repetition_time_s=tr,
+        flip_angle_deg=found["FlipAngle"],
+    )
 
 
 def read_sidecar(path) -> dict:
@@ -488,12 +562,12 @@ class SPECTMetadata:
     path: str
     radionuclide: str
     half_life_s: float
-    start_s: float             #: acquisition start, on the InjectionStart clock
+    start_s: float  #: acquisition start, on the InjectionStart clock
     duration_s: float
     injection_start_s: float
     units: str
-    scale: float               #: image units to counts (``counts``) or Bq/mL
-    counts: bool               #: True: images hold counts (divide by the duration)
+    scale: float  #: image units to counts (``counts``) or Bq/mL
+    counts: bool  #: True: images hold counts (divide by the duration)
     decay_corrected: bool
 
     @property
@@ -503,8 +577,14 @@ class SPECTMetadata:
             return 1.0
         from .models.pet import frame_decay_factors
 
-        return float(frame_decay_factors([self.start_s], [self.duration_s], self.half_life_s,
-                                         reference_s=self.injection_start_s)[0])
+        return float(
+            frame_decay_factors(
+                [self.start_s],
+                [self.duration_s],
+                self.half_life_s,
+                reference_s=self.injection_start_s,
+            )[0]
+        )
 
 
 def spect_metadata(meta: dict, path) -> SPECTMetadata:
@@ -515,21 +595,32 @@ def spect_metadata(meta: dict, path) -> SPECTMetadata:
     from .models.pet import concentration_scale
 
     path = str(path)
-    need = ("TracerRadionuclide", "Units", "InjectionStart", "FrameTimesStart",
-            "FrameDuration", "ImageDecayCorrected")
+    need = (
+        "TracerRadionuclide",
+        "Units",
+        "InjectionStart",
+        "FrameTimesStart",
+        "FrameDuration",
+        "ImageDecayCorrected",
+    )
     missing = [k for k in need if k not in meta or _is_missing(meta[k])]
     if missing:
-        raise DataError(f"{path}: SPECT sidecar lacks {', '.join(missing)}; see the README's "
-                        "SPECT convention")
+        raise DataError(
+            f"{path}: SPECT sidecar lacks {', '.join(missing)}; see the README's SPECT convention"
+        )
     key = radionuclide_key(meta["TracerRadionuclide"])
     if key is None or key not in HALF_LIVES_S:
-        raise DataError(f"{path}: TracerRadionuclide {meta['TracerRadionuclide']!r} is not "
-                        f"known; use one of {', '.join(sorted(HALF_LIVES_S))}")
+        raise DataError(
+            f"{path}: TracerRadionuclide {meta['TracerRadionuclide']!r} is not "
+            f"known; use one of {', '.join(sorted(HALF_LIVES_S))}"
+        )
     start = _number_list(meta, "FrameTimesStart", path, "seconds")
     duration = _number_list(meta, "FrameDuration", path, "seconds")
     if len(start) != 1 or len(duration) != 1:
-        raise DataError(f"{path}: a SPECT acquisition is one frame: FrameTimesStart and "
-                        "FrameDuration need one value each")
+        raise DataError(
+            f"{path}: a SPECT acquisition is one frame: FrameTimesStart and "
+            "FrameDuration need one value each"
+        )
     if duration[0] <= 0:
         raise DataError(f"{path}: FrameDuration must be positive seconds")
     units = str(meta["Units"]).strip()
@@ -540,14 +631,22 @@ def spect_metadata(meta: dict, path) -> SPECTMetadata:
         try:
             scale = concentration_scale(units)
         except ValueError:
-            raise DataError(f"{path}: Units {units!r} unknown; use counts or an activity "
-                            "concentration such as Bq/mL or kBq/mL") from None
+            raise DataError(
+                f"{path}: Units {units!r} unknown; use counts or an activity "
+                "concentration such as Bq/mL or kBq/mL"
+            ) from None
     return SPECTMetadata(
-        path=path, radionuclide=key, half_life_s=HALF_LIVES_S[key], start_s=float(start[0]),
+        path=path,
+        radionuclide=key,
+        half_life_s=HALF_LIVES_S[key],
+        start_s=float(start[0]),
         duration_s=float(duration[0]),
         injection_start_s=float(_number(meta, "InjectionStart", path, "seconds")),
-        units=units, scale=scale, counts=counts,
-        decay_corrected=_parse_bool(meta, "ImageDecayCorrected", path))
+        units=units,
+        scale=scale,
+        counts=counts,
+        decay_corrected=_parse_bool(meta, "ImageDecayCorrected", path),
+    )
 
 
 # --------------------------------------------------------------------------- DCE and VFA
@@ -567,19 +666,27 @@ def _flip_angle_and_tr(meta: dict, path, example_tr: str) -> tuple:
     sidecar, checked for presence, type and units (one-line :class:`DataError`)."""
     fa, tr = _as_float(meta["FlipAngle"]), _as_float(meta["RepetitionTimeExcitation"])
     if fa is None or not 0 < fa <= 180:
-        raise DataError(f"{path}: FlipAngle is {_short(meta['FlipAngle'])}; give the flip angle "
-                        "in degrees (0–180]")
+        raise DataError(
+            f"{path}: FlipAngle is {_short(meta['FlipAngle'])}; give the flip angle "
+            "in degrees (0–180]"
+        )
     if fa < MIN_FLIP_ANGLE_DEG:
-        raise DataError(f"{path}: FlipAngle {fa:g} looks like radians; BIDS uses degrees "
-                        f"({fa:g} rad = {math.degrees(fa):.3g}°)")
+        raise DataError(
+            f"{path}: FlipAngle {fa:g} looks like radians; BIDS uses degrees "
+            f"({fa:g} rad = {math.degrees(fa):.3g}°)"
+        )
     if tr is None or not 0 < tr < 10:
-        raise DataError(f"{path}: RepetitionTimeExcitation is "
-                        f"{_short(meta['RepetitionTimeExcitation'])}; give the TR between "
-                        f"excitations in seconds (e.g. {example_tr})")
+        raise DataError(
+            f"{path}: RepetitionTimeExcitation is "
+            f"{_short(meta['RepetitionTimeExcitation'])}; give the TR between "
+            f"excitations in seconds (e.g. {example_tr})"
+        )
     if tr > MAX_SPGR_TR_S:
-        raise DataError(f"{path}: RepetitionTimeExcitation {tr:g} s is implausible for a "
-                        f"spoiled gradient echo (≤ {MAX_SPGR_TR_S:g} s); it looks like "
-                        f"milliseconds: BIDS uses seconds ({tr:g} ms = {tr / 1000:g} s)")
+        raise DataError(
+            f"{path}: RepetitionTimeExcitation {tr:g} s is implausible for a "
+            f"spoiled gradient echo (≤ {MAX_SPGR_TR_S:g} s); it looks like "
+            f"milliseconds: BIDS uses seconds ({tr:g} ms = {tr / 1000:g} s)"
+        )
     return fa, tr
 
 
@@ -589,10 +696,10 @@ class DCEMetadata:
 
     path: str
     flip_angle: float
-    tr: float                  #: RepetitionTimeExcitation, s
-    times: tuple               #: FrameTimesStart, s
-    injection_start: float     #: s, on the clock of ``times``
-    n_baseline: int            #: frames starting before the injection
+    tr: float  #: RepetitionTimeExcitation, s
+    times: tuple  #: FrameTimesStart, s
+    injection_start: float  #: s, on the clock of ``times``
+    n_baseline: int  #: frames starting before the injection
 
     @property
     def n_frames(self) -> int:
@@ -604,54 +711,81 @@ def dce_metadata(meta: dict, path) -> DCEMetadata:
     ``FlipAngle``, ``RepetitionTimeExcitation``, ``FrameTimesStart``, ``InjectionStart``
     (one-line :class:`DataError` naming the file and the fix)."""
     path = str(path)
-    need = {"FlipAngle": "flip angle in degrees",
-            "RepetitionTimeExcitation": "TR between excitations in s",
-            "FrameTimesStart": "frame start times in s",
-            "InjectionStart": "injection time in s, on the clock of FrameTimesStart"}
+    need = {
+        "FlipAngle": "flip angle in degrees",
+        "RepetitionTimeExcitation": "TR between excitations in s",
+        "FrameTimesStart": "frame start times in s",
+        "InjectionStart": "injection time in s, on the clock of FrameTimesStart",
+    }
     missing = [k for k in need if k not in meta or meta[k] is None]
     if missing:
         hint = ""
         if "RepetitionTimeExcitation" in missing and "RepetitionTime" in meta:
-            hint = (" (RepetitionTime is in the sidecar: copy it to RepetitionTimeExcitation if "
-                    "it is the TR between excitations)")
-        raise DataError(f"{path}: DCE sidecar lacks {', '.join(missing)}; add "
-                        + "; ".join(f"{k} ({need[k]})" for k in missing) + hint)
+            hint = (
+                " (RepetitionTime is in the sidecar: copy it to RepetitionTimeExcitation if "
+                "it is the TR between excitations)"
+            )
+        raise DataError(
+            f"{path}: DCE sidecar lacks {', '.join(missing)}; add "
+            + "; ".join(f"{k} ({need[k]})" for k in missing)
+            + hint
+        )
     fa, tr = _flip_angle_and_tr(meta, path, "0.004")
     raw = meta["FrameTimesStart"]
     times = [_as_float(t) for t in raw] if isinstance(raw, list) else [None]
     if len(times) < 3 or any(t is None for t in times):
-        raise DataError(f"{path}: FrameTimesStart is {_short(raw)}; give one start time (s) per "
-                        "frame of the 4-D series (at least 3 frames)")
+        raise DataError(
+            f"{path}: FrameTimesStart is {_short(raw)}; give one start time (s) per "
+            "frame of the 4-D series (at least 3 frames)"
+        )
     steps = np.diff(times)
     if np.any(steps <= 0):
         i = int(np.argmax(steps <= 0)) + 1
-        raise DataError(f"{path}: FrameTimesStart must increase frame by frame (frame {i} "
-                        f"starts at {times[i]:g} s, frame {i - 1} at {times[i - 1]:g} s); fix "
-                        "the frame times")
+        raise DataError(
+            f"{path}: FrameTimesStart must increase frame by frame (frame {i} "
+            f"starts at {times[i]:g} s, frame {i - 1} at {times[i - 1]:g} s); fix "
+            "the frame times"
+        )
     span = times[-1] - times[0]
     if span > MAX_DCE_SPAN_S:
-        raise DataError(f"{path}: FrameTimesStart spans {span:g} s (> {MAX_DCE_SPAN_S / 3600:g} "
-                        "h) for a DCE series; it looks like milliseconds: BIDS uses seconds")
+        raise DataError(
+            f"{path}: FrameTimesStart spans {span:g} s (> {MAX_DCE_SPAN_S / 3600:g} "
+            "h) for a DCE series; it looks like milliseconds: BIDS uses seconds"
+        )
     step = float(np.median(steps))
     if step > MAX_DCE_FRAME_STEP_S:
-        raise DataError(f"{path}: FrameTimesStart has frames {step:g} s apart (> "
-                        f"{MAX_DCE_FRAME_STEP_S:g} s) for a DCE series; it looks like "
-                        "milliseconds: BIDS uses seconds")
+        raise DataError(
+            f"{path}: FrameTimesStart has frames {step:g} s apart (> "
+            f"{MAX_DCE_FRAME_STEP_S:g} s) for a DCE series; it looks like "
+            "milliseconds: BIDS uses seconds"
+        )
     injection = _as_float(meta["InjectionStart"])
     if injection is None:
-        raise DataError(f"{path}: InjectionStart is {_short(meta['InjectionStart'])}; give the "
-                        "injection time in s on the clock of FrameTimesStart")
+        raise DataError(
+            f"{path}: InjectionStart is {_short(meta['InjectionStart'])}; give the "
+            "injection time in s on the clock of FrameTimesStart"
+        )
     if abs(injection - times[0]) > MAX_DCE_SPAN_S:
-        raise DataError(f"{path}: InjectionStart {injection:g} s is hours away from the frames "
-                        f"({times[0]:g}–{times[-1]:g} s); milliseconds, or another clock? BIDS "
-                        "uses seconds on the clock of FrameTimesStart")
+        raise DataError(
+            f"{path}: InjectionStart {injection:g} s is hours away from the frames "
+            f"({times[0]:g}–{times[-1]:g} s); milliseconds, or another clock? BIDS "
+            "uses seconds on the clock of FrameTimesStart"
+        )
     n_base = sum(t < injection for t in times)
     if n_base < 2:
-        raise DataError(f"{path}: {n_base} frame(s) start before InjectionStart ({injection:g} "
-                        "s); the baseline signal needs at least 2: check InjectionStart and "
-                        "FrameTimesStart (one clock, seconds)")
-    return DCEMetadata(path=path, flip_angle=fa, tr=tr, times=tuple(times),
-                       injection_start=injection, n_baseline=int(n_base))
+        raise DataError(
+            f"{path}: {n_base} frame(s) start before InjectionStart ({injection:g} "
+            "s); the baseline signal needs at least 2: check InjectionStart and "
+            "FrameTimesStart (one clock, seconds)"
+        )
+    return DCEMetadata(
+        path=path,
+        flip_angle=fa,
+        tr=tr,
+        times=tuple(times),
+        injection_start=injection,
+        n_baseline=int(n_base),
+    )
 
 
 def vfa_metadata(metas, paths) -> tuple:
@@ -663,19 +797,25 @@ def vfa_metadata(metas, paths) -> tuple:
         raise DataError("VFA: no flip-<n>_VFA images; a T1 map needs at least two")
     angles, trs = [], []
     for meta, path in zip(metas, paths):
-        for key, what in (("FlipAngle", "flip angle in degrees"),
-                          ("RepetitionTimeExcitation", "TR between excitations in s")):
+        for key, what in (
+            ("FlipAngle", "flip angle in degrees"),
+            ("RepetitionTimeExcitation", "TR between excitations in s"),
+        ):
             if key not in meta:
                 raise DataError(f"{path}: VFA sidecar lacks {key}; add the {what}")
         fa, tr = _flip_angle_and_tr(meta, path, "0.005")
         angles.append(fa)
         trs.append(tr)
     if len({round(a, 6) for a in angles}) < 2:
-        raise DataError(f"{paths[0]}: the VFA images have one flip angle ({angles[0]:g}°, "
-                        f"{len(paths)} image(s)); a T1 map needs at least two different flip "
-                        "angles: add the other flip-<n>_VFA images")
+        raise DataError(
+            f"{paths[0]}: the VFA images have one flip angle ({angles[0]:g}°, "
+            f"{len(paths)} image(s)); a T1 map needs at least two different flip "
+            "angles: add the other flip-<n>_VFA images"
+        )
     if max(trs) - min(trs) > 1e-6:
-        raise DataError(f"{paths[int(np.argmax(trs))]}: RepetitionTimeExcitation "
-                        f"{max(trs):g} s differs from {min(trs):g} s in "
-                        f"{paths[int(np.argmin(trs))]}; the VFA images must share one TR")
+        raise DataError(
+            f"{paths[int(np.argmax(trs))]}: RepetitionTimeExcitation "
+            f"{max(trs):g} s differs from {min(trs):g} s in "
+            f"{paths[int(np.argmin(trs))]}; the VFA images must share one TR"
+        )
     return angles, trs[0]

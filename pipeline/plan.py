@@ -191,14 +191,17 @@ def resolve_vif_mask(pattern, bids_dir, subject: str, session: str | None) -> st
     except (KeyError, IndexError, ValueError) as exc:
         from .errors import UsageError
 
-        raise UsageError(f"dce.vif_mask {pattern!r}: bad placeholder ({exc}); use {{subject}} "
-                         "and {session}") from None
+        raise UsageError(
+            f"dce.vif_mask {pattern!r}: bad placeholder ({exc}); use {{subject}} and {{session}}"
+        ) from None
     path = Path(text)
     if not path.is_absolute():
         path = Path(bids_dir) / path
     if not path.is_file():
-        raise InputMissingError(f"{path}: input-function mask (dce.vif_mask) not found; draw "
-                                "it on the DCE grid or unset dce.vif_mask to use the sinus")
+        raise InputMissingError(
+            f"{path}: input-function mask (dce.vif_mask) not found; draw "
+            "it on the DCE grid or unset dce.vif_mask to use the sinus"
+        )
     return str(path)
 
 
@@ -211,15 +214,25 @@ def _dce_inputs(layout, files, subject, session, settings):
         if not files["vfa"]:
             raise InputMissingError(
                 f"{dce}: a DCE series needs a T1 map: no flip-<n>_VFA images in this "
-                "session; add them (FlipAngle, RepetitionTimeExcitation in their sidecars)")
+                "session; add them (FlipAngle, RepetitionTimeExcitation in their sidecars)"
+            )
         acq = dce_metadata(layout.get_metadata(dce), sidecar_of(dce))
-        angles, tr = vfa_metadata([layout.get_metadata(f) for f in files["vfa"]],
-                                  [sidecar_of(f) for f in files["vfa"]])
-        out.append(DCEInput(
-            agent=agent, series=dce, acquisition=acq, vfa=tuple(files["vfa"]),
-            vfa_flip_angles=tuple(angles), vfa_tr=tr,
-            vif_mask=resolve_vif_mask(cfg.dce.vif_mask, settings.execution.bids_dir,
-                                      subject, session)))
+        angles, tr = vfa_metadata(
+            [layout.get_metadata(f) for f in files["vfa"]], [sidecar_of(f) for f in files["vfa"]]
+        )
+        out.append(
+            DCEInput(
+                agent=agent,
+                series=dce,
+                acquisition=acq,
+                vfa=tuple(files["vfa"]),
+                vfa_flip_angles=tuple(angles),
+                vfa_tr=tr,
+                vif_mask=resolve_vif_mask(
+                    cfg.dce.vif_mask, settings.execution.bids_dir, subject, session
+                ),
+            )
+        )
     return tuple(out)
 
 
@@ -229,10 +242,15 @@ def _pet_inputs(layout, files, tables, subject, session, settings, carry):
     for pet in files["pet"]:
         weights = tables.carried(subject, session, [cfg.pet.body_weight_column, "weight"])
         weight = next((v for v in weights.values() if v != "n/a"), None)
-        meta = pet_metadata(layout.get_metadata(pet), sidecar_of(pet), body_weight=weight,
-                            repair_end_times=cfg.pet.repair_frame_end_times)
-        out.append(PETInput(path=pet, metadata=meta,
-                            genotype=str(carry.get("tspo_genotype", "n/a"))))
+        meta = pet_metadata(
+            layout.get_metadata(pet),
+            sidecar_of(pet),
+            body_weight=weight,
+            repair_end_times=cfg.pet.repair_frame_end_times,
+        )
+        out.append(
+            PETInput(path=pet, metadata=meta, genotype=str(carry.get("tspo_genotype", "n/a")))
+        )
     return tuple(out)
 
 
@@ -246,14 +264,26 @@ def _spect_inputs(layout, files, settings):
             raise InputMissingError(
                 f"{have}: a SPECT uptake ratio needs acq-{scfg.early_label} and "
                 f"acq-{scfg.late_label} acquisitions of trc-{tracer}; add the missing one "
-                "(found " + ", ".join(f"acq-{a}" for a in acqs) + ")")
-        metas = {k: spect_metadata(layout.get_metadata(f), sidecar_of(f))
-                 for k, f in (("early", early), ("late", late))}
+                "(found " + ", ".join(f"acq-{a}" for a in acqs) + ")"
+            )
+        metas = {
+            k: spect_metadata(layout.get_metadata(f), sidecar_of(f))
+            for k, f in (("early", early), ("late", late))
+        }
         if metas["late"].start_s <= metas["early"].start_s:
-            raise DataError(f"{sidecar_of(late)}: the late acquisition starts before the "
-                            "early one (FrameTimesStart); check the acq- labels")
-        out.append(SPECTInput(tracer=tracer, early=early, late=late,
-                              early_metadata=metas["early"], late_metadata=metas["late"]))
+            raise DataError(
+                f"{sidecar_of(late)}: the late acquisition starts before the "
+                "early one (FrameTimesStart); check the acq- labels"
+            )
+        out.append(
+            SPECTInput(
+                tracer=tracer,
+                early=early,
+                late=late,
+                early_metadata=metas["early"],
+                late_metadata=metas["late"],
+            )
+        )
     return tuple(out)
 
 
@@ -267,21 +297,32 @@ def _uspio_inputs(layout, all_files, rows, selected, settings):
     def series(echoes):
         key = tuple(echoes)
         if key not in parsed:
-            meta = megre_metadata([layout.get_metadata(f) for f in echoes],
-                                  [sidecar_of(f) for f in echoes],
-                                  min_echoes=cfg.uspio.min_echoes)
-            parsed[key] = MEGRESeries(images=tuple(echoes[i] for i in meta.order),
-                                      echo_times_s=tuple(float(t) for t in meta.echo_times_s),
-                                      metadata=meta)
+            meta = megre_metadata(
+                [layout.get_metadata(f) for f in echoes],
+                [sidecar_of(f) for f in echoes],
+                min_echoes=cfg.uspio.min_echoes,
+            )
+            parsed[key] = MEGRESeries(
+                images=tuple(echoes[i] for i in meta.order),
+                echo_times_s=tuple(float(t) for t in meta.echo_times_s),
+                metadata=meta,
+            )
         return parsed[key]
 
     for pair in uspio_pairs(all_files, cfg.agent_class, rows, cfg.uspio.pre_session_column):
         if pair["session"] not in selected:
             continue  # post session not selected (or without T1w: nothing to report on)
         pre, post = series(pair["pre"]), series(pair["post"])
-        by_session.setdefault(pair["session"], []).append(USPIOInput(
-            agent=pair["agent"], session=pair["session"], pre_session=pair["pre_session"],
-            post=post, pre=pre, write_pre=pre.images not in pre_done))
+        by_session.setdefault(pair["session"], []).append(
+            USPIOInput(
+                agent=pair["agent"],
+                session=pair["session"],
+                pre_session=pair["pre_session"],
+                post=post,
+                pre=pre,
+                write_pre=pre.images not in pre_done,
+            )
+        )
         pre_done.add(pre.images)
     return by_session
 
@@ -310,27 +351,40 @@ def plan_participant(layout, subject: str, settings) -> ParticipantPlan:
     tables = DatasetTables(ex.bids_dir, cfg.covariates, layout)
     selected = sessions_of(layout, subject, ex.session_label)
     # every session's files: a selected post-ferumoxytol session may pair with another one
-    all_files = {ses: collect_session(layout, subject, ses, ex.bids_filters)
-                 for ses in sessions_of(layout, subject)}
+    all_files = {
+        ses: collect_session(layout, subject, ses, ex.bids_filters)
+        for ses in sessions_of(layout, subject)
+    }
     rows = {ses: tables.session_row(subject, ses) for ses in all_files}
     with_t1w = [ses for ses in selected if all_files[ses]["t1w"] is not None]
     if not with_t1w:
         raise InputMissingError(
             f"{Path(ex.bids_dir) / ('sub-' + subject)}: no pre-contrast T1w "
-            "(sub-<label>[_ses-<label>]_T1w.nii.gz) found; every session needs one")
+            "(sub-<label>[_ses-<label>]_T1w.nii.gz) found; every session needs one"
+        )
     uspio = _uspio_inputs(layout, all_files, rows, set(with_t1w), settings)
     sessions = []
     for ses in with_t1w:
         files = all_files[ses]
         carry = tables.carried(subject, ses, cfg.regional.carry_columns)
-        sessions.append(SessionPlan(
-            subject=subject, session=ses, t1w=files["t1w"], info=rows[ses], carry=carry,
-            gadolinium=tuple(GadoliniumInput(agent, post) for agent, post in files["t1w_ce"]
-                             if cfg.agent_class(agent) == "gadolinium"),
-            dce=_dce_inputs(layout, files, subject, ses, settings),
-            pet=_pet_inputs(layout, files, tables, subject, ses, settings, carry),
-            spect=_spect_inputs(layout, files, settings),
-            uspio=tuple(uspio.get(ses, ()))))
+        sessions.append(
+            SessionPlan(
+                subject=subject,
+                session=ses,
+                t1w=files["t1w"],
+                info=rows[ses],
+                carry=carry,
+                gadolinium=tuple(
+                    GadoliniumInput(agent, post)
+                    for agent, post in files["t1w_ce"]
+                    if cfg.agent_class(agent) == "gadolinium"
+                ),
+                dce=_dce_inputs(layout, files, subject, ses, settings),
+                pet=_pet_inputs(layout, files, tables, subject, ses, settings, carry),
+                spect=_spect_inputs(layout, files, settings),
+                uspio=tuple(uspio.get(ses, ())),
+            )
+        )
     return ParticipantPlan(subject=subject, bids_dir=str(ex.bids_dir), sessions=tuple(sessions))
 
 

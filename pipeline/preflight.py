@@ -87,7 +87,8 @@ class ParticipantCheck:
         if info.n_nonfinite:
             self.notes.append(
                 f"{info.path}: {info.n_nonfinite} non-finite (NaN/Inf) voxel(s); they are "
-                "treated as invalid (masked) and counted in the outputs' sidecars")
+                "treated as invalid (masked) and counted in the outputs' sidecars"
+            )
         return info
 
 
@@ -119,11 +120,14 @@ def _read_head(path: Path, gz: bool, n: int = 544) -> bytes:
         with _open_stream(path, gz) as fh:
             return fh.read(n)
     except EOFError:
-        raise DataError(f"{path}: the gzip stream ends inside the NIfTI header (truncated "
-                        "file); copy it again from the source") from None
+        raise DataError(
+            f"{path}: the gzip stream ends inside the NIfTI header (truncated "
+            "file); copy it again from the source"
+        ) from None
     except (gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt gzip data ({exc}); copy it again from the "
-                        "source") from None
+        raise DataError(
+            f"{path}: corrupt gzip data ({exc}); copy it again from the source"
+        ) from None
 
 
 def _check_file(path: Path) -> None:
@@ -133,7 +137,8 @@ def _check_file(path: Path) -> None:
             target = os.readlink(path)
             raise InputMissingError(
                 f"{path}: broken symbolic link (to {target}); a DataLad/git-annex file whose "
-                "content is not here? fetch it (datalad get / git annex get) or remove it")
+                "content is not here? fetch it (datalad get / git annex get) or remove it"
+            )
         raise InputMissingError(f"{path}: file not found; check the path")
     if not path.is_file():
         raise DataError(f"{path}: not a regular file; remove it or give the image itself")
@@ -141,11 +146,15 @@ def _check_file(path: Path) -> None:
         with open(path, "rb") as fh:
             first = fh.read(2)
     except PermissionError:
-        raise InputMissingError(f"{path}: cannot be read (permission denied); make it readable "
-                                "by the user running inflamap (e.g. chmod a+r)") from None
+        raise InputMissingError(
+            f"{path}: cannot be read (permission denied); make it readable "
+            "by the user running inflamap (e.g. chmod a+r)"
+        ) from None
     except OSError as exc:
-        raise InputMissingError(f"{path}: cannot be read ({exc.strerror}); check the file "
-                                "system or copy the file again") from None
+        raise InputMissingError(
+            f"{path}: cannot be read ({exc.strerror}); check the file "
+            "system or copy the file again"
+        ) from None
     if not first:
         raise DataError(f"{path}: empty file (0 bytes); export or copy it again")
 
@@ -155,25 +164,35 @@ def _parse_header(path: Path, head: bytes):
     import nibabel as nb
 
     if len(head) < 348:
-        raise DataError(f"{path}: only {len(head)} bytes, shorter than a NIfTI header; not a "
-                        "NIfTI image (or truncated): export or copy it again")
+        raise DataError(
+            f"{path}: only {len(head)} bytes, shorter than a NIfTI header; not a "
+            "NIfTI image (or truncated): export or copy it again"
+        )
     size_le, size_be = struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0]
     if 348 in (size_le, size_be) and head[344:348] in (b"n+1\x00", b"ni1\x00"):
         if head[344:348] == b"ni1\x00":
-            raise DataError(f"{path}: the header of a .hdr/.img pair, not a single-file NIfTI; "
-                            "save it as one .nii.gz (e.g. nibabel.save(img, 'x.nii.gz'))")
+            raise DataError(
+                f"{path}: the header of a .hdr/.img pair, not a single-file NIfTI; "
+                "save it as one .nii.gz (e.g. nibabel.save(img, 'x.nii.gz'))"
+            )
         klass, size = nb.Nifti1Header, 348
     elif 540 in (size_le, size_be) and head[4:8] == b"n+2\x00":
         if len(head) < 540:
-            raise DataError(f"{path}: the NIfTI-2 header is cut short (truncated file); copy "
-                            "it again from the source")
+            raise DataError(
+                f"{path}: the NIfTI-2 header is cut short (truncated file); copy "
+                "it again from the source"
+            )
         klass, size = nb.Nifti2Header, 540
     elif 348 in (size_le, size_be):
-        raise DataError(f"{path}: an ANALYZE 7.5 header without the NIfTI magic; convert it "
-                        "to NIfTI (e.g. nibabel or dcm2niix) so that its orientation is known")
+        raise DataError(
+            f"{path}: an ANALYZE 7.5 header without the NIfTI magic; convert it "
+            "to NIfTI (e.g. nibabel or dcm2niix) so that its orientation is known"
+        )
     else:
-        raise DataError(f"{path}: not a NIfTI image (no NIfTI-1/2 header; starts with "
-                        f"{head[:8]!r}); convert it (e.g. dcm2niix) or remove it")
+        raise DataError(
+            f"{path}: not a NIfTI image (no NIfTI-1/2 header; starts with "
+            f"{head[:8]!r}); convert it (e.g. dcm2niix) or remove it"
+        )
     try:
         hdr = klass(binaryblock=head[:size], check=False)
     except Exception as exc:  # noqa: BLE001 - nibabel raises several types
@@ -186,12 +205,15 @@ def _dims(path: Path, hdr) -> tuple:
     dim = [int(d) for d in np.asarray(hdr["dim"]).tolist()]
     n = dim[0]
     if not 1 <= n <= 7:
-        raise DataError(f"{path}: header dim[0] = {n}, not 1–7 (corrupt header); export the "
-                        "image again")
-    shape = tuple(dim[1:n + 1])
+        raise DataError(
+            f"{path}: header dim[0] = {n}, not 1–7 (corrupt header); export the image again"
+        )
+    shape = tuple(dim[1 : n + 1])
     if any(s <= 0 for s in shape):
-        raise DataError(f"{path}: header declares a zero or negative size "
-                        f"({', '.join(map(str, shape))}); export the image again")
+        raise DataError(
+            f"{path}: header declares a zero or negative size "
+            f"({', '.join(map(str, shape))}); export the image again"
+        )
     spatial = shape[:3]
     vox = math.prod(spatial)
     vols = math.prod(shape[3:]) if len(shape) > 3 else 1
@@ -200,13 +222,16 @@ def _dims(path: Path, hdr) -> tuple:
             f"{path}: header declares dimensions {_shape_text(shape)} ({vox * vols:.3g} "
             f"voxels), beyond what is plausible (≤ {MAX_AXIS} per spatial axis, ≤ "
             f"{MAX_VOXELS:.0e} per volume, ≤ {MAX_VOLUMES} volumes); the header is corrupt: "
-            "export the image again")
+            "export the image again"
+        )
     # drop trailing singleton dimensions above 4 (5-D+ are refused below)
     while len(shape) > 4 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) > 4:
-        raise DataError(f"{path}: a {len(shape)}-D image (shape {_shape_text(shape)}); inflamap "
-                        "reads 3-D volumes and 4-D series: split or reshape it")
+        raise DataError(
+            f"{path}: a {len(shape)}-D image (shape {_shape_text(shape)}); inflamap "
+            "reads 3-D volumes and 4-D series: split or reshape it"
+        )
     return shape
 
 
@@ -214,13 +239,15 @@ def _dtype(path: Path, hdr):
     try:
         dtype = hdr.get_data_dtype()
     except Exception:  # noqa: BLE001 - unknown datatype code (several types)
-        raise DataError(f"{path}: unknown NIfTI datatype code {int(hdr['datatype'])}; export "
-                        "the image again") from None
+        raise DataError(
+            f"{path}: unknown NIfTI datatype code {int(hdr['datatype'])}; export the image again"
+        ) from None
     if dtype.kind not in "iuf" or dtype.itemsize == 0:
-        what = {"c": "complex", "V": "RGB/structured", "b": "boolean"}.get(dtype.kind,
-                                                                           str(dtype))
-        raise DataError(f"{path}: {what} voxels ({dtype}) are not supported; save real-valued "
-                        "(e.g. magnitude) images")
+        what = {"c": "complex", "V": "RGB/structured", "b": "boolean"}.get(dtype.kind, str(dtype))
+        raise DataError(
+            f"{path}: {what} voxels ({dtype}) are not supported; save real-valued "
+            "(e.g. magnitude) images"
+        )
     return dtype
 
 
@@ -230,33 +257,50 @@ def _geometry(path: Path, hdr, shape):
         affine = np.asarray(hdr.get_best_affine(), dtype=float)
         zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
     except Exception as exc:  # noqa: BLE001 - malformed qform/sform (several types)
-        raise DataError(f"{path}: unreadable orientation in the header ({exc}); fix the "
-                        "qform/sform (e.g. re-export with dcm2niix)") from None
+        raise DataError(
+            f"{path}: unreadable orientation in the header ({exc}); fix the "
+            "qform/sform (e.g. re-export with dcm2niix)"
+        ) from None
     if not np.all(np.isfinite(affine)) or not all(math.isfinite(z) for z in zooms):
-        raise DataError(f"{path}: the header's orientation (qform/sform) or pixdim has "
-                        "non-finite values; re-export the image")
+        raise DataError(
+            f"{path}: the header's orientation (qform/sform) or pixdim has "
+            "non-finite values; re-export the image"
+        )
+    if int(hdr["qform_code"]) == 0 and int(hdr["sform_code"]) == 0:
+        raise DataError(
+            f"{path}: no orientation in the header (qform_code and sform_code are "
+            "0), so left and right cannot be told apart; convert the image again "
+            "(e.g. dcm2niix) or set its sform (nibabel: img.set_sform(affine, "
+            "code=1))"
+        )
     lo, hi = VOXEL_MM
-    if any(not lo <= abs(z) <= hi for z in zooms[:len(shape[:3])]):
-        raise DataError(f"{path}: voxel size {tuple(round(z, 6) for z in zooms)} is "
-                        f"implausible ({lo:g}–{hi:g} mm expected); fix pixdim and xyzt_units "
-                        "(millimetres)")
+    if any(not lo <= abs(z) <= hi for z in zooms[: len(shape[:3])]):
+        raise DataError(
+            f"{path}: voxel size {tuple(round(z, 6) for z in zooms)} is "
+            f"implausible ({lo:g}–{hi:g} mm expected); fix pixdim and xyzt_units "
+            "(millimetres)"
+        )
     m = affine[:3, :3]
     norms = np.linalg.norm(m, axis=0)
     if np.any(norms < 1e-8):
-        raise DataError(f"{path}: the orientation matrix (sform/qform) is singular; fix the "
-                        "header (e.g. set the sform from the qform) or re-export the image")
+        raise DataError(
+            f"{path}: the orientation matrix (sform/qform) is singular; fix the "
+            "header (e.g. set the sform from the qform) or re-export the image"
+        )
     cosines = m / norms
     shear = float(np.max(np.abs(cosines.T @ cosines - np.eye(3))))
     if shear > MAX_SHEAR:
         raise DataError(
             f"{path}: the orientation (sform) is sheared, not a rotation (direction cosines "
             f"off by {shear:.2g}); ITK/ANTs cannot read it: reslice the image, or set the "
-            "sform to the qform (nibabel: img.set_sform(img.get_qform()))")
+            "sform to the qform (nibabel: img.set_sform(img.get_qform()))"
+        )
     return zooms, affine
 
 
-def check_nifti(path, role: str = "image", ndim=(3,), n_volumes: int | None = None,
-                read_data: bool = True) -> ImageInfo:
+def check_nifti(
+    path, role: str = "image", ndim=(3,), n_volumes: int | None = None, read_data: bool = True
+) -> ImageInfo:
     """Check one NIfTI image the run will read.
 
     Parameters
@@ -291,11 +335,15 @@ def check_nifti(path, role: str = "image", ndim=(3,), n_volumes: int | None = No
         magic = fh.read(348)
     if gz and magic[:2] != b"\x1f\x8b":
         if len(magic) >= 348 and magic[344:347] in (b"n+1", b"ni1"):
-            raise DataError(f"{path}: an uncompressed NIfTI named .nii.gz; compress it (gzip) "
-                            "or rename it to .nii")
-        raise DataError(f"{path}: not gzip-compressed although named .nii.gz (starts with "
-                        f"{magic[:8]!r}); not a NIfTI file? convert it (e.g. dcm2niix) or fix "
-                        "the name")
+            raise DataError(
+                f"{path}: an uncompressed NIfTI named .nii.gz; compress it (gzip) "
+                "or rename it to .nii"
+            )
+        raise DataError(
+            f"{path}: not gzip-compressed although named .nii.gz (starts with "
+            f"{magic[:8]!r}); not a NIfTI file? convert it (e.g. dcm2niix) or fix "
+            "the name"
+        )
     if not gz and magic[:2] == b"\x1f\x8b":
         raise DataError(f"{path}: gzip-compressed although named .nii; rename it to .nii.gz")
     head = _read_head(path, gz)
@@ -309,53 +357,70 @@ def check_nifti(path, role: str = "image", ndim=(3,), n_volumes: int | None = No
     if len(shape) == 4 and shape[3] == 1 and 3 in ndim and 4 in ndim:
         eff = shape[:3]
     if len(eff) < 3:
-        raise DataError(f"{path}: {role} is {len(eff)}-D (shape {_shape_text(shape)}); a 3-D "
-                        "volume is needed: give the whole volume, not a slice")
+        raise DataError(
+            f"{path}: {role} is {len(eff)}-D (shape {_shape_text(shape)}); a 3-D "
+            "volume is needed: give the whole volume, not a slice"
+        )
     if len(eff) not in ndim:
         if len(eff) == 3:
             frames = f" ({n_volumes} frames in the sidecar)" if n_volumes else ""
-            raise DataError(f"{path}: {role} is 3-D (shape {_shape_text(shape)}) but must be "
-                            f"4-D, one volume per frame{frames}; give the whole series in one "
-                            "4-D file")
-        raise DataError(f"{path}: {role} is 4-D (shape {_shape_text(shape)}) but must be one "
-                        "3-D volume; save that volume alone (e.g. nibabel.squeeze_image, "
-                        "fslroi) or check which file carries this name")
+            raise DataError(
+                f"{path}: {role} is 3-D (shape {_shape_text(shape)}) but must be "
+                f"4-D, one volume per frame{frames}; give the whole series in one "
+                "4-D file"
+            )
+        raise DataError(
+            f"{path}: {role} is 4-D (shape {_shape_text(shape)}) but must be one "
+            "3-D volume; save that volume alone (e.g. nibabel.squeeze_image, "
+            "fslroi) or check which file carries this name"
+        )
     if min(shape[:3]) < 2:
-        raise DataError(f"{path}: {role} has a single slice (shape {_shape_text(shape)}); a 3-D "
-                        "volume is needed (registration works in 3-D): give the whole volume")
+        raise DataError(
+            f"{path}: {role} has a single slice (shape {_shape_text(shape)}); a 3-D "
+            "volume is needed (registration works in 3-D): give the whole volume"
+        )
     if n_volumes is not None:
         have = shape[3] if len(shape) == 4 else 1
         if have != int(n_volumes):
-            raise DataError(f"{path}: {role} has {have} volume(s) but its sidecar times "
-                            f"{int(n_volumes)} frame(s) (FrameTimesStart); fix the sidecar or "
-                            "the image")
+            raise DataError(
+                f"{path}: {role} has {have} volume(s) but its sidecar times "
+                f"{int(n_volumes)} frame(s) (FrameTimesStart); fix the sidecar or "
+                "the image"
+            )
 
     offset = float(hdr["vox_offset"])
     if offset == 0:  # unset: the data follow the header (as nibabel reads it)
         offset = hsize + 4
     if not math.isfinite(offset) or offset < hsize + 4 or offset > MAX_VOX_OFFSET:
-        raise DataError(f"{path}: header vox_offset {offset:g} is invalid (the data must follow "
-                        f"the {hsize}-byte header); export the image again")
+        raise DataError(
+            f"{path}: header vox_offset {offset:g} is invalid (the data must follow "
+            f"the {hsize}-byte header); export the image again"
+        )
     offset = int(offset)
     nbytes = math.prod(shape) * dtype.itemsize
     try:  # nibabel's reading of the scaling (no scaling when scl_slope is 0 or NaN)
         slope, inter = hdr.get_slope_inter()
     except Exception as exc:  # noqa: BLE001 - HeaderDataError and friends
-        raise DataError(f"{path}: invalid scaling in the header (scl_slope "
-                        f"{float(hdr['scl_slope']):g}, scl_inter {float(hdr['scl_inter']):g}: "
-                        f"{exc}); set scl_slope 1 and scl_inter 0, or export the image again"
-                        ) from None
+        raise DataError(
+            f"{path}: invalid scaling in the header (scl_slope "
+            f"{float(hdr['scl_slope']):g}, scl_inter {float(hdr['scl_inter']):g}: "
+            f"{exc}); set scl_slope 1 and scl_inter 0, or export the image again"
+        ) from None
     slope = 1.0 if slope is None else float(slope)
     inter = 0.0 if inter is None else float(inter)
     if not (math.isfinite(slope) and math.isfinite(inter)):
-        raise DataError(f"{path}: infinite scl_slope/scl_inter in the header; set scl_slope 1 "
-                        "and scl_inter 0, or export the image again")
+        raise DataError(
+            f"{path}: infinite scl_slope/scl_inter in the header; set scl_slope 1 "
+            "and scl_inter 0, or export the image again"
+        )
     if not gz:
         size = path.stat().st_size
         if size < offset + nbytes:
-            raise DataError(f"{path}: truncated: {size} bytes, the header needs "
-                            f"{offset + nbytes} ({_shape_text(shape)} {dtype}); copy it again "
-                            "from the source")
+            raise DataError(
+                f"{path}: truncated: {size} bytes, the header needs "
+                f"{offset + nbytes} ({_shape_text(shape)} {dtype}); copy it again "
+                "from the source"
+            )
     n_nonfinite = 0
     if read_data:
         n_nonfinite = _scan_data(path, gz, offset, nbytes, dtype, slope, inter)
@@ -401,29 +466,38 @@ def _scan_data(path: Path, gz: bool, offset: int, nbytes: int, dtype, slope, int
             if seen < nbytes:
                 raise DataError(
                     f"{path}: truncated: the data end after {seen} of {nbytes} bytes; copy it "
-                    "again from the source")
+                    "again from the source"
+                )
             if gz:  # read to the end: the gzip module checks the CRC and length there
                 while fh.read(chunk):
                     pass
     except EOFError:
-        raise DataError(f"{path}: truncated gzip stream (the file was cut short, e.g. an "
-                        "interrupted copy); copy it again from the source") from None
+        raise DataError(
+            f"{path}: truncated gzip stream (the file was cut short, e.g. an "
+            "interrupted copy); copy it again from the source"
+        ) from None
     except (gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt gzip data ({exc}); copy it again from the "
-                        "source") from None
+        raise DataError(
+            f"{path}: corrupt gzip data ({exc}); copy it again from the source"
+        ) from None
     except PermissionError:
-        raise InputMissingError(f"{path}: cannot be read (permission denied); make it readable "
-                                "by the user running inflamap (e.g. chmod a+r)") from None
+        raise InputMissingError(
+            f"{path}: cannot be read (permission denied); make it readable "
+            "by the user running inflamap (e.g. chmod a+r)"
+        ) from None
     n = nbytes // item
     if nonfinite == n:
         raise DataError(f"{path}: no finite voxel (all NaN/Inf); export the image again")
     if lo == hi:
         value = lo * slope + inter
         if value == 0:
-            raise DataError(f"{path}: every voxel is 0 (an empty image); export it again (the "
-                            "conversion or copy probably failed)")
-        raise DataError(f"{path}: every voxel has the value {value:g} (no image content); "
-                        "export it again")
+            raise DataError(
+                f"{path}: every voxel is 0 (an empty image); export it again (the "
+                "conversion or copy probably failed)"
+            )
+        raise DataError(
+            f"{path}: every voxel has the value {value:g} (no image content); export it again"
+        )
     return nonfinite
 
 
@@ -434,18 +508,23 @@ def _same_grid(images, what, fix):
     first = images[0]
     for img in images[1:]:
         if img.shape != first.shape or not np.allclose(img.affine, first.affine, atol=1e-3):
-            raise DataError(f"{img.path}: {what} grid {_shape_text(img.shape)} differs from "
-                            f"{first.path} ({_shape_text(first.shape)}); {fix}")
+            raise DataError(
+                f"{img.path}: {what} grid {_shape_text(img.shape)} differs from "
+                f"{first.path} ({_shape_text(first.shape)}); {fix}"
+            )
 
 
 def check_vif_mask(path, series: ImageInfo) -> None:
     """A user-drawn input-function mask: readable, on the DCE grid, not empty."""
     info = check_nifti(path, "input-function mask (dce.vif_mask)", (3,))
-    if info.shape[:3] != series.shape[:3] or not np.allclose(info.affine, series.affine,
-                                                             atol=1e-3):
-        raise DataError(f"{path}: input-function mask grid {_shape_text(info.shape[:3])} "
-                        f"differs from the DCE series {series.path} "
-                        f"({_shape_text(series.shape[:3])}); draw it on the DCE grid")
+    if info.shape[:3] != series.shape[:3] or not np.allclose(
+        info.affine, series.affine, atol=1e-3
+    ):
+        raise DataError(
+            f"{path}: input-function mask grid {_shape_text(info.shape[:3])} "
+            f"differs from the DCE series {series.path} "
+            f"({_shape_text(series.shape[:3])}); draw it on the DCE grid"
+        )
 
 
 def check_plan(plan, settings=None) -> ParticipantCheck:
@@ -459,19 +538,24 @@ def check_plan(plan, settings=None) -> ParticipantCheck:
         infos[path] = report.add(check_nifti(path, role, ndim, n_volumes=n_volumes))
     for ses in plan.sessions:
         for dce in ses.dce:
-            _same_grid([infos[f] for f in dce.vfa], "VFA",
-                       "the flip angles must be acquired on one grid")
+            _same_grid(
+                [infos[f] for f in dce.vfa], "VFA", "the flip angles must be acquired on one grid"
+            )
             if dce.vif_mask:
                 check_vif_mask(dce.vif_mask, infos[dce.series])
         for pair in ses.uspio:
             for series in (pair.pre, pair.post):
-                _same_grid([infos[f] for f in series.images], "echo",
-                           "all echoes of a series must share one grid: export them together")
+                _same_grid(
+                    [infos[f] for f in series.images],
+                    "echo",
+                    "all echoes of a series must share one grid: export them together",
+                )
     return report
 
 
-def preflight_participants(layout, subjects, settings, progress=None,
-                           stop_on_first_crash: bool = False):
+def preflight_participants(
+    layout, subjects, settings, progress=None, stop_on_first_crash: bool = False
+):
     """Plan every participant (:func:`pipeline.plan.plan_participant`) and check the plan's
     images (:func:`check_plan`) before any of them is run.
 
@@ -495,9 +579,18 @@ def preflight_participants(layout, subjects, settings, progress=None,
         except InflamapError as exc:
             failures.append((subject, FailureMessage(str(exc), "preflight", exc.code), None))
         except Exception as exc:  # noqa: BLE001 - a checker bug must not stop the others
-            failures.append((subject, FailureMessage(
-                f"input check failed unexpectedly ({type(exc).__name__}: {exc}); please "
-                "report it, with --verbose output", "preflight", EX_FAILURE), None))
+            failures.append(
+                (
+                    subject,
+                    FailureMessage(
+                        f"input check failed unexpectedly ({type(exc).__name__}: {exc}); please "
+                        "report it, with --verbose output",
+                        "preflight",
+                        EX_FAILURE,
+                    ),
+                    None,
+                )
+            )
             if getattr(settings.execution, "verbosity", 0):
                 import traceback
 
@@ -505,8 +598,10 @@ def preflight_participants(layout, subjects, settings, progress=None,
         else:
             for note in report.notes:
                 progress(f"sub-{subject}: {note}")
-            progress(f"sub-{subject}: inputs checked ({len(report.images)} image(s), "
-                     f"{time.time() - t0:.1f} s)")
+            progress(
+                f"sub-{subject}: inputs checked ({len(report.images)} image(s), "
+                f"{time.time() - t0:.1f} s)"
+            )
             ready.append(plan)
             continue
         progress(f"sub-{subject}: FAILED the input check: {failures[-1][1]}")
@@ -527,7 +622,7 @@ def describe_crash(crash_file) -> tuple:
         return None, None
     for line in lines:
         if line.startswith("Node: "):
-            step = line[len("Node: "):].strip()
+            step = line[len("Node: ") :].strip()
             break
     import re
 
@@ -539,7 +634,7 @@ def describe_crash(crash_file) -> tuple:
         m = exc_line.match(lines[i])
         if m:
             parts = [m.group(3).strip()]
-            for more in lines[i + 1:i + 4]:  # a message continued on the next lines
+            for more in lines[i + 1 : i + 4]:  # a message continued on the next lines
                 if not more.strip() or more.strip().startswith(("Traceback", 'File "')):
                     break
                 parts.append(more.strip())
@@ -561,8 +656,10 @@ def report_failures(failures, n_participants: int, stream=None) -> int:
     """
     stream = stream or sys.stderr
     codes = set()
-    print(f"inflamap: {len({f[0] for f in failures})} of {n_participants} participant(s) "
-          "failed:", file=stream)
+    print(
+        f"inflamap: {len({f[0] for f in failures})} of {n_participants} participant(s) failed:",
+        file=stream,
+    )
     for subject, msg, crash in failures:
         step = getattr(msg, "step", None)
         text = str(msg)
@@ -575,8 +672,9 @@ def report_failures(failures, n_participants: int, stream=None) -> int:
             codes.add(getattr(msg, "code", EX_FAILURE))
         where = [f"step: {step}"] if step else []
         where += [f"crash file: {crash}"] if crash else []
-        print(f"  sub-{subject}: {text}" + (f" ({'; '.join(where)})" if where else ""),
-              file=stream)
+        print(
+            f"  sub-{subject}: {text}" + (f" ({'; '.join(where)})" if where else ""), file=stream
+        )
     return codes.pop() if len(codes) == 1 else EX_FAILURE
 
 
@@ -591,4 +689,3 @@ __all__ = [
     "preflight_participants",
     "report_failures",
 ]
-

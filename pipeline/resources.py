@@ -28,9 +28,15 @@ import time
 from pathlib import Path
 
 #: environment variables that cap the threads of one process of a run
-THREAD_ENV_VARS = ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
-                   "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                   "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+THREAD_ENV_VARS = (
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 def limit_threads(nthreads: int) -> dict:
@@ -48,7 +54,7 @@ def limit_threads(nthreads: int) -> dict:
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(limits=nthreads)
-        except Exception:  # pragma: no cover - threadpoolctl missing or a library refusing
+        except Exception:  # pragma: no cover - threadpoolctl missing or a library refusing  # noqa: BLE001, S110
             pass
     return env
 
@@ -72,7 +78,7 @@ def _proc_table() -> dict[int, tuple[int, int]]:
         except OSError:  # the process ended meanwhile
             continue
         # the command name (field 2) may hold spaces and parentheses: split after its end
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         try:
             table[int(entry.name)] = (int(fields[1]), int(fields[21]) * _PAGE)
         except (IndexError, ValueError):
@@ -102,11 +108,16 @@ def process_tree_rss(pid: int | None = None) -> int | None:
 
 
 def _rusage() -> dict:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-        resource.RUSAGE_CHILDREN)
-    return {"self_cpu": me.ru_utime + me.ru_stime, "children_cpu": kids.ru_utime + kids.ru_stime,
-            "self_maxrss": me.ru_maxrss * _MAXRSS_UNIT,
-            "children_maxrss": kids.ru_maxrss * _MAXRSS_UNIT}
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return {
+        "self_cpu": me.ru_utime + me.ru_stime,
+        "children_cpu": kids.ru_utime + kids.ru_stime,
+        "self_maxrss": me.ru_maxrss * _MAXRSS_UNIT,
+        "children_maxrss": kids.ru_maxrss * _MAXRSS_UNIT,
+    }
 
 
 class ResourceRecorder:
@@ -132,7 +143,7 @@ class ResourceRecorder:
     def _sample(self):
         try:
             rss = process_tree_rss()
-        except Exception:  # pragma: no cover - /proc oddities must not stop a run
+        except Exception:  # pragma: no cover - /proc oddities must not stop a run  # noqa: BLE001
             rss = None
         if rss is not None:
             self.peak_tree_rss = max(self.peak_tree_rss or 0, rss)
@@ -146,8 +157,7 @@ class ResourceRecorder:
         self._t0 = time.monotonic()
         self._usage0 = _rusage()
         self._sample()
-        self._thread = threading.Thread(target=self._loop, name="inflamap-resources",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="inflamap-resources", daemon=True)
         self._thread.start()
         return self
 
@@ -175,24 +185,29 @@ class ResourceRecorder:
     def summary(self, **extra) -> dict:
         """The measurements as a JSON-ready mapping (``extra`` keys are added on top)."""
         u0, u1 = self._usage0 or _rusage(), getattr(self, "_usage1", None) or _rusage()
-        gb = 1024 ** 3
-        steps = sorted(({"name": k, **v} for k, v in self.nodes.items()),
-                       key=lambda s: s.get("start_s", 0.0))
+        gb = 1024**3
+        steps = sorted(
+            ({"name": k, **v} for k, v in self.nodes.items()), key=lambda s: s.get("start_s", 0.0)
+        )
         out = {
-            "started": _iso(self.started), "finished": _iso(self.finished),
+            "started": _iso(self.started),
+            "finished": _iso(self.finished),
             "wall_time_s": round(getattr(self, "_wall", 0.0), 3),
             "peak_rss_gb": {
                 # resident memory of this process and its descendants, sampled
-                "process_tree": (None if self.peak_tree_rss is None
-                                 else round(self.peak_tree_rss / gb, 4)),
+                "process_tree": (
+                    None if self.peak_tree_rss is None else round(self.peak_tree_rss / gb, 4)
+                ),
                 # getrusage maxima over the life of the process (not this participant only
                 # when one process runs several participants)
                 "main_process": round(u1["self_maxrss"] / gb, 4),
                 "largest_child": round(u1["children_maxrss"] / gb, 4),
             },
-            "cpu_time_s": {"main_process": round(u1["self_cpu"] - u0["self_cpu"], 3),
-                           # children that ended (the MultiProc workers end with the run)
-                           "children": round(u1["children_cpu"] - u0["children_cpu"], 3)},
+            "cpu_time_s": {
+                "main_process": round(u1["self_cpu"] - u0["self_cpu"], 3),
+                # children that ended (the MultiProc workers end with the run)
+                "children": round(u1["children_cpu"] - u0["children_cpu"], 3),
+            },
             "sampling_interval_s": self.interval,
             "steps": steps,
         }
@@ -243,9 +258,18 @@ def _jsonable(value):
         return repr(value)
 
 
-def write_resource_summary(path, recorder: ResourceRecorder, *, participant: str,
-                           status: str, nprocs: int, omp_nthreads: int, mem_gb: float,
-                           plugin: str, plugin_args: dict | None = None) -> Path:
+def write_resource_summary(
+    path,
+    recorder: ResourceRecorder,
+    *,
+    participant: str,
+    status: str,
+    nprocs: int,
+    omp_nthreads: int,
+    mem_gb: float,
+    plugin: str,
+    plugin_args: dict | None = None,
+) -> Path:
     """Write the summary of one participant run to ``path`` (JSON, atomically).
 
     ``mem_gb`` 0 means no limit was given; ``within_mem_gb`` then is None.
@@ -256,11 +280,16 @@ def write_resource_summary(path, recorder: ResourceRecorder, *, participant: str
     summary = recorder.summary()
     peak = summary["peak_rss_gb"]["process_tree"]
     summary = {
-        "participant": participant, "status": status,
-        "settings": {"nprocs": nprocs, "omp_nthreads": omp_nthreads,
-                     "mem_gb": mem_gb or None, "plugin": plugin,
-                     "plugin_args": _jsonable(args),
-                     "thread_env": {v: os.environ.get(v) for v in THREAD_ENV_VARS}},
+        "participant": participant,
+        "status": status,
+        "settings": {
+            "nprocs": nprocs,
+            "omp_nthreads": omp_nthreads,
+            "mem_gb": mem_gb or None,
+            "plugin": plugin,
+            "plugin_args": _jsonable(args),
+            "thread_env": {v: os.environ.get(v) for v in THREAD_ENV_VARS},
+        },
         "within_mem_gb": (None if not mem_gb or peak is None else bool(peak <= mem_gb)),
         **summary,
     }

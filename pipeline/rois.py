@@ -15,8 +15,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-SINUSES = (("superior_sagittal_sinus", "bilateral"), ("transverse_sinus", "left"),
-           ("transverse_sinus", "right"))
+SINUSES = (
+    ("superior_sagittal_sinus", "bilateral"),
+    ("transverse_sinus", "left"),
+    ("transverse_sinus", "right"),
+)
 
 
 def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
@@ -32,7 +35,7 @@ def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
     zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
     dist = ndimage.distance_transform_edt(~brain, sampling=zooms)
     ijk = np.indices(brain.shape).reshape(3, -1)
-    x, y, z = (np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4])
+    x, y, z = np.asarray(affine)[:3, :3] @ ijk + np.asarray(affine)[:3, 3:4]
     x, y, z = (c.reshape(brain.shape) for c in (x, y, z))
     shell = ~brain & (dist <= max_distance_mm)
     out = np.zeros(brain.shape, np.uint8)
@@ -44,9 +47,16 @@ def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
     return out
 
 
-def extracerebral_rois(brain_mask, brain_labels, brain_lut: pd.DataFrame, zooms,
-                       sinus_labels=None, meningeal_mm=(0.0, 4.0), calvarial_mm=(4.0, 10.0),
-                       sinus_margin_mm: float = 3.0):
+def extracerebral_rois(
+    brain_mask,
+    brain_labels,
+    brain_lut: pd.DataFrame,
+    zooms,
+    sinus_labels=None,
+    meningeal_mm=(0.0, 4.0),
+    calvarial_mm=(4.0, 10.0),
+    sinus_margin_mm: float = 3.0,
+):
     """Native-space meningeal and calvarial bands and sinuses, numbered after the atlas.
 
     Returns ``(labels, lut)``: the brain atlas labels unchanged, then per atlas region a
@@ -62,8 +72,9 @@ def extracerebral_rois(brain_mask, brain_labels, brain_lut: pd.DataFrame, zooms,
     if brain.shape != labels.shape:
         raise ValueError("extracerebral_rois: brain mask and labels must share a grid")
     if not meningeal_mm[0] < meningeal_mm[1] <= calvarial_mm[0] < calvarial_mm[1]:
-        raise ValueError("extracerebral_rois: need meningeal inner < outer <= calvarial inner "
-                         "< outer (mm)")
+        raise ValueError(
+            "extracerebral_rois: need meningeal inner < outer <= calvarial inner < outer (mm)"
+        )
     if not brain.any() or not (labels > 0).any():
         raise ValueError("extracerebral_rois: empty brain mask or atlas")
     lut = brain_lut[["index", "name", "hemisphere"]].copy()
@@ -82,8 +93,7 @@ def extracerebral_rois(brain_mask, brain_labels, brain_lut: pd.DataFrame, zooms,
         rows.append((top, name, hemi))
     zooms = np.asarray(zooms, float)
     dist = ndimage.distance_transform_edt(~brain, sampling=zooms)
-    _, nearest = ndimage.distance_transform_edt(labels == 0, sampling=zooms,
-                                                return_indices=True)
+    _, nearest = ndimage.distance_transform_edt(labels == 0, sampling=zooms, return_indices=True)
     nearest_label = labels[tuple(nearest)]
     out = np.where(brain, labels, 0).astype(np.int32)
     for kind, (lo, hi) in (("meningeal", meningeal_mm), ("calvarial", calvarial_mm)):

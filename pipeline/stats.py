@@ -71,17 +71,54 @@ DEFAULT_HEMISPHERES = {
     "paired_hemispheres": None,
     "correlation": ["left", "right", "bilateral"],
 }
-CONTRAST_KEYS = {"name", "type", "column", "a", "b", "where", "tests", "hemispheres",
-                 "description", "label_a", "label_b"}
+CONTRAST_KEYS = {
+    "name",
+    "type",
+    "column",
+    "a",
+    "b",
+    "where",
+    "tests",
+    "hemispheres",
+    "description",
+    "label_a",
+    "label_b",
+}
 MISSING = "n/a"
 
 RESULT_COLUMNS = [
-    "contrast", "contrast_type", "modality", "metric", "atlas", "roi", "hemisphere", "test",
-    "label_a", "label_b", "n1", "n2", "mean_a", "mean_b",
-    "estimate", "estimate_ci_low", "estimate_ci_high",
-    "effect_size_type", "effect_size", "ci_low", "ci_high",
-    "statistic", "df", "p", "p_fdr", "significant",
-    "power", "n_for_80_power", "mde", "power_basis", "covariates", "reason",
+    "contrast",
+    "contrast_type",
+    "modality",
+    "metric",
+    "atlas",
+    "roi",
+    "hemisphere",
+    "test",
+    "label_a",
+    "label_b",
+    "n1",
+    "n2",
+    "mean_a",
+    "mean_b",
+    "estimate",
+    "estimate_ci_low",
+    "estimate_ci_high",
+    "effect_size_type",
+    "effect_size",
+    "ci_low",
+    "ci_high",
+    "statistic",
+    "df",
+    "p",
+    "p_fdr",
+    "significant",
+    "power",
+    "n_for_80_power",
+    "mde",
+    "power_basis",
+    "covariates",
+    "reason",
 ]
 
 COLUMN_DESCRIPTIONS = {
@@ -92,23 +129,24 @@ COLUMN_DESCRIPTIONS = {
     "atlas": "atlas of the regional table (atlas- entity of its file name)",
     "roi": "region of interest",
     "hemisphere": "hemisphere row tested (left/right/bilateral/ipsi/contra/AI; "
-                  "'ipsi-contra' for paired hemispheres)",
+    "'ipsi-contra' for paired hemispheres)",
     "test": "welch, mannwhitney, ols, paired_t, wilcoxon or spearman",
     "label_a": "first condition (group a, session condition a, hemisphere a, or the "
-               "correlated variable)",
+    "correlated variable)",
     "label_b": "second condition (reference)",
     "n1": "participants in a (pairs for paired tests, participants for correlations)",
     "n2": "participants in b (pairs for paired tests; empty for correlations)",
-    "mean_a": "mean value in a", "mean_b": "mean value in b",
+    "mean_a": "mean value in a",
+    "mean_b": "mean value in b",
     "estimate": "a - b in the units of the metric: difference of means (welch, paired_t), "
-                "of medians (mannwhitney), median difference (wilcoxon), covariate-adjusted "
-                "difference (ols); Spearman r for correlations",
+    "of medians (mannwhitney), median difference (wilcoxon), covariate-adjusted "
+    "difference (ols); Spearman r for correlations",
     "estimate_ci_low": "lower confidence limit of the estimate (t-based for welch/paired_t, "
-                       "model-based for ols, percentile bootstrap over participants (1,000 "
-                       "resamples, fixed seed) for the medians of mannwhitney/wilcoxon)",
+    "model-based for ols, percentile bootstrap over participants (1,000 "
+    "resamples, fixed seed) for the medians of mannwhitney/wilcoxon)",
     "estimate_ci_high": "upper confidence limit of the estimate",
     "effect_size_type": "hedges_g, rank_biserial, std_beta (ols coefficient / residual SD), "
-                        "dz, matched_rank_biserial or spearman_r",
+    "dz, matched_rank_biserial or spearman_r",
     "effect_size": "standardised effect size (sign: a - b)",
     "ci_low": "lower confidence limit of the effect size",
     "ci_high": "upper confidence limit of the effect size",
@@ -119,17 +157,18 @@ COLUMN_DESCRIPTIONS = {
     "significant": "p_fdr < alpha",
     "power": "achieved power at the observed effect and current N (two-sided, alpha)",
     "n_for_80_power": "N per group (pairs, participants) for the target power at the "
-                      "observed effect",
+    "observed effect",
     "mde": "minimum detectable effect (in power_basis units: g, dz or r) at the current N "
-           "and target power",
+    "and target power",
     "power_basis": "effect size used for the power columns and how "
-                   "(statsmodels.stats.power class)",
+    "(statsmodels.stats.power class)",
     "covariates": "covariates of the ols model",
     "reason": "why the row has no result (too few participants, no variance, ...)",
 }
 
 
 # ----------------------------------------------------------------------------- contrasts
+
 
 def _as_list(value):
     if value is None:
@@ -150,30 +189,39 @@ def check_contrasts(contrasts) -> list[dict]:
             raise ValueError(f"{where}: must be a mapping (name, type, ...)")
         unknown = set(c) - CONTRAST_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: "
-                             f"{', '.join(sorted(CONTRAST_KEYS))}")
+            raise ValueError(
+                f"{where}: unknown key(s) {sorted(unknown)}; valid keys: "
+                f"{', '.join(sorted(CONTRAST_KEYS))}"
+            )
         name = c.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9]+", name):
-            raise ValueError(f"{where}: 'name' must be letters and digits (it names files), "
-                             f"got {name!r}")
+            raise ValueError(
+                f"{where}: 'name' must be letters and digits (it names files), got {name!r}"
+            )
         if name in names:
             raise ValueError(f"{where}: duplicate contrast name {name!r}")
         names.add(name)
         ctype = c.get("type")
         if ctype not in CONTRAST_TYPES:
-            raise ValueError(f"{where} ({name}): 'type' must be one of "
-                             f"{', '.join(CONTRAST_TYPES)}, got {ctype!r}")
+            raise ValueError(
+                f"{where} ({name}): 'type' must be one of "
+                f"{', '.join(CONTRAST_TYPES)}, got {ctype!r}"
+            )
         tests = _as_list(c.get("tests")) or list(DEFAULT_TESTS[ctype])
         bad = [t for t in tests if t not in CONTRAST_TYPES[ctype]]
         if bad:
-            raise ValueError(f"{where} ({name}): test(s) {bad} not available for {ctype}; "
-                             f"use {', '.join(CONTRAST_TYPES[ctype])}")
+            raise ValueError(
+                f"{where} ({name}): test(s) {bad} not available for {ctype}; "
+                f"use {', '.join(CONTRAST_TYPES[ctype])}"
+            )
         column = c.get("column")
         if ctype == "paired_hemispheres":
             column = "hemisphere"
         elif not isinstance(column, str) or not column:
-            raise ValueError(f"{where} ({name}): 'column' (a participants.tsv or sessions.tsv "
-                             "column) is required")
+            raise ValueError(
+                f"{where} ({name}): 'column' (a participants.tsv or sessions.tsv "
+                "column) is required"
+            )
         a, b = _as_list(c.get("a")), _as_list(c.get("b"))
         if ctype != "correlation":
             if not b:
@@ -188,16 +236,32 @@ def check_contrasts(contrasts) -> list[dict]:
         filt = {str(k): _as_list(v) for k, v in filt.items()}
         hemis = c.get("hemispheres")
         hemis = list(DEFAULT_HEMISPHERES[ctype] or []) if hemis is None else _as_list(hemis)
-        out.append({
-            "name": name, "type": ctype, "column": column, "a": a, "b": b, "where": filt,
-            "tests": tests, "hemispheres": hemis,
-            "description": c.get("description") or "",
-            "label_a": str(c.get("label_a") or (
-                column if ctype == "correlation" else
-                "+".join(map(str, a)) if a else f"not {'+'.join(map(str, b))}")),
-            "label_b": str(c.get("label_b") or (
-                "" if ctype == "correlation" else "+".join(map(str, b)))),
-        })
+        out.append(
+            {
+                "name": name,
+                "type": ctype,
+                "column": column,
+                "a": a,
+                "b": b,
+                "where": filt,
+                "tests": tests,
+                "hemispheres": hemis,
+                "description": c.get("description") or "",
+                "label_a": str(
+                    c.get("label_a")
+                    or (
+                        column
+                        if ctype == "correlation"
+                        else "+".join(map(str, a))
+                        if a
+                        else f"not {'+'.join(map(str, b))}"
+                    )
+                ),
+                "label_b": str(
+                    c.get("label_b") or ("" if ctype == "correlation" else "+".join(map(str, b)))
+                ),
+            }
+        )
     return out
 
 
@@ -214,9 +278,13 @@ def check_rules(rules) -> list[dict]:
         excl = r.get("exclude") or {}
         if not isinstance(excl, dict):
             raise ValueError(f"{where}: 'exclude' must map columns to lists of values")
-        out.append({"modality": str(r["modality"]),
-                    "covariates": [str(v) for v in _as_list(r.get("covariates"))],
-                    "exclude": {str(k): _as_list(v) for k, v in excl.items()}})
+        out.append(
+            {
+                "modality": str(r["modality"]),
+                "covariates": [str(v) for v in _as_list(r.get("covariates"))],
+                "exclude": {str(k): _as_list(v) for k, v in excl.items()},
+            }
+        )
     return out
 
 
@@ -256,8 +324,11 @@ def apply_rules(table: pd.DataFrame, rules) -> pd.DataFrame:
 
 def participant_frame(table: pd.DataFrame) -> pd.DataFrame:
     """One row per participant: the first non-missing value of every other column."""
-    cols = [c for c in table.columns if c not in (*UNIT, "session_id", "n_voxels", "mean",
-                                                  "median", "sd", "source_table")]
+    cols = [
+        c
+        for c in table.columns
+        if c not in (*UNIT, "session_id", "n_voxels", "mean", "median", "sd", "source_table")
+    ]
     return table[cols].groupby("participant_id", sort=True).first()
 
 
@@ -314,25 +385,41 @@ def contrast_data(table: pd.DataFrame, contrast: dict, value: str = "mean"):
             data[c] = np.nan
     data = data.dropna(subset=["a", "b"]).reset_index()
     data.columns.name = None
-    reason = None if len(data) else (
-        f"no participant with both {contrast['label_a']} and {contrast['label_b']}")
+    reason = (
+        None
+        if len(data)
+        else (f"no participant with both {contrast['label_a']} and {contrast['label_b']}")
+    )
     return data, reason
 
 
 # ----------------------------------------------------------------------------- tests
 
+
 def _nan_result(reason, **extra):
-    return {"estimate": np.nan, "estimate_ci_low": np.nan, "estimate_ci_high": np.nan,
-            "effect_size": np.nan, "ci_low": np.nan, "ci_high": np.nan, "statistic": np.nan,
-            "df": np.nan, "p": np.nan, "reason": reason, **extra}
+    return {
+        "estimate": np.nan,
+        "estimate_ci_low": np.nan,
+        "estimate_ci_high": np.nan,
+        "effect_size": np.nan,
+        "ci_low": np.nan,
+        "ci_high": np.nan,
+        "statistic": np.nan,
+        "df": np.nan,
+        "p": np.nan,
+        "reason": reason,
+        **extra,
+    }
 
 
 def _quiet(func):
     """Run a test with numpy/scipy warnings silenced (constant input gives NaN, handled)."""
+
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             return func(*args, **kwargs)
+
     wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
     return wrapper
 
@@ -365,9 +452,20 @@ def welch_test(a, b, ci_level=0.95, min_n=3):
     t, p, df = cm.ttest_ind(usevar="unequal")
     lo, hi = cm.tconfint_diff(alpha=1 - ci_level, usevar="unequal")
     g, glo, ghi = hedges_g(a, b, ci_level)
-    return {"estimate": a.mean() - b.mean(), "estimate_ci_low": lo, "estimate_ci_high": hi,
-            "effect_size_type": "hedges_g", "effect_size": g, "ci_low": glo, "ci_high": ghi,
-            "statistic": t, "df": df, "p": p, "reason": None, "power_es": g}
+    return {
+        "estimate": a.mean() - b.mean(),
+        "estimate_ci_low": lo,
+        "estimate_ci_high": hi,
+        "effect_size_type": "hedges_g",
+        "effect_size": g,
+        "ci_low": glo,
+        "ci_high": ghi,
+        "statistic": t,
+        "df": df,
+        "p": p,
+        "reason": None,
+        "power_es": g,
+    }
 
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -376,8 +474,7 @@ BOOTSTRAP_RESAMPLES = 1000
 def _matched_rank_biserial(d, axis=-1):
     """``(R+ − R−)/(R+ + R−)`` of the differences ``d`` along ``axis`` (zeros dropped)."""
     d = np.asarray(d, float)
-    ranks = stats.rankdata(np.where(d == 0, np.nan, np.abs(d)), axis=axis,
-                           nan_policy="omit")
+    ranks = stats.rankdata(np.where(d == 0, np.nan, np.abs(d)), axis=axis, nan_policy="omit")
     pos = np.nansum(np.where(d > 0, ranks, 0.0), axis=axis)
     neg = np.nansum(np.where(d < 0, ranks, 0.0), axis=axis)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -394,9 +491,16 @@ def bootstrap_ci(samples, statistic, ci_level=0.95, paired=False):
     resamples are degenerate."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = stats.bootstrap(samples, statistic, paired=paired, vectorized=True,
-                              confidence_level=ci_level, n_resamples=BOOTSTRAP_RESAMPLES,
-                              method="percentile", random_state=np.random.default_rng(0))
+        res = stats.bootstrap(
+            samples,
+            statistic,
+            paired=paired,
+            vectorized=True,
+            confidence_level=ci_level,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            method="percentile",
+            random_state=np.random.default_rng(0),
+        )
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else (np.nan, np.nan)
 
@@ -415,11 +519,20 @@ def mann_whitney_test(a, b, ci_level=0.95, min_n=3):
     lo, hi = rc.conf_int(alpha=1 - ci_level)
     g = hedges_g(a, b, ci_level)[0]
     est_lo, est_hi = bootstrap_ci((a, b), _median_difference, ci_level)
-    return {"estimate": np.median(a) - np.median(b), "estimate_ci_low": est_lo,
-            "estimate_ci_high": est_hi, "effect_size_type": "rank_biserial",
-            "effect_size": 2 * rc.prob1 - 1, "ci_low": max(2 * lo - 1, -1.0),
-            "ci_high": min(2 * hi - 1, 1.0),
-            "statistic": u, "df": np.nan, "p": p, "reason": None, "power_es": g}
+    return {
+        "estimate": np.median(a) - np.median(b),
+        "estimate_ci_low": est_lo,
+        "estimate_ci_high": est_hi,
+        "effect_size_type": "rank_biserial",
+        "effect_size": 2 * rc.prob1 - 1,
+        "ci_low": max(2 * lo - 1, -1.0),
+        "ci_high": min(2 * hi - 1, 1.0),
+        "statistic": u,
+        "df": np.nan,
+        "p": p,
+        "reason": None,
+        "power_es": g,
+    }
 
 
 @_quiet
@@ -438,10 +551,20 @@ def paired_t_test(a, b, ci_level=0.95, min_n=3):
     dz = d.mean() / d.std(ddof=1)
     tail = (1 - ci_level) / 2
     nc_lo, nc_hi = special.nctdtrinc(df, [1 - tail, tail], t)
-    return {"estimate": d.mean(), "estimate_ci_low": lo, "estimate_ci_high": hi,
-            "effect_size_type": "dz", "effect_size": dz, "ci_low": nc_lo / math.sqrt(n),
-            "ci_high": nc_hi / math.sqrt(n), "statistic": t, "df": df, "p": p,
-            "reason": None, "power_es": dz}
+    return {
+        "estimate": d.mean(),
+        "estimate_ci_low": lo,
+        "estimate_ci_high": hi,
+        "effect_size_type": "dz",
+        "effect_size": dz,
+        "ci_low": nc_lo / math.sqrt(n),
+        "ci_high": nc_hi / math.sqrt(n),
+        "statistic": t,
+        "df": df,
+        "p": p,
+        "reason": None,
+        "power_es": dz,
+    }
 
 
 @_quiet
@@ -452,8 +575,9 @@ def wilcoxon_test(a, b, ci_level=0.95, min_n=3):
     d = np.asarray(a, float) - np.asarray(b, float)
     n = len(d)
     if n < min_n:
-        return _nan_result(f"too few pairs (n={n}; minimum {min_n})",
-                           effect_size_type="matched_rank_biserial")
+        return _nan_result(
+            f"too few pairs (n={n}; minimum {min_n})", effect_size_type="matched_rank_biserial"
+        )
     nz = d[d != 0]
     if len(nz) == 0:
         return _nan_result("all differences are zero", effect_size_type="matched_rank_biserial")
@@ -462,10 +586,20 @@ def wilcoxon_test(a, b, ci_level=0.95, min_n=3):
     sd = d.std(ddof=1)
     est_lo, est_hi = bootstrap_ci((d,), np.median, ci_level)
     r_lo, r_hi = bootstrap_ci((d,), _matched_rank_biserial, ci_level)
-    return {"estimate": np.median(d), "estimate_ci_low": est_lo, "estimate_ci_high": est_hi,
-            "effect_size_type": "matched_rank_biserial", "effect_size": r, "ci_low": r_lo,
-            "ci_high": r_hi, "statistic": w, "df": np.nan, "p": p, "reason": None,
-            "power_es": d.mean() / sd if sd > 0 else np.nan}
+    return {
+        "estimate": np.median(d),
+        "estimate_ci_low": est_lo,
+        "estimate_ci_high": est_hi,
+        "effect_size_type": "matched_rank_biserial",
+        "effect_size": r,
+        "ci_low": r_lo,
+        "ci_high": r_hi,
+        "statistic": w,
+        "df": np.nan,
+        "p": p,
+        "reason": None,
+        "power_es": d.mean() / sd if sd > 0 else np.nan,
+    }
 
 
 @_quiet
@@ -474,17 +608,28 @@ def spearman_test(x, y, ci_level=0.95, min_n=3):
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
     if n < max(min_n, 4):
-        return _nan_result(f"too few participants (n={n}; minimum {max(min_n, 4)})",
-                           effect_size_type="spearman_r")
+        return _nan_result(
+            f"too few participants (n={n}; minimum {max(min_n, 4)})", effect_size_type="spearman_r"
+        )
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return _nan_result("a variable has no variance", effect_size_type="spearman_r")
     res = stats.spearmanr(x, y)
     ci = stats.pearsonr(stats.rankdata(x), stats.rankdata(y)).confidence_interval(ci_level)
     r = float(res.statistic)
-    return {"estimate": r, "estimate_ci_low": ci.low, "estimate_ci_high": ci.high,
-            "effect_size_type": "spearman_r", "effect_size": r, "ci_low": ci.low,
-            "ci_high": ci.high, "statistic": r, "df": np.nan, "p": float(res.pvalue),
-            "reason": None, "power_es": r}
+    return {
+        "estimate": r,
+        "estimate_ci_low": ci.low,
+        "estimate_ci_high": ci.high,
+        "effect_size_type": "spearman_r",
+        "effect_size": r,
+        "ci_low": ci.low,
+        "ci_high": ci.high,
+        "statistic": r,
+        "df": np.nan,
+        "p": float(res.pvalue),
+        "reason": None,
+        "power_es": r,
+    }
 
 
 def covariate_terms(frame: pd.DataFrame, covariates) -> tuple[list[str], list[str]]:
@@ -511,8 +656,11 @@ def ols_design(frame: pd.DataFrame, terms):
 
     rhs = " + ".join(["contrast_a", *terms])
     model = smf.ols(f"_y ~ {rhs}", data=frame.assign(_y=0.0))
-    return pd.DataFrame(model.exog, columns=model.exog_names,
-                        index=pd.Index(model.data.row_labels, name=frame.index.name))
+    return pd.DataFrame(
+        model.exog,
+        columns=model.exog_names,
+        index=pd.Index(model.data.row_labels, name=frame.index.name),
+    )
 
 
 @_quiet
@@ -528,24 +676,38 @@ def ols_test(y, X, k: int, ci_level=0.95, min_n=3, covariates=""):
     n1, n2 = int((X[:, k] == 1).sum()), int((X[:, k] == 0).sum())
     extra = {"effect_size_type": "std_beta", "n1": n1, "n2": n2, "covariates": covariates}
     if n1 < min_n or n2 < min_n:
-        return _nan_result(f"too few participants with complete covariates (n1={n1}, "
-                           f"n2={n2}; minimum {min_n})", **extra)
+        return _nan_result(
+            f"too few participants with complete covariates (n1={n1}, n2={n2}; minimum {min_n})",
+            **extra,
+        )
     if np.ptp(y) == 0:
         return _nan_result("no variance within groups", **extra)
     if len(y) <= X.shape[1] or np.linalg.matrix_rank(X) < X.shape[1]:
-        return _nan_result("the covariate model is singular or has no residual degrees of "
-                           "freedom", **extra)
+        return _nan_result(
+            "the covariate model is singular or has no residual degrees of freedom", **extra
+        )
     fit = sm.OLS(y, X).fit()
     sd = math.sqrt(fit.scale) if fit.scale > 0 else np.nan
     lo, hi = fit.conf_int(alpha=1 - ci_level)[k]
     coef = fit.params[k]
-    return {"estimate": coef, "estimate_ci_low": lo, "estimate_ci_high": hi,
-            "effect_size": coef / sd, "ci_low": lo / sd, "ci_high": hi / sd,
-            "statistic": fit.tvalues[k], "df": fit.df_resid, "p": fit.pvalues[k],
-            "reason": None, "power_es": coef / sd, **extra}
+    return {
+        "estimate": coef,
+        "estimate_ci_low": lo,
+        "estimate_ci_high": hi,
+        "effect_size": coef / sd,
+        "ci_low": lo / sd,
+        "ci_high": hi / sd,
+        "statistic": fit.tvalues[k],
+        "df": fit.df_resid,
+        "p": fit.pvalues[k],
+        "reason": None,
+        "power_es": coef / sd,
+        **extra,
+    }
 
 
 # ----------------------------------------------------------------------------- power
+
 
 def _finite(x):
     return x is not None and np.isfinite(x)
@@ -568,12 +730,17 @@ def _power(kind: str, es, n1, n2, alpha: float):
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         if kind == "two_group":
-            return TTestIndPower().power(effect_size=es, nobs1=n1, alpha=alpha,
-                                         ratio=np.asarray(n2, float) / n1)
+            return TTestIndPower().power(
+                effect_size=es, nobs1=n1, alpha=alpha, ratio=np.asarray(n2, float) / n1
+            )
         if kind == "paired":
             return TTestPower().power(effect_size=es, nobs=n1, alpha=alpha)
-        return NormalIndPower().power(effect_size=np.arctanh(np.minimum(es, 1 - 1e-12)),
-                                      nobs1=np.asarray(n1, float) - 3, alpha=alpha, ratio=0.0)
+        return NormalIndPower().power(
+            effect_size=np.arctanh(np.minimum(es, 1 - 1e-12)),
+            nobs1=np.asarray(n1, float) - 3,
+            alpha=alpha,
+            ratio=0.0,
+        )
 
 
 MIN_N = {"two_group": 2, "paired": 2, "correlation": 4}
@@ -625,13 +792,26 @@ def n_required(kind: str, effect_size, alpha: float = 0.05, power: float = 0.8) 
 @cache
 def _mde(kind: str, n1: int, n2: int, alpha: float, power: float) -> float:
     if kind == "two_group":
-        return _solve(TTestIndPower().solve_power, effect_size=None, nobs1=n1, alpha=alpha,
-                      power=power, ratio=n2 / n1)
+        return _solve(
+            TTestIndPower().solve_power,
+            effect_size=None,
+            nobs1=n1,
+            alpha=alpha,
+            power=power,
+            ratio=n2 / n1,
+        )
     if kind == "paired":
-        return _solve(TTestPower().solve_power, effect_size=None, nobs=n1, alpha=alpha,
-                      power=power)
-    z = _solve(NormalIndPower().solve_power, effect_size=None, nobs1=n1 - 3, alpha=alpha,
-               power=power, ratio=0.0)
+        return _solve(
+            TTestPower().solve_power, effect_size=None, nobs=n1, alpha=alpha, power=power
+        )
+    z = _solve(
+        NormalIndPower().solve_power,
+        effect_size=None,
+        nobs1=n1 - 3,
+        alpha=alpha,
+        power=power,
+        ratio=0.0,
+    )
     return math.tanh(z) if _finite(z) else np.nan
 
 
@@ -644,8 +824,9 @@ def _valid_n(kind, n1, n2):
     return ok
 
 
-def power_analysis(kind: str, effect_size, n1, n2=None, alpha: float = 0.05,
-                   power: float = 0.8) -> dict:
+def power_analysis(
+    kind: str, effect_size, n1, n2=None, alpha: float = 0.05, power: float = 0.8
+) -> dict:
     """Achieved power, N for ``power`` and the minimum detectable effect (two-sided).
 
     ``kind``: ``two_group`` (``effect_size`` is Cohen's d/Hedges g, ``n1``/``n2`` per group;
@@ -659,22 +840,31 @@ def power_analysis(kind: str, effect_size, n1, n2=None, alpha: float = 0.05,
     scalar = np.ndim(effect_size) == 0 and np.ndim(n1) == 0
     es = np.abs(np.atleast_1d(np.asarray(effect_size, float)))
     n1 = np.broadcast_to(np.atleast_1d(np.asarray(n1, float)), es.shape)
-    n2 = np.broadcast_to(np.atleast_1d(np.asarray(np.nan if n2 is None else n2, float)),
-                         es.shape)
+    n2 = np.broadcast_to(np.atleast_1d(np.asarray(np.nan if n2 is None else n2, float)), es.shape)
     ok = _valid_n(kind, n1, n2)
     pw = np.full(es.shape, np.nan)
     good = ok & np.isfinite(es)
     if good.any():
         pw[good] = _power(kind, es[good], n1[good], n2[good], alpha)
     need = np.where(ok, n_required(kind, es, alpha, power), np.nan)
-    mde = np.array([_mde(kind, int(a), int(b) if kind == "two_group" else 0, float(alpha),
-                         float(power)) if o else np.nan for a, b, o in zip(n1, n2, ok)])
+    mde = np.array(
+        [
+            _mde(kind, int(a), int(b) if kind == "two_group" else 0, float(alpha), float(power))
+            if o
+            else np.nan
+            for a, b, o in zip(n1, n2, ok)
+        ]
+    )
     out = {"power": pw, "n_required": need, "mde": mde}
     return {k: float(v[0]) for k, v in out.items()} if scalar else out
 
 
-POWER_KIND = {"two_group": "two_group", "paired_sessions": "paired",
-              "paired_hemispheres": "paired", "correlation": "correlation"}
+POWER_KIND = {
+    "two_group": "two_group",
+    "paired_sessions": "paired",
+    "paired_hemispheres": "paired",
+    "correlation": "correlation",
+}
 POWER_BASIS = {
     "welch": "hedges_g (TTestIndPower)",
     "mannwhitney": "hedges_g of the same data (TTestIndPower, t-test approximation)",
@@ -687,8 +877,10 @@ POWER_BASIS = {
 
 # ----------------------------------------------------------------------------- FDR
 
-def fdr_correct(results: pd.DataFrame, alpha: float = 0.05, method: str = "fdr_bh",
-                by=FAMILY) -> pd.DataFrame:
+
+def fdr_correct(
+    results: pd.DataFrame, alpha: float = 0.05, method: str = "fdr_bh", by=FAMILY
+) -> pd.DataFrame:
     """``p_fdr`` and ``significant`` within each family (statsmodels ``multipletests``);
     rows without a p value stay NaN / False."""
     results = results.copy()
@@ -707,21 +899,44 @@ def fdr_correct(results: pd.DataFrame, alpha: float = 0.05, method: str = "fdr_b
 
 # ----------------------------------------------------------------------------- driver
 
-TESTS = {"welch": welch_test, "mannwhitney": mann_whitney_test, "paired_t": paired_t_test,
-         "wilcoxon": wilcoxon_test, "spearman": spearman_test}
+TESTS = {
+    "welch": welch_test,
+    "mannwhitney": mann_whitney_test,
+    "paired_t": paired_t_test,
+    "wilcoxon": wilcoxon_test,
+    "spearman": spearman_test,
+}
 
 
 def _unit_rows(contrast, key, tests, n1, n2, mean_a, mean_b, results):
     base = dict(zip(UNIT, key))
     for test, res in zip(tests, results):
-        row = {"contrast": contrast["name"], "contrast_type": contrast["type"], **base,
-               "test": test, "label_a": contrast["label_a"], "label_b": contrast["label_b"],
-               "n1": n1, "n2": n2, "mean_a": mean_a, "mean_b": mean_b, **res}
+        row = {
+            "contrast": contrast["name"],
+            "contrast_type": contrast["type"],
+            **base,
+            "test": test,
+            "label_a": contrast["label_a"],
+            "label_b": contrast["label_b"],
+            "n1": n1,
+            "n2": n2,
+            "mean_a": mean_a,
+            "mean_b": mean_b,
+            **res,
+        }
         yield row
 
 
-def run_contrast(table: pd.DataFrame, contrast: dict, *, value="mean", ci_level=0.95,
-                 min_n=3, covariates=(), rules=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_contrast(
+    table: pd.DataFrame,
+    contrast: dict,
+    *,
+    value="mean",
+    ci_level=0.95,
+    min_n=3,
+    covariates=(),
+    rules=(),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All tests of one (validated) contrast: ``(results without FDR/power, data)``."""
     ctype, tests = contrast["type"], contrast["tests"]
     table = apply_rules(table, rules)
@@ -729,9 +944,18 @@ def run_contrast(table: pd.DataFrame, contrast: dict, *, value="mean", ci_level=
     rows = []
     if reason is not None:
         for (mod, met), _ in table.groupby(["modality", "metric"], sort=True):
-            rows.extend(_unit_rows(contrast, (mod, met, np.nan, np.nan, np.nan), tests, 0,
-                                   0 if ctype != "correlation" else np.nan, np.nan, np.nan,
-                                   [_nan_result(reason, effect_size_type=None)] * len(tests)))
+            rows.extend(
+                _unit_rows(
+                    contrast,
+                    (mod, met, np.nan, np.nan, np.nan),
+                    tests,
+                    0,
+                    0 if ctype != "correlation" else np.nan,
+                    np.nan,
+                    np.nan,
+                    [_nan_result(reason, effect_size_type=None)] * len(tests),
+                )
+            )
         return pd.DataFrame(rows), data
     pframe = participant_frame(table) if "ols" in tests else None
     designs = {}
@@ -739,8 +963,12 @@ def run_contrast(table: pd.DataFrame, contrast: dict, *, value="mean", ci_level=
         if ctype == "two_group":
             lv, vals = g["level"].to_numpy(), g["value"].to_numpy(float)
             a, b = vals[lv == "a"], vals[lv == "b"]
-            n1, n2, ma, mb = len(a), len(b), np.mean(a) if len(a) else np.nan, (
-                np.mean(b) if len(b) else np.nan)
+            n1, n2, ma, mb = (
+                len(a),
+                len(b),
+                np.mean(a) if len(a) else np.nan,
+                (np.mean(b) if len(b) else np.nan),
+            )
         elif ctype == "correlation":
             a, b = g["x"].to_numpy(), g["value"].to_numpy()
             n1, n2, ma, mb = len(a), np.nan, np.nan, np.nan
@@ -753,23 +981,34 @@ def run_contrast(table: pd.DataFrame, contrast: dict, *, value="mean", ci_level=
             if test == "ols":
                 modality = key[0]
                 if modality not in designs:
-                    covs = [*covariates, *[c for r in rules if r["modality"] == modality
-                                           for c in r["covariates"]]]
+                    covs = [
+                        *covariates,
+                        *[c for r in rules if r["modality"] == modality for c in r["covariates"]],
+                    ]
                     members = data[data["modality"] == modality][["participant_id", "level"]]
-                    members = members.drop_duplicates("participant_id").set_index(
-                        "participant_id")
+                    members = members.drop_duplicates("participant_id").set_index("participant_id")
                     frame = pframe.loc[members.index].assign(
-                        contrast_a=(members["level"] == "a").astype(float))
+                        contrast_a=(members["level"] == "a").astype(float)
+                    )
                     terms, _ = covariate_terms(frame, covs)
                     design = ols_design(frame, terms)
                     designs[modality] = (
-                        design.to_numpy(float), list(design.columns).index("contrast_a"),
-                        {p: i for i, p in enumerate(design.index)}, ", ".join(terms))
+                        design.to_numpy(float),
+                        list(design.columns).index("contrast_a"),
+                        {p: i for i, p in enumerate(design.index)},
+                        ", ".join(terms),
+                    )
                 X, k, pos, cov_text = designs[modality]
                 rows_x = np.array([pos.get(p, -1) for p in g["participant_id"]], dtype=int)
                 keep = rows_x >= 0
-                res = ols_test(g["value"].to_numpy(float)[keep], X[rows_x[keep]], k,
-                               ci_level, min_n, covariates=cov_text)
+                res = ols_test(
+                    g["value"].to_numpy(float)[keep],
+                    X[rows_x[keep]],
+                    k,
+                    ci_level,
+                    min_n,
+                    covariates=cov_text,
+                )
             elif ctype == "correlation":
                 res = TESTS[test](a, b, ci_level, min_n)
             else:
@@ -786,9 +1025,14 @@ def add_power(results: pd.DataFrame, alpha=0.05, target_power=0.8) -> pd.DataFra
     kinds = results["contrast_type"].map(POWER_KIND).to_numpy()
     for kind in set(kinds) - {None, np.nan}:
         sel = kinds == kind
-        out = power_analysis(kind, results.loc[sel, "power_es"].to_numpy(float),
-                             results.loc[sel, "n1"].to_numpy(float),
-                             results.loc[sel, "n2"].to_numpy(float), alpha, target_power)
+        out = power_analysis(
+            kind,
+            results.loc[sel, "power_es"].to_numpy(float),
+            results.loc[sel, "n1"].to_numpy(float),
+            results.loc[sel, "n2"].to_numpy(float),
+            alpha,
+            target_power,
+        )
         for k, col in cols.items():
             col[sel] = out[k]
     results["power"] = cols["power"]
@@ -803,9 +1047,20 @@ def power_column(target_power: float) -> str:
     return f"n_for_{round(100 * target_power):d}_power"
 
 
-def group_statistics(table: pd.DataFrame, contrasts, *, value="mean", alpha=0.05,
-                     fdr="fdr_bh", ci_level=0.95, target_power=0.8, min_n=3, covariates=(),
-                     modality_rules=(), return_data=False):
+def group_statistics(
+    table: pd.DataFrame,
+    contrasts,
+    *,
+    value="mean",
+    alpha=0.05,
+    fdr="fdr_bh",
+    ci_level=0.95,
+    target_power=0.8,
+    min_n=3,
+    covariates=(),
+    modality_rules=(),
+    return_data=False,
+):
     """Every contrast on the gathered table: tidy results (:data:`RESULT_COLUMNS`).
 
     ``contrasts`` and ``modality_rules`` are the configuration lists (validated here).
@@ -819,19 +1074,28 @@ def group_statistics(table: pd.DataFrame, contrasts, *, value="mean", alpha=0.05
         table = table.assign(atlas=MISSING)
     frames, datas = [], {}
     for c in contrasts:
-        res, data = run_contrast(table, c, value=value, ci_level=ci_level, min_n=min_n,
-                                 covariates=covariates, rules=rules)
+        res, data = run_contrast(
+            table,
+            c,
+            value=value,
+            ci_level=ci_level,
+            min_n=min_n,
+            covariates=covariates,
+            rules=rules,
+        )
         frames.append(res)
         datas[c["name"]] = data
-    results = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(
-        len(f) for f in frames) else pd.DataFrame(columns=[*RESULT_COLUMNS, "power_es"])
+    results = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else pd.DataFrame(columns=[*RESULT_COLUMNS, "power_es"])
+    )
     for col in (*RESULT_COLUMNS, "power_es"):
         if col not in results:
             results[col] = np.nan
     results = add_power(results, alpha, target_power)
     results = fdr_correct(results, alpha, fdr)
-    columns = [power_column(target_power) if c == "n_for_80_power" else c
-               for c in RESULT_COLUMNS]
+    columns = [power_column(target_power) if c == "n_for_80_power" else c for c in RESULT_COLUMNS]
     results = results[columns]
     for col in ("n1", "n2", power_column(target_power)):
         results[col] = pd.to_numeric(results[col]).round().astype("Int64")

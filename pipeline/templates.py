@@ -45,10 +45,16 @@ def build_offline_home(home) -> Path:
 
     home = Path(home)
     tdir = home / f"tpl-{OFFLINE_TEMPLATE}"
-    keys = ("desc-brain_T1w", "desc-brain_mask", "label-GM_probseg", "label-WM_probseg",
-            "label-CSF_probseg")
-    targets = [tdir / f"tpl-{OFFLINE_TEMPLATE}_res-{res}_{key}.nii.gz"
-               for res in (1, 2) for key in keys]
+    keys = (
+        "desc-brain_T1w",
+        "desc-brain_mask",
+        "label-GM_probseg",
+        "label-WM_probseg",
+        "label-CSF_probseg",
+    )
+    targets = [
+        tdir / f"tpl-{OFFLINE_TEMPLATE}_res-{res}_{key}.nii.gz" for res in (1, 2) for key in keys
+    ]
     # TemplateFlow's skeleton holds 0-byte placeholders of files not yet downloaded
     if all(t.exists() and t.stat().st_size > 0 for t in targets):
         return tdir
@@ -62,8 +68,13 @@ def build_offline_home(home) -> Path:
     gmd = np.asarray(gm.dataobj, dtype=np.float32) / 255.0
     wmd = np.asarray(wm.dataobj, dtype=np.float32) / 255.0
     csf = np.clip(brain - gmd - wmd, 0, 1)
-    maps = {"desc-brain_T1w": t1d, "desc-brain_mask": brain,
-            "label-GM_probseg": gmd, "label-WM_probseg": wmd, "label-CSF_probseg": csf}
+    maps = {
+        "desc-brain_T1w": t1d,
+        "desc-brain_mask": brain,
+        "label-GM_probseg": gmd,
+        "label-WM_probseg": wmd,
+        "label-CSF_probseg": csf,
+    }
     for res in (1, 2):
         aff = np.diag([res, res, res, 1.0])
         aff[:3, 3] = t1.affine[:3, 3]
@@ -87,13 +98,16 @@ def build_offline_home(home) -> Path:
     desc = {
         "Name": "ICBM 2009a Nonlinear Symmetric (as bundled with nilearn)",
         "Identifier": OFFLINE_TEMPLATE,
-        "Authors": ["Fonov V", "Evans AC", "Botteron K", "Almli CR", "McKinstry RC",
-                    "Collins DL"],
+        "Authors": ["Fonov V", "Evans AC", "Botteron K", "Almli CR", "McKinstry RC", "Collins DL"],
         "ReferencesAndLinks": ["https://doi.org/10.1016/j.neuroimage.2010.07.033"],
         "res": {"1": {"zooms": [1, 1, 1]}, "2": {"zooms": [2, 2, 2]}},
-        "GeneratedBy": [{"Name": "inflamap templates",
-                         "Description": "Built offline from nilearn's bundled ICBM152 2009a "
-                                        "brain template and tissue maps; CSF = mask - GM - WM."}],
+        "GeneratedBy": [
+            {
+                "Name": "inflamap templates",
+                "Description": "Built offline from nilearn's bundled ICBM152 2009a "
+                "brain template and tissue maps; CSF = mask - GM - WM.",
+            }
+        ],
     }
     stamp = tdir / "template_description.json"
     if not stamp.exists():  # keep TemplateFlow's own description where its skeleton has one
@@ -111,15 +125,18 @@ def get_template_file(template: str, resolution: int, **entities) -> Path:
         raise TemplateError(
             f"TemplateFlow could not provide {template} {entities} (res {resolution}): {exc}. "
             f"Pre-fetch it with 'inflamap templates --fetch {template}' on a machine with "
-            "network, or set TEMPLATEFLOW_HOME to a pre-fetched home") from exc
+            "network, or set TEMPLATEFLOW_HOME to a pre-fetched home"
+        ) from exc
     if isinstance(found, list):
         found = [f for f in found if "_space-" not in str(f)]
         if len(found) != 1:
             raise TemplateError(
                 f"TemplateFlow has {len(found) or 'no'} file(s) for {template} {entities} "
-                f"(res {resolution}) under TEMPLATEFLOW_HOME={os.environ.get('TEMPLATEFLOW_HOME')}; "
+                f"(res {resolution}) under "
+                f"TEMPLATEFLOW_HOME={os.environ.get('TEMPLATEFLOW_HOME')}; "
                 f"pre-fetch it with 'inflamap templates --fetch {template}' or choose another "
-                "template in the config")
+                "template in the config"
+            )
         found = found[0]
     return Path(found)
 
@@ -130,8 +147,12 @@ def fetch_templates(templates, resolution: int = 2):
 
     got = []
     for tpl in templates:
-        for q in ({"desc": "brain", "suffix": "T1w"}, {"desc": "brain", "suffix": "mask"},
-                  {"desc": None, "suffix": "T1w"}, {"label": "GM", "suffix": "probseg"},
-                  {"label": "WM", "suffix": "probseg"}):
+        for q in (
+            {"desc": "brain", "suffix": "T1w"},
+            {"desc": "brain", "suffix": "mask"},
+            {"desc": None, "suffix": "T1w"},
+            {"label": "GM", "suffix": "probseg"},
+            {"label": "WM", "suffix": "probseg"},
+        ):
             got.append(api.get(tpl, resolution=resolution, **q))
     return got

@@ -30,7 +30,8 @@ def same_grid(a, b, atol: float = 1e-3) -> bool:
     import numpy as np
 
     return tuple(a.shape[:3]) == tuple(b.shape[:3]) and bool(
-        np.allclose(a.affine, b.affine, atol=atol))
+        np.allclose(a.affine, b.affine, atol=atol)
+    )
 
 
 def atomic_write_text(text: str, path) -> Path:
@@ -67,8 +68,14 @@ def write_once_text(text: str, path) -> bool:
         except FileExistsError:
             return False
         except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
-                                 errno.EMLINK, errno.ENOSYS):
+            if exc.errno not in (
+                errno.EPERM,
+                errno.ENOTSUP,
+                errno.EOPNOTSUPP,
+                errno.EXDEV,
+                errno.EMLINK,
+                errno.ENOSYS,
+            ):
                 raise
             if path.exists():
                 return False

@@ -23,9 +23,14 @@ def run_cli(*args, cwd=None, timeout=3000):
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
     # from the checkout (a test that changed the working folder must not make the child
     # import another installed copy)
-    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd or ROOT, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def tree_snapshot(root: Path) -> dict:
@@ -68,14 +73,53 @@ def demo_run(demo_dir, tmp_path_factory):
         p.chmod(p.stat().st_mode & ~0o222)  # read-only (for non-root runs)
     before = tree_snapshot(bids)
     out, work = base / "out", base / "work"
-    part = run_cli(bids, out, "participant", "--config", demo_dir / "inflamap-demo.yml",
-                   "-w", work, "--nprocs", "2", "--omp-nthreads", "1")
+    part = run_cli(
+        bids,
+        out,
+        "participant",
+        "--config",
+        demo_dir / "inflamap-demo.yml",
+        "-w",
+        work,
+        "--nprocs",
+        "2",
+        "--omp-nthreads",
+        "1",
+    )
     # Later tests rerun participants into the same OUTPUT_DIR (other settings); keep what
     # this run wrote about its resources.
-    resources = {p.parent.name: p.read_text()
-                 for p in sorted((out / "logs").glob("sub-*/resources.json"))}
-    group = run_cli(bids, out, "group", "--config", demo_dir / "inflamap-demo.yml",
-                    "-w", work)
-    return {"bids": bids, "out": out, "work": work, "participant": part, "group": group,
-            "resources": resources,
-            "before": before, "demo": demo_dir}
+    resources = {
+        p.parent.name: p.read_text() for p in sorted((out / "logs").glob("sub-*/resources.json"))
+    }
+    group = run_cli(bids, out, "group", "--config", demo_dir / "inflamap-demo.yml", "-w", work)
+    return {
+        "bids": bids,
+        "out": out,
+        "work": work,
+        "participant": part,
+        "group": group,
+        "resources": resources,
+        "before": before,
+        "demo": demo_dir,
+    }
+
+
+#: modules whose every test is of one kind (the rest: by the fixtures a test uses)
+MODULE_MARKS = {
+    "test_slurm": "slurm",
+    "test_container": "container",
+    "test_resume": "e2e",
+    "test_concurrency": "e2e",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers in one place: ``e2e`` for every test that uses the shared demo run (or runs
+    the pipeline itself), ``slurm`` and ``container`` by module. The fast suite is
+    ``-m "not e2e and not slurm and not container"``."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in MODULE_MARKS:
+            item.add_marker(getattr(pytest.mark, MODULE_MARKS[module]))
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)

@@ -43,7 +43,8 @@ def cli_env(**extra) -> dict:
     installed copy), the tests' offline TemplateFlow home."""
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -53,8 +54,9 @@ def _keep(name: str) -> bool:
     return not re.search(r"MEGRE|VFA|_dce|_ce-|_pet|_spect", name)
 
 
-def t1w_subset(demo_dir: Path, dest: Path, sessions=("01",), participants: int | None = None
-               ) -> Path:
+def t1w_subset(
+    demo_dir: Path, dest: Path, sessions=("01",), participants: int | None = None
+) -> Path:
     """A valid BIDS dataset with the demo's pre-contrast T1w of ``sessions``.
 
     With ``participants=N``, participants sub-01..sub-N are copies of the demo's (cycling
@@ -81,8 +83,11 @@ def t1w_subset(demo_dir: Path, dest: Path, sessions=("01",), participants: int |
                 continue
             if rel.parts[0].startswith("ses-") and rel.parts[0][4:] not in sessions:
                 continue
-            target = dest / f"sub-{new}" / Path(*[p.replace(f"sub-{old}", f"sub-{new}")
-                                                  for p in rel.parts])
+            target = (
+                dest
+                / f"sub-{new}"
+                / Path(*[p.replace(f"sub-{old}", f"sub-{new}") for p in rel.parts])
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             if f.name.endswith("_sessions.tsv"):
                 lines = f.read_text().splitlines()
@@ -96,13 +101,22 @@ def t1w_subset(demo_dir: Path, dest: Path, sessions=("01",), participants: int |
 
 def slurm_missing() -> str | None:
     """Why a local SLURM cannot start here (None when it can)."""
-    tools = ("slurmctld", "slurmd", "munged", "mungekey", "sbatch", "squeue", "scontrol",
-             "scancel")
-    missing = [t for t in tools if shutil.which(t) is None
-               and not Path(f"/usr/sbin/{t}").exists()]
+    tools = (
+        "slurmctld",
+        "slurmd",
+        "munged",
+        "mungekey",
+        "sbatch",
+        "squeue",
+        "scontrol",
+        "scancel",
+    )
+    missing = [t for t in tools if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
     if missing:
-        return (f"SLURM/munge not installed ({', '.join(missing)} missing): "
-                "run .ci/slurm-setup.sh (apt-get install slurm-wlm munge)")
+        return (
+            f"SLURM/munge not installed ({', '.join(missing)} missing): "
+            "run .ci/slurm-setup.sh (apt-get install slurm-wlm munge)"
+        )
     if os.geteuid() != 0:
         return "the single-node SLURM of the tests runs its daemons as root"
     return None
@@ -140,13 +154,25 @@ class LocalSlurm:
         r.chmod(0o700)
         for d in ("state", "spool"):
             (r / d).mkdir(exist_ok=True)
-        subprocess.run([_exe("mungekey"), "-c", "-f", "-k", str(r / "munge.key"), "-b", "1024"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [_exe("mungekey"), "-c", "-f", "-k", str(r / "munge.key"), "-b", "1024"],
+            check=True,
+            capture_output=True,
+        )
         self.socket = r / "munge.socket"
-        self._spawn("munged", [_exe("munged"), "-F", "-f", f"--socket={self.socket}",
-                               f"--key-file={r / 'munge.key'}", f"--log-file={r / 'munged.log'}",
-                               f"--pid-file={r / 'munged.pid'}",
-                               f"--seed-file={r / 'munged.seed'}"])
+        self._spawn(
+            "munged",
+            [
+                _exe("munged"),
+                "-F",
+                "-f",
+                f"--socket={self.socket}",
+                f"--key-file={r / 'munge.key'}",
+                f"--log-file={r / 'munged.log'}",
+                f"--pid-file={r / 'munged.pid'}",
+                f"--seed-file={r / 'munged.seed'}",
+            ],
+        )
         self._wait(lambda: self.socket.exists(), timeout, "munged did not create its socket")
         mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
         self.conf.write_text(f"""\
@@ -159,12 +185,12 @@ SlurmdPort={_free_port()}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.socket}
-StateSaveLocation={r / 'state'}
-SlurmdSpoolDir={r / 'spool'}
-SlurmctldPidFile={r / 'slurmctld.pid'}
-SlurmdPidFile={r / 'slurmd.pid'}
-SlurmctldLogFile={r / 'slurmctld.log'}
-SlurmdLogFile={r / 'slurmd.log'}
+StateSaveLocation={r / "state"}
+SlurmdSpoolDir={r / "spool"}
+SlurmctldPidFile={r / "slurmctld.pid"}
+SlurmdPidFile={r / "slurmd.pid"}
+SlurmctldLogFile={r / "slurmctld.log"}
+SlurmdLogFile={r / "slurmd.log"}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -184,17 +210,24 @@ RealMemory={max(512, mem_mb - 1024)} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
         self._spawn("slurmctld", [_exe("slurmctld"), "-D", "-f", str(self.conf)])
-        self._wait(lambda: self._ok(["scontrol", "ping"], "UP"), timeout,
-                   "slurmctld did not answer")
+        self._wait(
+            lambda: self._ok(["scontrol", "ping"], "UP"), timeout, "slurmctld did not answer"
+        )
         self._spawn("slurmd", [_exe("slurmd"), "-D", "-f", str(self.conf)])
-        self._wait(lambda: self._ok(["sinfo", "-h", "-o", "%T"], "idle"), timeout,
-                   "the node did not become idle")
+        self._wait(
+            lambda: self._ok(["sinfo", "-h", "-o", "%T"], "idle"),
+            timeout,
+            "the node did not become idle",
+        )
         return self
 
     def _spawn(self, name, argv):
         log = open(self.root / f"{name}.out", "w")
-        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                           env=self.env, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        )
         log.close()
 
     def _ok(self, argv, word) -> bool:
@@ -208,8 +241,9 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 return
             for p in self.procs:
                 if p.poll() is not None:
-                    raise RuntimeError(f"{what}: {p.args[0]} exited ({p.returncode}); "
-                                       f"{self.logs()}")
+                    raise RuntimeError(
+                        f"{what}: {p.args[0]} exited ({p.returncode}); {self.logs()}"
+                    )
             time.sleep(0.5)
         raise RuntimeError(f"{what} within {timeout} s; {self.logs()}")
 

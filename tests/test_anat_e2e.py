@@ -5,8 +5,8 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run_cli, tree_snapshot
+
 from pipeline.demo.evaluate import evaluate
 
 
@@ -30,13 +30,19 @@ def test_input_dataset_untouched(demo_run):
     assert tree_snapshot(demo_run["bids"]) == demo_run["before"]
 
 
-@pytest.mark.parametrize("name,needs_sidecar", [
-    ("desc-preproc_T1w.nii.gz", True), ("desc-brain_mask.nii.gz", True),
-    ("space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz", True),
-    ("from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5", True),
-    ("from-MNI152NLin2009aSym_to-T1w_mode-image_xfm.h5", True),
-    ("atlas-inflamapLobes_dseg.nii.gz", True), ("atlas-inflamapLobes_dseg.tsv", False),
-    ("atlas-inflamapLobes_desc-nT1w_regions.tsv", True)])
+@pytest.mark.parametrize(
+    "name,needs_sidecar",
+    [
+        ("desc-preproc_T1w.nii.gz", True),
+        ("desc-brain_mask.nii.gz", True),
+        ("space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz", True),
+        ("from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5", True),
+        ("from-MNI152NLin2009aSym_to-T1w_mode-image_xfm.h5", True),
+        ("atlas-inflamapLobes_dseg.nii.gz", True),
+        ("atlas-inflamapLobes_dseg.tsv", False),
+        ("atlas-inflamapLobes_desc-nT1w_regions.tsv", True),
+    ],
+)
 def test_derivatives_present_with_sidecars(demo_run, name, needs_sidecar):
     out = demo_run["out"]
     desc = json.loads((out / "dataset_description.json").read_text())
@@ -49,7 +55,8 @@ def test_derivatives_present_with_sidecars(demo_run, name, needs_sidecar):
             if needs_sidecar:
                 meta = json.loads(side.read_text())
                 assert meta["Sources"] == [
-                    f"bids:raw:sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_T1w.nii.gz"]
+                    f"bids:raw:sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_T1w.nii.gz"
+                ]
     assert not list(out.rglob(".*.tmp"))  # no leftover temporary files
 
 
@@ -57,12 +64,30 @@ def test_regional_table_and_laterality(demo_run):
     truth = json.loads((demo_run["demo"] / "groundtruth" / "groundtruth.json").read_text())
     out = demo_run["out"]
     for pid, p in truth["participants"].items():
-        t = pd.read_csv(out / pid / "ses-02" / "anat" /
-                        f"{pid}_ses-02_atlas-inflamapLobes_desc-nT1w_regions.tsv", sep="\t")
+        t = pd.read_csv(
+            out
+            / pid
+            / "ses-02"
+            / "anat"
+            / f"{pid}_ses-02_atlas-inflamapLobes_desc-nT1w_regions.tsv",
+            sep="\t",
+        )
         # the table columns, then the carried covariates (regional.carry_columns)
-        assert list(t.columns) == ["participant_id", "session_id", "modality", "metric", "roi",
-                                   "hemisphere", "n_voxels", "mean", "median", "sd", "group",
-                                   "treatment", "tspo_genotype"]
+        assert list(t.columns) == [
+            "participant_id",
+            "session_id",
+            "modality",
+            "metric",
+            "roi",
+            "hemisphere",
+            "n_voxels",
+            "mean",
+            "median",
+            "sd",
+            "group",
+            "treatment",
+            "tspo_genotype",
+        ]
         assert set(t["group"]) == {p["group"]}
         assert set(t["participant_id"]) == {pid} and set(t["session_id"]) == {"ses-02"}
         base = t[t.hemisphere.isin(["left", "right", "bilateral"])]
@@ -77,7 +102,8 @@ def test_regional_table_and_laterality(demo_run):
             assert occ.loc["ipsi", "mean"] == occ.loc[side, "mean"]
             assert occ.loc["contra", "mean"] == occ.loc[other, "mean"]
             ai = (occ.loc[side, "mean"] - occ.loc[other, "mean"]) / (
-                (occ.loc[side, "mean"] + occ.loc[other, "mean"]) / 2)
+                (occ.loc[side, "mean"] + occ.loc[other, "mean"]) / 2
+            )
             assert occ.loc["AI", "mean"] == pytest.approx(ai)
             assert len(lat) == 3 * 6  # six paired ROIs
         else:
@@ -94,12 +120,29 @@ def test_group_table(demo_run):
 
 def test_rerun_reuses_work_dir(demo_run):
     work = demo_run["work"]
-    result = work / "sub-01" / "sub_01_wf" / "anat_ses_01_wf" / "registration" / \
-        "result_registration.pklz"
+    result = (
+        work
+        / "sub-01"
+        / "sub_01_wf"
+        / "anat_ses_01_wf"
+        / "registration"
+        / "result_registration.pklz"
+    )
     before = result.stat().st_mtime_ns
-    p = run_cli(demo_run["bids"], demo_run["out"], "participant", "--participant-label", "01",
-                "--config", demo_run["demo"] / "inflamap-demo.yml", "-w", work,
-                "--skip-bids-validation", "--use-plugin", ROOT / "configs" / "plugin_linear.yml")
+    p = run_cli(
+        demo_run["bids"],
+        demo_run["out"],
+        "participant",
+        "--participant-label",
+        "01",
+        "--config",
+        demo_run["demo"] / "inflamap-demo.yml",
+        "-w",
+        work,
+        "--skip-bids-validation",
+        "--use-plugin",
+        ROOT / "configs" / "plugin_linear.yml",
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "with Linear" in p.stderr
     assert result.stat().st_mtime_ns == before  # cached node, not recomputed

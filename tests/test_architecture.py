@@ -60,9 +60,11 @@ def _graph() -> dict:
 
 def test_workflows_import_pipeline_never_the_reverse():
     graph = _graph()
-    wrong = {m: sorted(d for d in deps if d.startswith("workflows"))
-             for m, deps in graph.items()
-             if m.startswith("pipeline") and m not in BUILDS_WORKFLOWS}
+    wrong = {
+        m: sorted(d for d in deps if d.startswith("workflows"))
+        for m, deps in graph.items()
+        if m.startswith("pipeline") and m not in BUILDS_WORKFLOWS
+    }
     assert not {m: d for m, d in wrong.items() if d}, wrong
 
 
@@ -85,7 +87,7 @@ def test_no_import_circle():
         stack.append(node)
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 1:
-                cycles.append(stack[stack.index(dep):] + [dep])
+                cycles.append(stack[stack.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep)
         stack.pop()
@@ -112,7 +114,7 @@ def test_the_checker_sees_a_circle():
     def visit(node, path):
         for dep in planted.get(node, ()):
             if dep in path:
-                seen.append(path[path.index(dep):])
+                seen.append(path[path.index(dep) :])
                 return
             if len(path) < 6:
                 visit(dep, path + [dep])

@@ -5,11 +5,19 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import SHARED
-from pipeline.bids import (check_bids_root, clean_labels, collect_session, get_layout,
-                           read_participants, read_sessions, select_participants,
-                           DatasetTables, sessions_of)
+
+from pipeline.bids import (
+    DatasetTables,
+    check_bids_root,
+    clean_labels,
+    collect_session,
+    get_layout,
+    read_participants,
+    read_sessions,
+    select_participants,
+    sessions_of,
+)
 from pipeline.config import default_config
 from pipeline.errors import DataError, InputMissingError, UsageError
 
@@ -63,12 +71,16 @@ def test_out_of_vocabulary_covariates(tmp_path, demo_dir):
     p = pd.read_csv(root / "participants.tsv", sep="\t")
     p.loc[0, "group"] = "migraine"
     p.to_csv(root / "participants.tsv", sep="\t", index=False)
-    with pytest.raises(DataError, match=r"participants.tsv: column 'group' has value\(s\) "
-                                        r"\['migraine'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"participants.tsv: column 'group' has value\(s\) "
+        r"\['migraine'\]",
+    ):
         read_participants(root, COV)
     s = root / "sub-02" / "sub-02_sessions.tsv"
-    s.write_text(s.read_text().replace("none", "both").replace("left", "both")
-                 .replace("right", "both"))
+    s.write_text(
+        s.read_text().replace("none", "both").replace("left", "both").replace("right", "both")
+    )
     with pytest.raises(DataError, match="sub-02_sessions.tsv: column 'headache_side'"):
         read_sessions(root, "02", COV)
 

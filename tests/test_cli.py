@@ -3,8 +3,8 @@
 import shutil
 
 import pytest
-
 from conftest import run_cli
+
 from pipeline import __version__
 
 
@@ -18,9 +18,19 @@ def test_version_and_help():
     p = run_cli("--version")
     assert p.returncode == 0 and p.stdout.strip() == f"inflamap {__version__}"
     h = run_cli("--help")
-    for opt in ("--participant-label", "--session-label", "--work-dir", "--nprocs",
-                "--omp-nthreads", "--mem-gb", "--config", "--bids-filter-file",
-                "--skip-bids-validation", "--stop-on-first-crash", "--use-plugin"):
+    for opt in (
+        "--participant-label",
+        "--session-label",
+        "--work-dir",
+        "--nprocs",
+        "--omp-nthreads",
+        "--mem-gb",
+        "--config",
+        "--bids-filter-file",
+        "--skip-bids-validation",
+        "--stop-on-first-crash",
+        "--use-plugin",
+    ):
         assert opt in h.stdout
 
 
@@ -44,12 +54,15 @@ def test_not_a_bids_root(tmp_path):
     assert "dataset_description.json: missing" in _err_line(p)
 
 
-@pytest.fixture()
+@pytest.fixture
 def small_ds(tmp_path, demo_dir):
     """A copy of one demo participant, T1w only (fast to validate)."""
     ds = tmp_path / "ds"
-    shutil.copytree(demo_dir / "bids", ds, ignore=shutil.ignore_patterns(
-        "*MEGRE*", "*VFA*", "*dce*", "pet", "*ce-*", "sub-02"))
+    shutil.copytree(
+        demo_dir / "bids",
+        ds,
+        ignore=shutil.ignore_patterns("*MEGRE*", "*VFA*", "*dce*", "pet", "*ce-*", "sub-02"),
+    )
     tsv = ds / "participants.tsv"
     tsv.write_text("\n".join(tsv.read_text().splitlines()[:2]) + "\n")
     return ds
@@ -57,12 +70,14 @@ def small_ds(tmp_path, demo_dir):
 
 def test_participant_label_errors(small_ds, tmp_path):
     out = tmp_path / "out"
-    p = run_cli(small_ds, out, "participant", "--participant-label", "99",
-                "--skip-bids-validation")
+    p = run_cli(
+        small_ds, out, "participant", "--participant-label", "99", "--skip-bids-validation"
+    )
     assert p.returncode == 66
     assert "sub-99 not found; available: sub-01" in _err_line(p)
-    p = run_cli(small_ds, out, "participant", "--participant-label", "../x",
-                "--skip-bids-validation")
+    p = run_cli(
+        small_ds, out, "participant", "--participant-label", "../x", "--skip-bids-validation"
+    )
     assert p.returncode == 64 and "'../x'" in _err_line(p)
     assert not (out / "dataset_description.json").exists()
 
@@ -94,8 +109,9 @@ def test_bids_validation_failure_exit_16(small_ds, tmp_path):
 def test_unknown_template_exit_66(small_ds, tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("anat:\n  template: NoSuchTemplate\n")
-    p = run_cli(small_ds, tmp_path / "out", "participant", "--config", cfg,
-                "--skip-bids-validation")
+    p = run_cli(
+        small_ds, tmp_path / "out", "participant", "--config", cfg, "--skip-bids-validation"
+    )
     assert p.returncode == 66 and "NoSuchTemplate" in _err_line(p)
 
 
@@ -115,8 +131,9 @@ def test_group_without_participant_level(small_ds, tmp_path):
 def test_bad_plugin_file(small_ds, tmp_path):
     f = tmp_path / "plugin.yml"
     f.write_text("plugin_args: {}\n")
-    p = run_cli(small_ds, tmp_path / "out", "participant", "--use-plugin", f,
-                "--skip-bids-validation")
+    p = run_cli(
+        small_ds, tmp_path / "out", "participant", "--use-plugin", f, "--skip-bids-validation"
+    )
     assert p.returncode == 64 and "needs a 'plugin:' key" in _err_line(p)
 
 

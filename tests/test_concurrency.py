@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from hpc_support import cli_env, t1w_subset, write_fast_config
+
 from pipeline.utils import is_temporary
 
 N_WRITERS = 8
@@ -32,8 +32,11 @@ N_WRITERS = 8
 @pytest.fixture(scope="module")
 def many(demo_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("concurrency")
-    return {"bids": t1w_subset(demo_dir, base / "bids", participants=N_WRITERS),
-            "config": write_fast_config(base), "base": base}
+    return {
+        "bids": t1w_subset(demo_dir, base / "bids", participants=N_WRITERS),
+        "config": write_fast_config(base),
+        "base": base,
+    }
 
 
 def _writer(i, barrier, bids, out, queue):
@@ -49,17 +52,24 @@ def _writer(i, barrier, bids, out, queue):
         desc = write_dataset_description(out, bids)
         created = write_once_text(f"writer {i}\n", Path(out) / "code" / "once.txt")
         for suffix, ents, meta in (
-                ("T1w", {"desc": "preproc"}, {"SkullStripped": False}),
-                ("mask", {"desc": "brain"}, {"Type": "Brain"})):
-            sink = DerivativesSink(base_directory=str(out), bids_dir=str(bids), in_file=str(t1w),
-                                   source_file=str(t1w), suffix=suffix, entities=ents,
-                                   meta_dict=meta)
+            ("T1w", {"desc": "preproc"}, {"SkullStripped": False}),
+            ("mask", {"desc": "brain"}, {"Type": "Brain"}),
+        ):
+            sink = DerivativesSink(
+                base_directory=str(out),
+                bids_dir=str(bids),
+                in_file=str(t1w),
+                source_file=str(t1w),
+                suffix=suffix,
+                entities=ents,
+                meta_dict=meta,
+            )
             sink.run(cwd=str(Path(out).parent / f"cwd{i}"))
         shared = Path(out) / "group" / "shared.tsv"
         for _ in range(20):  # the same file from every process: last complete one wins
             atomic_write_text(f"writer\t{i}\n" * 20000, shared)
         queue.put((i, "ok", os.stat(desc).st_ino, created))
-    except Exception as exc:  # pragma: no cover - reported by the test
+    except Exception as exc:  # pragma: no cover - reported by the test  # noqa: BLE001
         queue.put((i, f"{type(exc).__name__}: {exc}", None, None))
 
 
@@ -69,8 +79,10 @@ def test_eight_writers_at_one_barrier(many, tmp_path):
     barrier, queue = ctx.Barrier(N_WRITERS), ctx.Queue()
     for i in range(N_WRITERS):
         (tmp_path / f"cwd{i}").mkdir()
-    procs = [ctx.Process(target=_writer, args=(i, barrier, many["bids"], out, queue))
-             for i in range(N_WRITERS)]
+    procs = [
+        ctx.Process(target=_writer, args=(i, barrier, many["bids"], out, queue))
+        for i in range(N_WRITERS)
+    ]
     for p in procs:
         p.start()
     # read the shared file while it is being replaced: always one writer's complete text
@@ -101,9 +113,14 @@ def test_eight_writers_at_one_barrier(many, tmp_path):
     for i in range(N_WRITERS):
         anat = out / f"sub-{i + 1:02d}" / "ses-01" / "anat"
         assert sorted(p.name for p in anat.iterdir()) == sorted(
-            f"sub-{i + 1:02d}_ses-01_{n}" for n in (
-                "desc-preproc_T1w.nii.gz", "desc-preproc_T1w.json",
-                "desc-brain_mask.nii.gz", "desc-brain_mask.json"))
+            f"sub-{i + 1:02d}_ses-01_{n}"
+            for n in (
+                "desc-preproc_T1w.nii.gz",
+                "desc-preproc_T1w.json",
+                "desc-brain_mask.nii.gz",
+                "desc-brain_mask.json",
+            )
+        )
     assert not [p for p in out.rglob("*") if is_temporary(p)]
     shutil.rmtree(out / "code")
     _assert_valid_bids(out)
@@ -113,16 +130,21 @@ def _validator_errors(root: Path) -> list[dict]:
     exe = shutil.which("bids-validator-deno")
     if exe is None:
         pytest.skip("bids-validator-deno not installed")
-    proc = subprocess.run([exe, str(root), "--format", "json", "--ignoreWarnings"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [exe, str(root), "--format", "json", "--ignoreWarnings"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = json.loads(proc.stdout)
     return [i for i in report["issues"]["issues"] if i["severity"] == "error"]
 
 
 def _assert_valid_bids(root: Path, known=()):
     errors = _validator_errors(root)
-    unexpected = [e for e in errors if (e["code"], e.get("subCode"), Path(e["location"]).name)
-                  not in known]
+    unexpected = [
+        e for e in errors if (e["code"], e.get("subCode"), Path(e["location"]).name) not in known
+    ]
     assert not unexpected, json.dumps(unexpected[:5], indent=1)
 
 
@@ -130,12 +152,34 @@ def test_four_participants_at_once_share_work_and_output(many, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     env = cli_env()
     t0 = time.time()
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "pipeline", many["bids"], out, "participant",
-         "--participant-label", f"{i:02d}", "-w", work, "--config", many["config"],
-         "--skip-bids-validation", "--nprocs", "1", "--omp-nthreads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for i in range(1, 5)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                many["bids"],
+                out,
+                "participant",
+                "--participant-label",
+                f"{i:02d}",
+                "-w",
+                work,
+                "--config",
+                many["config"],
+                "--skip-bids-validation",
+                "--nprocs",
+                "1",
+                "--omp-nthreads",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(1, 5)
+    ]
     logs = [p.communicate(timeout=600) for p in procs]
     print(f"4 participants at once: {time.time() - t0:.0f} s")
     for p, (_, err) in zip(procs, logs, strict=True):
@@ -144,19 +188,31 @@ def test_four_participants_at_once_share_work_and_output(many, tmp_path):
     for i in range(1, 5):
         sub = work / f"sub-0{i}"
         assert sorted(p.name for p in sub.iterdir() if not p.name.startswith(".")) == [
-            "inflamap_config.json", f"sub_0{i}_wf"]
-        table = pd.read_csv(out / f"sub-0{i}" / "ses-01" / "anat" /
-                            f"sub-0{i}_ses-01_atlas-inflamapLobes_desc-nT1w_regions.tsv",
-                            sep="\t")
+            "inflamap_config.json",
+            f"sub_0{i}_wf",
+        ]
+        table = pd.read_csv(
+            out
+            / f"sub-0{i}"
+            / "ses-01"
+            / "anat"
+            / f"sub-0{i}_ses-01_atlas-inflamapLobes_desc-nT1w_regions.tsv",
+            sep="\t",
+        )
         assert set(table["participant_id"]) == {f"sub-0{i}"}
     json.loads((out / "dataset_description.json").read_text())
     assert not [p for p in out.rglob("*") if is_temporary(p)]
     assert not list(out.glob("logs/*/crash-*"))
     # Known gap of the workflows (not of the writing): the template-space T1w sidecar has no
     # SkullStripped field, which the validator requires of desc-preproc images.
-    known = {("SIDECAR_KEY_REQUIRED", "SkullStripped",
-              f"sub-0{i}_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
-             for i in range(1, 5)}
+    known = {
+        (
+            "SIDECAR_KEY_REQUIRED",
+            "SkullStripped",
+            f"sub-0{i}_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz",
+        )
+        for i in range(1, 5)
+    }
     _assert_valid_bids(out, known)
 
 
@@ -167,19 +223,47 @@ def test_second_run_of_a_running_participant_is_refused(many, tmp_path):
     work = tmp_path / "work"
     (work / "sub-01").mkdir(parents=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
-         "from pipeline.cli import _ParticipantLock as L; from pathlib import Path;"
-         "l = L(Path(sys.argv[2])); assert l.acquire(); print('locked', flush=True);"
-         "time.sleep(120)", str(Path(__file__).resolve().parents[1]), str(work / "sub-01")],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; sys.path.insert(0, sys.argv[1]);"  # noqa: ISC004
+            "from pipeline.cli import _ParticipantLock as L; from pathlib import Path;"
+            "l = L(Path(sys.argv[2])); assert l.acquire(); print('locked', flush=True);"
+            "time.sleep(120)",
+            str(Path(__file__).resolve().parents[1]),
+            str(work / "sub-01"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert not _ParticipantLock(work / "sub-01").acquire()
         p = subprocess.run(
-            [sys.executable, "-m", "pipeline", many["bids"], tmp_path / "out", "participant",
-             "--participant-label", "01", "-w", work, "--config", many["config"],
-             "--skip-bids-validation", "--nprocs", "1", "--omp-nthreads", "1"],
-            capture_output=True, text=True, env=cli_env(), timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                many["bids"],
+                tmp_path / "out",
+                "participant",
+                "--participant-label",
+                "01",
+                "-w",
+                work,
+                "--config",
+                many["config"],
+                "--skip-bids-validation",
+                "--nprocs",
+                "1",
+                "--omp-nthreads",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=600,
+        )
     finally:
         holder.kill()
         holder.wait()

@@ -22,15 +22,20 @@ def test_merge_overrides_nested_keys_only(tmp_path):
     assert cfg.anat.registration.shrink_factors == [4, 2, 1]  # untouched default
 
 
-@pytest.mark.parametrize("text,message", [
-    ("anat:\n  templte: X\n", "unknown key 'anat.templte'; did you mean 'anat.template'?"),
-    ("anatomy: {}\n", "unknown key 'anatomy'; did you mean 'anat'?"),
-    ("anat:\n  n4:\n    shrink_factor: two\n",
-     "'anat.n4.shrink_factor' is 'two'; allowed: a whole number, ≥ 1 and ≤ 16"),
-    ("anat: [1, 2]\n", "'anat' must be a mapping"),
-    ("anat: {template: [\n", "not valid YAML"),
-    ("- a\n- b\n", "top level must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("anat:\n  templte: X\n", "unknown key 'anat.templte'; did you mean 'anat.template'?"),
+        ("anatomy: {}\n", "unknown key 'anatomy'; did you mean 'anat'?"),
+        (
+            "anat:\n  n4:\n    shrink_factor: two\n",
+            "'anat.n4.shrink_factor' is 'two'; allowed: a whole number, ≥ 1 and ≤ 16",
+        ),
+        ("anat: [1, 2]\n", "'anat' must be a mapping"),
+        ("anat: {template: [\n", "not valid YAML"),
+        ("- a\n- b\n", "top level must be a mapping"),
+    ],
+)
 def test_bad_config_names_the_key(tmp_path, text, message):
     f = tmp_path / "bad.yml"
     f.write_text(text)
@@ -60,19 +65,37 @@ def test_settings_roundtrip_and_agent_classes(tmp_path):
 # one value outside its allowed range or set per section: exit-64 line naming the key, the
 # value and what is allowed
 OUT_OF_RANGE = [
-    ({"anat": {"meningeal_band_mm": [4, 0]}}, "'anat.meningeal_band_mm' is [4, 0]",
-     "inner < outer"),
-    ({"anat": {"calvarial_band_mm": [2, 10]}}, "'anat.calvarial_band_mm' is [2, 10]",
-     "must not overlap"),
+    (
+        {"anat": {"meningeal_band_mm": [4, 0]}},
+        "'anat.meningeal_band_mm' is [4, 0]",
+        "inner < outer",
+    ),
+    (
+        {"anat": {"calvarial_band_mm": [2, 10]}},
+        "'anat.calvarial_band_mm' is [2, 10]",
+        "must not overlap",
+    ),
     ({"anat": {"template_resolution": 3}}, "'anat.template_resolution' is 3", "one of 1, 2"),
-    ({"anat": {"registration": {"syn_metric": "GC"}}}, "'anat.registration.syn_metric' is "
-     "'GC'", "one of MI, CC"),
-    ({"anat": {"n4": {"convergence_threshold": 0}}}, "'anat.n4.convergence_threshold' is 0",
-     "> 0 and < 1"),
-    ({"gadolinium": {"normalisation": "zscore"}}, "'gadolinium.normalisation' is 'zscore'",
-     "reference-tissue, global-median, none"),
-    ({"gadolinium": {"registration": {"iterations": [100, -5, 1]}}},
-     "'gadolinium.registration.iterations[1]' is -5", "≥ 0"),
+    (
+        {"anat": {"registration": {"syn_metric": "GC"}}},
+        "'anat.registration.syn_metric' is 'GC'",
+        "one of MI, CC",
+    ),
+    (
+        {"anat": {"n4": {"convergence_threshold": 0}}},
+        "'anat.n4.convergence_threshold' is 0",
+        "> 0 and < 1",
+    ),
+    (
+        {"gadolinium": {"normalisation": "zscore"}},
+        "'gadolinium.normalisation' is 'zscore'",
+        "reference-tissue, global-median, none",
+    ),
+    (
+        {"gadolinium": {"registration": {"iterations": [100, -5, 1]}}},
+        "'gadolinium.registration.iterations[1]' is -5",
+        "≥ 0",
+    ),
     ({"regional": {"min_voxels": 0}}, "'regional.min_voxels' is 0", "≥ 1"),
     ({"dce": {"hematocrit": 4.5}}, "'dce.hematocrit' is 4.5", "≥ 0.1 and ≤ 0.8"),
     ({"dce": {"model": "tofts"}}, "'dce.model' is 'tofts'", "one of patlak, extended_tofts"),
@@ -80,25 +103,38 @@ OUT_OF_RANGE = [
     ({"uspio": {"min_echoes": 1}}, "'uspio.min_echoes' is 1", "≥ 2"),
     ({"uspio": {"fit": "linear"}}, "'uspio.fit' is 'linear'", "nonlinear, loglinear"),
     ({"pet": {"window_min": [90, 60]}}, "'pet.window_min' is [90, 60]", "start < end"),
-    ({"pet": {"suvr_reference": "cerebellum"}}, "'pet.suvr_reference' is 'cerebellum'",
-     "whole_brain or roi:"),
+    (
+        {"pet": {"suvr_reference": "cerebellum"}},
+        "'pet.suvr_reference' is 'cerebellum'",
+        "whole_brain or roi:",
+    ),
     ({"spect": {"late_label": "early"}}, "'spect.late_label' is 'early'", "other than"),
     ({"spect": {"ratio_floor_fraction": 1.5}}, "'spect.ratio_floor_fraction' is 1.5", "< 1"),
-    ({"agents": {"iron_oxide": ["gadobutrol"]}}, "'agents.iron_oxide' is ['gadobutrol']",
-     "not also listed as gadolinium"),
+    (
+        {"agents": {"iron_oxide": ["gadobutrol"]}},
+        "'agents.iron_oxide' is ['gadobutrol']",
+        "not also listed as gadolinium",
+    ),
     ({"covariates": {"groups": []}}, "'covariates.groups' is []", "at least 1"),
     ({"group": {"alpha": 5}}, "'group.alpha' is 5", "> 0 and ≤ 0.5"),
     ({"group": {"fdr": "BH"}}, "'group.fdr' is 'BH'", "fdr_bh"),
     ({"group": {"min_n": 1}}, "'group.min_n' is 1", "≥ 2"),
-    ({"group": {"voxelwise": {"smoothing_fwhm": -6}}},
-     "'group.voxelwise.smoothing_fwhm' is -6", "≥ 0"),
-    ({"group": {"voxelwise": {"cluster_height_p": 0.5}}},
-     "'group.voxelwise.cluster_height_p' is 0.5", "≤ 0.1"),
+    (
+        {"group": {"voxelwise": {"smoothing_fwhm": -6}}},
+        "'group.voxelwise.smoothing_fwhm' is -6",
+        "≥ 0",
+    ),
+    (
+        {"group": {"voxelwise": {"cluster_height_p": 0.5}}},
+        "'group.voxelwise.cluster_height_p' is 0.5",
+        "≤ 0.1",
+    ),
 ]
 
 
-@pytest.mark.parametrize("override,key_value,allowed", OUT_OF_RANGE,
-                         ids=[k.split("'")[1] for _, k, _ in OUT_OF_RANGE])
+@pytest.mark.parametrize(
+    "override,key_value,allowed", OUT_OF_RANGE, ids=[k.split("'")[1] for _, k, _ in OUT_OF_RANGE]
+)
 def test_out_of_range_value_names_key_value_and_range(tmp_path, override, key_value, allowed):
     import yaml
 
@@ -128,20 +164,24 @@ def test_bad_config_value_exits_64_before_any_participant(tmp_path, demo_dir):
     f = tmp_path / "bad.yml"
     f.write_text("dce:\n  model: tofts-extended\n")
     out = tmp_path / "out"
-    proc = run_cli(demo_dir / "bids", out, "participant", "--config", f, "-w", tmp_path / "w",
-                   timeout=120)
+    proc = run_cli(
+        demo_dir / "bids", out, "participant", "--config", f, "-w", tmp_path / "w", timeout=120
+    )
     assert proc.returncode == 64, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines == [f"inflamap: error: {f}: 'dce.model' is 'tofts-extended'; allowed: one of "
-                     "patlak, extended_tofts"], lines
+    assert lines == [
+        f"inflamap: error: {f}: 'dce.model' is 'tofts-extended'; allowed: one of "  # noqa: ISC004
+        "patlak, extended_tofts"
+    ], lines
     assert not (out / "sub-01").exists()
 
 
 def test_written_settings_reproduce_the_run(tmp_path):
     """The YAML written beside the derivatives (logs/sub-<label>/config.yml) is a --config
     file giving the same settings."""
-    cfg = load_workflow_config(overrides={"dce": {"hematocrit": 0.42, "delays_s": [0, 5]},
-                                          "anat": {"atlas_desc": "x1"}})
+    cfg = load_workflow_config(
+        overrides={"dce": {"hematocrit": 0.42, "delays_s": [0, 5]}, "anat": {"atlas_desc": "x1"}}
+    )
     f = tmp_path / "config.yml"
     f.write_text(cfg.to_yaml())
     assert load_workflow_config(f) == cfg

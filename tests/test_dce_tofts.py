@@ -9,7 +9,7 @@ import pytest
 from pipeline.models.dce import extended_tofts, tofts
 from pipeline.models.pharmacokinetics import extended_tofts_concentration, parker_aif
 
-T = np.arange(0, 360, 3.0)          # 6 min at 3 s
+T = np.arange(0, 360, 3.0)  # 6 min at 3 s
 CP = parker_aif(T, 20.0, 0.45)
 GRID = list(itertools.product([0.01, 0.05, 0.1, 0.3], [0.1, 0.3, 0.5], [0.01, 0.05, 0.1]))
 

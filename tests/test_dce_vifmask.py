@@ -1,7 +1,6 @@
 """A user-drawn input-function mask replaces the sinus ROI (DCEFit interface and the
 dce.vif_mask setting)."""
 
-
 import nibabel as nb
 import numpy as np
 import pandas as pd
@@ -18,7 +17,7 @@ FA, TR, R1, N_BASE = 15.0, 0.005, 5.0, 4
 def _series(tmp_path):
     """8^3 grid: x < 2 'vessel' (true input), x in 2..3 a decoy 'sinus' ROI with half the
     concentration, the rest tissue with Patlak Ktrans 0.02/min, vp 0.03."""
-    cb = parker_aif(T - T[N_BASE])          # blood, injection at frame N_BASE
+    cb = parker_aif(T - T[N_BASE])  # blood, injection at frame N_BASE
     cp = cb / (1 - 0.45)
     shape = (8, 8, 8)
     conc = np.zeros(shape + (T.size,))
@@ -38,9 +37,13 @@ def _series(tmp_path):
     rois[2:4] = 1
     rois[4:] = 2
     nb.Nifti1Image(rois, aff).to_filename(tmp_path / "rois.nii.gz")
-    pd.DataFrame({"index": [1, 2], "name": ["superior_sagittal_sinus", "occipital"],
-                  "hemisphere": ["bilateral", "left"]}).to_csv(
-        tmp_path / "lut.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "index": [1, 2],
+            "name": ["superior_sagittal_sinus", "occipital"],
+            "hemisphere": ["bilateral", "left"],
+        }
+    ).to_csv(tmp_path / "lut.tsv", sep="\t", index=False)
     mask = np.zeros(shape, np.uint8)
     mask[:2] = 1
     nb.Nifti1Image(mask, aff).to_filename(tmp_path / "vif_mask.nii.gz")
@@ -48,10 +51,19 @@ def _series(tmp_path):
 
 
 def _fit(tmp_path, **kw):
-    node = DCEFit(in_file=str(tmp_path / "series.nii.gz"), t1_map=str(tmp_path / "t1.nii.gz"),
-                  rois=str(tmp_path / "rois.nii.gz"), lut=str(tmp_path / "lut.tsv"),
-                  times=T.tolist(), flip_angle=FA, tr=TR, n_baseline=N_BASE, relaxivity=R1,
-                  vif_voxels=64, **kw)
+    node = DCEFit(
+        in_file=str(tmp_path / "series.nii.gz"),
+        t1_map=str(tmp_path / "t1.nii.gz"),
+        rois=str(tmp_path / "rois.nii.gz"),
+        lut=str(tmp_path / "lut.tsv"),
+        times=T.tolist(),
+        flip_angle=FA,
+        tr=TR,
+        n_baseline=N_BASE,
+        relaxivity=R1,
+        vif_voxels=64,
+        **kw,
+    )
     return node.run(cwd=str(tmp_path)).outputs
 
 
@@ -96,11 +108,13 @@ def test_vif_mask_setting_resolution(tmp_path):
     with pytest.raises(InputMissingError, match=r"sub-02_ses-02_vif.nii.gz: .*dce.vif_mask"):
         resolve_vif_mask(pattern, tmp_path, "02", "02")
     nb.Nifti1Image(np.zeros((8, 8, 8), np.uint8), np.diag([2.0, 2, 2, 1])).to_filename(
-        masks / "sub-03_ses-02_vif.nii.gz")
+        masks / "sub-03_ses-02_vif.nii.gz"
+    )
     with pytest.raises(DataError, match="every voxel is 0"):
         check_vif_mask(resolve_vif_mask(pattern, tmp_path, "03", "02"), series)
     wrong = masks / "sub-04_ses-02_vif.nii.gz"
-    nb.Nifti1Image(np.arange(5 * 8 * 8, dtype=np.uint8).reshape(5, 8, 8) % 2,
-                   np.diag([2.0, 2, 2, 1])).to_filename(wrong)
+    nb.Nifti1Image(
+        np.arange(5 * 8 * 8, dtype=np.uint8).reshape(5, 8, 8) % 2, np.diag([2.0, 2, 2, 1])
+    ).to_filename(wrong)
     with pytest.raises(DataError, match="draw it on the DCE grid"):
         check_vif_mask(str(wrong), series)

@@ -10,8 +10,11 @@ from pipeline.demo import EFFECTS
 
 
 def test_demo_is_valid_bids(demo_dir):
-    proc = subprocess.run(["bids-validator-deno", str(demo_dir / "bids"), "--format", "json",
-                           "--ignoreWarnings"], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bids-validator-deno", str(demo_dir / "bids"), "--format", "json", "--ignoreWarnings"],
+        capture_output=True,
+        text=True,
+    )
     report = json.loads(proc.stdout)
     errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
     assert errors == []
@@ -22,8 +25,8 @@ def test_ground_truth_lists_effects_and_poses(demo_dir):
     assert {e["id"] for e in truth["effects"]} == {e["id"] for e in EFFECTS}
     groups = {p["group"] for p in truth["participants"].values()}
     assert groups == {"HC", "MA"}
-    for pid, p in truth["participants"].items():
-        for ses, s in p["sessions"].items():
+    for pid, p in truth["participants"].items():  # noqa: B007
+        for ses, s in p["sessions"].items():  # noqa: B007
             if p["group"] == "MA" and s["phase"] == "ictal":
                 assert "gad_meningeal_occipital" in s["effects"]
                 assert s["headache_side"] in ("left", "right")

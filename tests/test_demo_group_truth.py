@@ -22,8 +22,14 @@ def _gt(demo_run):
 
 
 def _row(t, pid, ses, modality, atlas, roi, hemi):
-    r = t[(t.participant_id == pid) & (t.session_id == ses) & (t.modality == modality)
-          & (t.atlas == atlas) & (t.roi == roi) & (t.hemisphere == hemi)]
+    r = t[
+        (t.participant_id == pid)
+        & (t.session_id == ses)
+        & (t.modality == modality)
+        & (t.atlas == atlas)
+        & (t.roi == roi)
+        & (t.hemisphere == hemi)
+    ]
     assert len(r) == 1, (pid, ses, modality, atlas, roi, hemi)
     return float(r["mean"].iloc[0])
 
@@ -31,10 +37,15 @@ def _row(t, pid, ses, modality, atlas, roi, hemi):
 def test_truth_tables_cover_every_modality_with_a_truth(demo_run, truth):
     measured = pd.read_csv(demo_run["out"] / "group" / "desc-all_regions.tsv", sep="\t")
     kinds = set(zip(truth.modality, truth.atlas))
-    assert kinds == {("gadolinium", "inflamapLobes"), ("dce", "inflamapLobes"),
-                     ("uspio", "inflamapLobes"), ("uspio", "inflamapTerritories"),
-                     ("pet", "inflamapLobes"), ("pet", "inflamapTSPO"),
-                     ("spect", "inflamapLobes")}
+    assert kinds == {
+        ("gadolinium", "inflamapLobes"),
+        ("dce", "inflamapLobes"),
+        ("uspio", "inflamapLobes"),
+        ("uspio", "inflamapTerritories"),
+        ("pet", "inflamapLobes"),
+        ("pet", "inflamapTSPO"),
+        ("spect", "inflamapLobes"),
+    }
     # row for row the measured tables (same ROIs, sessions, covariates), not the anat one
     m = measured[measured.modality != "anat"]
     assert len(truth) == len(m)
@@ -47,40 +58,65 @@ def test_truth_tables_cover_every_modality_with_a_truth(demo_run, truth):
 
 def test_truth_holds_the_planted_effects_and_zero_elsewhere(demo_run, truth):
     for pid, p in _gt(demo_run)["participants"].items():
-        eff = truth[(truth.participant_id == pid)
-                    & truth.modality.isin(["gadolinium", "dce", "uspio"])
-                    & truth.hemisphere.isin(["left", "right", "bilateral"])]
+        eff = truth[
+            (truth.participant_id == pid)
+            & truth.modality.isin(["gadolinium", "dce", "uspio"])
+            & truth.hemisphere.isin(["left", "right", "bilateral"])
+        ]
         if p["group"] == "HC":  # no effect planted in controls: exactly 0 everywhere
             assert (eff["mean"].dropna() == 0).all()
             continue
         side = p["headache_side"]
         other = "right" if side == "left" else "left"
         # ictal session: the planted side carries the effect, the other side (almost) not
-        gad = _row(truth, pid, "ses-02", "gadolinium", "inflamapLobes", "meningeal_occipital",
-                   "ipsi")
-        assert gad > 5.0 and gad == _row(truth, pid, "ses-02", "gadolinium", "inflamapLobes",
-                                         "meningeal_occipital", side)
-        assert abs(_row(truth, pid, "ses-02", "gadolinium", "inflamapLobes",
-                        "meningeal_occipital", other)) < 1.0
+        gad = _row(
+            truth, pid, "ses-02", "gadolinium", "inflamapLobes", "meningeal_occipital", "ipsi"
+        )
+        assert gad > 5.0 and gad == _row(
+            truth, pid, "ses-02", "gadolinium", "inflamapLobes", "meningeal_occipital", side
+        )
+        assert (
+            abs(
+                _row(
+                    truth,
+                    pid,
+                    "ses-02",
+                    "gadolinium",
+                    "inflamapLobes",
+                    "meningeal_occipital",
+                    other,
+                )
+            )
+            < 1.0
+        )
         assert _row(truth, pid, "ses-02", "dce", "inflamapLobes", "occipital", side) > 1e-3
         aca = _row(truth, pid, "ses-02", "uspio", "inflamapTerritories", "aca", side)
         assert 2.0 < aca <= 3.0  # +3 1/s in GM and WM, diluted by the ROI's CSF
-        assert abs(_row(truth, pid, "ses-02", "uspio", "inflamapTerritories", "aca",
-                        other)) < 0.3
+        assert abs(_row(truth, pid, "ses-02", "uspio", "inflamapTerritories", "aca", other)) < 0.3
         # interictal session: nothing planted
         assert (eff[eff.session_id == "ses-01"]["mean"].dropna() == 0).all()
         # the measured ictal - interictal change of the ACA is near its truth
         m = pd.read_csv(demo_run["out"] / "group" / "desc-all_regions.tsv", sep="\t")
-        m = m[(m.participant_id == pid) & (m.modality == "uspio") & (m.roi == "aca")
-              & (m.atlas == "inflamapTerritories") & (m.hemisphere == side)]
-        change = float(m[m.session_id == "ses-02"]["mean"].iloc[0]
-                       - m[m.session_id == "ses-01"]["mean"].iloc[0])
+        m = m[
+            (m.participant_id == pid)
+            & (m.modality == "uspio")
+            & (m.roi == "aca")
+            & (m.atlas == "inflamapTerritories")
+            & (m.hemisphere == side)
+        ]
+        change = float(
+            m[m.session_id == "ses-02"]["mean"].iloc[0]
+            - m[m.session_id == "ses-01"]["mean"].iloc[0]
+        )
         assert change == pytest.approx(aca, rel=0.15)
 
 
 def test_pet_truth_is_a_whole_brain_suvr(truth):
-    pet = truth[(truth.modality == "pet") & (truth.atlas == "inflamapLobes")
-                & truth.hemisphere.isin(["left", "right"])]
+    pet = truth[
+        (truth.modality == "pet")
+        & (truth.atlas == "inflamapLobes")
+        & truth.hemisphere.isin(["left", "right"])
+    ]
     brain = pet[~pet.roi.str.contains("meningeal|calvarial|sinus")]
     assert brain["mean"].between(0.3, 2.0).all()
     assert np.isfinite(brain["mean"]).all()

@@ -14,15 +14,20 @@ SRC = "/data/sub-01/ses-02/anat/sub-01_ses-02_ce-gadobutrol_T1w.nii.gz"
 def test_names_follow_entity_order():
     assert str(derivative_relpath(SRC, "T1w", space="MNI152NLin2009cAsym", desc="preproc")) == (
         "sub-01/ses-02/anat/"
-        "sub-01_ses-02_ce-gadobutrol_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz")
-    xfm = derivative_relpath(SRC, "xfm", ".h5", ce=None, **{"from": "T1w", "to": "tpl"},
-                             mode="image")
+        "sub-01_ses-02_ce-gadobutrol_space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz"
+    )
+    xfm = derivative_relpath(
+        SRC, "xfm", ".h5", ce=None, **{"from": "T1w", "to": "tpl"}, mode="image"
+    )
     assert xfm.name == "sub-01_ses-02_from-T1w_to-tpl_mode-image_xfm.h5"
     echo = "/d/sub-01/anat/sub-01_echo-3_MEGRE.nii.gz"
-    assert derivative_relpath(echo, "R2starmap").as_posix() == "sub-01/anat/sub-01_R2starmap.nii.gz"
+    assert (
+        derivative_relpath(echo, "R2starmap").as_posix() == "sub-01/anat/sub-01_R2starmap.nii.gz"
+    )
     pet = "/d/sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_pet.nii.gz"
     assert derivative_relpath(pet, "SUVR", ".tsv", atlas="x").as_posix() == (
-        "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_atlas-x_SUVR.tsv")
+        "sub-01/ses-01/pet/sub-01_ses-01_trc-PBR28_atlas-x_SUVR.tsv"
+    )
 
 
 def test_bad_entities_refused():
@@ -61,7 +66,7 @@ def test_atomic_output_for_figure_writers(tmp_path):
     target = tmp_path / "figs" / "plot.png"
     fig = Figure(figsize=(2, 2))
     fig.subplots().plot([0, 1], [1, 0])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # noqa: PT012
         with atomic_output(target) as tmp:
             assert tmp.suffix == ".png" and tmp.parent == target.parent
             fig.savefig(tmp)

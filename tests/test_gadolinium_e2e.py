@@ -25,20 +25,28 @@ def _anat(demo_run, pid, ses):
 # (seen on the controls). Its median is the robust summary; the tables carry both, and
 # these checks use the median for the measurement and for the truth alike.
 def _band(demo_run, pid, ses):
-    t = pd.read_csv(f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_atlas-inflamapLobes_desc-percent_"
-                    "regions.tsv", sep="\t")
+    t = pd.read_csv(
+        f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_atlas-inflamapLobes_desc-percent_regions.tsv",
+        sep="\t",
+    )
     return t[t.roi == "meningeal_occipital"].set_index("hemisphere")["median"]
 
 
 def _true_effect(demo_run, pid, ses, hemisphere):
     """Median of the true planted effect map over the pipeline's own ROI."""
     a = _anat(demo_run, pid, ses)
-    rois = np.asarray(nb.load(f"{a}_atlas-inflamapLobes_desc-extracerebral_dseg.nii.gz")
-                      .dataobj).astype(int)
+    rois = np.asarray(
+        nb.load(f"{a}_atlas-inflamapLobes_desc-extracerebral_dseg.nii.gz").dataobj
+    ).astype(int)
     lut = pd.read_csv(f"{a}_atlas-inflamapLobes_desc-extracerebral_dseg.tsv", sep="\t")
     idx = lut[(lut.name == "meningeal_occipital") & (lut.hemisphere == hemisphere)]["index"]
-    eff = nb.load(demo_run["demo"] / "groundtruth" / pid / ses /
-                  f"{pid}_{ses}_ce-{AGENT}_desc-effect_percent.nii.gz").get_fdata()
+    eff = nb.load(
+        demo_run["demo"]
+        / "groundtruth"
+        / pid
+        / ses
+        / f"{pid}_{ses}_ce-{AGENT}_desc-effect_percent.nii.gz"
+    ).get_fdata()
     return float(np.median(eff[rois == int(idx.iloc[0])]))
 
 
@@ -69,8 +77,9 @@ def test_planted_meningeal_enhancement_recovered(demo_run):
 def test_no_findings_in_controls_and_finding_in_patients(demo_run):
     for pid, p in _truth(demo_run)["participants"].items():
         for ses in ("ses-01", "ses-02"):
-            f = pd.read_csv(f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_desc-enhancement_"
-                            "findings.tsv", sep="\t")
+            f = pd.read_csv(
+                f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_desc-enhancement_findings.tsv", sep="\t"
+            )
             if p["group"] == "HC":
                 assert f.empty, f
             if p["group"] == "MA" and ses == "ses-02":
@@ -83,8 +92,11 @@ def test_post_to_pre_registration_and_normalisation(demo_run):
     """Mean |post - pre| in non-enhancing WM after normalisation < 2 % of WM intensity."""
     for pid in _truth(demo_run)["participants"]:
         for ses in ("ses-01", "ses-02"):
-            side = json.loads(open(f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_desc-percent_"
-                                   "enhancement.json").read())
+            side = json.loads(
+                open(
+                    f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_desc-percent_enhancement.json"
+                ).read()
+            )
             assert side["QCWhiteMatterMeanAbsDiffPercent"] < 2.0
             assert side["ReferenceVoxels"] > 500
             assert 0.85 < side["NormalisationFactor"] < 1.0  # WM enhances a little
@@ -92,10 +104,14 @@ def test_post_to_pre_registration_and_normalisation(demo_run):
 
 def test_sidecars_record_provenance(demo_run):
     a = _anat(demo_run, "sub-01", "ses-01")
-    for name in ("desc-percent_enhancement", "desc-subtraction_enhancement",
-                 "space-MNI152NLin2009aSym_desc-percent_enhancement",
-                 "atlas-inflamapLobes_desc-percent_regions", "desc-enhancement_findings",
-                 "desc-preproc_T1w"):
+    for name in (
+        "desc-percent_enhancement",
+        "desc-subtraction_enhancement",
+        "space-MNI152NLin2009aSym_desc-percent_enhancement",
+        "atlas-inflamapLobes_desc-percent_regions",
+        "desc-enhancement_findings",
+        "desc-preproc_T1w",
+    ):
         meta = json.loads(open(f"{a}_ce-{AGENT}_{name}.json").read())
         assert meta["ContrastAgent"] == AGENT and meta["AgentClass"] == "gadolinium"
         assert meta["NormalisationMethod"] == "reference-tissue"
@@ -103,7 +119,8 @@ def test_sidecars_record_provenance(demo_run):
         assert meta["FindingThresholdPercent"] > 0 and meta["FindingMinVolumeMM3"] > 0
         assert meta["Sources"] == [
             f"bids:raw:sub-01/ses-01/anat/sub-01_ses-01_ce-{AGENT}_T1w.nii.gz",
-            "bids:raw:sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz"]
+            "bids:raw:sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz",
+        ]
     tpl = nb.load(f"{a}_ce-{AGENT}_space-MNI152NLin2009aSym_desc-percent_enhancement.nii.gz")
     ref = nb.load(f"{a}_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
     assert tpl.shape == ref.shape and np.allclose(tpl.affine, ref.affine)
@@ -116,9 +133,16 @@ def test_methods_boilerplate_names_the_steps(tf_home):
     from workflows.gadolinium import init_gadolinium_wf
 
     tpl = str(get_template_file("MNI152NLin2009aSym", 2, desc="brain", suffix="T1w"))
-    wf = init_gadolinium_wf(AGENT, "MNI152NLin2009aSym", tpl,
-                            default_config().gadolinium, "sub-01", "ses-01")
+    wf = init_gadolinium_wf(
+        AGENT, "MNI152NLin2009aSym", tpl, default_config().gadolinium, "sub-01", "ses-01"
+    )
     desc = wf.__desc__
-    for word in ("bias field", "antsRegistration", "reference-tissue", "percent enhancement",
-                 "meningeal", "findings"):
+    for word in (
+        "bias field",
+        "antsRegistration",
+        "reference-tissue",
+        "percent enhancement",
+        "meningeal",
+        "findings",
+    ):
         assert word in desc

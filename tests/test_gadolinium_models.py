@@ -5,8 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.models.enhancement import (enhancement_findings, enhancement_maps,
-                                         normalisation_factor)
+from pipeline.models.enhancement import (
+    enhancement_findings,
+    enhancement_maps,
+    normalisation_factor,
+)
 from pipeline.rois import extracerebral_rois, sinus_prior
 
 
@@ -51,15 +54,21 @@ def test_findings_threshold_volume_and_roi():
     labels[10:] = 2
     pct[2:5, 2:5, 2:5] = 40.0  # 27 voxels in ROI 1
     pct[3, 3, 3] = 90.0
-    pct[15, 15, 15] = 80.0     # one voxel in ROI 2: below the minimum volume
-    lut = pd.DataFrame({"index": [1, 2], "name": ["meningeal_occipital"] * 2,
-                        "hemisphere": ["left", "right"]})
-    df = enhancement_findings(pct, labels, lut, voxel_volume_mm3=8.0, threshold=25.0,
-                              min_volume_mm3=100.0)
+    pct[15, 15, 15] = 80.0  # one voxel in ROI 2: below the minimum volume
+    lut = pd.DataFrame(
+        {"index": [1, 2], "name": ["meningeal_occipital"] * 2, "hemisphere": ["left", "right"]}
+    )
+    df = enhancement_findings(
+        pct, labels, lut, voxel_volume_mm3=8.0, threshold=25.0, min_volume_mm3=100.0
+    )
     assert len(df) == 1
     row = df.iloc[0]
     assert (row.roi, row.hemisphere, row.n_voxels, row.volume_mm3) == (
-        "meningeal_occipital", "left", 27, 216.0)
+        "meningeal_occipital",
+        "left",
+        27,
+        216.0,
+    )
     assert row.peak_percent == 90.0 and (row.peak_i, row.peak_j, row.peak_k) == (3, 3, 3)
     none = enhancement_findings(pct, labels, lut, 8.0, 95.0, 1.0)
     assert none.empty and list(none.columns)[0] == "cluster"
@@ -71,15 +80,17 @@ def _cube():
     labels = np.zeros(brain.shape, int)
     labels[10:20, 10:30, 10:30] = 1
     labels[20:30, 10:30, 10:30] = 2
-    lut = pd.DataFrame({"index": [1, 2], "name": ["occipital"] * 2,
-                        "hemisphere": ["left", "right"]})
+    lut = pd.DataFrame(
+        {"index": [1, 2], "name": ["occipital"] * 2, "hemisphere": ["left", "right"]}
+    )
     return brain, labels, lut
 
 
 def test_bands_follow_nearest_region_and_distance():
     brain, labels, lut = _cube()
-    out, table = extracerebral_rois(brain, labels, lut, (1, 1, 1), meningeal_mm=(0, 3),
-                                    calvarial_mm=(3, 6))
+    out, table = extracerebral_rois(
+        brain, labels, lut, (1, 1, 1), meningeal_mm=(0, 3), calvarial_mm=(3, 6)
+    )
     idx = table.set_index(["name", "hemisphere"])["index"]
     assert np.array_equal(out[brain], labels[brain])  # brain labels unchanged
     # a voxel 2 mm left of the left face: meningeal, left; 5 mm: calvarial, left
@@ -88,16 +99,18 @@ def test_bands_follow_nearest_region_and_distance():
     assert out[32, 15, 15] == idx[("meningeal_occipital", "right")]
     assert out[2, 15, 15] == 0  # beyond the calvarial band
     # thickness: the meningeal band on the left face is 3 voxels deep
-    assert [out[i, 15, 15] for i in range(6, 10)] == [
-        idx[("calvarial_occipital", "left")]] + [idx[("meningeal_occipital", "left")]] * 3
+    assert [out[i, 15, 15] for i in range(6, 10)] == [idx[("calvarial_occipital", "left")]] + [
+        idx[("meningeal_occipital", "left")]
+    ] * 3
 
 
 def test_sinus_and_margin_removed_from_bands():
     brain, labels, lut = _cube()
     sinus = np.zeros(brain.shape, int)
     sinus[19:21, 19:21, 31] = 1  # above the brain, midline
-    out, table = extracerebral_rois(brain, labels, lut, (1, 1, 1), sinus, (0, 3), (3, 6),
-                                    sinus_margin_mm=2.0)
+    out, table = extracerebral_rois(
+        brain, labels, lut, (1, 1, 1), sinus, (0, 3), (3, 6), sinus_margin_mm=2.0
+    )
     sss = table.set_index("name").loc["superior_sagittal_sinus", "index"]
     assert out[19, 19, 31] == sss and out[17, 19, 31] == sss  # 2 mm margin
     assert out[15, 19, 31] != sss
@@ -108,8 +121,7 @@ def test_sinus_and_margin_removed_from_bands():
 def test_roi_errors():
     brain, labels, lut = _cube()
     with pytest.raises(ValueError, match="meningeal inner < outer"):
-        extracerebral_rois(brain, labels, lut, (1, 1, 1), meningeal_mm=(0, 5),
-                           calvarial_mm=(4, 8))
+        extracerebral_rois(brain, labels, lut, (1, 1, 1), meningeal_mm=(0, 5), calvarial_mm=(4, 8))
     with pytest.raises(ValueError, match="empty brain mask"):
         extracerebral_rois(np.zeros_like(brain), labels, lut, (1, 1, 1))
 
@@ -119,7 +131,7 @@ def test_sinus_prior_on_template(tf_home):
 
     m = nb.load(get_template_file("MNI152NLin2009aSym", 2, desc="brain", suffix="mask"))
     lab = sinus_prior(np.asarray(m.dataobj), m.affine)
-    xyz = lambda k: (m.affine @ np.c_[np.argwhere(lab == k), np.ones((lab == k).sum())].T)[:3]
+    xyz = lambda k: (m.affine @ np.c_[np.argwhere(lab == k), np.ones((lab == k).sum())].T)[:3]  # noqa: E731
     x, y, z = xyz(1)
     assert (lab == 1).sum() > 100
     sagittal = z > 5

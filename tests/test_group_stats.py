@@ -21,8 +21,9 @@ from pipeline import stats as gs
 from pipeline.config import ConfigError, Settings, default_config, load_workflow_config
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_group",
-                                               ROOT / "benchmarks" / "bench_group.py")
+_spec = importlib.util.spec_from_file_location(
+    "bench_group", ROOT / "benchmarks" / "bench_group.py"
+)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
@@ -31,37 +32,54 @@ TEMPLATE = "MNI152NLin2009aSym"
 PET_EFFECT, DCE_EFFECT = 0.15, 0.001  # SUVR +15 % (as in the demo), Ktrans +0.001/min
 EFFECTS = [
     {"modality": "pet", "roi": "occipital", "size": PET_EFFECT, "who": "MA"},
-    {"modality": "dce", "roi": "occipital", "size": DCE_EFFECT, "phase": "ictal",
-     "side": "ipsi"},
+    {"modality": "dce", "roi": "occipital", "size": DCE_EFFECT, "phase": "ictal", "side": "ipsi"},
 ]
 
 
 def _run(table, contrasts=None, **kw):
-    opts = {"value": "mean", "alpha": CFG.alpha, "fdr": CFG.fdr,
-            "ci_level": CFG.ci_level, "target_power": CFG.target_power,
-            "min_n": CFG.min_n, "covariates": CFG.covariates,
-            "modality_rules": CFG.modality_rules}
+    opts = {
+        "value": "mean",
+        "alpha": CFG.alpha,
+        "fdr": CFG.fdr,
+        "ci_level": CFG.ci_level,
+        "target_power": CFG.target_power,
+        "min_n": CFG.min_n,
+        "covariates": CFG.covariates,
+        "modality_rules": CFG.modality_rules,
+    }
     opts.update(kw)
-    return gs.group_statistics(table, CFG.contrasts if contrasts is None else contrasts,
-                               **opts)
+    return gs.group_statistics(table, CFG.contrasts if contrasts is None else contrasts, **opts)
 
 
-PLANTED_CONTRASTS = ("patientsVsHC", "MAVsHC", "ictalVsInterictal", "ipsiVsContraIctal",
-                     "ipsiVsContraInterictal", "attacksPerMonth", "hoursSinceOnset")
+PLANTED_CONTRASTS = (
+    "patientsVsHC",
+    "MAVsHC",
+    "ictalVsInterictal",
+    "ipsiVsContraIctal",
+    "ipsiVsContraInterictal",
+    "attacksPerMonth",
+    "hoursSinceOnset",
+)
 
 
 @pytest.fixture(scope="module")
 def planted():
     mods = [m for m in bench.MODALITIES if m[0] in ("dce", "pet")]
     # no participant effect shared by all ROIs: unplanted ROIs are independent nulls
-    table, _, _ = bench.synthetic_group_table(80, modalities=mods, effects=EFFECTS, seed=3,
-                                              person_sd=0.0)
+    table, _, _ = bench.synthetic_group_table(
+        80, modalities=mods, effects=EFFECTS, seed=3, person_sd=0.0
+    )
     return table, _run(table, [c for c in CFG.contrasts if c["name"] in PLANTED_CONTRASTS])
 
 
 def _row(res, contrast, modality, roi, hemisphere, test):
-    r = res[(res["contrast"] == contrast) & (res["modality"] == modality)
-            & (res["roi"] == roi) & (res["hemisphere"] == hemisphere) & (res["test"] == test)]
+    r = res[
+        (res["contrast"] == contrast)
+        & (res["modality"] == modality)
+        & (res["roi"] == roi)
+        & (res["hemisphere"] == hemisphere)
+        & (res["test"] == test)
+    ]
     assert len(r) == 1, (contrast, modality, roi, hemisphere, test)
     return r.iloc[0]
 
@@ -77,15 +95,19 @@ def test_result_columns_and_families(planted):
     assert (res["significant"] == (res["p_fdr"] < CFG.alpha)).all()
 
 
-@pytest.mark.parametrize("contrast,modality,hemisphere,test,truth", [
-    ("MAVsHC", "pet", "left", "welch", PET_EFFECT),
-    ("MAVsHC", "pet", "right", "welch", PET_EFFECT),
-    ("MAVsHC", "pet", "left", "ols", PET_EFFECT),
-    ("ipsiVsContraIctal", "dce", "ipsi-contra", "paired_t", DCE_EFFECT),
-    ("ictalVsInterictal", "dce", "ipsi", "paired_t", DCE_EFFECT),
-])
-def test_planted_effect_significant_right_sign_ci_covers_truth(planted, contrast, modality,
-                                                               hemisphere, test, truth):
+@pytest.mark.parametrize(
+    "contrast,modality,hemisphere,test,truth",
+    [
+        ("MAVsHC", "pet", "left", "welch", PET_EFFECT),
+        ("MAVsHC", "pet", "right", "welch", PET_EFFECT),
+        ("MAVsHC", "pet", "left", "ols", PET_EFFECT),
+        ("ipsiVsContraIctal", "dce", "ipsi-contra", "paired_t", DCE_EFFECT),
+        ("ictalVsInterictal", "dce", "ipsi", "paired_t", DCE_EFFECT),
+    ],
+)
+def test_planted_effect_significant_right_sign_ci_covers_truth(
+    planted, contrast, modality, hemisphere, test, truth
+):
     _, res = planted
     r = _row(res, contrast, modality, "occipital", hemisphere, test)
     assert r["significant"] and r["p_fdr"] < CFG.alpha
@@ -98,7 +120,7 @@ def test_planted_effect_significant_right_sign_ci_covers_truth(planted, contrast
 
 def test_null_rois_fdr_share_at_most_nominal(planted):
     _, res = planted
-    planted_units = ((res["roi"] == "occipital") & res["modality"].isin(["pet", "dce"]))
+    planted_units = (res["roi"] == "occipital") & res["modality"].isin(["pet", "dce"])
     null = res[~planted_units & res["p"].notna()]
     for test in ("welch", "paired_t", "spearman"):
         sub = null[null["test"] == test]
@@ -110,15 +132,28 @@ def test_null_fdr_share_over_repeated_families():
     """Families of 98 null ROI rows and one planted ROI (both hemispheres), 12 data sets:
     the mean share of FDR-significant null rows stays at or below alpha, and the planted
     rows (d ~ 1.9, 24 vs 16) are found in at least 90 % of the data sets."""
-    contrast = [{"name": "patientsVsHC", "type": "two_group", "column": "group",
-                 "a": ["MO", "MA", "HM"], "b": ["HC"], "tests": ["welch"],
-                 "where": {"phase": ["interictal", "n/a"]}}]
+    contrast = [
+        {
+            "name": "patientsVsHC",
+            "type": "two_group",
+            "column": "group",
+            "a": ["MO", "MA", "HM"],
+            "b": ["HC"],
+            "tests": ["welch"],
+            "where": {"phase": ["interictal", "n/a"]},
+        }
+    ]
     rois = [f"roi{i:02d}" for i in range(50)]
     shares, found = [], []
     for seed in range(12):
         table, _, _ = bench.synthetic_group_table(
-            40, modalities=[("pet", "SUVR", 1.0, 0.08)], lateral_rois=rois, midline_rois=[],
-            seed=seed, effects=[{"modality": "pet", "roi": "roi00", "size": 0.15}])
+            40,
+            modalities=[("pet", "SUVR", 1.0, 0.08)],
+            lateral_rois=rois,
+            midline_rois=[],
+            seed=seed,
+            effects=[{"modality": "pet", "roi": "roi00", "size": 0.15}],
+        )
         res = _run(table, contrast, covariates=[], modality_rules=[])
         null = res[res["roi"] != "roi00"]
         shares.append(null["significant"].mean())
@@ -158,7 +193,8 @@ def test_tests_match_scipy_and_hand_values():
     assert s["effect_size"] == pytest.approx(sst.spearmanr(x, y).statistic)
     z, se = math.atanh(s["effect_size"]), 1 / math.sqrt(27)
     assert (s["ci_low"], s["ci_high"]) == pytest.approx(
-        (math.tanh(z - 1.959964 * se), math.tanh(z + 1.959964 * se)), rel=1e-4)
+        (math.tanh(z - 1.959964 * se), math.tanh(z + 1.959964 * se)), rel=1e-4
+    )
 
 
 def test_power_and_required_n_equal_statsmodels():
@@ -169,10 +205,12 @@ def test_power_and_required_n_equal_statsmodels():
     tc, nc = sst.t.ppf(0.975, 38), 0.5 * math.sqrt(10)
     assert out["power"] == pytest.approx(sst.nct.sf(tc, 38, nc) + sst.nct.cdf(-tc, 38, nc))
     assert out["power"] == pytest.approx(0.3379, abs=1e-4)
-    assert out["n_required"] == 64 == math.ceil(
-        TTestIndPower().solve_power(0.5, None, 0.05, 0.8, ratio=1.0))
-    assert out["mde"] == pytest.approx(
-        TTestIndPower().solve_power(None, 20, 0.05, 0.8, ratio=1.0))
+    assert (
+        out["n_required"]
+        == 64
+        == math.ceil(TTestIndPower().solve_power(0.5, None, 0.05, 0.8, ratio=1.0))
+    )
+    assert out["mde"] == pytest.approx(TTestIndPower().solve_power(None, 20, 0.05, 0.8, ratio=1.0))
     out = gs.power_analysis("two_group", -0.8, 12, 30)  # sign and unequal groups
     assert out["power"] == pytest.approx(TTestIndPower().power(0.8, 12, 0.05, ratio=2.5))
     assert out["mde"] == pytest.approx(TTestIndPower().solve_power(None, 12, 0.05, 0.8, 2.5))
@@ -180,8 +218,9 @@ def test_power_and_required_n_equal_statsmodels():
     assert out["power"] == pytest.approx(TTestPower().power(0.5, 20, 0.05))
     assert out["n_required"] == math.ceil(TTestPower().solve_power(0.5, None, 0.05, 0.8)) == 34
     out = gs.power_analysis("correlation", 0.3, 40)
-    assert out["power"] == pytest.approx(NormalIndPower().power(math.atanh(0.3), 37, 0.05,
-                                                                ratio=0))
+    assert out["power"] == pytest.approx(
+        NormalIndPower().power(math.atanh(0.3), 37, 0.05, ratio=0)
+    )
     assert out["n_required"] == 85  # the classic Fisher-z value for r = 0.3
     es = np.array([0.05, 0.2, 0.35, 0.8, 1.2, 2.5])
     ref = [math.ceil(TTestIndPower().solve_power(e, None, 0.05, 0.8, ratio=1.0)) for e in es]
@@ -192,19 +231,25 @@ def test_result_rows_carry_statsmodels_power(planted):
     _, res = planted
     r = _row(res, "MAVsHC", "pet", "occipital", "left", "welch")
     pw = TTestIndPower()
-    assert r["power"] == pytest.approx(pw.power(abs(r["effect_size"]), r["n1"], 0.05,
-                                                ratio=r["n2"] / r["n1"]))
-    assert r["n_for_80_power"] == math.ceil(pw.solve_power(abs(r["effect_size"]), None, 0.05,
-                                                           0.8, ratio=1.0))
-    assert r["mde"] == pytest.approx(pw.solve_power(None, r["n1"], 0.05, 0.8,
-                                                    ratio=r["n2"] / r["n1"]))
+    assert r["power"] == pytest.approx(
+        pw.power(abs(r["effect_size"]), r["n1"], 0.05, ratio=r["n2"] / r["n1"])
+    )
+    assert r["n_for_80_power"] == math.ceil(
+        pw.solve_power(abs(r["effect_size"]), None, 0.05, 0.8, ratio=1.0)
+    )
+    assert r["mde"] == pytest.approx(
+        pw.solve_power(None, r["n1"], 0.05, 0.8, ratio=r["n2"] / r["n1"])
+    )
 
 
 def test_pet_rules_exclude_lab_and_add_genotype(planted):
     table, res = planted
     r = _row(res, "MAVsHC", "pet", "occipital", "left", "welch")
-    pet = table[(table["modality"] == "pet") & (table["roi"] == "occipital")
-                & (table["hemisphere"] == "left")]
+    pet = table[
+        (table["modality"] == "pet")
+        & (table["roi"] == "occipital")
+        & (table["hemisphere"] == "left")
+    ]
     ma = pet[(pet["group"] == "MA") & (pet["tspo_genotype"] != "LAB")]["participant_id"]
     assert r["n1"] == ma.nunique() < pet[pet["group"] == "MA"]["participant_id"].nunique()
     ols = _row(res, "MAVsHC", "pet", "occipital", "left", "ols")
@@ -224,8 +269,9 @@ def test_nan_rows_with_reasons_not_crashes():
     t2.loc[t2["roi"] == "frontal", "mean"] = 1.0
     t2 = t2.drop(columns=["hours_since_onset"])
     by_name = {c["name"]: c for c in CFG.contrasts}
-    res = _run(t2, [by_name["patientsVsHC"], by_name["ictalVsInterictal"],
-                    by_name["hoursSinceOnset"]])
+    res = _run(
+        t2, [by_name["patientsVsHC"], by_name["ictalVsInterictal"], by_name["hoursSinceOnset"]]
+    )
     flat = res[(res["roi"] == "frontal") & res["hemisphere"].isin(["left", "right"])]
     assert len(flat) == 10 and flat["p"].isna().all()
     assert flat["reason"].str.contains("no variance|differences are zero").all()
@@ -238,12 +284,25 @@ def test_contrast_validation_messages():
     with pytest.raises(ValueError, match=r"contrasts\[0\].*'type'"):
         gs.check_contrasts([{"name": "x", "type": "anova"}])
     with pytest.raises(ValueError, match="not available for paired_sessions"):
-        gs.check_contrasts([{"name": "x", "type": "paired_sessions", "column": "phase",
-                             "a": "ictal", "b": "interictal", "tests": ["welch"]}])
+        gs.check_contrasts(
+            [
+                {
+                    "name": "x",
+                    "type": "paired_sessions",
+                    "column": "phase",
+                    "a": "ictal",
+                    "b": "interictal",
+                    "tests": ["welch"],
+                }
+            ]
+        )
     with pytest.raises(ValueError, match="letters and digits"):
         gs.check_contrasts([{"name": "a b", "type": "correlation", "column": "age"}])
-    with pytest.raises(ConfigError, match=r"'group.voxelwise.designs\[0\]' is 'attacksPerMonth'; "
-                       "allowed: a contrast of type two_group or paired"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'group.voxelwise.designs\[0\]' is 'attacksPerMonth'; "
+        "allowed: a contrast of type two_group or paired",
+    ):
         load_workflow_config(overrides={"group": {"voxelwise": {"designs": ["attacksPerMonth"]}}})
 
 
@@ -263,14 +322,16 @@ def test_cluster_table_matches_nilearn():
     for c, s in (((10, 12, 12), 6.0), ((20, 24, 15), -5.0)):
         z[(zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 < 16] += s
     img = nb.Nifti1Image(z.astype(np.float32), AFFINE)
-    thr_img, thr = threshold_stats_img(img, alpha=0.001, height_control="fpr",
-                                       cluster_threshold=5, two_sided=True)
+    thr_img, thr = threshold_stats_img(
+        img, alpha=0.001, height_control="fpr", cluster_threshold=5, two_sided=True
+    )
     ref = get_clusters_table(img, thr, cluster_threshold=5, two_sided=True)
     mine, note = cluster_table(img, thr_img, thr, 5, int(np.prod(shape)))
     cols = ["X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
     assert note == "" and len(mine) == len(ref) >= 2
-    pd.testing.assert_frame_equal(mine[cols].reset_index(drop=True),
-                                  ref[cols].reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        mine[cols].reset_index(drop=True), ref[cols].reset_index(drop=True), check_dtype=False
+    )
     # a map significant almost everywhere has no localised clusters: no table, a note
     wide = nb.Nifti1Image(np.full(shape, 5.0, np.float32), AFFINE)
     table, note = cluster_table(wide, wide, 3.0, 1, int(np.prod(shape)))
@@ -289,36 +350,77 @@ def _write_dataset(root: Path, n=14, seed=5):
     session and modality, percent-enhancement maps in template space for everyone (a blob
     of +8 % in patients' ictal sessions) and Ktrans maps for two participants only."""
     table, parts, sessions = bench.synthetic_group_table(
-        n, modalities=bench.MODALITIES[:2], seed=seed, effects=[
-            {"modality": "gadolinium", "roi": "occipital", "size": 3.0, "phase": "ictal",
-             "side": "ipsi"}])
+        n,
+        modalities=bench.MODALITIES[:2],
+        seed=seed,
+        effects=[
+            {
+                "modality": "gadolinium",
+                "roi": "occipital",
+                "size": 3.0,
+                "phase": "ictal",
+                "side": "ipsi",
+            }
+        ],
+    )
     bids, out = root / "bids", root / "out"
     bids.mkdir()
-    (bids / "dataset_description.json").write_text(json.dumps(
-        {"Name": "synthetic", "BIDSVersion": "1.10.0"}))
-    extra = pd.DataFrame([{"participant_id": "sub-999", "group": "HC", "age": 30.0,
-                           "sex": "F", "attacks_per_month": 0, "body_weight": 70.0,
-                           "tspo_genotype": "HAB"}])
-    pd.concat([parts, extra]).to_csv(bids / "participants.tsv", sep="\t", index=False,
-                                     na_rep="n/a")
+    (bids / "dataset_description.json").write_text(
+        json.dumps({"Name": "synthetic", "BIDSVersion": "1.10.0"})
+    )
+    extra = pd.DataFrame(
+        [
+            {
+                "participant_id": "sub-999",
+                "group": "HC",
+                "age": 30.0,
+                "sex": "F",
+                "attacks_per_month": 0,
+                "body_weight": 70.0,
+                "tspo_genotype": "HAB",
+            }
+        ]
+    )
+    pd.concat([parts, extra]).to_csv(
+        bids / "participants.tsv", sep="\t", index=False, na_rep="n/a"
+    )
     (bids / "sub-999").mkdir()  # raw data, never processed: "missing" at the group level
     for pid, s in sessions.groupby("participant_id"):
         (bids / pid).mkdir()
         for sid in s["session_id"]:
             (bids / pid / sid / "anat").mkdir(parents=True)
-        s.drop(columns="participant_id").to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t",
-                                                index=False, na_rep="n/a")
+        s.drop(columns="participant_id").to_csv(
+            bids / pid / f"{pid}_sessions.tsv", sep="\t", index=False, na_rep="n/a"
+        )
     out.mkdir()
     (out / "dataset_description.json").write_text(json.dumps({"Name": "inflamap derivatives"}))
     rng = np.random.default_rng(seed)
-    for (pid, ses, mod, metric), t in table.groupby(
-            ["participant_id", "session_id", "modality", "metric"]):
+    for (pid, ses, mod, metric), t in table.groupby(  # noqa: B007
+        ["participant_id", "session_id", "modality", "metric"]
+    ):
         d = out / pid / ses / "anat"
         d.mkdir(parents=True, exist_ok=True)
-        t[["participant_id", "session_id", "modality", "metric", "roi", "hemisphere",
-           "n_voxels", "mean", "median", "sd", "group", "treatment"]].to_csv(
+        t[
+            [
+                "participant_id",
+                "session_id",
+                "modality",
+                "metric",
+                "roi",
+                "hemisphere",
+                "n_voxels",
+                "mean",
+                "median",
+                "sd",
+                "group",
+                "treatment",
+            ]
+        ].to_csv(
             d / f"{pid}_{ses}_ce-gadobutrol_atlas-inflamapLobes_desc-{metric}_regions.tsv",
-            sep="\t", index=False, na_rep="n/a")
+            sep="\t",
+            index=False,
+            na_rep="n/a",
+        )
     info = sessions.merge(parts, on="participant_id")
     for row in info.itertuples(index=False):
         d = out / row.participant_id / row.session_id / "anat"
@@ -350,10 +452,17 @@ def test_run_group_end_to_end(tmp_path, capsys):
 
     bids, out = _write_dataset(tmp_path)
     keep = ("patientsVsHC", "ictalVsInterictal", "ipsiVsContraIctal", "attacksPerMonth")
-    settings = Settings(workflow=load_workflow_config(overrides={
-        "anat": {"template": TEMPLATE},
-        "group": {"voxelwise": {"smoothing_fwhm": None},  # fewer contrasts: faster report
-                  "contrasts": [c for c in CFG.contrasts if c["name"] in keep]}}))
+    settings = Settings(
+        workflow=load_workflow_config(
+            overrides={
+                "anat": {"template": TEMPLATE},
+                "group": {
+                    "voxelwise": {"smoothing_fwhm": None},  # fewer contrasts: faster report
+                    "contrasts": [c for c in CFG.contrasts if c["name"] in keep],
+                },
+            }
+        )
+    )
     settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
     assert run_group(settings) == 0
     err = capsys.readouterr().err
@@ -361,7 +470,9 @@ def test_run_group_end_to_end(tmp_path, capsys):
     # missing and failed participants are listed
     miss = pd.read_csv(g / "desc-missing_participants.tsv", sep="\t")
     assert dict(zip(miss["participant_id"], miss["status"])) == {
-        "sub-999": "missing", "sub-002": "failed (partial outputs used)"}
+        "sub-999": "missing",
+        "sub-002": "failed (partial outputs used)",
+    }
     assert "sub-999 (missing)" in err
     # merged covariates: the BIDS tables win over the copies in the regional tables
     allr = pd.read_csv(g / "desc-all_regions.tsv", sep="\t")
@@ -371,8 +482,12 @@ def test_run_group_end_to_end(tmp_path, capsys):
     assert list(res.columns) == gs.RESULT_COLUMNS
     side = json.loads((g / "desc-roistats_stats.json").read_text())
     assert side["FDR"]["Method"] == "fdr_bh" and "n_for_80_power" in side["Columns"]
-    r = res[(res["contrast"] == "ipsiVsContraIctal") & (res["modality"] == "gadolinium")
-            & (res["roi"] == "occipital") & (res["test"] == "paired_t")].iloc[0]
+    r = res[
+        (res["contrast"] == "ipsiVsContraIctal")
+        & (res["modality"] == "gadolinium")
+        & (res["roi"] == "occipital")
+        & (res["test"] == "paired_t")
+    ].iloc[0]
     assert r["significant"] and r["estimate_ci_low"] <= 3.0 <= r["estimate_ci_high"]
     # voxelwise: percent maps fitted for both designs; Ktrans skipped with a reason
     vox = pd.read_csv(g / "desc-voxelwise_designs.tsv", sep="\t")
@@ -390,12 +505,18 @@ def test_run_group_end_to_end(tmp_path, capsys):
     blob[BLOB] = True
     assert (fdr[blob] > 0).mean() > 0.9 and (fdr[~blob] != 0).mean() < 0.05
     meta = json.loads(Path(f"{stem}_stat-z_desc-fdr_statmap.json").read_text())
-    assert meta["HeightControl"] == "fdr" and len(meta["Sources"]) == 2 * done.loc[
-        "ictalVsInterictal", "n1"]
+    assert (
+        meta["HeightControl"] == "fdr"
+        and len(meta["Sources"]) == 2 * done.loc["ictalVsInterictal", "n1"]
+    )
     clusters = pd.read_csv(f"{stem}_desc-cluster_clusters.tsv", sep="\t")
     assert len(clusters) >= 1 and clusters["Peak Stat"].iloc[0] > 3
-    for suffix in ("stat-z_statmap.nii.gz", "stat-effect_statmap.nii.gz",
-                   "stat-z_desc-cluster_statmap.nii.gz", "desc-fdr_clusters.tsv"):
+    for suffix in (
+        "stat-z_statmap.nii.gz",
+        "stat-effect_statmap.nii.gz",
+        "stat-z_desc-cluster_statmap.nii.gz",
+        "desc-fdr_clusters.tsv",
+    ):
         assert Path(f"{stem}_{suffix}").exists()
         assert Path(re.sub(r"\.(nii\.gz|tsv)$", ".json", f"{stem}_{suffix}")).exists()
     # report: every image it shows exists and is a PNG
@@ -444,8 +565,15 @@ def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
                 data[left_blob if side == "left" else right_blob] += 4.0
             path = tmp_path / f"sub-{i:02d}_{ses}.nii.gz"
             nb.Nifti1Image(data, AFFINE).to_filename(path)
-            rows.append({"participant_id": f"sub-{i:02d}", "session_id": ses, "phase": phase,
-                         "headache_side": side, "path": str(path)})
+            rows.append(
+                {
+                    "participant_id": f"sub-{i:02d}",
+                    "session_id": ses,
+                    "phase": phase,
+                    "headache_side": side,
+                    "path": str(path),
+                }
+            )
     maps = pd.DataFrame(rows)
     contrasts = {c["name"]: c for c in gs.check_contrasts(default_config().group.contrasts)}
     left = np.zeros(SHAPE, bool)
@@ -453,21 +581,27 @@ def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
     right = np.zeros(SHAPE, bool)
     right[right_blob] = True
     found = {}
-    for name, flip in (("ictalVsInterictal", True), ("ictalVsInterictal", False),
-                       ("ipsiVsContraIctal", True)):
+    for name, flip in (
+        ("ictalVsInterictal", True),
+        ("ictalVsInterictal", False),
+        ("ipsiVsContraIctal", True),
+    ):
         inputs, reason = _design_inputs(maps, contrasts[name], flip=flip)
         assert reason is None
         mirrored = sum(m for es in inputs["a"] for _, m in es)
         assert mirrored == (6 if flip else 0)
         res = fit_voxelwise(inputs, contrasts[name], smoothing_fwhm=None)
         fdr = np.asarray(res["fdr_img"].dataobj)
-        found[(name, flip)] = ((fdr[left] > 0).mean(), (fdr[right] > 0).mean(),
-                               (fdr[~(left | right)] != 0).mean())
-    l, r, other = found[("ictalVsInterictal", True)]
+        found[(name, flip)] = (
+            (fdr[left] > 0).mean(),
+            (fdr[right] > 0).mean(),
+            (fdr[~(left | right)] != 0).mean(),
+        )
+    l, r, other = found[("ictalVsInterictal", True)]  # noqa: E741
     assert l > 0.9 and r == 0 and other < 0.02
-    l, r, other = found[("ictalVsInterictal", False)]
+    l, r, other = found[("ictalVsInterictal", False)]  # noqa: E741
     assert l < 0.5 and r < 0.5  # half of the patients each side: weaker everywhere
-    l, r, other = found[("ipsiVsContraIctal", True)]
+    l, r, other = found[("ipsiVsContraIctal", True)]  # noqa: E741
     assert l > 0.9 and r == 0 and other < 0.02  # right half not tested (mirror image)
 
 
@@ -495,4 +629,5 @@ def test_rank_tests_have_bootstrap_cis():
     ranks = sst.rankdata(np.abs(d[d != 0]))
     nz = d[d != 0]
     assert gs.wilcoxon_test(d, np.zeros(6))["effect_size"] == pytest.approx(
-        (ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum())
+        (ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum()
+    )

@@ -10,14 +10,21 @@ import numpy as np
 import pytest
 
 from pipeline.errors import EX_DATAERR, DataError
-from pipeline.metadata import (HALF_LIVES_S, PET_REQUIRED, megre_metadata, pet_metadata,
-                               radionuclide_key, read_sidecar)
+from pipeline.metadata import (
+    HALF_LIVES_S,
+    PET_REQUIRED,
+    megre_metadata,
+    pet_metadata,
+    radionuclide_key,
+    read_sidecar,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bids-examples"
 PET_SIDECARS = sorted(EXAMPLES.glob("pet00[1-6]/**/*_pet.json"))
 needs_examples = pytest.mark.skipif(
     not PET_SIDECARS,
-    reason=f"PET-BIDS example sidecars not found at {EXAMPLES} (../shared/data/bids-examples)")
+    reason=f"PET-BIDS example sidecars not found at {EXAMPLES} (../shared/data/bids-examples)",
+)
 # pet001, pet003 and pet004 write frame END times in FrameDuration (each "duration" equals
 # the next FrameTimesStart; bids-standard/bids-examples#220): the frames would overlap.
 END_TIME_DATASETS = {"pet001", "pet003", "pet004"}
@@ -70,16 +77,18 @@ def test_real_pet_sidecars_parse(sidecar):
         assert str(sidecar) in msg and "FrameDuration looks like frame end times" in msg
         assert "\n" not in msg
         meta = _repaired(meta)
-    m = pet_metadata(meta, sidecar, body_weight=body_weight,
-                     n_volumes=len(meta["FrameTimesStart"]))
+    m = pet_metadata(
+        meta, sidecar, body_weight=body_weight, n_volumes=len(meta["FrameTimesStart"])
+    )
     assert meta["InjectedRadioactivityUnits"] == "MBq"  # all six examples
     assert m.injected_dose_bq == pytest.approx(meta["InjectedRadioactivity"] * MBQ, rel=1e-12)
     assert meta["Units"] in ("Bq/mL", "Bq/ml")  # pet001 writes "Bq/ml"
     assert m.units == meta["Units"] and m.activity_scale_bq_per_ml == 1.0
     np.testing.assert_array_equal(m.frame_start_s, meta["FrameTimesStart"])
     np.testing.assert_array_equal(m.frame_duration_s, meta["FrameDuration"])
-    np.testing.assert_array_equal(m.frame_start_s[1:],
-                                  m.frame_start_s[:-1] + m.frame_duration_s[:-1])
+    np.testing.assert_array_equal(
+        m.frame_start_s[1:], m.frame_start_s[:-1] + m.frame_duration_s[:-1]
+    )
     assert m.tracer_name == meta["TracerName"]
     assert m.radionuclide == meta["TracerRadionuclide"]  # "C11" or "F18" as written
     assert m.half_life_s == HALF_LIVES_S[meta["TracerRadionuclide"]]
@@ -96,8 +105,9 @@ def test_real_pet_sidecars_parse(sidecar):
 
 @needs_examples
 def test_real_pet_sidecar_values_spot_checks():
-    m = pet_metadata(read_sidecar(EXAMPLES / "pet006/sub-01/pet/sub-01_pet.json"),
-                     "pet006.json", body_weight=4)
+    m = pet_metadata(
+        read_sidecar(EXAMPLES / "pet006/sub-01/pet/sub-01_pet.json"), "pet006.json", body_weight=4
+    )
     assert (m.radionuclide, m.half_life_s, m.n_frames) == ("F18", 6586.2, 1)
     assert m.injected_dose_bq == 75.85e6 and m.frame_duration_s.tolist() == [98000]
     sidecar = EXAMPLES / "pet001/sub-01/ses-01/pet/sub-01_ses-01_trc-CIMBI36_pet.json"
@@ -108,8 +118,9 @@ def test_real_pet_sidecar_values_spot_checks():
 
 
 def _parseable():
-    return [p for p in PET_SIDECARS if _dataset(p) not in END_TIME_DATASETS] + \
-        [p for p in PET_SIDECARS if _dataset(p) in END_TIME_DATASETS][:1]
+    return [p for p in PET_SIDECARS if _dataset(p) not in END_TIME_DATASETS] + [
+        p for p in PET_SIDECARS if _dataset(p) in END_TIME_DATASETS
+    ][:1]
 
 
 @needs_examples
@@ -133,11 +144,18 @@ def test_missing_required_field_names_field_and_file(sidecar, field):
 # --- synthetic variations of a real sidecar ------------------------------------------------
 
 BASE = {  # pet006's required fields (F18 phantom), with a dynamic frame timing
-    "Units": "Bq/mL", "TracerName": "FDG", "TracerRadionuclide": "F18",
-    "InjectedRadioactivity": 75.85, "InjectedRadioactivityUnits": "MBq",
-    "InjectionStart": 0, "TimeZero": "12:44:31",
-    "FrameTimesStart": [0, 600, 1200, 3600], "FrameDuration": [600, 600, 2400, 1800],
-    "ImageDecayCorrected": True, "ImageDecayCorrectionTime": 0}
+    "Units": "Bq/mL",
+    "TracerName": "FDG",
+    "TracerRadionuclide": "F18",
+    "InjectedRadioactivity": 75.85,
+    "InjectedRadioactivityUnits": "MBq",
+    "InjectionStart": 0,
+    "TimeZero": "12:44:31",
+    "FrameTimesStart": [0, 600, 1200, 3600],
+    "FrameDuration": [600, 600, 2400, 1800],
+    "ImageDecayCorrected": True,
+    "ImageDecayCorrectionTime": 0,
+}
 
 
 def _meta(**changes):
@@ -159,19 +177,27 @@ def _error(meta, path="sub-01_pet.json", **kw):
 
 
 def test_mci_and_other_units_are_converted():
-    m = pet_metadata(_meta(InjectedRadioactivity=2.05, InjectedRadioactivityUnits="mCi",
-                           Units="kBq/cc"), "x.json", body_weight=154, body_weight_unit="lb")
+    m = pet_metadata(
+        _meta(InjectedRadioactivity=2.05, InjectedRadioactivityUnits="mCi", Units="kBq/cc"),
+        "x.json",
+        body_weight=154,
+        body_weight_unit="lb",
+    )
     assert m.injected_dose_bq == pytest.approx(2.05 * 3.7e7, rel=1e-14)  # 75.85 MBq
     assert m.activity_scale_bq_per_ml == 1000.0
     assert m.body_weight_kg == pytest.approx(154 * 0.45359237, rel=1e-14)
-    m = pet_metadata(_meta(InjectedRadioactivity=2050, InjectedRadioactivityUnits="µCi",
-                           Units="uCi/mL"), "x.json", body_weight=70)
+    m = pet_metadata(
+        _meta(InjectedRadioactivity=2050, InjectedRadioactivityUnits="µCi", Units="uCi/mL"),
+        "x.json",
+        body_weight=70,
+    )
     assert m.injected_dose_bq == pytest.approx(75.85e6, rel=1e-14)
     assert m.activity_scale_bq_per_ml == 3.7e4
 
 
-@pytest.mark.parametrize("field, value", [("Units", "counts"), ("Units", "SUV"),
-                                          ("InjectedRadioactivityUnits", "mg")])
+@pytest.mark.parametrize(
+    "field, value", [("Units", "counts"), ("Units", "SUV"), ("InjectedRadioactivityUnits", "mg")]
+)
 def test_unknown_units_are_errors(field, value):
     msg = _error(_meta(**{field: value}), body_weight=70)
     assert field in msg and repr(value) in msg and "accepted" in msg
@@ -196,22 +222,39 @@ def test_dose_is_decay_corrected_to_the_reference_time():
     assert m.suv_dose_bq == pytest.approx(75.85e6 / 2, rel=1e-14)
     assert m.dose_bq_at(2 * 6586.2) == pytest.approx(75.85e6 / 4, rel=1e-14)
     # images not decay-corrected: the dose at injection (frames corrected to it first)
-    m = pet_metadata(_meta(ImageDecayCorrected=False, ImageDecayCorrectionTime=6586.2),
-                     "x.json", body_weight=70)
+    m = pet_metadata(
+        _meta(ImageDecayCorrected=False, ImageDecayCorrectionTime=6586.2), "x.json", body_weight=70
+    )
     assert m.decay_corrected is False and m.suv_dose_bq == 75.85e6
 
 
 def test_decay_corrected_flag_spelling():
-    assert pet_metadata(_meta(ImageDecayCorrected="false"), "x", body_weight=1).decay_corrected \
+    assert (
+        pet_metadata(_meta(ImageDecayCorrected="false"), "x", body_weight=1).decay_corrected
         is False
+    )
     msg = _error(_meta(ImageDecayCorrected="yes"), body_weight=70)
     assert "ImageDecayCorrected" in msg and "true or false" in msg
 
 
-@pytest.mark.parametrize("spelling, key", [
-    ("C11", "C11"), ("11C", "C11"), ("[11C]", "C11"), ("C-11", "C11"), ("^18F", "F18"),
-    ("18F", "F18"), ("F-18", "F18"), ("O15", "O15"), ("15O", "O15"), ("99mTc", "Tc99m"),
-    ("Tc-99m", "Tc99m"), ("tc99m", "Tc99m"), ("89Zr", "Zr89")])
+@pytest.mark.parametrize(
+    "spelling, key",
+    [
+        ("C11", "C11"),
+        ("11C", "C11"),
+        ("[11C]", "C11"),
+        ("C-11", "C11"),
+        ("^18F", "F18"),
+        ("18F", "F18"),
+        ("F-18", "F18"),
+        ("O15", "O15"),
+        ("15O", "O15"),
+        ("99mTc", "Tc99m"),
+        ("Tc-99m", "Tc99m"),
+        ("tc99m", "Tc99m"),
+        ("89Zr", "Zr89"),
+    ],
+)
 def test_radionuclide_spellings(spelling, key):
     assert radionuclide_key(spelling) == key
     m = pet_metadata(_meta(TracerRadionuclide=spelling), "x.json", body_weight=70)
@@ -248,8 +291,9 @@ def test_frame_timing_errors():
 
 
 def test_end_times_in_frame_duration_are_detected():
-    msg = _error(_meta(FrameTimesStart=[0, 10, 30, 60], FrameDuration=[10, 30, 60, 120]),
-                 body_weight=70)
+    msg = _error(
+        _meta(FrameTimesStart=[0, 10, 30, 60], FrameDuration=[10, 30, 60, 120]), body_weight=70
+    )
     assert "FrameDuration looks like frame end times" in msg and "[10, 20, 30, 60]" in msg
     assert "pet.repair_frame_end_times" in msg
 
@@ -262,8 +306,11 @@ def test_end_times_repaired_on_request():
     # real durations are never touched, and a real overlap is still an error
     m = pet_metadata(_meta(), "x", body_weight=70, repair_end_times=True)
     assert not m.frame_duration_repaired
-    msg = _error(_meta(FrameTimesStart=[0, 10, 30, 60], FrameDuration=[10, 25, 60, 120]),
-                 body_weight=70, repair_end_times=True)
+    msg = _error(
+        _meta(FrameTimesStart=[0, 10, 30, 60], FrameDuration=[10, 25, 60, 120]),
+        body_weight=70,
+        repair_end_times=True,
+    )
     assert "overlaps frame" in msg
 
 
@@ -273,11 +320,18 @@ def test_real_pet_sidecars_parse_with_repair(sidecar):
     """Every real example parses as it is when end times are repaired on request."""
     meta = json.loads(sidecar.read_text())
     weight = _participant_weight(sidecar)
-    m = pet_metadata(meta, sidecar, body_weight=70.0 if weight is None else weight,
-                     repair_end_times=True, n_volumes=len(meta["FrameTimesStart"]))
+    m = pet_metadata(
+        meta,
+        sidecar,
+        body_weight=70.0 if weight is None else weight,
+        repair_end_times=True,
+        n_volumes=len(meta["FrameTimesStart"]),
+    )
     assert m.frame_duration_repaired == (_dataset(sidecar) in END_TIME_DATASETS)
-    np.testing.assert_allclose(m.frame_duration_s, _repaired(meta)["FrameDuration"]
-                               if m.frame_duration_repaired else meta["FrameDuration"])
+    np.testing.assert_allclose(
+        m.frame_duration_s,
+        _repaired(meta)["FrameDuration"] if m.frame_duration_repaired else meta["FrameDuration"],
+    )
 
 
 def test_body_weight_sources():
@@ -295,13 +349,17 @@ def test_body_weight_sources():
     assert m.body_weight_kg == 70
 
 
-@pytest.mark.parametrize("kw, expected", [
-    ({}, "add a body_weight column (kg) to participants.tsv or sub-<label>_sessions.tsv"),
-    ({"body_weight": "n/a"}, "add a body_weight column"),
-    ({"body_weight": -3}, "not a positive number; fix the body_weight column"),
-    ({"body_weight": "heavy"}, "not a positive number"),
-    ({"body_weight": 70000}, "70000 kg is implausible"),
-    ({"body_weight": 70, "body_weight_unit": "stone"}, "unknown body weight unit 'stone'")])
+@pytest.mark.parametrize(
+    "kw, expected",
+    [
+        ({}, "add a body_weight column (kg) to participants.tsv or sub-<label>_sessions.tsv"),
+        ({"body_weight": "n/a"}, "add a body_weight column"),
+        ({"body_weight": -3}, "not a positive number; fix the body_weight column"),
+        ({"body_weight": "heavy"}, "not a positive number"),
+        ({"body_weight": 70000}, "70000 kg is implausible"),
+        ({"body_weight": 70, "body_weight_unit": "stone"}, "unknown body weight unit 'stone'"),
+    ],
+)
 def test_body_weight_errors(kw, expected):
     assert expected in _error(BASE, **kw)
 
@@ -320,8 +378,9 @@ def test_read_sidecar(tmp_path):
 
 MEGRE = EXAMPLES / "qmri_megre"
 MEGRE_SIDECARS = sorted((MEGRE / "sub-01" / "anat").glob("*_MEGRE.json"))
-needs_megre = pytest.mark.skipif(not MEGRE_SIDECARS,
-                                 reason=f"qmri_megre example not found at {MEGRE}")
+needs_megre = pytest.mark.skipif(
+    not MEGRE_SIDECARS, reason=f"qmri_megre example not found at {MEGRE}"
+)
 
 
 def _inherited(path):
@@ -354,11 +413,17 @@ def _megre_error(metas, paths=None):
 
 
 def test_megre_errors():
-    ok = [{"EchoTime": 0.005 * (i + 1), "RepetitionTime": 0.05, "FlipAngle": 15,
-           "MagneticFieldStrength": 3} for i in range(4)]
+    ok = [
+        {
+            "EchoTime": 0.005 * (i + 1),
+            "RepetitionTime": 0.05,
+            "FlipAngle": 15,
+            "MagneticFieldStrength": 3,
+        }
+        for i in range(4)
+    ]
     m = megre_metadata(ok, [f"e{i}.json" for i in range(4)])
-    assert (m.repetition_time_s, m.flip_angle_deg, m.magnetic_field_strength_t) == \
-        (0.05, 15, 3)
+    assert (m.repetition_time_s, m.flip_angle_deg, m.magnetic_field_strength_t) == (0.05, 15, 3)
 
     bad = copy.deepcopy(ok)
     del bad[2]["EchoTime"]
@@ -368,14 +433,14 @@ def test_megre_errors():
     bad = copy.deepcopy(ok)
     bad[1]["EchoTime"] = 10  # 10 ms written as 10
     msg = _megre_error(bad)
-    assert msg.startswith("sub-01_echo-2_MEGRE.json: ") and "milliseconds" in msg \
-        and "0.01" in msg
+    assert msg.startswith("sub-01_echo-2_MEGRE.json: ") and "milliseconds" in msg and "0.01" in msg
 
     bad = copy.deepcopy(ok)
     bad[3]["EchoTime"] = bad[0]["EchoTime"]
     msg = _megre_error(bad)
-    assert "sub-01_echo-4_MEGRE.json" in msg and "sub-01_echo-1_MEGRE.json" in msg \
-        and "same" in msg
+    assert (
+        "sub-01_echo-4_MEGRE.json" in msg and "sub-01_echo-1_MEGRE.json" in msg and "same" in msg
+    )
 
     for value in (-0.01, 0, "n/a", [0.01, 0.02], True):
         bad = copy.deepcopy(ok)

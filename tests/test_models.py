@@ -41,16 +41,23 @@ def test_parker_aif_shape():
     np.testing.assert_allclose(parker_aif(t, hematocrit=0.45), cb / 0.55)
 
 
-@pytest.mark.parametrize("ktrans,ve,vp", [(0.1, 0.3, 0.05), (0.01, 0.05, 0.02), (0.0, 0.2, 0.1),
-                                          (0.5, 0.5, 0.0)])
+@pytest.mark.parametrize(
+    "ktrans,ve,vp", [(0.1, 0.3, 0.05), (0.01, 0.05, 0.02), (0.0, 0.2, 0.1), (0.5, 0.5, 0.0)]
+)
 def test_extended_tofts_against_direct_quadrature(ktrans, ve, vp):
     t = np.arange(0, 400, 0.5)
     cp = parker_aif(t, 20.0, 0.45)
     ct = extended_tofts_concentration(cp, t, ktrans, ve, vp)
     tm = t / 60
     kep = ktrans / ve if ve > 0 else 0
-    ref = np.array([vp * cp[i] + ktrans * np.trapezoid(
-        cp[:i + 1] * np.exp(-kep * (tm[i] - tm[:i + 1])), tm[:i + 1]) for i in range(t.size)])
+    ref = np.array(
+        [
+            vp * cp[i]
+            + ktrans
+            * np.trapezoid(cp[: i + 1] * np.exp(-kep * (tm[i] - tm[: i + 1])), tm[: i + 1])
+            for i in range(t.size)
+        ]
+    )
     # exact integration of linear cp vs trapezoid: agree to 0.5 % of the peak
     assert np.abs(ct - ref).max() < 5e-3 * max(ref.max(), 1e-6)
 

@@ -40,11 +40,13 @@ def test_planted_suvr_recovered(demo_run):
     truth elsewhere."""
     truth = _truth(demo_run)
     planted = 0
-    for pid, p in truth["participants"].items():
+    for pid, p in truth["participants"].items():  # noqa: B007
         labels, brain, lut = _rois(demo_run, pid, "ses-01")
         gt = demo_run["demo"] / "groundtruth" / pid / "ses-01"
-        true, base = (nb.load(gt / f"{pid}_ses-01_trc-PBR28_desc-{d}_SUV.nii.gz").get_fdata()
-                      for d in ("true", "baseline"))
+        true, base = (
+            nb.load(gt / f"{pid}_ses-01_trc-PBR28_desc-{d}_SUV.nii.gz").get_fdata()
+            for d in ("true", "baseline")
+        )
         true_r, base_r = true / true[brain].mean(), base / base[brain].mean()
         t = _table(demo_run, pid, "ses-01", "pet", f"trc-PBR28_{ATLAS}_desc-SUVR_regions.tsv")
         for idx, roi, hemi in lut[["index", "name", "hemisphere"]].itertuples(index=False):
@@ -64,8 +66,7 @@ def test_planted_suvr_recovered(demo_run):
 
 def test_suv_sidecar_and_tspo_table(demo_run):
     truth = _truth(demo_run)
-    part = pd.read_csv(demo_run["bids"] / "participants.tsv", sep="\t").set_index(
-        "participant_id")
+    part = pd.read_csv(demo_run["bids"] / "participants.tsv", sep="\t").set_index("participant_id")
     for pid, p in truth["participants"].items():
         f = demo_run["out"] / pid / "ses-01" / "pet" / f"{pid}_ses-01_trc-PBR28"
         meta = json.loads(open(f"{f}_SUV.json").read())
@@ -75,15 +76,25 @@ def test_suv_sidecar_and_tspo_table(demo_run):
         assert meta["FrameWindowMin"] == [60, 90] and meta["Units"] == "g/mL"
         assert meta["TSPOGenotype"] == part.loc[pid, "tspo_genotype"]
         t = pd.read_csv(f"{f}_atlas-inflamapTSPO_desc-SUVR_regions.tsv", sep="\t")
-        assert set(t["roi"]) >= {"visual_cortex", "somatosensory_cortex", "insula", "thalamus",
-                                 "spinal_trigeminal"}
+        assert set(t["roi"]) >= {
+            "visual_cortex",
+            "somatosensory_cortex",
+            "insula",
+            "thalamus",
+            "spinal_trigeminal",
+        }
         assert (t["tspo_genotype"] == part.loc[pid, "tspo_genotype"]).all()
         suvr = json.loads(open(f"{f}_SUVR.json").read())
         assert suvr["SUVRReference"] == "whole_brain" and suvr["ReferenceValue"] > 0
         # SUV of white matter: the phantom's 0.9 (PET blur spares the deep white matter)
         suv = nb.load(f"{f}_space-T1w_SUV.nii.gz").get_fdata()
-        base = nb.load(demo_run["demo"] / "groundtruth" / pid / "ses-01" /
-                       f"{pid}_ses-01_trc-PBR28_desc-baseline_SUV.nii.gz").get_fdata()
+        base = nb.load(
+            demo_run["demo"]
+            / "groundtruth"
+            / pid
+            / "ses-01"
+            / f"{pid}_ses-01_trc-PBR28_desc-baseline_SUV.nii.gz"
+        ).get_fdata()
         deep = np.abs(base - 0.9 * (1 - np.exp(-75 / 12))) < 0.01
         assert deep.sum() > 50
         assert np.median(suv[deep]) == pytest.approx(0.9, rel=0.05)
@@ -96,10 +107,20 @@ def test_spect_late_early_ratio(demo_run):
     truth = _truth(demo_run)
     for pid, p in truth["participants"].items():
         labels, _, lut = _rois(demo_run, pid, "ses-02")
-        ratio = nb.load(demo_run["demo"] / "groundtruth" / pid / "ses-02" /
-                        f"{pid}_ses-02_trc-99mTcAlbumin_desc-true_ratio.nii.gz").get_fdata()
-        t = _table(demo_run, pid, "ses-02", "spect",
-                   f"trc-99mTcAlbumin_{ATLAS}_desc-lateEarlyRatio_regions.tsv")
+        ratio = nb.load(
+            demo_run["demo"]
+            / "groundtruth"
+            / pid
+            / "ses-02"
+            / f"{pid}_ses-02_trc-99mTcAlbumin_desc-true_ratio.nii.gz"
+        ).get_fdata()
+        t = _table(
+            demo_run,
+            pid,
+            "ses-02",
+            "spect",
+            f"trc-99mTcAlbumin_{ATLAS}_desc-lateEarlyRatio_regions.tsv",
+        )
         checked = 0
         for idx, roi, hemi in lut[["index", "name", "hemisphere"]].itertuples(index=False):
             sel = (labels == idx) & np.isfinite(ratio)

@@ -4,18 +4,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.models.regional import (TABLE_COLUMNS, asymmetry_index, laterality_rows,
-                                      regional_table, roi_statistics)
+from pipeline.models.regional import (
+    TABLE_COLUMNS,
+    asymmetry_index,
+    laterality_rows,
+    regional_table,
+    roi_statistics,
+)
 
-LUT = pd.DataFrame({"index": [1, 2, 3], "name": ["occipital", "occipital", "brainstem"],
-                    "hemisphere": ["left", "right", "bilateral"]})
+LUT = pd.DataFrame(
+    {
+        "index": [1, 2, 3],
+        "name": ["occipital", "occipital", "brainstem"],
+        "hemisphere": ["left", "right", "bilateral"],
+    }
+)
 
 
 def _image():
     labels = np.zeros((10, 10, 10), int)
-    labels[:5, :, :5] = 1   # left: 250 voxels
-    labels[5:, :, :5] = 2   # right: 250 voxels
-    labels[:, :2, 5:] = 3   # brainstem: 100 voxels
+    labels[:5, :, :5] = 1  # left: 250 voxels
+    labels[5:, :, :5] = 2  # right: 250 voxels
+    labels[:, :2, 5:] = 3  # brainstem: 100 voxels
     values = np.where(labels == 1, 3.0, 0.0) + np.where(labels == 2, 1.0, 0.0)
     values[labels == 3] = np.arange(100)
     return values, labels
@@ -41,8 +51,16 @@ def test_mask_and_empty_roi():
 @pytest.mark.parametrize("side,ipsi,contra", [("left", 3.0, 1.0), ("right", 1.0, 3.0)])
 def test_laterality_follows_headache_side(side, ipsi, contra):
     values, labels = _image()
-    t = regional_table(values, labels, LUT, participant_id="sub-01", session_id="ses-02",
-                       modality="pet", metric="SUVR", headache_side=side)
+    t = regional_table(
+        values,
+        labels,
+        LUT,
+        participant_id="sub-01",
+        session_id="ses-02",
+        modality="pet",
+        metric="SUVR",
+        headache_side=side,
+    )
     assert list(t.columns) == TABLE_COLUMNS
     occ = t[t.roi == "occipital"].set_index("hemisphere")
     assert occ.loc["ipsi", "mean"] == ipsi and occ.loc["contra", "mean"] == contra

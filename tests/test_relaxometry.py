@@ -12,7 +12,7 @@ from pipeline.models.relaxometry import R2StarFit, delta_r2star, fit_r2star
 from pipeline.models.signal import multiecho_signal
 
 R2_GRID = np.arange(10.0, 101.0, 10.0)  # 1/s
-N_REAL = 2000                           # noise realisations per R2*
+N_REAL = 2000  # noise realisations per R2*
 
 
 def _te(n_echo):
@@ -21,8 +21,10 @@ def _te(n_echo):
 
 def _rician(clean, sigma, seed):
     rng = np.random.default_rng(seed)
-    return np.sqrt((clean + rng.normal(scale=sigma, size=clean.shape)) ** 2
-                   + rng.normal(scale=sigma, size=clean.shape) ** 2)
+    return np.sqrt(
+        (clean + rng.normal(scale=sigma, size=clean.shape)) ** 2
+        + rng.normal(scale=sigma, size=clean.shape) ** 2
+    )
 
 
 def _noisy_grid(n_echo, snr=100.0, s0=1000.0, seed=0):
@@ -126,8 +128,9 @@ def test_floor_threshold_per_voxel():
     """``noise_floor`` may be a map; ``floor_factor`` scales it; later echoes that the noise
     lifts over the threshold stay excluded (truncation at the first echo below it)."""
     te = _te(6)
-    y = np.array([[1000.0, 500.0, 250.0, 20.0, 8.0, 15.0],
-                  [1000.0, 500.0, 250.0, 20.0, 8.0, 15.0]])
+    y = np.array(
+        [[1000.0, 500.0, 250.0, 20.0, 8.0, 15.0], [1000.0, 500.0, 250.0, 20.0, 8.0, 15.0]]
+    )
     fit = fit_r2star(y, te, noise_floor=np.array([10.0, 1.0]))
     assert fit.n_echoes_used.tolist() == [3, 6]
     fit = fit_r2star(y, te, noise_floor=10.0, floor_factor=1.0)
@@ -139,9 +142,9 @@ def test_volume_mask_chunks_and_bad_voxels():
     rng = np.random.default_rng(5)
     r2 = rng.uniform(10, 100, (5, 6, 7))
     y = _rician(multiecho_signal(np.full(r2.shape, 800.0), r2, te), 8.0, 6)
-    y[0, 0, 0] = 0.0                       # background: nothing to fit
-    y[0, 0, 1, 2:] = np.nan                # NaN from the third echo: 2 echoes left
-    y[0, 0, 2, 0] = -5.0                   # first echo unusable
+    y[0, 0, 0] = 0.0  # background: nothing to fit
+    y[0, 0, 1, 2:] = np.nan  # NaN from the third echo: 2 echoes left
+    y[0, 0, 2, 0] = -5.0  # first echo unusable
     mask = np.ones(r2.shape, bool)
     mask[4] = False
     with np.errstate(all="raise"):
@@ -167,8 +170,9 @@ def test_volume_mask_chunks_and_bad_voxels():
 def test_r2star_bounded_at_zero(method):
     """A signal that rises with TE (noise, inflow) gives R2* = 0, not a negative rate."""
     te = _te(6)
-    y = np.array([[100.0, 101.0, 103.0, 104.0, 106.0, 108.0],
-                  [100.0, 100.0, 100.0, 100.0, 100.0, 100.0]])
+    y = np.array(
+        [[100.0, 101.0, 103.0, 104.0, 106.0, 108.0], [100.0, 100.0, 100.0, 100.0, 100.0, 100.0]]
+    )
     fit = fit_r2star(y, te, method)
     np.testing.assert_allclose(fit.r2star, 0.0, atol=1e-9)
     assert fit.valid.all()
@@ -212,8 +216,9 @@ def test_delta_r2star():
     post = np.array([25.0, 29.0, 30.0, np.inf, 35.0])
     np.testing.assert_array_equal(delta_r2star(pre, post), [5.0, -1.0, np.nan, np.nan, 10.0])
     mask = np.array([True, True, True, True, False])
-    np.testing.assert_array_equal(delta_r2star(pre, post, mask),
-                                  [5.0, -1.0, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(
+        delta_r2star(pre, post, mask), [5.0, -1.0, np.nan, np.nan, np.nan]
+    )
     with pytest.raises(ValueError, match="shape"):
         delta_r2star(pre, post[:4])
     with pytest.raises(ValueError, match="mask"):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli, tree_snapshot
 
 TEMPLATE = "MNI152NLin2009aSym"
@@ -38,8 +37,9 @@ def _img_sources(html: Path) -> list[str]:
 
 
 def _report_bytes(html: Path) -> int:
-    return html.stat().st_size + sum((html.parent / s).stat().st_size
-                                     for s in set(_img_sources(html)))
+    return html.stat().st_size + sum(
+        (html.parent / s).stat().st_size for s in set(_img_sources(html))
+    )
 
 
 def _check_images_exist(html: Path):
@@ -63,8 +63,9 @@ def _json(path, obj):
 
 
 def _tsv(path, rows, header):
-    path.write_text("\t".join(header) + "\n"
-                    + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    path.write_text(
+        "\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows)
+    )
 
 
 def _regions(ses, modality, metric, lateral):
@@ -73,19 +74,32 @@ def _regions(ses, modality, metric, lateral):
         for hemi, m in (("left", 3.0), ("right", 2.0)):
             rows.append(["sub-01", ses, modality, metric, roi, hemi, 50, m, m, 0.5])
         if lateral:
-            rows += [["sub-01", ses, modality, metric, roi, "ipsi", 50, 3.0, 3.0, 0.5],
-                     ["sub-01", ses, modality, metric, roi, "contra", 50, 2.0, 2.0, 0.5],
-                     ["sub-01", ses, modality, metric, roi, "AI", 50, 0.4, 0.4, "n/a"]]
-    rows.append(["sub-01", ses, modality, metric, "superior_sagittal_sinus", "bilateral", 9,
-                 9.0, 9.0, 1.0])
+            rows += [
+                ["sub-01", ses, modality, metric, roi, "ipsi", 50, 3.0, 3.0, 0.5],
+                ["sub-01", ses, modality, metric, roi, "contra", 50, 2.0, 2.0, 0.5],
+                ["sub-01", ses, modality, metric, roi, "AI", 50, 0.4, 0.4, "n/a"],
+            ]
+    rows.append(
+        ["sub-01", ses, modality, metric, "superior_sagittal_sinus", "bilateral", 9, 9.0, 9.0, 1.0]
+    )
     return rows
 
 
-REGION_HEADER = ["participant_id", "session_id", "modality", "metric", "roi", "hemisphere",
-                 "n_voxels", "mean", "median", "sd"]
+REGION_HEADER = [
+    "participant_id",
+    "session_id",
+    "modality",
+    "metric",
+    "roi",
+    "hemisphere",
+    "n_voxels",
+    "mean",
+    "median",
+    "sd",
+]
 
 
-@pytest.fixture()
+@pytest.fixture
 def synthetic(tmp_path, tf_home):
     """sub-01 (ses-01: T1w, gadolinium, DCE through a rigid transform, PET on the T1w grid,
     a crash file; ses-02: T1w only) and sub-02 (T1w only, no session)."""
@@ -109,54 +123,87 @@ def synthetic(tmp_path, tf_home):
         _save(brain, aff, folder / f"{prefix}_desc-brain_mask.nii.gz", np.uint8)
         labels = np.where(brain, np.where(ii < c[0], 1, 2), 0)
         _save(labels, aff, folder / f"{prefix}_atlas-inflamapLobes_dseg.nii.gz", np.int16)
-        _tsv(folder / f"{prefix}_atlas-inflamapLobes_dseg.tsv", [[1, "left"], [2, "right"]],
-             ["index", "name"])
+        _tsv(
+            folder / f"{prefix}_atlas-inflamapLobes_dseg.tsv",
+            [[1, "left"], [2, "right"]],
+            ["index", "name"],
+        )
         # template space: the real template grid (2 mm), a blurred sphere
         import nibabel as nb
 
         from pipeline.templates import get_template_file
 
         tpl = nb.load(get_template_file(TEMPLATE, 2, desc="brain", suffix="T1w"))
-        _save(np.asarray(tpl.dataobj) * 1.02, tpl.affine,
-              folder / f"{prefix}_space-{TEMPLATE}_desc-preproc_T1w.nii.gz")
+        _save(
+            np.asarray(tpl.dataobj) * 1.02,
+            tpl.affine,
+            folder / f"{prefix}_space-{TEMPLATE}_desc-preproc_T1w.nii.gz",
+        )
 
     a = out / "sub-01" / "ses-01" / "anat"
     p = "sub-01_ses-01"
     anat(a, p)
-    _tsv(a / f"{p}_atlas-inflamapLobes_desc-nT1w_regions.tsv",
-         _regions("ses-01", "anat", "nT1w", True), REGION_HEADER)
+    _tsv(
+        a / f"{p}_atlas-inflamapLobes_desc-nT1w_regions.tsv",
+        _regions("ses-01", "anat", "nT1w", True),
+        REGION_HEADER,
+    )
     _json(a / f"{p}_atlas-inflamapLobes_desc-nT1w_regions.json", {"HeadacheSide": "left"})
     # gadolinium
     g = f"{p}_ce-gadobutrol"
     _save(t1 * 1.05, aff, a / f"{g}_desc-preproc_T1w.nii.gz")
     pct = np.where(head & ~brain, 30.0, 2.0) + rng.normal(0, 1, shape)
     _save(pct, aff, a / f"{g}_desc-percent_enhancement.nii.gz")
-    _json(a / f"{g}_desc-percent_enhancement.json",
-          {"Units": "%", "NormalisationFactor": 0.9693, "NormalisationMethod":
-           "reference-tissue", "QCWhiteMatterMeanAbsDiffPercent": 1.08})
+    _json(
+        a / f"{g}_desc-percent_enhancement.json",
+        {
+            "Units": "%",
+            "NormalisationFactor": 0.9693,
+            "NormalisationMethod": "reference-tissue",
+            "QCWhiteMatterMeanAbsDiffPercent": 1.08,
+        },
+    )
     _save(pct - 2, aff, a / f"{g}_desc-subtraction_enhancement.nii.gz")
-    _tsv(a / f"{g}_desc-enhancement_findings.tsv",
-         [["sub-01", "ses-01", 1, "meningeal_occipital", "left", 270.0, 10, 73.5, 61.2]],
-         ["participant_id", "session_id", "cluster", "roi", "hemisphere", "volume_mm3",
-          "n_voxels", "peak_percent", "mean_percent"])
-    _tsv(a / f"{g}_atlas-inflamapLobes_desc-percent_regions.tsv",
-         _regions("ses-01", "gadolinium", "enhancement", True), REGION_HEADER)
+    _tsv(
+        a / f"{g}_desc-enhancement_findings.tsv",
+        [["sub-01", "ses-01", 1, "meningeal_occipital", "left", 270.0, 10, 73.5, 61.2]],
+        [
+            "participant_id",
+            "session_id",
+            "cluster",
+            "roi",
+            "hemisphere",
+            "volume_mm3",
+            "n_voxels",
+            "peak_percent",
+            "mean_percent",
+        ],
+    )
+    _tsv(
+        a / f"{g}_atlas-inflamapLobes_desc-percent_regions.tsv",
+        _regions("ses-01", "gadolinium", "enhancement", True),
+        REGION_HEADER,
+    )
     # DCE on its own (shifted) grid with a rigid transform to the T1w
     aff_dce = aff.copy()
     aff_dce[:3, 3] += [2.0, -1.0, 3.0]
     kt = np.where(brain, 0.002, 0.0) + np.where(head & ~brain, 0.01, 0.0)
     kt[~head] = np.nan
     _save(kt, aff_dce, a / f"{g}_Ktrans.nii.gz")
-    _json(a / f"{g}_Ktrans.json", {"Units": "1/min", "Model": "patlak", "VIFVoxels": 24,
-                                   "FittedVoxels": int(head.sum())})
+    _json(
+        a / f"{g}_Ktrans.json",
+        {"Units": "1/min", "Model": "patlak", "VIFVoxels": 24, "FittedVoxels": int(head.sum())},
+    )
     _save(np.where(head, 1.2, 0.0), aff_dce, a / f"{g}_T1map.nii.gz")
     _save(np.where(head, 0.01, 0.0), aff_dce, a / f"{g}_desc-fit_residual.nii.gz")
     _save(kt, aff, a / f"{g}_space-{TEMPLATE}_Ktrans.nii.gz")  # (grid differs: still drawn)
     tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3)
     ants.write_transform(tx, str(a / f"{g}_from-dce_to-T1w_mode-image_xfm.mat"))
-    _tsv(a / f"{g}_desc-vif_timeseries.tsv", [[0.0, 0.0, 0.0], [15.0, 3.0, 5.4],
-                                              [30.0, 1.0, 1.8]],
-         ["time_s", "blood_mM", "plasma_mM"])
+    _tsv(
+        a / f"{g}_desc-vif_timeseries.tsv",
+        [[0.0, 0.0, 0.0], [15.0, 3.0, 5.4], [30.0, 1.0, 1.8]],
+        ["time_s", "blood_mM", "plasma_mM"],
+    )
     # PET on the T1w grid (no transform)
     pet = out / "sub-01" / "ses-01" / "pet"
     _save(np.where(brain, 1.1, 0.0), aff, pet / f"{p}_trc-PBR28_SUVR.nii.gz")
@@ -170,8 +217,9 @@ def synthetic(tmp_path, tf_home):
     logs.mkdir(parents=True)
     (logs / "crash-20260101-120000-root-fit-0a1b.txt").write_text(
         "Node: sub_01_wf.dce_gadobutrol_ses_01_wf.fit\nWorking directory: /w\n\n"
-        "Node inputs:\n\nx = 1\n\nTraceback (most recent call last):\n  File \"x\", line 1\n"
-        "ValueError: the input function has no positive peak\n\n")
+        'Node inputs:\n\nx = 1\n\nTraceback (most recent call last):\n  File "x", line 1\n'
+        "ValueError: the input function has no positive peak\n\n"
+    )
     return out
 
 
@@ -192,21 +240,25 @@ def test_report_from_synthetic_derivatives(synthetic):
     assert "sub_01_wf.dce_gadobutrol_ses_01_wf.fit" in text
     assert err < text.index('id="ses-01"')
     # sections for what exists, none for what does not
-    for title in ("Anatomy and registration", "Gadolinium enhancement (gadobutrol)",
-                  "DCE permeability (gadobutrol)", "PET uptake (PBR28)"):
+    for title in (
+        "Anatomy and registration",
+        "Gadolinium enhancement (gadobutrol)",
+        "DCE permeability (gadobutrol)",
+        "PET uptake (PBR28)",
+    ):
         assert title in text, title
     assert "USPIO" not in text
     # registration overlays, maps in both spaces, charts
     names = {Path(s).name for s in srcs}
-    assert "sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w_desc-tplcontour.png" \
-        in names
+    assert "sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w_desc-tplcontour.png" in names
     assert "sub-01_ses-01_ce-gadobutrol_desc-preproc_T1w_desc-postonpre.png" in names
     assert "sub-01_ses-01_ce-gadobutrol_T1map_desc-ont1w.png" in names  # via the .mat
     assert "sub-01_ses-01_ce-gadobutrol_Ktrans_desc-map.png" in names
     assert "sub-01_ses-01_ce-gadobutrol_space-MNI152NLin2009aSym_Ktrans_desc-map.png" in names
     assert "sub-01_ses-01_trc-PBR28_SUVR_desc-map.png" in names
-    assert "sub-01_ses-01_ce-gadobutrol_atlas-inflamapLobes_desc-percent_regions_chart.svg" \
-        in names
+    assert (
+        "sub-01_ses-01_ce-gadobutrol_atlas-inflamapLobes_desc-percent_regions_chart.svg" in names
+    )
     assert "sub-01_ses-01_ce-gadobutrol_desc-vif_timeseries_chart.svg" in names
     assert "through sub-01_ses-01_ce-gadobutrol_from-dce_to-T1w_mode-image_xfm.mat" in text
     # QC from the sidecars and computed ones
@@ -214,7 +266,7 @@ def test_report_from_synthetic_derivatives(synthetic):
     assert "registration similarity, T1w ↔ MNI152NLin2009aSym template" in text
     assert "meningeal_occipital" in text  # the findings table
     # ses-02 (T1w only) has its anatomy section and nothing else
-    ses2 = text[text.index('id="ses-02"'):text.index('id="methods"')]
+    ses2 = text[text.index('id="ses-02"') : text.index('id="methods"')]
     assert "Anatomy and registration" in ses2 and "Gadolinium" not in ses2
     assert "Report notes" not in text, re.findall(r"<li>([^<]*)</li>", text)[:5]
 
@@ -257,8 +309,9 @@ def test_reports_only_cli_on_synthetic(synthetic, tmp_path):
     for k in changed:  # only the reports and their figures
         assert re.fullmatch(r"sub-0[12]\.html|sub-0[12]/figures(/.*)?", k), k
     assert not work.exists()  # nothing was computed
-    missing = run_cli(bids, synthetic, "participant", "--reports-only",
-                      "--participant-label", "07")
+    missing = run_cli(
+        bids, synthetic, "participant", "--reports-only", "--participant-label", "07"
+    )
     assert missing.returncode == 66 and "sub-07" in missing.stderr
 
 
@@ -277,9 +330,9 @@ def test_every_workflow_citation_has_a_reference():
 
 
 def test_boilerplate_resolves_citations_and_lists_unknown_ones():
-    from niworkflows.engine.workflows import LiterateWorkflow
     from nipype.interfaces import utility as niu
     from nipype.pipeline import engine as pe
+    from niworkflows.engine.workflows import LiterateWorkflow
 
     from pipeline.reports.boilerplate import make_boilerplate, parse_markdown
 
@@ -315,14 +368,24 @@ def test_demo_report_and_boilerplate(demo_run):
         assert size < MAX_BYTES, f"sub-{label}: {size / 1e6:.1f} MB"
         m = re.search(rf"sub-{label}: report \S+ \(([\d.]+) MB, (\d+) s\)", stderr)
         assert m, stderr[-3000:]
-        print(f"sub-{label}: report {size / 1e6:.2f} MB, generated in {m.group(2)} s "
-              "(during the participant run)")
+        print(
+            f"sub-{label}: report {size / 1e6:.2f} MB, generated in {m.group(2)} s "
+            "(during the participant run)"
+        )
     for label in ("01", "02"):
         md = (out / "logs" / f"sub-{label}" / "boilerplate.md").read_text()
         text = (out / f"sub-{label}.html").read_text()
-        for word in ("N4BiasFieldCorrection", "antsRegistration", "ANTs 2.5.1",
-                     "TemplateFlow", "Nipype 1.11", "nilearn", "(Tustison et al. 2010)",
-                     "## References", f"`sub-{label}`"):
+        for word in (
+            "N4BiasFieldCorrection",
+            "antsRegistration",
+            "ANTs 2.5.1",
+            "TemplateFlow",
+            "Nipype 1.11",
+            "nilearn",
+            "(Tustison et al. 2010)",
+            "## References",
+            f"`sub-{label}`",
+        ):
             assert word in md, word
         assert "Unresolved citation keys" not in md
         assert "N4BiasFieldCorrection" in text  # the report includes it
@@ -345,8 +408,16 @@ def test_demo_reports_only_regenerates_without_recomputing(demo_run):
     before = _files(out)
     work_before = tree_snapshot(work)
     t0 = time.time()
-    proc = run_cli(demo_run["bids"], out, "participant", "--reports-only",
-                   "--participant-label", "01", "-w", work)
+    proc = run_cli(
+        demo_run["bids"],
+        out,
+        "participant",
+        "--reports-only",
+        "--participant-label",
+        "01",
+        "-w",
+        work,
+    )
     elapsed = time.time() - t0
     assert proc.returncode == 0, proc.stderr
     after = _files(out)
@@ -357,8 +428,7 @@ def test_demo_reports_only_regenerates_without_recomputing(demo_run):
     assert tree_snapshot(work) == work_before
     html = out / "sub-01.html"
     _check_images_exist(html)
-    print(f"--reports-only sub-01: {elapsed:.0f} s (command), "
-          f"{_report_bytes(html) / 1e6:.2f} MB")
+    print(f"--reports-only sub-01: {elapsed:.0f} s (command), {_report_bytes(html) / 1e6:.2f} MB")
 
 
 # ----------------------------------------------------------------------------- chromium
@@ -383,15 +453,27 @@ def _chromium():
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; CI installs "
-                "it with .ci/apt-packages.sh): headless rendering not checked")
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install -y chromium; CI installs "
+        "it with .ci/apt-packages.sh): headless rendering not checked"
+    )
 
 
 def _chromium_args(exe, profile):
-    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-            f"--user-data-dir={profile}"]
+    return [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+    ]
 
 
 def _render_and_check(html: Path, tmp_path: Path, min_dark: float = 0.02):
@@ -407,16 +489,29 @@ def _render_and_check(html: Path, tmp_path: Path, min_dark: float = 0.02):
     page.write_text(text)
     shot = tmp_path / "shot.png"
     args = _chromium_args(exe, tmp_path / "profile")
-    dom = subprocess.run(args + ["--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=300)
+    dom = subprocess.run(
+        args + ["--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     m = re.search(r"IMGCHECK (\{.*?\})</pre>", dom.stdout)
     assert m, f"chromium did not run the check: {dom.stderr[-2000:]}"
     result = json.loads(m.group(1).replace("&quot;", '"'))
     assert result["total"] == len(_img_sources(html)), result
     assert result["broken"] == [], result["broken"]
-    proc = subprocess.run(args + ["--virtual-time-budget=20000", f"--screenshot={shot}",
-                                  "--window-size=1280,4000", html.as_uri()],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        args
+        + [
+            "--virtual-time-budget=20000",
+            f"--screenshot={shot}",
+            "--window-size=1280,4000",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert shot.is_file(), proc.stderr[-2000:]
     import matplotlib.image as mpimg
 
@@ -455,9 +550,14 @@ def test_chromium_renders_group_report(tmp_path):
     bids, out = _write_dataset(tmp_path / "data")
     keep = ("patientsVsHC", "ictalVsInterictal", "ipsiVsContraIctal")
     defaults = default_config().group.contrasts
-    settings = Settings(workflow=load_workflow_config(overrides={
-        "anat": {"template": TEMPLATE},
-        "group": {"contrasts": [c for c in defaults if c["name"] in keep]}}))
+    settings = Settings(
+        workflow=load_workflow_config(
+            overrides={
+                "anat": {"template": TEMPLATE},
+                "group": {"contrasts": [c for c in defaults if c["name"] in keep]},
+            }
+        )
+    )
     settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
     assert run_group(settings) == 0
     html = out / "group" / "group.html"

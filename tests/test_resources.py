@@ -9,7 +9,6 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import ROOT
 
 
@@ -27,22 +26,34 @@ def test_summary_writer_measures_a_process_tree(tmp_path):
     cb = rec.callback(lambda node, status: seen.append((node.fullname, status)))
     cb(_Node("wf.a"), "start")
     # a child holding ~300 MB resident for a while: the sampled tree peak must include it
-    child = subprocess.run([sys.executable, "-c",
-                            "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * "
-                            "len(b[::4096]); time.sleep(1.0)"], timeout=60)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * "  # noqa: ISC004
+            "len(b[::4096]); time.sleep(1.0)",
+        ],
+        timeout=60,
+    )
     assert child.returncode == 0
     cb(_Node("wf.a"), "end")
     cb(_Node("wf.b"), "start")
     cb(_Node("wf.b"), "exception")
     rec.stop()
     rec.stop()  # idempotent
-    assert seen == [("wf.a", "start"), ("wf.a", "end"), ("wf.b", "start"),
-                    ("wf.b", "exception")]
+    assert seen == [("wf.a", "start"), ("wf.a", "end"), ("wf.b", "start"), ("wf.b", "exception")]
     path = tmp_path / "logs" / "sub-01" / "resources.json"
-    write_resource_summary(path, rec, participant="01", status="success", nprocs=2,
-                           omp_nthreads=1, mem_gb=0.25, plugin="MultiProc",
-                           plugin_args={"n_procs": 2, "memory_gb": 0.25,
-                                        "status_callback": cb})
+    write_resource_summary(
+        path,
+        rec,
+        participant="01",
+        status="success",
+        nprocs=2,
+        omp_nthreads=1,
+        mem_gb=0.25,
+        plugin="MultiProc",
+        plugin_args={"n_procs": 2, "memory_gb": 0.25, "status_callback": cb},
+    )
     assert [p.name for p in path.parent.iterdir()] == ["resources.json"]
     assert not [p for p in tmp_path.rglob("*") if is_temporary(p)]
     s = json.loads(path.read_text())
@@ -50,8 +61,11 @@ def test_summary_writer_measures_a_process_tree(tmp_path):
     assert s["settings"]["nprocs"] == 2 and s["settings"]["omp_nthreads"] == 1
     assert s["settings"]["mem_gb"] == 0.25
     assert s["settings"]["plugin_args"] == {"n_procs": 2, "memory_gb": 0.25}
-    assert set(s["settings"]["thread_env"]) >= {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
-                                                "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
+    assert set(s["settings"]["thread_env"]) >= {
+        "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+    }
     assert s["wall_time_s"] >= 1.0
     peak = s["peak_rss_gb"]
     assert peak["process_tree"] >= 0.29, peak  # this process + the 300 MB child
@@ -85,10 +99,16 @@ def test_process_tree_rss_counts_descendants():
     me = process_tree_rss()
     if me is None:
         pytest.skip("no /proc")
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * "
-                             "len(b[::4096]); print('ready', flush=True); time.sleep(30)"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * "  # noqa: ISC004
+            "len(b[::4096]); print('ready', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         assert process_tree_rss() - me > 150 * 2**20
@@ -117,8 +137,13 @@ print(json.dumps({"env": {v: os.environ[v] for v in THREAD_ENV_VARS},
                   "itk": itk_threads(5)}))
 """
     for first in ("numpy", "limit"):
-        p = subprocess.run([sys.executable, "-c", code, first], capture_output=True,
-                           text=True, cwd=ROOT, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-c", code, first],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert p.returncode == 0, p.stderr
         got = json.loads(p.stdout)
         assert set(got["env"].values()) == {"1"}

@@ -17,9 +17,9 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
 from hpc_support import cli_env, t1w_subset, write_fast_config
+
 from pipeline.utils import is_temporary, remove_stale_temporaries
 
 
@@ -50,22 +50,42 @@ utils.atomic_copy({str(src)!r}, {str(dst)!r})
         child.send_signal(signal.SIGKILL)
         child.wait()
     assert not dst.exists()
-    left = [p for p in dst.parent.iterdir()]
+    left = [p for p in dst.parent.iterdir()]  # noqa: C416
     assert len(left) == 1 and is_temporary(left[0]) and left[0].name.startswith(f".{dst.name}.")
     assert remove_stale_temporaries(tmp_path / "out" / "sub-01") == left
     assert not list(dst.parent.iterdir())
 
 
 def _run(bids, out, work, config, *extra):
-    argv = [sys.executable, "-m", "pipeline", str(bids), str(out), "participant",
-            "--participant-label", "01", "-w", str(work), "--config", str(config),
-            "--skip-bids-validation", "--nprocs", "2", "--omp-nthreads", "1", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        str(bids),
+        str(out),
+        "participant",
+        "--participant-label",
+        "01",
+        "-w",
+        str(work),
+        "--config",
+        str(config),
+        "--skip-bids-validation",
+        "--nprocs",
+        "2",
+        "--omp-nthreads",
+        "1",
+        *extra,
+    ]
     return argv
 
 
 def _derivatives(root: Path) -> list[Path]:
-    return sorted(p.relative_to(root) for p in (root / "sub-01").rglob("*")
-                  if p.is_file() and not is_temporary(p) and "figures" not in p.parts)
+    return sorted(
+        p.relative_to(root)
+        for p in (root / "sub-01").rglob("*")
+        if p.is_file() and not is_temporary(p) and "figures" not in p.parts
+    )
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -85,8 +105,11 @@ def _same(a: Path, b: Path) -> bool:
     if name.endswith(".h5"):  # ITK transforms: same datasets (the HDF5 bytes differ)
         x, y = _h5(a), _h5(b)
         return x.keys() == y.keys() and all(
-            np.allclose(x[k], y[k], atol=1e-6) if np.asarray(x[k]).dtype.kind == "f"
-            else np.array_equal(x[k], y[k]) for k in x)
+            np.allclose(x[k], y[k], atol=1e-6)
+            if np.asarray(x[k]).dtype.kind == "f"
+            else np.array_equal(x[k], y[k])
+            for k in x
+        )
     return a.read_bytes() == b.read_bytes()
 
 
@@ -95,37 +118,49 @@ def _h5(path) -> dict:
 
     out = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda k, v: out.__setitem__(k, v[()])
-                     if isinstance(v, h5py.Dataset) else None)
+        f.visititems(
+            lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None
+        )
     return out
 
 
 def _results(work: Path) -> dict[str, int]:
-    return {str(p.relative_to(work)): p.stat().st_mtime_ns
-            for p in work.rglob("result_*.pklz")}
+    return {str(p.relative_to(work)): p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
 
 
 @pytest.fixture(scope="module")
 def resume_data(demo_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("resume")
-    return {"bids": t1w_subset(demo_dir, base / "bids", participants=1),
-            "config": write_fast_config(base)}
+    return {
+        "bids": t1w_subset(demo_dir, base / "bids", participants=1),
+        "config": write_fast_config(base),
+    }
 
 
 def test_sigkill_then_rerun_resumes_with_identical_outputs(resume_data, tmp_path):
     bids, config, env = resume_data["bids"], resume_data["config"], cli_env()
     t0 = time.time()
-    ref = subprocess.run(_run(bids, tmp_path / "ref", tmp_path / "ref_work", config),
-                         capture_output=True, text=True, env=env, timeout=600)
+    ref = subprocess.run(
+        _run(bids, tmp_path / "ref", tmp_path / "ref_work", config),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     t_ref = time.time() - t0
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     out, work = tmp_path / "out", tmp_path / "work"
     n4_result = work / "sub-01" / "sub_01_wf" / "anat_ses_01_wf" / "n4" / "result_n4.pklz"
     t0 = time.time()
-    proc = subprocess.Popen(_run(bids, out, work, config), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _run(bids, out, work, config),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while not n4_result.exists() and proc.poll() is None and time.time() < deadline:
@@ -145,12 +180,15 @@ def test_sigkill_then_rerun_resumes_with_identical_outputs(resume_data, tmp_path
         assert _same(out / rel, tmp_path / "ref" / rel), f"partial or different: {rel}"
 
     t0 = time.time()
-    again = subprocess.run(_run(bids, out, work, config, "-v"), capture_output=True,
-                           text=True, env=env, timeout=600)
+    again = subprocess.run(
+        _run(bids, out, work, config, "-v"), capture_output=True, text=True, env=env, timeout=600
+    )
     t_rerun = time.time() - t0
     assert again.returncode == 0, again.stderr[-3000:]
-    print(f"uninterrupted {t_ref:.0f} s; killed after {t_kill:.0f} s "
-          f"({len(before)} steps done); rerun {t_rerun:.0f} s")
+    print(
+        f"uninterrupted {t_ref:.0f} s; killed after {t_kill:.0f} s "
+        f"({len(before)} steps done); rerun {t_rerun:.0f} s"
+    )
     # finished steps were reused, not recomputed
     assert "Cached (sub_01_wf.anat_ses_01_wf.n4)" in again.stdout  # nipype's log (-v)
     after = _results(work)

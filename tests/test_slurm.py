@@ -19,10 +19,15 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
-from hpc_support import (LocalSlurm, cli_env, python_cmd, slurm_missing, t1w_subset,
-                         write_fast_config)
+from hpc_support import (
+    LocalSlurm,
+    cli_env,
+    python_cmd,
+    slurm_missing,
+    t1w_subset,
+    write_fast_config,
+)
 
 SBATCH = ROOT / "configs" / "slurm" / "inflamap.sbatch"
 SUBMIT = ROOT / "configs" / "slurm" / "submit.sh"
@@ -31,23 +36,48 @@ REGIONS = "sub-{0}/ses-01/anat/sub-{0}_ses-01_atlas-inflamapLobes_desc-nT1w_regi
 
 # --- the scripts alone (no scheduler needed) -------------------------------------------
 
+
 def _sbatch(*args, **env):
-    return subprocess.run(["bash", str(SBATCH), *map(str, args)], capture_output=True,
-                          text=True, env=dict(os.environ, **{k: str(v) for k, v in env.items()}))
+    return subprocess.run(
+        ["bash", str(SBATCH), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **{k: str(v) for k, v in env.items()}),
+    )
 
 
 def test_array_task_maps_to_participants_tsv_row(tmp_path):
     bids = tmp_path / "bids"
     bids.mkdir()
     (bids / "participants.tsv").write_text(
-        "age\tparticipant_id\n30\tsub-p07\n41\tsub-c02\r\n")  # column order, CRLF
+        "age\tparticipant_id\n30\tsub-p07\n41\tsub-c02\r\n"
+    )  # column order, CRLF
     assert _sbatch("--list", bids).stdout.split() == ["p07", "c02"]
     assert _sbatch("--count", bids).stdout.strip() == "2"
-    p = _sbatch("participant", bids, "/o", "/w", "--config", "/c.yml",
-                SLURM_ARRAY_TASK_ID=2, INFLAMAP_DRY_RUN=1, INFLAMAP_CMD="inflamap")
+    p = _sbatch(
+        "participant",
+        bids,
+        "/o",
+        "/w",
+        "--config",
+        "/c.yml",
+        SLURM_ARRAY_TASK_ID=2,
+        INFLAMAP_DRY_RUN=1,
+        INFLAMAP_CMD="inflamap",
+    )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["inflamap", str(bids), "/o", "participant", "-w", "/w",
-                                "--participant-label", "c02", "--config", "/c.yml"]
+    assert p.stdout.split() == [
+        "inflamap",
+        str(bids),
+        "/o",
+        "participant",
+        "-w",
+        "/w",
+        "--participant-label",
+        "c02",
+        "--config",
+        "/c.yml",
+    ]
     p = _sbatch("participant", bids, "/o", "/w", SLURM_ARRAY_TASK_ID=3, INFLAMAP_DRY_RUN=1)
     assert p.returncode == 64 and "no participant number 3" in p.stderr
     (bids / "participants.tsv").unlink()
@@ -57,28 +87,71 @@ def test_array_task_maps_to_participants_tsv_row(tmp_path):
 
 
 def test_apptainer_command(tmp_path):
-    p = _sbatch("participant", tmp_path, tmp_path / "out", tmp_path / "work", "-v",
-                SLURM_ARRAY_TASK_ID=1, SLURM_CPUS_PER_TASK=4, SLURM_MEM_PER_NODE=16384,
-                INFLAMAP_SIF="/images/inflamap.sif", TEMPLATEFLOW_HOME="/shared/tf",
-                INFLAMAP_BIND="/study/cfg:/cfg", INFLAMAP_DRY_RUN=1)
+    p = _sbatch(
+        "participant",
+        tmp_path,
+        tmp_path / "out",
+        tmp_path / "work",
+        "-v",
+        SLURM_ARRAY_TASK_ID=1,
+        SLURM_CPUS_PER_TASK=4,
+        SLURM_MEM_PER_NODE=16384,
+        INFLAMAP_SIF="/images/inflamap.sif",
+        TEMPLATEFLOW_HOME="/shared/tf",
+        INFLAMAP_BIND="/study/cfg:/cfg",
+        INFLAMAP_DRY_RUN=1,
+    )
     assert p.returncode == 64  # no participant in an empty folder
     (tmp_path / "sub-01").mkdir()
-    p = _sbatch("participant", tmp_path, tmp_path / "out", tmp_path / "work", "-v",
-                SLURM_ARRAY_TASK_ID=1, SLURM_CPUS_PER_TASK=4, SLURM_MEM_PER_NODE=16384,
-                INFLAMAP_SIF="/images/inflamap.sif", TEMPLATEFLOW_HOME="/shared/tf",
-                INFLAMAP_BIND="/study/cfg:/cfg", INFLAMAP_DRY_RUN=1)
+    p = _sbatch(
+        "participant",
+        tmp_path,
+        tmp_path / "out",
+        tmp_path / "work",
+        "-v",
+        SLURM_ARRAY_TASK_ID=1,
+        SLURM_CPUS_PER_TASK=4,
+        SLURM_MEM_PER_NODE=16384,
+        INFLAMAP_SIF="/images/inflamap.sif",
+        TEMPLATEFLOW_HOME="/shared/tf",
+        INFLAMAP_BIND="/study/cfg:/cfg",
+        INFLAMAP_DRY_RUN=1,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [
-        "apptainer", "run", "--cleanenv", "-B", f"{tmp_path}:/data:ro",
-        "-B", f"{tmp_path / 'out'}:/out", "-B", f"{tmp_path / 'work'}:/work",
-        "-B", "/shared/tf:/opt/templateflow:ro", "-B", "/study/cfg:/cfg",
-        "/images/inflamap.sif", "/data", "/out", "participant", "-w", "/work",
-        "--participant-label", "01", "--nprocs", "4", "--mem-gb", "16.0", "-v"]
+        "apptainer",
+        "run",
+        "--cleanenv",
+        "-B",
+        f"{tmp_path}:/data:ro",
+        "-B",
+        f"{tmp_path / 'out'}:/out",
+        "-B",
+        f"{tmp_path / 'work'}:/work",
+        "-B",
+        "/shared/tf:/opt/templateflow:ro",
+        "-B",
+        "/study/cfg:/cfg",
+        "/images/inflamap.sif",
+        "/data",
+        "/out",
+        "participant",
+        "-w",
+        "/work",
+        "--participant-label",
+        "01",
+        "--nprocs",
+        "4",
+        "--mem-gb",
+        "16.0",
+        "-v",
+    ]
     p = _sbatch("group", tmp_path, "/o", "/w", INFLAMAP_DRY_RUN=1, INFLAMAP_CMD="inflamap")
     assert p.stdout.split() == ["inflamap", str(tmp_path), "/o", "group", "-w", "/w"]
 
 
 # --- a real SLURM ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
@@ -96,8 +169,11 @@ def slurm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hpc_data(demo_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("hpc")
-    return {"bids": t1w_subset(demo_dir, base / "bids"), "config": write_fast_config(base),
-            "base": base}
+    return {
+        "bids": t1w_subset(demo_dir, base / "bids"),
+        "config": write_fast_config(base),
+        "base": base,
+    }
 
 
 def _env(slurm, **extra):
@@ -113,19 +189,44 @@ def array_run(slurm, hpc_data):
     out, work = base / "out", base / "work"
     t0 = time.time()
     sub = subprocess.run(
-        ["bash", str(SUBMIT), hpc_data["bids"], out, work, "--config", hpc_data["config"],
-         "--skip-bids-validation", "--omp-nthreads", "1"],
-        capture_output=True, text=True, cwd=base.parent, timeout=60,
-        env=_env(slurm, INFLAMAP_CMD=python_cmd(),
-                 INFLAMAP_ARRAY_SBATCH_ARGS="--cpus-per-task=1 --mem=3G --time=00:30:00"))
+        [
+            "bash",
+            str(SUBMIT),
+            hpc_data["bids"],
+            out,
+            work,
+            "--config",
+            hpc_data["config"],
+            "--skip-bids-validation",
+            "--omp-nthreads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=base.parent,
+        timeout=60,
+        env=_env(
+            slurm,
+            INFLAMAP_CMD=python_cmd(),
+            INFLAMAP_ARRAY_SBATCH_ARGS="--cpus-per-task=1 --mem=3G --time=00:30:00",
+        ),
+    )
     assert sub.returncode == 0, sub.stderr + slurm.logs()
     ids = dict(re.findall(r"^(\w+_job)=(\d+)$", sub.stdout, re.M))
     group_at_submit = slurm.job(ids["group_job"])[0]
     finished = slurm.wait_idle(timeout=480)
     elapsed = time.time() - t0
-    return {"out": out, "work": work, "ids": ids, "submit": sub, "finished": finished,
-            "elapsed": elapsed, "group_at_submit": group_at_submit,
-            "tasks": slurm.job(ids["participant_job"]), "group": slurm.job(ids["group_job"])[0]}
+    return {
+        "out": out,
+        "work": work,
+        "ids": ids,
+        "submit": sub,
+        "finished": finished,
+        "elapsed": elapsed,
+        "group_at_submit": group_at_submit,
+        "tasks": slurm.job(ids["participant_job"]),
+        "group": slurm.job(ids["group_job"])[0],
+    }
 
 
 def test_array_and_dependent_group_job(array_run, slurm):
@@ -154,7 +255,9 @@ def test_array_and_dependent_group_job(array_run, slurm):
     # one shared -w, one subfolder per participant (the CLI's own layout)
     work = r["work"]
     assert sorted(p.name for p in work.iterdir() if p.name.startswith("sub-")) == [
-        "sub-01", "sub-02"]
+        "sub-01",
+        "sub-02",
+    ]
     for lab in ("01", "02"):
         assert (work / f"sub-{lab}" / f"sub_{lab}_wf").is_dir()
         assert not list((work / f"sub-{lab}").glob("sub_0[!" + lab[1] + "]_wf"))
@@ -170,8 +273,11 @@ def test_array_and_dependent_group_job(array_run, slurm):
 
 
 def _outputs(root):
-    return sorted(p.relative_to(root) for p in root.glob("sub-*/**/*")
-                  if p.is_file() and p.suffix in (".gz", ".tsv"))
+    return sorted(
+        p.relative_to(root)
+        for p in root.glob("sub-*/**/*")
+        if p.is_file() and p.suffix in (".gz", ".tsv")
+    )
 
 
 def test_slurmgraph_plugin_runs_a_participant(slurm, hpc_data, array_run):
@@ -183,11 +289,31 @@ def test_slurmgraph_plugin_runs_a_participant(slurm, hpc_data, array_run):
     env.pop("LOGNAME", None)  # nipype's SLURM plugins need it: inflamap sets it
     t0 = time.time()
     p = subprocess.run(
-        [sys.executable, "-m", "pipeline", hpc_data["bids"], out, "participant",
-         "--participant-label", "01", "-w", work, "--config", hpc_data["config"],
-         "--use-plugin", ROOT / "configs" / "plugin_slurmgraph.yml",
-         "--skip-bids-validation", "--omp-nthreads", "1"],
-        capture_output=True, text=True, env=env, cwd=base.parent, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            hpc_data["bids"],
+            out,
+            "participant",
+            "--participant-label",
+            "01",
+            "-w",
+            work,
+            "--config",
+            hpc_data["config"],
+            "--use-plugin",
+            ROOT / "configs" / "plugin_slurmgraph.yml",
+            "--skip-bids-validation",
+            "--omp-nthreads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=base.parent,
+        timeout=600,
+    )
     elapsed = time.time() - t0
     assert p.returncode == 0, p.stderr[-4000:]
     print(f"SLURMGraph participant: {elapsed:.0f} s")
@@ -229,7 +355,7 @@ echo "11|FAILED|NonZeroExitCode|other_tag"
 echo "12|PENDING|DependencyNeverSatisfied|TAG"
 echo "13|PENDING|DependencyNeverSatisfied|TAG"
 """)
-    (bin_dir / "scancel").write_text(f"#!/bin/bash\necho \"$@\" > {state}/cancelled\n")
+    (bin_dir / "scancel").write_text(f'#!/bin/bash\necho "$@" > {state}/cancelled\n')
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     state.mkdir()
@@ -249,8 +375,9 @@ echo "13|PENDING|DependencyNeverSatisfied|TAG"
 
     graph = nx.DiGraph()
     graph.add_edge(Node("n4", True), Node("registration", False))
-    with pytest.raises(RuntimeError, match="1 of 2 steps did not finish under SLURM, "
-                                           "first: wf.registration"):
+    with pytest.raises(
+        RuntimeError, match="1 of 2 steps did not finish under SLURM, first: wf.registration"
+    ):
         cli._wait_for_graph_jobs("01", "TAG", graph, tmp_path / "crash")
     assert (state / "cancelled").read_text().split() == ["12", "13"]
     done = nx.DiGraph()

@@ -28,10 +28,10 @@ import pytest
 from conftest import ROOT, TF_HOME, run_cli, tree_snapshot
 
 HOSTILE_PARENTS = [
-    "study_ses-01",         # a session entity: pybids gave every file session 01
-    "sub-07_rerun",         # a subject entity: participants merged into one
-    "scan_acq-3T",          # an acquisition entity: the T1w was "not found"
-    "perf",                 # a datatype folder: every file took the datatype perf
+    "study_ses-01",  # a session entity: pybids gave every file session 01
+    "sub-07_rerun",  # a subject entity: participants merged into one
+    "scan_acq-3T",  # an acquisition entity: the T1w was "not found"
+    "perf",  # a datatype folder: every file took the datatype perf
     "anat/x_ce-gadobutrol",  # a datatype and a contrast agent
 ]
 
@@ -39,22 +39,43 @@ HOSTILE_PARENTS = [
 def _plan_view(plan, root: Path) -> dict:
     """A participant plan with paths relative to the dataset root (comparable across
     locations)."""
+
     def rel(p):
         return Path(p).relative_to(root).as_posix()
 
     view = {}
     for ses in plan.sessions:
         view[ses.session] = {
-            "t1w": rel(ses.t1w), "info": ses.info, "carry": ses.carry,
+            "t1w": rel(ses.t1w),
+            "info": ses.info,
+            "carry": ses.carry,
             "gad": [(g.agent, rel(g.post)) for g in ses.gadolinium],
-            "dce": [(d.agent, rel(d.series), d.acquisition.times, d.acquisition.flip_angle,
-                     [rel(v) for v in d.vfa], d.vfa_flip_angles) for d in ses.dce],
-            "pet": [(rel(p.path), p.metadata.injected_dose_bq, p.metadata.body_weight_kg)
-                    for p in ses.pet],
+            "dce": [
+                (
+                    d.agent,
+                    rel(d.series),
+                    d.acquisition.times,
+                    d.acquisition.flip_angle,
+                    [rel(v) for v in d.vfa],
+                    d.vfa_flip_angles,
+                )
+                for d in ses.dce
+            ],
+            "pet": [
+                (rel(p.path), p.metadata.injected_dose_bq, p.metadata.body_weight_kg)
+                for p in ses.pet
+            ],
             "spect": [(s.tracer, rel(s.early), rel(s.late)) for s in ses.spect],
-            "uspio": [(u.agent, u.pre_session, [rel(f) for f in u.pre.images],
-                       [rel(f) for f in u.post.images], u.post.echo_times_s)
-                      for u in ses.uspio],
+            "uspio": [
+                (
+                    u.agent,
+                    u.pre_session,
+                    [rel(f) for f in u.pre.images],
+                    [rel(f) for f in u.post.images],
+                    u.post.echo_times_s,
+                )
+                for u in ses.uspio
+            ],
         }
     return view
 
@@ -64,12 +85,15 @@ def _plans(root: Path) -> dict:
     from pipeline.config import Settings, load_workflow_config
     from pipeline.plan import plan_participant
 
-    settings = Settings(workflow=load_workflow_config(overrides={
-        "anat": {"template": "MNI152NLin2009aSym"}}))
+    settings = Settings(
+        workflow=load_workflow_config(overrides={"anat": {"template": "MNI152NLin2009aSym"}})
+    )
     settings.execution.bids_dir = str(root)
     layout = get_layout(root)
-    return {s: _plan_view(plan_participant(layout, s, settings), root)
-            for s in select_participants(layout, [])}
+    return {
+        s: _plan_view(plan_participant(layout, s, settings), root)
+        for s in select_participants(layout, [])
+    }
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +116,9 @@ def _copy_tables_and_sidecars(src: Path, dst: Path):
 
 
 @pytest.mark.parametrize("parent", HOSTILE_PARENTS)
-def test_parent_folder_names_do_not_change_what_is_read(parent, demo_dir, reference_plans,
-                                                        tmp_path):
+def test_parent_folder_names_do_not_change_what_is_read(
+    parent, demo_dir, reference_plans, tmp_path
+):
     root = tmp_path / parent / "bids"
     _copy_tables_and_sidecars(demo_dir / "bids", root)
     assert _plans(root) == reference_plans
@@ -105,10 +130,12 @@ def test_stray_copies_are_never_selected(demo_dir, reference_plans, tmp_path):
     root = tmp_path / "bids"
     _copy_tables_and_sidecars(demo_dir / "bids", root)
     t1w = root / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz"
-    for stray in (root / "archive" / "sub-01" / "ses-01" / "anat",
-                  root / "sub-01 copy" / "ses-01" / "anat",
-                  root / "sub-01" / "ses-01" / "anat" / "old",
-                  root / "sub-01" / "ses-03_old" / "anat"):
+    for stray in (
+        root / "archive" / "sub-01" / "ses-01" / "anat",
+        root / "sub-01 copy" / "ses-01" / "anat",
+        root / "sub-01" / "ses-01" / "anat" / "old",
+        root / "sub-01" / "ses-03_old" / "anat",
+    ):
         stray.mkdir(parents=True)
         shutil.copy(t1w, stray / "sub-01_ses-01_T1w.nii.gz")
         shutil.copy(t1w, stray / "sub-01_ses-01_acq-old_T1w.nii.gz")
@@ -138,8 +165,10 @@ def _guard_case(kind: str, tmp: Path, bids: Path):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["output-dotdot", "output-symlink", "output-symlink-to-root",
-                                  "work-symlink", "work-dotdot"])
+@pytest.mark.parametrize(
+    "kind",
+    ["output-dotdot", "output-symlink", "output-symlink-to-root", "work-symlink", "work-dotdot"],
+)
 def test_input_dataset_is_never_written_to(kind, demo_dir, tmp_path):
     bids = tmp_path / "bids"
     _copy_tables_and_sidecars(demo_dir / "bids", bids)
@@ -147,12 +176,22 @@ def test_input_dataset_is_never_written_to(kind, demo_dir, tmp_path):
     (bids / "code").mkdir()
     before = tree_snapshot(bids)
     out, work = _guard_case(kind, tmp_path, bids)
-    proc = run_cli(bids, out, "participant", "-w", work, "--skip-bids-validation",
-                   "--participant-label", "01", timeout=120)
+    proc = run_cli(
+        bids,
+        out,
+        "participant",
+        "-w",
+        work,
+        "--skip-bids-validation",
+        "--participant-label",
+        "01",
+        timeout=120,
+    )
     assert proc.returncode == 64, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("inflamap: error: ") and (
-        "must be outside the input" in last or "must not be inside the input" in last), last
+        "must be outside the input" in last or "must not be inside the input" in last
+    ), last
     assert tree_snapshot(bids) == before
 
 
@@ -201,9 +240,14 @@ def test_a_dead_worker_fails_its_step_instead_of_hanging(tmp_path):
     script = tmp_path / "dying.py"
     script.write_text(DYING_WORKFLOW)
     t0 = time.time()
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
-                          text=True, timeout=180, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert time.time() - t0 < 120
     crashes = sorted(tmp_path.glob("crash-*"))
@@ -231,6 +275,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_workers_writes_summary_and_exits_143(demo_dir, tmp_path):
     """What SLURM does at a time limit: SIGTERM to the process. The run stops its workers,
     prints the summary and writes resources.json; exit 143; the work folder resumes."""
@@ -239,10 +284,30 @@ def test_sigterm_stops_workers_writes_summary_and_exits_143(demo_dir, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", str(bids), str(out), "participant",
-         "--config", str(demo_dir / "inflamap-demo.yml"), "-w", str(work),
-         "--participant-label", "01", "--nprocs", "2", "--omp-nthreads", "1",
-         "--skip-bids-validation"], stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            str(bids),
+            str(out),
+            "participant",
+            "--config",
+            str(demo_dir / "inflamap-demo.yml"),
+            "-w",
+            str(work),
+            "--participant-label",
+            "01",
+            "--nprocs",
+            "2",
+            "--omp-nthreads",
+            "1",
+            "--skip-bids-validation",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     lines, started = [], threading.Event()
 
     def read():
@@ -290,10 +355,18 @@ def _group_run(tmp_path, damage):
     bids, out = _write_dataset(tmp_path)
     damage(out)
     keep = [c for c in default_config().group.contrasts if c["name"] == "patientsVsHC"]
-    settings = Settings(workflow=load_workflow_config(overrides={
-        "anat": {"template": TEMPLATE},
-        "group": {"contrasts": keep, "report": False,
-                  "voxelwise": {"enabled": False, "designs": []}}}))
+    settings = Settings(
+        workflow=load_workflow_config(
+            overrides={
+                "anat": {"template": TEMPLATE},
+                "group": {
+                    "contrasts": keep,
+                    "report": False,
+                    "voxelwise": {"enabled": False, "designs": []},
+                },
+            }
+        )
+    )
     settings.execution.bids_dir, settings.execution.output_dir = str(bids), str(out)
     assert run_group(settings) == 0
     import pandas as pd
@@ -329,21 +402,27 @@ def test_group_level_ignores_backup_folders_and_checks_names(tmp_path, capsys):
     assert "sub-003_old: not a participant" in err
     assert moved["table"] not in set(table["source_table"])  # left out, not merged
     assert status.loc["sub-004", "status"] == "failed (damaged tables left out)"
-    assert "participant_id ['sub-005'] contradicts its file name (sub-004)" in status.loc[
-        "sub-004", "reason"]
+    assert (
+        "participant_id ['sub-005'] contradicts its file name (sub-004)"
+        in status.loc["sub-004", "reason"]
+    )
     # sub-005 keeps its own tables only
     assert set(table.loc[table["participant_id"] == "sub-005", "source_table"].str[:7]) == {
-        "sub-005"}
+        "sub-005"
+    }
 
 
-@pytest.mark.parametrize("kind,message", [
-    ("truncated", "cut short (truncated file)"),
-    ("binary", "not a text table (binary content)"),
-    ("no-roi-column", "lacks column(s) roi"),
-    ("empty", "empty table"),
-    ("text-in-numbers", "column mean holds 'abc', not a number"),
-    ("missing-fields", "fields, the header"),
-])
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("truncated", "cut short (truncated file)"),
+        ("binary", "not a text table (binary content)"),
+        ("no-roi-column", "lacks column(s) roi"),
+        ("empty", "empty table"),
+        ("text-in-numbers", "column mean holds 'abc', not a number"),
+        ("missing-fields", "fields, the header"),
+    ],
+)
 def test_damaged_tables_are_named_and_left_out(kind, message, tmp_path, capsys):
     def damage(out):
         t = _first_table(out, "sub-002")
@@ -379,17 +458,23 @@ def test_damaged_tables_are_named_and_left_out(kind, message, tmp_path, capsys):
 def _fuzz_tables():
     from hypothesis import strategies as st
 
-    header = ("participant_id\tsession_id\tmodality\tmetric\troi\themisphere\tn_voxels\t"
-              "mean\tmedian\tsd")
-    cell = st.one_of(st.text(max_size=6), st.sampled_from(
-        ["n/a", "1", "-2.5", "nan", "inf", "sub-01", "ses-01", "left", "ipsi", "AI", ""]))
+    header = (
+        "participant_id\tsession_id\tmodality\tmetric\troi\themisphere\tn_voxels\tmean\tmedian\tsd"
+    )
+    cell = st.one_of(
+        st.text(max_size=6),
+        st.sampled_from(
+            ["n/a", "1", "-2.5", "nan", "inf", "sub-01", "ses-01", "left", "ipsi", "AI", ""]
+        ),
+    )
     row = st.lists(cell, min_size=8, max_size=12).map("\t".join)
     body = st.lists(row, max_size=4).map("\n".join)
     return st.one_of(
         body.map(lambda b: f"{header}\n{b}\n"),
         body.map(lambda b: f"{header}\n{b}"),
         st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-        st.text(max_size=200))
+        st.text(max_size=200),
+    )
 
 
 @pytest.mark.parametrize("seed", range(1))
@@ -404,15 +489,19 @@ def test_fuzz_group_table_reader(seed, tmp_path_factory):
     path = out / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_desc-x_regions.tsv"
     path.parent.mkdir(parents=True)
 
-    @settings(max_examples=300, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(text=_fuzz_tables())
     def check(text):
         path.write_bytes(text.encode("utf-8", "surrogatepass"))
         try:
             df = read_regional_table(path, out)
         except DamagedTable as exc:
-            assert str(exc).startswith(str(path)), exc
+            assert str(exc).startswith(str(path)), exc  # noqa: PT017
             return
         assert set(df["participant_id"]) == {"sub-01"}
         assert set(df["session_id"]) == {"ses-01"}
@@ -437,9 +526,14 @@ def test_resampling_marks_voxels_outside_the_field_of_view(tmp_path):
     data = np.random.default_rng(0).uniform(1, 2, (10, 10, 5)).astype(np.float32)
     nb.Nifti1Image(data, aff).to_filename(tmp_path / "mov.nii.gz")  # half the z extent
     nb.Nifti1Image(np.zeros((10, 10, 10), np.float32), aff).to_filename(tmp_path / "ref.nii.gz")
-    common = dict(input_image=str(tmp_path / "mov.nii.gz"), transforms=["identity"],
-                  reference_image=str(tmp_path / "ref.nii.gz"), interpolation="Linear",
-                  dimension=3, float=True)
+    common = dict(
+        input_image=str(tmp_path / "mov.nii.gz"),
+        transforms=["identity"],
+        reference_image=str(tmp_path / "ref.nii.gz"),
+        interpolation="Linear",
+        dimension=3,
+        float=True,
+    )
     results = {}
     for key, extra in (("plain", {}), ("nan", {"outside_nan": True})):
         (tmp_path / key).mkdir()
@@ -450,7 +544,7 @@ def test_resampling_marks_voxels_outside_the_field_of_view(tmp_path):
             os.chdir(ROOT)
         results[key] = (nb.load(res.outputs.output_image).get_fdata(), res.outputs)
     (a, _), (b, nan) = results["plain"], results["nan"]
-    assert (a[..., 5:] == 0).all()                      # what ANTs does: 0, a "measurement"
+    assert (a[..., 5:] == 0).all()  # what ANTs does: 0, a "measurement"
     assert np.isnan(b[..., 5:]).all() and nan.n_outside == 500
     np.testing.assert_array_equal(a[..., :5], b[..., :5])  # inside: identical
     np.testing.assert_allclose(b[..., :5], data, rtol=1e-6)
@@ -478,13 +572,20 @@ def test_post_contrast_with_a_smaller_field_of_view_gives_no_false_enhancement(t
     files = {}
     for name, arr in (("pre", pre), ("post", post), ("brain", brain), ("wm", wm)):
         files[name] = str(tmp_path / f"{name}.nii.gz")
-        nb.Nifti1Image(arr.astype(np.float32 if name != "brain" else np.uint8),
-                       aff).to_filename(files[name])
+        nb.Nifti1Image(arr.astype(np.float32 if name != "brain" else np.uint8), aff).to_filename(
+            files[name]
+        )
     os.chdir(tmp_path)
     try:
-        res = EnhancementMaps(pre=files["pre"], post=files["post"], brain_mask=files["brain"],
-                              wm_prob=files["wm"], method="none", wm_threshold=0.5,
-                              floor_fraction=0.1).run()
+        res = EnhancementMaps(
+            pre=files["pre"],
+            post=files["post"],
+            brain_mask=files["brain"],
+            wm_prob=files["wm"],
+            method="none",
+            wm_threshold=0.5,
+            floor_fraction=0.1,
+        ).run()
     finally:
         os.chdir(ROOT)
     pct = nb.load(res.outputs.percent).get_fdata()
@@ -496,8 +597,15 @@ def test_post_contrast_with_a_smaller_field_of_view_gives_no_false_enhancement(t
     import pandas as pd
 
     lut = pd.DataFrame({"index": [1], "name": ["brain"], "hemisphere": ["bilateral"]})
-    table = regional_table(pct, labels, lut, participant_id="sub-01", session_id="ses-01",
-                           modality="gadolinium", metric="enhancement")
+    table = regional_table(
+        pct,
+        labels,
+        lut,
+        participant_id="sub-01",
+        session_id="ses-01",
+        modality="gadolinium",
+        metric="enhancement",
+    )
     row = table.iloc[0]
-    assert row["mean"] == pytest.approx(10.0, rel=1e-5)          # not pulled towards -100
-    assert row["n_voxels"] == 8 * 8 * 6                           # covered brain voxels only
+    assert row["mean"] == pytest.approx(10.0, rel=1e-5)  # not pulled towards -100
+    assert row["n_voxels"] == 8 * 8 * 6  # covered brain voxels only

@@ -20,19 +20,24 @@ def _stem(demo_run, pid, ses):
 
 
 def _aca(demo_run, pid, ses):
-    t = pd.read_csv(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_desc-dR2star_regions.tsv",
-                    sep="\t")
+    t = pd.read_csv(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_desc-dR2star_regions.tsv", sep="\t")
     return t[t.roi == "aca"].set_index("hemisphere")
 
 
 def _true_effect(demo_run, pid, ses, hemisphere):
     """Mean planted ΔR2* (1/s) over the pipeline's own ACA ROI on the pre-infusion grid."""
-    labels = np.asarray(nb.load(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_dseg.nii.gz")
-                        .dataobj).astype(int)
+    labels = np.asarray(
+        nb.load(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_dseg.nii.gz").dataobj
+    ).astype(int)
     lut = pd.read_csv(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_dseg.tsv", sep="\t")
     idx = int(lut[(lut.name == "aca") & (lut.hemisphere == hemisphere)]["index"].iloc[0])
-    eff = nb.load(demo_run["demo"] / "groundtruth" / pid / ses /
-                  f"{pid}_{ses}_ce-{AGENT}_desc-effect_dR2star.nii.gz").get_fdata()
+    eff = nb.load(
+        demo_run["demo"]
+        / "groundtruth"
+        / pid
+        / ses
+        / f"{pid}_{ses}_ce-{AGENT}_desc-effect_dR2star.nii.gz"
+    ).get_fdata()
     assert eff.shape == labels.shape
     return float(eff[labels == idx].mean())
 
@@ -55,8 +60,7 @@ def test_planted_dr2star_recovered(demo_run):
         assert abs(measured - true) <= 0.5
         assert abs(contra) <= 0.5
         assert abs(_true_effect(demo_run, pid, "ses-02", other)) < 0.1
-        assert ictal.loc["AI", "mean"] > 0 and ictal.loc["ipsi", "mean"] == ictal.loc[side,
-                                                                                      "mean"]
+        assert ictal.loc["AI", "mean"] > 0 and ictal.loc["ipsi", "mean"] == ictal.loc[side, "mean"]
         checked += 1
     assert checked
 
@@ -71,8 +75,9 @@ def test_r2star_maps_and_tissue_values(demo_run):
         for ses in ("ses-01", "ses-02"):
             a = demo_run["out"] / pid / ses / "anat" / f"{pid}_{ses}"
             r2 = nb.load(f"{a}_R2starmap.nii.gz").get_fdata()
-            terr = np.asarray(nb.load(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_dseg.nii.gz")
-                              .dataobj)
+            terr = np.asarray(
+                nb.load(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_dseg.nii.gz").dataobj
+            )
             d = nb.load(f"{_stem(demo_run, pid, ses)}_dR2star.nii.gz").get_fdata()
             core = (terr > 0) & np.isfinite(r2) & (r2 > 18) & (r2 < 24)  # WM-like voxels
             assert core.sum() > 100
@@ -85,20 +90,32 @@ def test_r2star_maps_and_tissue_values(demo_run):
 def test_tables_carry_covariates_and_sidecars(demo_run):
     truth = _truth(demo_run)
     for pid, p in truth["participants"].items():
-        t = pd.read_csv(f"{_stem(demo_run, pid, 'ses-02')}_atlas-{TERR}_desc-dR2star_"
-                        "regions.tsv", sep="\t", keep_default_na=False)
-        assert set(t["roi"]) >= {"aca", "mca", "pca", "thalamus", "pons", "ica_cavernous",
-                                 "mca_m1"}
-        sessions = pd.read_csv(demo_run["bids"] / pid / f"{pid}_sessions.tsv", sep="\t",
-                               keep_default_na=False)
+        t = pd.read_csv(
+            f"{_stem(demo_run, pid, 'ses-02')}_atlas-{TERR}_desc-dR2star_regions.tsv",
+            sep="\t",
+            keep_default_na=False,
+        )
+        assert set(t["roi"]) >= {
+            "aca",
+            "mca",
+            "pca",
+            "thalamus",
+            "pons",
+            "ica_cavernous",
+            "mca_m1",
+        }
+        sessions = pd.read_csv(
+            demo_run["bids"] / pid / f"{pid}_sessions.tsv", sep="\t", keep_default_na=False
+        )
         treatment = sessions.set_index("session_id").loc["ses-02", "treatment"]
         assert (t["treatment"] == treatment).all() and (t["group"] == p["group"]).all()
-        rois = pd.read_csv(f"{_stem(demo_run, pid, 'ses-02')}_atlas-inflamapLobes_desc-dR2star_"
-                           "regions.tsv", sep="\t")
+        rois = pd.read_csv(
+            f"{_stem(demo_run, pid, 'ses-02')}_atlas-inflamapLobes_desc-dR2star_regions.tsv",
+            sep="\t",
+        )
         assert "meningeal_occipital" in set(rois["roi"])
         meta = json.loads(open(f"{_stem(demo_run, pid, 'ses-02')}_dR2star.json").read())
         assert meta["Units"] == "1/s" and meta["FitMethod"] == "nonlinear"
         assert meta["ContrastAgent"] == AGENT and meta["PreSession"] == "ses-02"
         assert meta["NoiseSigma"] > 0 and meta["InvalidFraction"] < 0.2
-        assert any(s.endswith("echo-1_MEGRE.nii.gz") and "ce-" not in s
-                   for s in meta["Sources"])
+        assert any(s.endswith("echo-1_MEGRE.nii.gz") and "ce-" not in s for s in meta["Sources"])

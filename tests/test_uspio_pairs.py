@@ -21,18 +21,25 @@ def _files(pre=(), post=()):
 def test_same_session_pair():
     f = {"01": _files(["pre1"], ["post1"])}
     (p,) = uspio_pairs(f, _agent)
-    assert (p["session"], p["pre_session"], p["pre"], p["post"]) == ("01", "01", ["pre1"],
-                                                                     ["post1"])
+    assert (p["session"], p["pre_session"], p["pre"], p["post"]) == (
+        "01",
+        "01",
+        ["pre1"],
+        ["post1"],
+    )
 
 
 def test_pair_with_earlier_session_and_sessions_tsv():
     f = {"01": _files(["a"]), "02": _files(["b"]), "03": _files(post=["c"])}
     (p,) = uspio_pairs(f, _agent)
-    assert p["pre_session"] == "02"           # the latest earlier session with a pre series
+    assert p["pre_session"] == "02"  # the latest earlier session with a pre series
     (p,) = uspio_pairs(f, _agent, {"03": {"uspio_pre_session": "ses-01"}})
     assert p["pre_session"] == "01" and p["pre"] == ["a"]
-    with pytest.raises(DataError, match=r"^c: sessions.tsv column 'uspio_pre_session' names "
-                                        r"ses-03"):
+    with pytest.raises(
+        DataError,
+        match=r"^c: sessions.tsv column 'uspio_pre_session' names "
+        r"ses-03",
+    ):
         uspio_pairs(f, _agent, {"03": {"uspio_pre_session": "03"}})
 
 
@@ -70,11 +77,12 @@ def test_r2star_interface_recovers_truth(tmp_path):
     out = R2StarMap(in_files=files, echo_times=te).run(cwd=str(tmp_path)).outputs
     est = nb.load(out.r2star).get_fdata()
     head = r2 > 0
-    np.testing.assert_allclose(np.median(est[head].reshape(10, -1), axis=1),
-                               np.linspace(15, 60, 10), rtol=0.02)
-    assert np.isnan(est[0, 0, 0])                     # air is not fitted
+    np.testing.assert_allclose(
+        np.median(est[head].reshape(10, -1), axis=1), np.linspace(15, 60, 10), rtol=0.02
+    )
+    assert np.isnan(est[0, 0, 0])  # air is not fitted
     assert out.provenance["NoiseSigma"] == pytest.approx(5.0, rel=0.1)
     assert out.provenance["InvalidFraction"] < 0.01
-    with pytest.raises(Exception, match="echo grid"):
+    with pytest.raises(Exception, match="echo grid"):  # noqa: PT012
         nb.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)).to_filename(files[-1])
         R2StarMap(in_files=files, echo_times=te).run(cwd=str(tmp_path))

@@ -13,17 +13,31 @@ from pipeline.atlas import BUILTIN
 from .utils import atlas_source, listify, pick
 
 
-def atlas_files(template: str, resolution: int, atlas: str, atlas_desc=None,
-                key: str = "atlas") -> dict:
+def atlas_files(
+    template: str, resolution: int, atlas: str, atlas_desc=None, key: str = "atlas"
+) -> dict:
     """``{key: dseg, key_lut: tsv}`` of a TemplateFlow atlas; ``{}`` for a built-in one."""
     from pipeline.templates import get_template_file
 
     if atlas in BUILTIN:
         return {}
-    return {key: str(get_template_file(template, resolution, atlas=atlas, desc=atlas_desc,
-                                       suffix="dseg", extension=".nii.gz")),
-            f"{key}_lut": str(get_template_file(template, None, atlas=atlas, desc=atlas_desc,
-                                                suffix="dseg", extension=".tsv"))}
+    return {
+        key: str(
+            get_template_file(
+                template,
+                resolution,
+                atlas=atlas,
+                desc=atlas_desc,
+                suffix="dseg",
+                extension=".nii.gz",
+            )
+        ),
+        f"{key}_lut": str(
+            get_template_file(
+                template, None, atlas=atlas, desc=atlas_desc, suffix="dseg", extension=".tsv"
+            )
+        ),
+    }
 
 
 def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None) -> dict:
@@ -40,8 +54,14 @@ def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None)
     return {**files, **atlas_files(template, resolution, atlas, atlas_desc)}
 
 
-def init_anat_wf(template: str, template_files: dict, settings, omp_nthreads: int,
-                 mem_gb: float = 1.0, name: str = "anat_wf"):
+def init_anat_wf(
+    template: str,
+    template_files: dict,
+    settings,
+    omp_nthreads: int,
+    mem_gb: float = 1.0,
+    name: str = "anat_wf",
+):
     r"""
     Bias-correct the T1w, register it to a template and bring the atlas to native space.
 
@@ -145,11 +165,26 @@ value in the input images, if any, were set to zero for registration and exclude
 brain mask, every region and every quantitative map (their number is in the sidecars).
 """
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "t1w_preproc", "t1w_mask", "t1w_tpl", "anat2tpl_xfm", "tpl2anat_xfm",
-        "atlas_native", "atlas_lut", "rois_native", "rois_lut", "wm_prob", "bias_field",
-        "t1w_invalid", "provenance"]),
-        name="outputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "t1w_preproc",
+                "t1w_mask",
+                "t1w_tpl",
+                "anat2tpl_xfm",
+                "tpl2anat_xfm",
+                "atlas_native",
+                "atlas_lut",
+                "rois_native",
+                "rois_lut",
+                "wm_prob",
+                "bias_field",
+                "t1w_invalid",
+                "provenance",
+            ]
+        ),
+        name="outputnode",
+    )
 
     # NaN/Inf voxels of the T1w: 0 for N4 and ANTs, then removed from the brain mask and
     # every label image (so from every regional table on this T1w and the grids it feeds)
@@ -157,57 +192,108 @@ brain mask, every region and every quantitative map (their number is in the side
     labels = pe.Node(niu.Merge(3), name="masks_and_labels")
     exclude = pe.Node(ExcludeVoxels(), name="exclude_nonfinite")
 
-    n4 = pe.Node(N4BiasFieldCorrection(
-        dimension=3, save_bias=True, copy_header=True, n_iterations=n4s.iterations,
-        convergence_threshold=n4s.convergence_threshold, shrink_factor=n4s.shrink_factor,
-        bspline_fitting_distance=n4s.bspline_fitting_distance,
-        num_threads=omp_nthreads), name="n4", n_procs=omp_nthreads, mem_gb=mem_gb)
+    n4 = pe.Node(
+        N4BiasFieldCorrection(
+            dimension=3,
+            save_bias=True,
+            copy_header=True,
+            n_iterations=n4s.iterations,
+            convergence_threshold=n4s.convergence_threshold,
+            shrink_factor=n4s.shrink_factor,
+            bspline_fitting_distance=n4s.bspline_fitting_distance,
+            num_threads=omp_nthreads,
+        ),
+        name="n4",
+        n_procs=omp_nthreads,
+        mem_gb=mem_gb,
+    )
 
     import nibabel as nb
 
     zoom = float(min(nb.load(template_files["template_mask"]).header.get_zooms()[:3]))
-    dilate = pe.Node(BinaryDilation(
-        in_mask=template_files["template_mask"],
-        radius=max(1, int(round(reg.fixed_mask_dilation_mm / zoom)))), name="dilate_tpl_mask")
+    dilate = pe.Node(
+        BinaryDilation(
+            in_mask=template_files["template_mask"],
+            radius=max(1, int(round(reg.fixed_mask_dilation_mm / zoom))),
+        ),
+        name="dilate_tpl_mask",
+    )
 
-    registration = pe.Node(Registration(
-        fixed_image=template_files["template"], dimension=3, initial_moving_transform_com=1,
-        transforms=["Rigid", "Affine", "SyN"],
-        transform_parameters=[(0.1,), (0.1,), (reg.syn_gradient_step, 3.0, 0.0)],
-        metric=["MI", "MI", reg.syn_metric], metric_weight=[1.0] * 3,
-        radius_or_number_of_bins=[32, 32, 32 if reg.syn_metric == "MI" else 4],
-        sampling_strategy=["Regular", "Regular", "None"], sampling_percentage=[0.25, 0.25, 1.0],
-        number_of_iterations=[reg.rigid_iterations, reg.affine_iterations,
-                              reg.syn_iterations],
-        shrink_factors=[reg.shrink_factors] * 3,
-        smoothing_sigmas=[reg.smoothing_sigmas] * 3, sigma_units=["vox"] * 3,
-        convergence_threshold=[1e-6] * 3, convergence_window_size=[10] * 3,
-        winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
-        write_composite_transform=True, collapse_output_transforms=True,
-        output_warped_image=True, float=True, num_threads=omp_nthreads),
-        name="registration", n_procs=omp_nthreads, mem_gb=mem_gb * 2)
+    registration = pe.Node(
+        Registration(
+            fixed_image=template_files["template"],
+            dimension=3,
+            initial_moving_transform_com=1,
+            transforms=["Rigid", "Affine", "SyN"],
+            transform_parameters=[(0.1,), (0.1,), (reg.syn_gradient_step, 3.0, 0.0)],
+            metric=["MI", "MI", reg.syn_metric],
+            metric_weight=[1.0] * 3,
+            radius_or_number_of_bins=[32, 32, 32 if reg.syn_metric == "MI" else 4],
+            sampling_strategy=["Regular", "Regular", "None"],
+            sampling_percentage=[0.25, 0.25, 1.0],
+            number_of_iterations=[reg.rigid_iterations, reg.affine_iterations, reg.syn_iterations],
+            shrink_factors=[reg.shrink_factors] * 3,
+            smoothing_sigmas=[reg.smoothing_sigmas] * 3,
+            sigma_units=["vox"] * 3,
+            convergence_threshold=[1e-6] * 3,
+            convergence_window_size=[10] * 3,
+            winsorize_lower_quantile=0.005,
+            winsorize_upper_quantile=0.995,
+            write_composite_transform=True,
+            collapse_output_transforms=True,
+            output_warped_image=True,
+            float=True,
+            num_threads=omp_nthreads,
+        ),
+        name="registration",
+        n_procs=omp_nthreads,
+        mem_gb=mem_gb * 2,
+    )
 
-    mask_to_t1w = pe.Node(ApplyTransforms(
-        input_image=template_files["template_mask"], interpolation="Linear", dimension=3,
-        float=True, num_threads=omp_nthreads), name="mask_to_t1w", mem_gb=mem_gb)
+    mask_to_t1w = pe.Node(
+        ApplyTransforms(
+            input_image=template_files["template_mask"],
+            interpolation="Linear",
+            dimension=3,
+            float=True,
+            num_threads=omp_nthreads,
+        ),
+        name="mask_to_t1w",
+        mem_gb=mem_gb,
+    )
     binarize = pe.Node(Binarize(thresh_low=settings.brain_mask_threshold), name="binarize")
-    atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
-                                           num_threads=omp_nthreads),
-                           name="atlas_to_t1w", mem_gb=mem_gb)
+    atlas_to_t1w = pe.Node(
+        ApplyTransforms(interpolation="NearestNeighbor", dimension=3, num_threads=omp_nthreads),
+        name="atlas_to_t1w",
+        mem_gb=mem_gb,
+    )
     atlas_src = atlas_source(atlas, template_files)
 
-    wm_to_t1w = pe.Node(ApplyTransforms(
-        input_image=template_files["wm_probseg"], interpolation="Linear", dimension=3,
-        float=True, num_threads=omp_nthreads), name="wm_to_t1w", mem_gb=mem_gb)
-    sinus_tpl = pe.Node(SinusPrior(brain_mask=template_files["template_mask"]),
-                        name="sinus_prior")
-    sinus_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
-                                           num_threads=omp_nthreads),
-                           name="sinus_to_t1w", mem_gb=mem_gb)
-    extracerebral = pe.Node(ExtracerebralROIs(
-        meningeal_mm=tuple(settings.meningeal_band_mm),
-        calvarial_mm=tuple(settings.calvarial_band_mm),
-        sinus_margin_mm=settings.sinus_margin_mm), name="extracerebral_rois")
+    wm_to_t1w = pe.Node(
+        ApplyTransforms(
+            input_image=template_files["wm_probseg"],
+            interpolation="Linear",
+            dimension=3,
+            float=True,
+            num_threads=omp_nthreads,
+        ),
+        name="wm_to_t1w",
+        mem_gb=mem_gb,
+    )
+    sinus_tpl = pe.Node(SinusPrior(brain_mask=template_files["template_mask"]), name="sinus_prior")
+    sinus_to_t1w = pe.Node(
+        ApplyTransforms(interpolation="NearestNeighbor", dimension=3, num_threads=omp_nthreads),
+        name="sinus_to_t1w",
+        mem_gb=mem_gb,
+    )
+    extracerebral = pe.Node(
+        ExtracerebralROIs(
+            meningeal_mm=tuple(settings.meningeal_band_mm),
+            calvarial_mm=tuple(settings.calvarial_band_mm),
+            sinus_margin_mm=settings.sinus_margin_mm,
+        ),
+        name="extracerebral_rois",
+    )
 
     workflow.connect([
         (inputnode, nonfinite, [("t1w", "in_file")]),

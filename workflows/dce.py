@@ -10,11 +10,23 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def init_dce_wf(agent: str, meta, vfa_flip_angles: list, vfa_tr: float,
-                template: str, template_file: str, settings, participant_id: str,
-                session_id: str, headache_side=None, covariates=None, min_voxels: int = 1,
-                vif_mask=None, omp_nthreads: int = 1,
-                name: str = "dce_wf"):
+def init_dce_wf(
+    agent: str,
+    meta,
+    vfa_flip_angles: list,
+    vfa_tr: float,
+    template: str,
+    template_file: str,
+    settings,
+    participant_id: str,
+    session_id: str,
+    headache_side=None,
+    covariates=None,
+    min_voxels: int = 1,
+    vif_mask=None,
+    omp_nthreads: int = 1,
+    name: str = "dce_wf",
+):
     r"""
     Permeability maps from a DCE series and a variable-flip-angle T1 map of one session.
 
@@ -92,8 +104,11 @@ def init_dce_wf(agent: str, meta, vfa_flip_angles: list, vfa_tr: float,
     workflow = Workflow(name=name)
     patlak = settings.model == "patlak"
     source = "user-delineated" if vif_mask else "superior-sagittal-sinus"
-    fit_how = (" (linear least squares)" if patlak else
-               " (a kep grid with linear least squares, refined by Levenberg–Marquardt)")
+    fit_how = (
+        " (linear least squares)"
+        if patlak
+        else " (a kep grid with linear least squares, refined by Levenberg–Marquardt)"
+    )
     workflow.__desc__ = f"""\
 Dynamic contrast-enhanced (DCE, {agent}) MRI was analysed as follows. A T1 map was estimated
 from the variable-flip-angle images (DESPOT1). Every frame of the dynamic series was rigidly
@@ -104,42 +119,90 @@ DCE grid. Signal was converted to concentration with the spoiled gradient-echo e
 frame-wise median of the {settings.vif_voxels} {source} voxels with the largest area under
 the curve after excluding partial-volume voxels (peak below
 {settings.vif_min_peak_fraction:g} of the 95th percentile) and converted to plasma with a
-haematocrit of {settings.hematocrit:g}. The {settings.model.replace('_', ' ')} model
-was fitted in every voxel of the regions{fit_how}, giving Ktrans, vp{'' if patlak else ', ve'}
+haematocrit of {settings.hematocrit:g}. The {settings.model.replace("_", " ")} model
+was fitted in every voxel of the regions{fit_how}, giving Ktrans, vp{"" if patlak else ", ve"}
 and the fit residual; these and the T1 map were brought to *{template}* space.
 """
-    inputnode = pe.Node(niu.IdentityInterface(fields=[
-        "dce", "vfa", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "ktrans", "vp", "ve", "t1", "residual", "ktrans_tpl", "vp_tpl", "ve_tpl", "t1_tpl",
-        "residual_tpl", "vif",
-        "dce2t1w_xfm", "rois", "regions", "provenance"]), name="outputnode")
+    inputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=["dce", "vfa", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]
+        ),
+        name="inputnode",
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "ktrans",
+                "vp",
+                "ve",
+                "t1",
+                "residual",
+                "ktrans_tpl",
+                "vp_tpl",
+                "ve_tpl",
+                "t1_tpl",
+                "residual_tpl",
+                "vif",
+                "dce2t1w_xfm",
+                "rois",
+                "regions",
+                "provenance",
+            ]
+        ),
+        name="outputnode",
+    )
 
-    ref = pe.Node(DCEReference(n_baseline=meta.n_baseline, n_frames=len(meta.times)),
-                  name="dce_reference")
-    mc = pe.MapNode(rigid_registration(settings.motion, omp_nthreads,
-                                       output_warped_image=True),
-                    iterfield=["moving_image"], name="motion_correction",
-                    n_procs=omp_nthreads)
+    ref = pe.Node(
+        DCEReference(n_baseline=meta.n_baseline, n_frames=len(meta.times)), name="dce_reference"
+    )
+    mc = pe.MapNode(
+        rigid_registration(settings.motion, omp_nthreads, output_warped_image=True),
+        iterfield=["moving_image"],
+        name="motion_correction",
+        n_procs=omp_nthreads,
+    )
     merge = pe.Node(MergeFrames(), name="merge_frames")
     vfa = pe.Node(VFAT1Map(flip_angles=list(vfa_flip_angles), tr=vfa_tr), name="vfa_t1")
-    to_t1w = pe.Node(rigid_registration(settings.motion, omp_nthreads,
-                                        initial_moving_transform_com=1),
-                     name="dce_to_t1w", n_procs=omp_nthreads)
-    rois_to_dce = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
-                                          invert_transform_flags=[True]), name="rois_to_dce")
-    fit = pe.Node(DCEFit(
-        times=list(meta.times), flip_angle=meta.flip_angle, tr=meta.tr,
-        n_baseline=meta.n_baseline, relaxivity=settings.relaxivity,
-        hematocrit=settings.hematocrit, model=settings.model,
-        vif_roi=settings.vif_roi, vif_voxels=settings.vif_voxels,
-        vif_min_peak_fraction=settings.vif_min_peak_fraction,
-        delays_s=[float(d) for d in settings.delays_s]), name="fit", mem_gb=2.0)
+    to_t1w = pe.Node(
+        rigid_registration(settings.motion, omp_nthreads, initial_moving_transform_com=1),
+        name="dce_to_t1w",
+        n_procs=omp_nthreads,
+    )
+    rois_to_dce = pe.Node(
+        ApplyTransforms(
+            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
+        ),
+        name="rois_to_dce",
+    )
+    fit = pe.Node(
+        DCEFit(
+            times=list(meta.times),
+            flip_angle=meta.flip_angle,
+            tr=meta.tr,
+            n_baseline=meta.n_baseline,
+            relaxivity=settings.relaxivity,
+            hematocrit=settings.hematocrit,
+            model=settings.model,
+            vif_roi=settings.vif_roi,
+            vif_voxels=settings.vif_voxels,
+            vif_min_peak_fraction=settings.vif_min_peak_fraction,
+            delays_s=[float(d) for d in settings.delays_s],
+        ),
+        name="fit",
+        mem_gb=2.0,
+    )
     if vif_mask:
         fit.inputs.vif_mask = vif_mask
-    regional_wf = init_regional_wf(participant_id, session_id, "dce", "Ktrans",
-                                   headache_side=headache_side, covariates=covariates,
-                                   min_voxels=min_voxels, name="regional_wf")
+    regional_wf = init_regional_wf(
+        participant_id,
+        session_id,
+        "dce",
+        "Ktrans",
+        headache_side=headache_side,
+        covariates=covariates,
+        min_voxels=min_voxels,
+        name="regional_wf",
+    )
     xfms = pe.Node(niu.Merge(2), name="dce_to_template_xfms")
     workflow.connect([
         (inputnode, ref, [("dce", "in_file")]),
@@ -169,12 +232,24 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
         (rois_to_dce, outputnode, [("output_image", "rois")]),
         (regional_wf, outputnode, [("outputnode.out_table", "regions")]),
     ])  # fmt:skip
-    for src, key in ((fit, "ktrans"), (fit, "vp"), (fit, "ve"), (vfa, "t1_map"),
-                     (fit, "residual")):
+    for src, key in (
+        (fit, "ktrans"),
+        (fit, "vp"),
+        (fit, "ve"),
+        (vfa, "t1_map"),
+        (fit, "residual"),
+    ):
         out = key.replace("_map", "")
-        node = pe.Node(ApplyTransforms(reference_image=template_file, interpolation="Linear",
-                                       dimension=3, float=True, outside_nan=True),
-                       name=f"{out}_to_template")
+        node = pe.Node(
+            ApplyTransforms(
+                reference_image=template_file,
+                interpolation="Linear",
+                dimension=3,
+                float=True,
+                outside_nan=True,
+            ),
+            name=f"{out}_to_template",
+        )
         workflow.connect([
             (src, node, [(key, "input_image")]),
             (xfms, node, [("out", "transforms")]),

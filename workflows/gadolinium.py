@@ -12,11 +12,20 @@ from nipype.pipeline import engine as pe
 from .utils import first, listify, rigid_registration
 
 
-def init_gadolinium_wf(agent: str, template: str, template_file: str, settings,
-                       participant_id: str, session_id: str, headache_side=None,
-                       covariates=None, min_voxels: int = 1, omp_nthreads: int = 1,
-                       mem_gb: float = 1.0,
-                       name: str = "gadolinium_wf"):
+def init_gadolinium_wf(
+    agent: str,
+    template: str,
+    template_file: str,
+    settings,
+    participant_id: str,
+    session_id: str,
+    headache_side=None,
+    covariates=None,
+    min_voxels: int = 1,
+    omp_nthreads: int = 1,
+    mem_gb: float = 1.0,
+    name: str = "gadolinium_wf",
+):
     r"""
     Map contrast enhancement from a pre- and a post-gadolinium T1w of one session.
 
@@ -87,9 +96,8 @@ def init_gadolinium_wf(agent: str, template: str, template_file: str, settings,
     from niworkflows.interfaces.morphology import BinaryDilation
 
     from pipeline.interfaces.ants import ApplyTransforms
+    from pipeline.interfaces.gadolinium import ApplyBiasField, EnhancementFindings, EnhancementMaps
     from pipeline.interfaces.images import NonFiniteMask
-    from pipeline.interfaces.gadolinium import (ApplyBiasField, EnhancementFindings,
-                                                EnhancementMaps)
 
     from .regional import init_regional_wf
 
@@ -100,9 +108,11 @@ The post-contrast ({agent}) T1w image was divided by the bias field estimated on
 pre-contrast T1w, rigidly registered to the pre-contrast T1w with `antsRegistration`
 (mutual information) and resampled once onto its grid. Its intensities were normalised to
 the pre-contrast image ({settings.normalisation}{
-    ' over white matter with template probability ≥ '
-    + format(settings.reference_wm_threshold, 'g')
-    if settings.normalisation == 'reference-tissue' else ''}); the subtraction
+        " over white matter with template probability ≥ "
+        + format(settings.reference_wm_threshold, "g")
+        if settings.normalisation == "reference-tissue"
+        else ""
+    }); the subtraction
 (post − pre) and the percent enhancement 100·(post − pre)/max(pre, floor), with the floor at
 {settings.floor_fraction:g} × the brain median of the pre-contrast image, were computed
 and brought to *{template}* space. Regional means were computed over the atlas, meningeal,
@@ -111,44 +121,114 @@ enhancement with a volume of at least {settings.finding_min_volume_mm3:g} mm³ w
 brain and the meningeal band (sinuses, skull and scalp enhance in everyone and were not
 searched) were reported as enhancement findings.
 """
-    inputnode = pe.Node(niu.IdentityInterface(fields=[
-        "post", "t1w_preproc", "bias_field", "brain_mask", "wm_prob", "rois", "rois_lut",
-        "anat2tpl_xfm", "pre_invalid"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "post_preproc", "subtraction", "percent", "subtraction_tpl", "percent_tpl",
-        "post2pre_xfm", "regions", "findings", "provenance"]), name="outputnode")
+    inputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "post",
+                "t1w_preproc",
+                "bias_field",
+                "brain_mask",
+                "wm_prob",
+                "rois",
+                "rois_lut",
+                "anat2tpl_xfm",
+                "pre_invalid",
+            ]
+        ),
+        name="inputnode",
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "post_preproc",
+                "subtraction",
+                "percent",
+                "subtraction_tpl",
+                "percent_tpl",
+                "post2pre_xfm",
+                "regions",
+                "findings",
+                "provenance",
+            ]
+        ),
+        name="outputnode",
+    )
 
     nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_post")
     unbias = pe.Node(ApplyBiasField(), name="apply_pre_bias")
-    invalid_to_pre = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
-                             name="nonfinite_post_to_pre")
+    invalid_to_pre = pe.Node(
+        ApplyTransforms(interpolation="NearestNeighbor", dimension=3), name="nonfinite_post_to_pre"
+    )
     invalid = pe.Node(niu.Merge(2), name="invalid_voxels")
     dilate = pe.Node(BinaryDilation(radius=2), name="dilate_brain_mask")
-    post2pre = pe.Node(rigid_registration(
-        reg, omp_nthreads, sampling_percentage=0.5, convergence_threshold=1e-7,
-        initial_moving_transform_com=0, write_composite_transform=False),
-        name="post_to_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
+    post2pre = pe.Node(
+        rigid_registration(
+            reg,
+            omp_nthreads,
+            sampling_percentage=0.5,
+            convergence_threshold=1e-7,
+            initial_moving_transform_com=0,
+            write_composite_transform=False,
+        ),
+        name="post_to_pre",
+        n_procs=omp_nthreads,
+        mem_gb=mem_gb,
+    )
     # one resampling onto the pre grid; voxels outside the post image's field of view are NaN
     # (not 0, which would read as -100 % enhancement) and left out of maps and tables
-    post_on_pre = pe.Node(ApplyTransforms(
-        interpolation="LanczosWindowedSinc", dimension=3, float=True, outside_nan=True,
-        num_threads=omp_nthreads), name="post_on_pre", n_procs=omp_nthreads, mem_gb=mem_gb)
-    maps = pe.Node(EnhancementMaps(
-        method=settings.normalisation, wm_threshold=settings.reference_wm_threshold,
-        floor_fraction=settings.floor_fraction), name="enhancement_maps")
-    regional_wf = init_regional_wf(participant_id, session_id, "gadolinium", "enhancement",
-                                   headache_side=headache_side, covariates=covariates,
-                                   min_voxels=min_voxels, name="regional_wf")
-    findings = pe.Node(EnhancementFindings(
-        threshold=settings.finding_threshold_percent,
-        min_volume_mm3=settings.finding_min_volume_mm3, participant_id=participant_id,
-        session_id=session_id), name="findings")
+    post_on_pre = pe.Node(
+        ApplyTransforms(
+            interpolation="LanczosWindowedSinc",
+            dimension=3,
+            float=True,
+            outside_nan=True,
+            num_threads=omp_nthreads,
+        ),
+        name="post_on_pre",
+        n_procs=omp_nthreads,
+        mem_gb=mem_gb,
+    )
+    maps = pe.Node(
+        EnhancementMaps(
+            method=settings.normalisation,
+            wm_threshold=settings.reference_wm_threshold,
+            floor_fraction=settings.floor_fraction,
+        ),
+        name="enhancement_maps",
+    )
+    regional_wf = init_regional_wf(
+        participant_id,
+        session_id,
+        "gadolinium",
+        "enhancement",
+        headache_side=headache_side,
+        covariates=covariates,
+        min_voxels=min_voxels,
+        name="regional_wf",
+    )
+    findings = pe.Node(
+        EnhancementFindings(
+            threshold=settings.finding_threshold_percent,
+            min_volume_mm3=settings.finding_min_volume_mm3,
+            participant_id=participant_id,
+            session_id=session_id,
+        ),
+        name="findings",
+    )
     to_tpl = {}
     for key in ("percent", "subtraction"):
-        to_tpl[key] = pe.Node(ApplyTransforms(
-            reference_image=template_file, interpolation="LanczosWindowedSinc", dimension=3,
-            float=True, outside_nan=True, num_threads=omp_nthreads),
-            name=f"{key}_to_template", mem_gb=mem_gb)
+        to_tpl[key] = pe.Node(
+            ApplyTransforms(
+                reference_image=template_file,
+                interpolation="LanczosWindowedSinc",
+                dimension=3,
+                float=True,
+                outside_nan=True,
+                num_threads=omp_nthreads,
+            ),
+            name=f"{key}_to_template",
+            mem_gb=mem_gb,
+        )
         workflow.connect([
             (maps, to_tpl[key], [(key, "input_image")]),
             (inputnode, to_tpl[key], [("anat2tpl_xfm", "transforms")]),

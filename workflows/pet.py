@@ -10,9 +10,19 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def init_pet_wf(meta, template: str, template_files: dict, settings,
-                participant_id: str, session_id: str, headache_side=None, covariates=None,
-                min_voxels: int = 1, omp_nthreads: int = 1, name: str = "pet_wf"):
+def init_pet_wf(
+    meta,
+    template: str,
+    template_files: dict,
+    settings,
+    participant_id: str,
+    session_id: str,
+    headache_side=None,
+    covariates=None,
+    min_voxels: int = 1,
+    omp_nthreads: int = 1,
+    name: str = "pet_wf",
+):
     r"""
     SUV and SUVR of a (TSPO) PET series.
 
@@ -95,9 +105,12 @@ def init_pet_wf(meta, template: str, template_files: dict, settings,
     atlas = settings.atlas
     workflow = Workflow(name=name)
     reference = settings.suvr_reference.replace("_", " ")
-    decay_note = ("" if meta.decay_corrected else
-                  " The frames, not decay-corrected by the scanner, were corrected to the "
-                  f"injection time ({meta.radionuclide}, half-life {meta.half_life_s:g} s).")
+    decay_note = (
+        ""
+        if meta.decay_corrected
+        else " The frames, not decay-corrected by the scanner, were corrected to the "
+        f"injection time ({meta.radionuclide}, half-life {meta.half_life_s:g} s)."
+    )
     workflow.__desc__ = f"""\
 The {meta.tracer_name} PET frames lying mostly within {lo:g}–{hi:g} min after injection
 were selected.{decay_note} Each selected frame was rigidly registered to their
@@ -110,51 +123,109 @@ grid. Regional SUVR was summarised in the *{atlas}* regions and in the
 meningeal and calvarial bands by lobe, with ipsilateral/contralateral labels for a
 lateralised headache; SUV and SUVR maps were brought to *{template}* space.
 """
-    inputnode = pe.Node(niu.IdentityInterface(fields=[
-        "pet", "t1w_preproc", "t1w_mask", "rois", "rois_lut", "anat2tpl_xfm",
-        "tpl2anat_xfm"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "suv", "suvr", "suv_t1w", "suvr_t1w", "suv_tpl", "suvr_tpl", "pet_ref",
-        "pet2t1w_xfm", "atlas_t1w", "atlas_lut", "regions_atlas", "regions_rois",
-        "provenance"]), name="outputnode")
+    inputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "pet",
+                "t1w_preproc",
+                "t1w_mask",
+                "rois",
+                "rois_lut",
+                "anat2tpl_xfm",
+                "tpl2anat_xfm",
+            ]
+        ),
+        name="inputnode",
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "suv",
+                "suvr",
+                "suv_t1w",
+                "suvr_t1w",
+                "suv_tpl",
+                "suvr_tpl",
+                "pet_ref",
+                "pet2t1w_xfm",
+                "atlas_t1w",
+                "atlas_lut",
+                "regions_atlas",
+                "regions_rois",
+                "provenance",
+            ]
+        ),
+        name="outputnode",
+    )
 
-    select = pe.Node(SelectFrames(
-        frame_start=meta.frame_start_s.tolist(), frame_duration=meta.frame_duration_s.tolist(),
-        injection_start=meta.injection_start_s, window=(lo * 60.0, hi * 60.0),
-        min_overlap=settings.min_frame_overlap), name="select_frames")
+    select = pe.Node(
+        SelectFrames(
+            frame_start=meta.frame_start_s.tolist(),
+            frame_duration=meta.frame_duration_s.tolist(),
+            injection_start=meta.injection_start_s,
+            window=(lo * 60.0, hi * 60.0),
+            min_overlap=settings.min_frame_overlap,
+        ),
+        name="select_frames",
+    )
     if not meta.decay_corrected:
         select.inputs.decay_factors = frame_decay_factors(
-            meta.frame_start_s, meta.frame_duration_s, meta.half_life_s,
-            reference_s=meta.injection_start_s).tolist()
+            meta.frame_start_s,
+            meta.frame_duration_s,
+            meta.half_life_s,
+            reference_s=meta.injection_start_s,
+        ).tolist()
     reg = settings.registration
-    mc = pe.MapNode(rigid_registration(reg, omp_nthreads, output_warped_image=True),
-                    iterfield=["moving_image"], name="motion_correction", n_procs=omp_nthreads)
+    mc = pe.MapNode(
+        rigid_registration(reg, omp_nthreads, output_warped_image=True),
+        iterfield=["moving_image"],
+        name="motion_correction",
+        n_procs=omp_nthreads,
+    )
     average = pe.Node(WeightedAverage(), name="weighted_average")
-    to_t1w = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
-                     name="pet_to_t1w", n_procs=omp_nthreads)
-    suv = pe.Node(SUVMap(activity_scale=meta.activity_scale_bq_per_ml,
-                         dose_bq=meta.suv_dose_bq, body_weight_kg=meta.body_weight_kg),
-                  name="suv")
+    to_t1w = pe.Node(
+        rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
+        name="pet_to_t1w",
+        n_procs=omp_nthreads,
+    )
+    suv = pe.Node(
+        SUVMap(
+            activity_scale=meta.activity_scale_bq_per_ml,
+            dose_bq=meta.suv_dose_bq,
+            body_weight_kg=meta.body_weight_kg,
+        ),
+        name="suv",
+    )
     # voxels of the T1w grid outside the PET field of view: NaN, out of SUVR and tables
-    suv_t1w = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True,
-                                      outside_nan=True), name="suv_to_t1w")
+    suv_t1w = pe.Node(
+        ApplyTransforms(interpolation="Linear", dimension=3, float=True, outside_nan=True),
+        name="suv_to_t1w",
+    )
     suvr = pe.Node(SUVRMap(reference=settings.suvr_reference), name="suvr")
     # NaN/Inf voxels (any frame): 0 for ANTs, NaN in the SUV maps on both grids
     nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_pet")
     suv_masked = pe.Node(MaskMap(), name="suv_nonfinite")
-    invalid_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
-                             name="nonfinite_to_t1w")
+    invalid_to_t1w = pe.Node(
+        ApplyTransforms(interpolation="NearestNeighbor", dimension=3), name="nonfinite_to_t1w"
+    )
     suv_t1w_masked = pe.Node(MaskMap(), name="suv_t1w_nonfinite")
-    provenance = pe.Node(niu.Function(function=merge_dicts, input_names=["a", "b", "n_outside"],
-                                      output_names=["out"]), name="provenance")
+    provenance = pe.Node(
+        niu.Function(
+            function=merge_dicts, input_names=["a", "b", "n_outside"], output_names=["out"]
+        ),
+        name="provenance",
+    )
     atlas_src = atlas_source(atlas, template_files, key="pet_atlas", name="pet_atlas")
-    atlas_to_t1w = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3),
-                           name="atlas_to_t1w")
+    atlas_to_t1w = pe.Node(
+        ApplyTransforms(interpolation="NearestNeighbor", dimension=3), name="atlas_to_t1w"
+    )
     tables = dict(headache_side=headache_side, covariates=covariates, min_voxels=min_voxels)
-    regional_atlas = init_regional_wf(participant_id, session_id, "pet", "SUVR", **tables,
-                                      name="regional_atlas_wf")
-    regional_rois = init_regional_wf(participant_id, session_id, "pet", "SUVR", **tables,
-                                     name="regional_rois_wf")
+    regional_atlas = init_regional_wf(
+        participant_id, session_id, "pet", "SUVR", **tables, name="regional_atlas_wf"
+    )
+    regional_rois = init_regional_wf(
+        participant_id, session_id, "pet", "SUVR", **tables, name="regional_rois_wf"
+    )
     tpl_xfms = pe.Node(niu.Merge(2), name="pet_to_template_xfms")
     workflow.connect([
         (inputnode, nonfinite, [("pet", "in_file")]),
@@ -205,9 +276,16 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
     ])  # fmt:skip
     for src, field, out in ((suv_masked, "out_file", "suv_tpl"), (suvr, "native", "suvr_tpl")):
-        node = pe.Node(ApplyTransforms(reference_image=template_files["template"],
-                                       interpolation="Linear", dimension=3, float=True,
-                                       outside_nan=True), name=f"{out}_to_template")
+        node = pe.Node(
+            ApplyTransforms(
+                reference_image=template_files["template"],
+                interpolation="Linear",
+                dimension=3,
+                float=True,
+                outside_nan=True,
+            ),
+            name=f"{out}_to_template",
+        )
         workflow.connect([
             (src, node, [(field, "input_image")]),
             (tpl_xfms, node, [("out", "transforms")]),

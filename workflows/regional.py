@@ -9,9 +9,16 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def init_regional_wf(participant_id: str, session_id: str, modality: str, metric: str,
-                     headache_side=None, min_voxels: int = 1, covariates=None,
-                     name: str = "regional_wf"):
+def init_regional_wf(
+    participant_id: str,
+    session_id: str,
+    modality: str,
+    metric: str,
+    headache_side=None,
+    min_voxels: int = 1,
+    covariates=None,
+    name: str = "regional_wf",
+):
     r"""
     Tidy regional table of one quantitative map.
 
@@ -61,13 +68,22 @@ were computed within each atlas region in native space; for sessions with a late
 headache, regions were also labelled ipsilateral or contralateral to the headache side and
 an asymmetry index AI = (ipsi − contra) / ((ipsi + contra)/2) was computed.
 """
-    inputnode = pe.Node(niu.IdentityInterface(fields=["in_file", "labels", "lut", "mask"]),
-                        name="inputnode")
+    inputnode = pe.Node(
+        niu.IdentityInterface(fields=["in_file", "labels", "lut", "mask"]), name="inputnode"
+    )
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_table"]), name="outputnode")
-    table = pe.Node(RegionalTable(
-        participant_id=participant_id, session_id=session_id, modality=modality, metric=metric,
-        headache_side=headache_side, min_voxels=min_voxels, covariates=covariates or {}),
-        name="table")
+    table = pe.Node(
+        RegionalTable(
+            participant_id=participant_id,
+            session_id=session_id,
+            modality=modality,
+            metric=metric,
+            headache_side=headache_side,
+            min_voxels=min_voxels,
+            covariates=covariates or {},
+        ),
+        name="table",
+    )
     workflow.connect([
         (inputnode, table, [("in_file", "in_file"), ("labels", "labels"), ("lut", "lut"),
                             ("mask", "mask")]),

@@ -10,10 +10,21 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def init_spect_wf(tracer: str, early_meta, late_meta, template: str, template_file: str,
-                  settings, participant_id: str, session_id: str, headache_side=None,
-                  covariates=None, min_voxels: int = 1, omp_nthreads: int = 1,
-                  name: str = "spect_wf"):
+def init_spect_wf(
+    tracer: str,
+    early_meta,
+    late_meta,
+    template: str,
+    template_file: str,
+    settings,
+    participant_id: str,
+    session_id: str,
+    headache_side=None,
+    covariates=None,
+    min_voxels: int = 1,
+    omp_nthreads: int = 1,
+    name: str = "spect_wf",
+):
     r"""
     Late/early uptake ratio of a blood-pool tracer (99mTc-albumin): albumin leaving the
     vessels through a leaky barrier accumulates between the early and the late scan.
@@ -89,36 +100,79 @@ onto the early grid and the late/early uptake ratio computed where the early ima
 in the atlas regions, the meningeal and calvarial bands and the dural sinuses, with
 ipsilateral/contralateral labels for a lateralised headache.
 """
-    inputnode = pe.Node(niu.IdentityInterface(fields=[
-        "early", "late", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]),
-        name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "ratio", "ratio_tpl", "early2t1w_xfm", "late2early_xfm", "regions", "provenance"]),
-        name="outputnode")
+    inputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=["early", "late", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]
+        ),
+        name="inputnode",
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "ratio",
+                "ratio_tpl",
+                "early2t1w_xfm",
+                "late2early_xfm",
+                "regions",
+                "provenance",
+            ]
+        ),
+        name="outputnode",
+    )
     counts = {}
     for key, meta in (("early", early_meta), ("late", late_meta)):
-        counts[key] = pe.Node(SPECTCounts(scale=meta.scale, per_second=meta.counts,
-                                          duration=meta.duration_s,
-                                          decay_factor=meta.decay_factor),
-                              name=f"{key}_counts")
+        counts[key] = pe.Node(
+            SPECTCounts(
+                scale=meta.scale,
+                per_second=meta.counts,
+                duration=meta.duration_s,
+                decay_factor=meta.decay_factor,
+            ),
+            name=f"{key}_counts",
+        )
     reg = settings.registration
-    late2early = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
-                         name="late_to_early", n_procs=omp_nthreads)
-    early2t1w = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
-                        name="early_to_t1w", n_procs=omp_nthreads)
-    late_on_early = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True,
-                                            outside_nan=True), name="late_on_early")
-    ratio = pe.Node(LateEarlyRatio(floor_fraction=settings.ratio_floor_fraction),
-                    name="ratio")
-    rois = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
-                                   invert_transform_flags=[True]), name="rois_to_spect")
-    regional = init_regional_wf(participant_id, session_id, "spect", "lateEarlyRatio",
-                                headache_side=headache_side, covariates=covariates,
-                                min_voxels=min_voxels, name="regional_wf")
+    late2early = pe.Node(
+        rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
+        name="late_to_early",
+        n_procs=omp_nthreads,
+    )
+    early2t1w = pe.Node(
+        rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
+        name="early_to_t1w",
+        n_procs=omp_nthreads,
+    )
+    late_on_early = pe.Node(
+        ApplyTransforms(interpolation="Linear", dimension=3, float=True, outside_nan=True),
+        name="late_on_early",
+    )
+    ratio = pe.Node(LateEarlyRatio(floor_fraction=settings.ratio_floor_fraction), name="ratio")
+    rois = pe.Node(
+        ApplyTransforms(
+            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
+        ),
+        name="rois_to_spect",
+    )
+    regional = init_regional_wf(
+        participant_id,
+        session_id,
+        "spect",
+        "lateEarlyRatio",
+        headache_side=headache_side,
+        covariates=covariates,
+        min_voxels=min_voxels,
+        name="regional_wf",
+    )
     xfms = pe.Node(niu.Merge(2), name="spect_to_template_xfms")
-    to_tpl = pe.Node(ApplyTransforms(reference_image=template_file, interpolation="Linear",
-                                     dimension=3, float=True, outside_nan=True),
-                     name="ratio_to_template")
+    to_tpl = pe.Node(
+        ApplyTransforms(
+            reference_image=template_file,
+            interpolation="Linear",
+            dimension=3,
+            float=True,
+            outside_nan=True,
+        ),
+        name="ratio_to_template",
+    )
     workflow.connect([
         (inputnode, counts["early"], [("early", "in_file")]),
         (inputnode, counts["late"], [("late", "in_file")]),

@@ -10,10 +10,22 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 
-def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, template: str,
-                  template_files: dict, settings, participant_id: str, session_id: str,
-                  pre_session: str | None = None, headache_side=None, covariates=None,
-                  min_voxels: int = 1, omp_nthreads: int = 1, name: str = "uspio_wf"):
+def init_uspio_wf(
+    agent: str,
+    echo_times_pre: list,
+    echo_times_post: list,
+    template: str,
+    template_files: dict,
+    settings,
+    participant_id: str,
+    session_id: str,
+    pre_session: str | None = None,
+    headache_side=None,
+    covariates=None,
+    min_voxels: int = 1,
+    omp_nthreads: int = 1,
+    name: str = "uspio_wf",
+):
     r"""
     ΔR2* = R2*post − R2*pre from multi-echo gradient-echo (MEGRE) series before and after an
     iron-oxide agent (ferumoxytol: ~24 h after infusion, when it sits in macrophages).
@@ -97,12 +109,15 @@ def init_uspio_wf(agent: str, echo_times_pre: list, echo_times_post: list, templ
     atlas = settings.atlas
     method = settings.fit
     workflow = Workflow(name=name)
-    pair = (f"the pre-infusion series of session {pre_session}" if pre_session
-            else "the pre-infusion series of the same session")
+    pair = (
+        f"the pre-infusion series of session {pre_session}"
+        if pre_session
+        else "the pre-infusion series of the same session"
+    )
     workflow.__desc__ = f"""\
 Iron-oxide ({agent}) uptake was mapped as the change of R2* between {pair} and the
 post-infusion series. R2* was estimated in every voxel of each multi-echo gradient-echo
-series by a {'nonlinear (Levenberg–Marquardt)' if method == 'nonlinear' else 'weighted log-linear'}
+series by a {"nonlinear (Levenberg–Marquardt)" if method == "nonlinear" else "weighted log-linear"}
 monoexponential fit on the original grid, excluding echoes below three times the background
 noise level. The first echo of the pre series was rigidly registered to the T1w and that of
 the post series to the pre series (`antsRegistration`, mutual information); the post R2* map
@@ -111,44 +126,96 @@ were valid. Regional ΔR2* was summarised in the *{atlas}* vascular territories,
 thalamus and the meningeal band, with ipsilateral/contralateral labels for a lateralised
 headache, and the maps were brought to *{template}* space.
 """
-    inputnode = pe.Node(niu.IdentityInterface(fields=[
-        "pre_echoes", "post_echoes", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm",
-        "tpl2anat_xfm"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "r2star_pre", "r2star_post", "dr2star", "nrmse_pre", "nrmse_post", "r2star_pre_tpl",
-        "r2star_post_tpl", "dr2star_tpl", "pre2t1w_xfm", "post2pre_xfm", "territories",
-        "territories_lut", "rois", "regions_territories", "regions_rois", "provenance_pre",
-        "provenance_post"]), name="outputnode")
+    inputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "pre_echoes",
+                "post_echoes",
+                "t1w_preproc",
+                "rois",
+                "rois_lut",
+                "anat2tpl_xfm",
+                "tpl2anat_xfm",
+            ]
+        ),
+        name="inputnode",
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "r2star_pre",
+                "r2star_post",
+                "dr2star",
+                "nrmse_pre",
+                "nrmse_post",
+                "r2star_pre_tpl",
+                "r2star_post_tpl",
+                "dr2star_tpl",
+                "pre2t1w_xfm",
+                "post2pre_xfm",
+                "territories",
+                "territories_lut",
+                "rois",
+                "regions_territories",
+                "regions_rois",
+                "provenance_pre",
+                "provenance_post",
+            ]
+        ),
+        name="outputnode",
+    )
 
-    fit_pre = pe.Node(R2StarMap(echo_times=list(echo_times_pre), method=method,
-                                min_echoes=settings.min_echoes), name="r2star_pre",
-                      mem_gb=1.0)
-    fit_post = pe.Node(R2StarMap(echo_times=list(echo_times_post), method=method,
-                                 min_echoes=settings.min_echoes), name="r2star_post",
-                       mem_gb=1.0)
+    fit_pre = pe.Node(
+        R2StarMap(echo_times=list(echo_times_pre), method=method, min_echoes=settings.min_echoes),
+        name="r2star_pre",
+        mem_gb=1.0,
+    )
+    fit_post = pe.Node(
+        R2StarMap(echo_times=list(echo_times_post), method=method, min_echoes=settings.min_echoes),
+        name="r2star_post",
+        mem_gb=1.0,
+    )
     reg = settings.registration
-    pre2t1w = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
-                      name="pre_to_t1w", n_procs=omp_nthreads)
-    post2pre = pe.Node(rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
-                       name="post_to_pre", n_procs=omp_nthreads)
-    post_r2 = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True,
-                                      outside_nan=True), name="post_r2star_to_pre")
-    post_valid = pe.Node(ApplyTransforms(interpolation="Linear", dimension=3, float=True),
-                         name="post_valid_to_pre")
+    pre2t1w = pe.Node(
+        rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
+        name="pre_to_t1w",
+        n_procs=omp_nthreads,
+    )
+    post2pre = pe.Node(
+        rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
+        name="post_to_pre",
+        n_procs=omp_nthreads,
+    )
+    post_r2 = pe.Node(
+        ApplyTransforms(interpolation="Linear", dimension=3, float=True, outside_nan=True),
+        name="post_r2star_to_pre",
+    )
+    post_valid = pe.Node(
+        ApplyTransforms(interpolation="Linear", dimension=3, float=True), name="post_valid_to_pre"
+    )
     delta = pe.Node(DeltaR2Star(), name="delta_r2star")
 
     atlas_src = atlas_source(atlas, template_files, key="uspio_atlas", name="territory_atlas")
     terr_xfms = pe.Node(niu.Merge(2), name="territory_xfms")
-    terr_to_pre = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
-                                          invert_transform_flags=[True, False]),
-                          name="territories_to_megre")
-    rois_to_pre = pe.Node(ApplyTransforms(interpolation="NearestNeighbor", dimension=3,
-                                          invert_transform_flags=[True]), name="rois_to_megre")
+    terr_to_pre = pe.Node(
+        ApplyTransforms(
+            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True, False]
+        ),
+        name="territories_to_megre",
+    )
+    rois_to_pre = pe.Node(
+        ApplyTransforms(
+            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
+        ),
+        name="rois_to_megre",
+    )
     tables = dict(headache_side=headache_side, covariates=covariates, min_voxels=min_voxels)
-    regional_terr = init_regional_wf(participant_id, session_id, "uspio", "dR2star",
-                                     **tables, name="regional_territories_wf")
-    regional_rois = init_regional_wf(participant_id, session_id, "uspio", "dR2star",
-                                     **tables, name="regional_rois_wf")
+    regional_terr = init_regional_wf(
+        participant_id, session_id, "uspio", "dR2star", **tables, name="regional_territories_wf"
+    )
+    regional_rois = init_regional_wf(
+        participant_id, session_id, "uspio", "dR2star", **tables, name="regional_rois_wf"
+    )
     tpl_xfms = pe.Node(niu.Merge(2), name="megre_to_template_xfms")
     workflow.connect([
         (inputnode, fit_pre, [("pre_echoes", "in_files")]),
@@ -198,12 +265,21 @@ headache, and the maps were brought to *{template}* space.
         (regional_terr, outputnode, [("outputnode.out_table", "regions_territories")]),
         (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
     ])  # fmt:skip
-    for src, field, out in ((fit_pre, "r2star", "r2star_pre"),
-                            (post_r2, "output_image", "r2star_post"),
-                            (delta, "out_file", "dr2star")):
-        node = pe.Node(ApplyTransforms(reference_image=template_files["template"],
-                                       interpolation="Linear", dimension=3, float=True,
-                                       outside_nan=True), name=f"{out}_to_template")
+    for src, field, out in (
+        (fit_pre, "r2star", "r2star_pre"),
+        (post_r2, "output_image", "r2star_post"),
+        (delta, "out_file", "dr2star"),
+    ):
+        node = pe.Node(
+            ApplyTransforms(
+                reference_image=template_files["template"],
+                interpolation="Linear",
+                dimension=3,
+                float=True,
+                outside_nan=True,
+            ),
+            name=f"{out}_to_template",
+        )
         workflow.connect([
             (src, node, [(field, "input_image")]),
             (tpl_xfms, node, [("out", "transforms")]),

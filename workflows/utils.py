@@ -25,8 +25,13 @@ def pick(values, index):
     return values[index]
 
 
-def rigid_registration(settings, omp_nthreads: int, sampling_percentage: float = 0.25,
-                       convergence_threshold: float = 1e-6, **kwargs):
+def rigid_registration(
+    settings,
+    omp_nthreads: int,
+    sampling_percentage: float = 0.25,
+    convergence_threshold: float = 1e-6,
+    **kwargs,
+):
     """A rigid, mutual-information ``antsRegistration`` interface (in-process, antspyx).
 
     ``settings`` holds ``iterations``, ``shrink_factors`` and ``smoothing_sigmas`` (voxels),
@@ -35,18 +40,30 @@ def rigid_registration(settings, omp_nthreads: int, sampling_percentage: float =
     from pipeline.interfaces.ants import Registration
 
     return Registration(
-        dimension=3, transforms=["Rigid"], transform_parameters=[(0.1,)], metric=["MI"],
-        metric_weight=[1.0], radius_or_number_of_bins=[32], sampling_strategy=["Regular"],
-        sampling_percentage=[sampling_percentage], number_of_iterations=[settings.iterations],
+        dimension=3,
+        transforms=["Rigid"],
+        transform_parameters=[(0.1,)],
+        metric=["MI"],
+        metric_weight=[1.0],
+        radius_or_number_of_bins=[32],
+        sampling_strategy=["Regular"],
+        sampling_percentage=[sampling_percentage],
+        number_of_iterations=[settings.iterations],
         shrink_factors=[settings.shrink_factors],
-        smoothing_sigmas=[settings.smoothing_sigmas], sigma_units=["vox"],
-        convergence_threshold=[convergence_threshold], convergence_window_size=[10],
-        winsorize_lower_quantile=0.005, winsorize_upper_quantile=0.995,
-        collapse_output_transforms=True, float=True, num_threads=omp_nthreads, **kwargs)
+        smoothing_sigmas=[settings.smoothing_sigmas],
+        sigma_units=["vox"],
+        convergence_threshold=[convergence_threshold],
+        convergence_window_size=[10],
+        winsorize_lower_quantile=0.005,
+        winsorize_upper_quantile=0.995,
+        collapse_output_transforms=True,
+        float=True,
+        num_threads=omp_nthreads,
+        **kwargs,
+    )
 
 
-def atlas_source(atlas: str, template_files: dict, key: str = "atlas",
-                 name: str = "atlas_source"):
+def atlas_source(atlas: str, template_files: dict, key: str = "atlas", name: str = "atlas_source"):
     """A node whose outputs ``atlas`` and ``lut`` are the atlas in template space.
 
     A built-in atlas (:data:`pipeline.atlas.BUILTIN`) is built from the template's GM/WM
@@ -61,8 +78,14 @@ def atlas_source(atlas: str, template_files: dict, key: str = "atlas",
     from pipeline.interfaces.regional import LobarAtlas
 
     if atlas in BUILTIN:
-        return pe.Node(LobarAtlas(atlas=atlas, gm_probseg=template_files["gm_probseg"],
-                                  wm_probseg=template_files["wm_probseg"]), name=name)
+        return pe.Node(
+            LobarAtlas(
+                atlas=atlas,
+                gm_probseg=template_files["gm_probseg"],
+                wm_probseg=template_files["wm_probseg"],
+            ),
+            name=name,
+        )
     node = pe.Node(niu.IdentityInterface(fields=["atlas", "lut"]), name=name)
     node.inputs.atlas = template_files[key]
     node.inputs.lut = template_files[f"{key}_lut"]

@@ -46,6 +46,7 @@ def rigid_difference(estimated, truth, center_mm):
     polar decomposition of each linear part (scaling removed); the translation is the
     distance between the images of ``center_mm`` (the template brain centroid).
     """
+
     def rotation(m):
         u, _, vt = np.linalg.svd(np.asarray(m)[:3, :3])
         return u @ vt
@@ -96,16 +97,24 @@ def evaluate(demo_dir, output_dir, template_mask=None) -> list[dict]:
             elab = nb.load(anat / f"{stem}_atlas-{truth['atlas']}_dseg.nii.gz")
             vox = float(np.prod(tmask.header.get_zooms()[:3]))
             ld = label_dice(np.asarray(tlab.dataobj), np.asarray(elab.dataobj), vox)
-            world = np.asarray(s["files"][f"{pid}/{ses}/anat/{stem}_T1w.nii.gz"]
-                               ["world_from_template"])
+            world = np.asarray(
+                s["files"][f"{pid}/{ses}/anat/{stem}_T1w.nii.gz"]["world_from_template"]
+            )
             est = affine_from_xfm(anat / f"{stem}_from-T1w_to-{template}_mode-image_xfm.h5")
             angle, shift = rigid_difference(est, world, center)
-            rows.append({"participant_id": pid, "session_id": ses,
-                         "mask_dice": dice(np.asarray(tmask.dataobj) > 0,
-                                           np.asarray(emask.dataobj) > 0),
-                         "label_dice_mean": float(np.mean(list(ld.values()))),
-                         "label_dice_min": float(np.min(list(ld.values()))),
-                         "rotation_error_deg": angle, "translation_error_mm": shift})
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "session_id": ses,
+                    "mask_dice": dice(
+                        np.asarray(tmask.dataobj) > 0, np.asarray(emask.dataobj) > 0
+                    ),
+                    "label_dice_mean": float(np.mean(list(ld.values()))),
+                    "label_dice_min": float(np.min(list(ld.values()))),
+                    "rotation_error_deg": angle,
+                    "translation_error_mm": shift,
+                }
+            )
     return rows
 
 
@@ -122,24 +131,47 @@ def evaluate(demo_dir, output_dir, template_mask=None) -> list[dict]:
 # the whole-brain reference); SPECT truth is the noise-free late/early ratio on the T1w grid
 # (the table is on the SPECT grid: approximate).
 TRUTH_SOURCES = [
-    (r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-percent_regions",
-     ["anat/{s}_atlas-{atlas}_desc-extracerebral_dseg"],
-     "anat/{s}_ce-{agent}_desc-percent_enhancement", "{s}_ce-{agent}_desc-effect_percent",
-     "effect"),
-    (r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-Ktrans_regions",
-     ["anat/{s}_ce-{agent}_atlas-{atlas}_desc-extracerebral_dseg"],
-     "anat/{s}_ce-{agent}_Ktrans", "{s}_ce-{agent}_desc-{dce_effect}_Ktrans", "effect"),
-    (r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-dR2star_regions",
-     ["anat/{s}_ce-{agent}_atlas-{atlas}_desc-extracerebral_dseg",
-      "anat/{s}_ce-{agent}_atlas-{atlas}_dseg"],
-     "anat/{s}_ce-{agent}_dR2star", "{s}_ce-{agent}_desc-effect_dR2star", "effect"),
-    (r"trc-(?P<trc>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-SUVR_regions",
-     ["anat/{s}_atlas-{atlas}_desc-extracerebral_dseg",
-      "pet/{s}_trc-{trc}_atlas-{atlas}_space-T1w_dseg"],
-     "pet/{s}_trc-{trc}_space-T1w_SUVR", "{s}_trc-{trc}_desc-true_SUV", "suvr"),
-    (r"trc-(?P<trc>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-lateEarlyRatio_regions",
-     ["anat/{s}_atlas-{atlas}_desc-extracerebral_dseg"],
-     None, "{s}_trc-{trc}_desc-true_ratio", "ratio"),
+    (
+        r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-percent_regions",
+        ["anat/{s}_atlas-{atlas}_desc-extracerebral_dseg"],
+        "anat/{s}_ce-{agent}_desc-percent_enhancement",
+        "{s}_ce-{agent}_desc-effect_percent",
+        "effect",
+    ),
+    (
+        r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-Ktrans_regions",
+        ["anat/{s}_ce-{agent}_atlas-{atlas}_desc-extracerebral_dseg"],
+        "anat/{s}_ce-{agent}_Ktrans",
+        "{s}_ce-{agent}_desc-{dce_effect}_Ktrans",
+        "effect",
+    ),
+    (
+        r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-dR2star_regions",
+        [
+            "anat/{s}_ce-{agent}_atlas-{atlas}_desc-extracerebral_dseg",
+            "anat/{s}_ce-{agent}_atlas-{atlas}_dseg",
+        ],
+        "anat/{s}_ce-{agent}_dR2star",
+        "{s}_ce-{agent}_desc-effect_dR2star",
+        "effect",
+    ),
+    (
+        r"trc-(?P<trc>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-SUVR_regions",
+        [
+            "anat/{s}_atlas-{atlas}_desc-extracerebral_dseg",
+            "pet/{s}_trc-{trc}_atlas-{atlas}_space-T1w_dseg",
+        ],
+        "pet/{s}_trc-{trc}_space-T1w_SUVR",
+        "{s}_trc-{trc}_desc-true_SUV",
+        "suvr",
+    ),
+    (
+        r"trc-(?P<trc>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-lateEarlyRatio_regions",
+        ["anat/{s}_atlas-{atlas}_desc-extracerebral_dseg"],
+        None,
+        "{s}_trc-{trc}_desc-true_ratio",
+        "ratio",
+    ),
 ]
 
 
@@ -158,22 +190,32 @@ def truth_regional_table(demo_dir, output_dir, source_table: str, dce_model="pat
     name = measured_table.name
     pid, ses = name.split("_")[:2]
     s = f"{pid}_{ses}"
-    rest = name[len(s) + 1:].removesuffix(".tsv")
-    for pattern, label_names, measured_name, truth_name, kind in TRUTH_SOURCES:
+    rest = name[len(s) + 1 :].removesuffix(".tsv")
+    for pattern, label_names, measured_name, truth_name, kind in TRUTH_SOURCES:  # noqa: B007 - used after the break
         m = re.fullmatch(pattern, rest)
         if m:
             break
     else:
         return None
-    fill = {"s": s, **m.groupdict(),
-            "dce_effect": "patlakEffect" if dce_model == "patlak" else "effect"}
+    fill = {
+        "s": s,
+        **m.groupdict(),
+        "dce_effect": "patlakEffect" if dce_model == "patlak" else "effect",
+    }
     sesdir = output_dir / pid / ses
-    labels_path = next((sesdir / (n.format(**fill) + ".nii.gz") for n in label_names
-                        if (sesdir / (n.format(**fill) + ".nii.gz")).exists()), None)
+    labels_path = next(
+        (
+            sesdir / (n.format(**fill) + ".nii.gz")
+            for n in label_names
+            if (sesdir / (n.format(**fill) + ".nii.gz")).exists()
+        ),
+        None,
+    )
     truth_path = demo_dir / "groundtruth" / pid / ses / (truth_name.format(**fill) + ".nii.gz")
     if labels_path is None or not truth_path.exists():
-        raise FileNotFoundError(f"{measured_table}: no ROI map ({', '.join(label_names)}) or "
-                                f"no truth map {truth_path}")
+        raise FileNotFoundError(
+            f"{measured_table}: no ROI map ({', '.join(label_names)}) or no truth map {truth_path}"
+        )
     lab_img, truth_img = nb.load(labels_path), nb.load(truth_path)
     if not same_grid(lab_img, truth_img):
         raise ValueError(f"{truth_path}: not on the grid of {labels_path}")
@@ -191,39 +233,49 @@ def truth_regional_table(demo_dir, output_dir, source_table: str, dce_model="pat
             raise ValueError(f"{measured_img.get_filename()}: not on the grid of {labels_path}")
         mask &= np.isfinite(measured_img.get_fdata())
     if kind == "suvr":
-        brain = np.asarray(nb.load(sesdir / "anat" / f"{s}_desc-brain_mask.nii.gz")
-                           .dataobj) > 0
+        brain = np.asarray(nb.load(sesdir / "anat" / f"{s}_desc-brain_mask.nii.gz").dataobj) > 0
         truth = truth / truth[brain & mask].mean()
-    measured = pd.read_csv(measured_table, sep="\t", na_values=["n/a"],
-                           keep_default_na=False)
+    measured = pd.read_csv(measured_table, sep="\t", na_values=["n/a"], keep_default_na=False)
     gt = json.loads((demo_dir / "groundtruth" / "groundtruth.json").read_text())
     side = gt["participants"][pid]["headache_side"]  # as in the demo's sessions.tsv
     lut = read_lut(labels_path.with_name(labels_path.name.replace(".nii.gz", ".tsv")))
     modality, metric = measured["modality"].iloc[0], measured["metric"].iloc[0]
-    table = regional_table(truth, labels, lut, participant_id=pid, session_id=ses,
-                           modality=modality, metric=metric,
-                           headache_side=side if side in ("left", "right") else None,
-                           mask=mask)
+    table = regional_table(
+        truth,
+        labels,
+        lut,
+        participant_id=pid,
+        session_id=ses,
+        modality=modality,
+        metric=metric,
+        headache_side=side if side in ("left", "right") else None,
+        mask=mask,
+    )
     if kind == "effect":  # an asymmetry index of added effects is not that of the values
         table.loc[table["hemisphere"] == "AI", ["mean", "median"]] = np.nan
     key = ["roi", "hemisphere"]
-    both = measured.merge(table[[*key, "mean", "median"]], on=key, how="left",
-                          suffixes=("_measured", ""))
+    both = measured.merge(
+        table[[*key, "mean", "median"]], on=key, how="left", suffixes=("_measured", "")
+    )
     # a row the pipeline left empty (too few voxels) is empty in the truth as well
     for col in ("mean", "median"):
         both.loc[both[f"{col}_measured"].isna(), col] = np.nan
     return both.drop(columns=["mean_measured", "median_measured", "sd"])
 
 
-def truth_group_table(demo_dir, output_dir, dce_model="patlak") -> "pd.DataFrame":
+def truth_group_table(demo_dir, output_dir, dce_model="patlak") -> pd.DataFrame:
     """``group/desc-all_regions.tsv`` of a finished group run with ``mean``/``median``
     replaced by their truth (rows of tables without a truth are dropped)."""
     import pandas as pd
 
     output_dir = Path(output_dir)
-    measured = pd.read_csv(output_dir / "group" / "desc-all_regions.tsv", sep="\t",
-                           na_values=["n/a"], keep_default_na=False,
-                           dtype={"participant_id": str, "session_id": str})
+    measured = pd.read_csv(
+        output_dir / "group" / "desc-all_regions.tsv",
+        sep="\t",
+        na_values=["n/a"],
+        keep_default_na=False,
+        dtype={"participant_id": str, "session_id": str},
+    )
     frames = []
     for source, rows in measured.groupby("source_table", sort=True):
         truth = truth_regional_table(demo_dir, output_dir, source, dce_model)
@@ -231,8 +283,10 @@ def truth_group_table(demo_dir, output_dir, dce_model="patlak") -> "pd.DataFrame
             continue
         t = truth.set_index(["roi", "hemisphere"])
         r = rows.set_index(["roi", "hemisphere"])
-        r = r.assign(mean=t["mean"].reindex(r.index).to_numpy(),
-                     median=t["median"].reindex(r.index).to_numpy())
+        r = r.assign(
+            mean=t["mean"].reindex(r.index).to_numpy(),
+            median=t["median"].reindex(r.index).to_numpy(),
+        )
         frames.append(r.reset_index()[rows.columns])
     return pd.concat(frames, ignore_index=True)
 
@@ -240,18 +294,36 @@ def truth_group_table(demo_dir, output_dir, dce_model="patlak") -> "pd.DataFrame
 # The planted effects of the demo (generate.EFFECTS) and the group tests that must find
 # them: (effect id, contrast, modality, metric, atlas, roi, hemisphere, test).
 PLANTED_TESTS = [
-    *[(e, c, mod, met, atlas, roi, hemi, "paired_t")
-      for e, mod, met, atlas, roi in (
-          ("gad_meningeal_occipital", "gadolinium", "enhancement", "inflamapLobes",
-           "meningeal_occipital"),
-          ("dce_ktrans_occipital", "dce", "Ktrans", "inflamapLobes", "occipital"),
-          ("uspio_dr2star_aca", "uspio", "dR2star", "inflamapTerritories", "aca"))
-      for c, hemi in (("ictalVsInterictal", "ipsi"), ("ipsiVsContraIctal", "ipsi-contra"))],
-    ("spect_late_meningeal_occipital", "ipsiVsContraIctal", "spect", "lateEarlyRatio",
-     "inflamapLobes", "meningeal_occipital", "ipsi-contra", "paired_t"),
-    *[("pet_suvr_occipital", "MAVsHC", "pet", "SUVR", "inflamapLobes", roi, hemi, "welch")
-      for roi in ("occipital", "meningeal_occipital", "calvarial_occipital")
-      for hemi in ("left", "right")],
+    *[
+        (e, c, mod, met, atlas, roi, hemi, "paired_t")
+        for e, mod, met, atlas, roi in (
+            (
+                "gad_meningeal_occipital",
+                "gadolinium",
+                "enhancement",
+                "inflamapLobes",
+                "meningeal_occipital",
+            ),
+            ("dce_ktrans_occipital", "dce", "Ktrans", "inflamapLobes", "occipital"),
+            ("uspio_dr2star_aca", "uspio", "dR2star", "inflamapTerritories", "aca"),
+        )
+        for c, hemi in (("ictalVsInterictal", "ipsi"), ("ipsiVsContraIctal", "ipsi-contra"))
+    ],
+    (
+        "spect_late_meningeal_occipital",
+        "ipsiVsContraIctal",
+        "spect",
+        "lateEarlyRatio",
+        "inflamapLobes",
+        "meningeal_occipital",
+        "ipsi-contra",
+        "paired_t",
+    ),
+    *[
+        ("pet_suvr_occipital", "MAVsHC", "pet", "SUVR", "inflamapLobes", roi, hemi, "welch")
+        for roi in ("occipital", "meningeal_occipital", "calvarial_occipital")
+        for hemi in ("left", "right")
+    ],
 ]
 JOIN = ["contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test"]
 
@@ -277,28 +349,48 @@ def evaluate_group(demo_dir, output_dir, config=None):
         config = demo_dir / "inflamap-demo.yml"
     workflow = load_workflow_config(config)
     g = group_settings(workflow)
-    measured = pd.read_csv(output_dir / "group" / "desc-roistats_stats.tsv", sep="\t",
-                           na_values=["n/a"], keep_default_na=False)
+    measured = pd.read_csv(
+        output_dir / "group" / "desc-roistats_stats.tsv",
+        sep="\t",
+        na_values=["n/a"],
+        keep_default_na=False,
+    )
     truth_table = truth_group_table(demo_dir, output_dir, workflow.dce.model)
-    truth = group_statistics(truth_table, g["contrasts"], value=g["value"], alpha=g["alpha"],
-                             fdr=g["fdr"], ci_level=g["ci_level"],
-                             target_power=g["target_power"], min_n=g["min_n"],
-                             covariates=g["covariates"], modality_rules=g["modality_rules"])
-    joined = measured.merge(truth[[*JOIN, "estimate", "effect_size"]].rename(
-        columns={"estimate": "true_estimate", "effect_size": "true_effect_size"}),
-        on=JOIN, how="inner")
+    truth = group_statistics(
+        truth_table,
+        g["contrasts"],
+        value=g["value"],
+        alpha=g["alpha"],
+        fdr=g["fdr"],
+        ci_level=g["ci_level"],
+        target_power=g["target_power"],
+        min_n=g["min_n"],
+        covariates=g["covariates"],
+        modality_rules=g["modality_rules"],
+    )
+    joined = measured.merge(
+        truth[[*JOIN, "estimate", "effect_size"]].rename(
+            columns={"estimate": "true_estimate", "effect_size": "true_effect_size"}
+        ),
+        on=JOIN,
+        how="inner",
+    )
     vals = truth_table.groupby(["modality", "metric", "atlas", "roi"])[g["value"]]
-    null_rois = vals.apply(lambda v: bool(np.all(v.dropna().to_numpy() == 0)) and
-                           v.notna().any())
+    null_rois = vals.apply(lambda v: bool(np.all(v.dropna().to_numpy() == 0)) and v.notna().any())
     null_rois = {k for k, v in null_rois.items() if v}
-    joined["null_roi"] = [k in null_rois for k in zip(
-        joined["modality"], joined["metric"], joined["atlas"], joined["roi"])]
+    joined["null_roi"] = [
+        k in null_rois
+        for k in zip(joined["modality"], joined["metric"], joined["atlas"], joined["roi"])
+    ]
     tested = joined[joined["p"].notna()]
     sig = tested["significant"].astype(str).str.lower().isin(["true", "1"])
     null = tested[tested["null_roi"]]
     null_sig = sig[tested["null_roi"]]
-    wrong_sign = tested[sig & ~tested["null_roi"] & (np.sign(tested["estimate"])
-                                                     != np.sign(tested["true_estimate"]))]
+    wrong_sign = tested[
+        sig
+        & ~tested["null_roi"]
+        & (np.sign(tested["estimate"]) != np.sign(tested["true_estimate"]))
+    ]
     rows = []
     idx = joined.set_index(JOIN)
     for effect, *key in PLANTED_TESTS:
@@ -309,25 +401,41 @@ def evaluate_group(demo_dir, output_dir, config=None):
         r = idx.loc[k]
         r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
         is_sig = str(r["significant"]).lower() in ("true", "1")
-        rows.append({
-            "effect": effect, **dict(zip(JOIN, key)), "found": True,
-            "n1": r["n1"], "n2": r["n2"], "estimate": r["estimate"],
-            "ci_low": r["estimate_ci_low"], "ci_high": r["estimate_ci_high"],
-            "true_estimate": r["true_estimate"], "p_fdr": r["p_fdr"], "significant": is_sig,
-            "right_sign": bool(np.sign(r["estimate"]) == np.sign(r["true_estimate"])),
-            "ci_covers_truth": bool(r["estimate_ci_low"] <= r["true_estimate"]
-                                    <= r["estimate_ci_high"]),
-        })
+        rows.append(
+            {
+                "effect": effect,
+                **dict(zip(JOIN, key)),
+                "found": True,
+                "n1": r["n1"],
+                "n2": r["n2"],
+                "estimate": r["estimate"],
+                "ci_low": r["estimate_ci_low"],
+                "ci_high": r["estimate_ci_high"],
+                "true_estimate": r["true_estimate"],
+                "p_fdr": r["p_fdr"],
+                "significant": is_sig,
+                "right_sign": bool(np.sign(r["estimate"]) == np.sign(r["true_estimate"])),
+                "ci_covers_truth": bool(
+                    r["estimate_ci_low"] <= r["true_estimate"] <= r["estimate_ci_high"]
+                ),
+            }
+        )
     planted = pd.DataFrame(rows)
-    planted["pass"] = (planted["found"] & planted.get("significant", False)
-                       & planted.get("right_sign", False)
-                       & planted.get("ci_covers_truth", False))
+    planted["pass"] = (
+        planted["found"]
+        & planted.get("significant", False)
+        & planted.get("right_sign", False)
+        & planted.get("ci_covers_truth", False)
+    )
     summary = {
-        "alpha": g["alpha"], "tests": int(len(tested)),
-        "null_tests": int(len(null)), "null_significant": int(null_sig.sum()),
+        "alpha": g["alpha"],
+        "tests": int(len(tested)),
+        "null_tests": int(len(null)),
+        "null_significant": int(null_sig.sum()),
         "null_share": float(null_sig.mean()) if len(null) else float("nan"),
         "wrong_sign_significant": int(len(wrong_sign)),
-        "planted_pass": int(planted["pass"].sum()), "planted_total": int(len(planted)),
+        "planted_pass": int(planted["pass"].sum()),
+        "planted_total": int(len(planted)),
     }
     return planted, summary, joined
 
@@ -342,7 +450,8 @@ def main_group(argv=None) -> int:  # pragma: no cover - command-line wrapper
         print(planted.drop(columns=["found"]).to_string(index=False))
     print(json.dumps(summary, indent=1))
     ok = summary["planted_pass"] == summary["planted_total"] and (
-        not summary["null_tests"] or summary["null_share"] <= summary["alpha"])
+        not summary["null_tests"] or summary["null_share"] <= summary["alpha"]
+    )
     return 0 if ok else 1
 
 

@@ -45,42 +45,100 @@ MEGRE = dict(tr=0.040, fa=20.0, te=(0.003, 0.008, 0.013, 0.018, 0.023, 0.028), s
 VFA = dict(tr=0.0054, fa=(2.0, 5.0, 10.0, 15.0), snr=80.0)
 DCE = dict(tr=0.004, fa=15.0, dt=15.0, n=24, injection=30.0, snr=50.0)
 POST_GAD_TIME_S = 480.0
-PET_FRAMES = dict(start=[0, 300, 600, 1200, 1800, 2700, 3600, 4200, 4800],
-                  duration=[300, 300, 600, 600, 900, 900, 600, 600, 600])
+PET_FRAMES = dict(
+    start=[0, 300, 600, 1200, 1800, 2700, 3600, 4200, 4800],
+    duration=[300, 300, 600, 600, 900, 900, 600, 600, 600],
+)
 PET_FWHM_MM = 6.0
 # 99mTc-albumin SPECT: early and late acquisitions (s after injection), counts, not
 # decay-corrected; blood-pool albumin falls to LATE_BLOOD of its early level
-SPECT = dict(early=(1200.0, 900.0), late=(10800.0, 1200.0), fwhm=12.0, tracer="99mTcAlbumin",
-             half_life=21624.12, late_blood=0.85, counts=2000.0)
+SPECT = dict(
+    early=(1200.0, 900.0),
+    late=(10800.0, 1200.0),
+    fwhm=12.0,
+    tracer="99mTcAlbumin",
+    half_life=21624.12,
+    late_blood=0.85,
+    counts=2000.0,
+)
 # extravasated albumin at the late scan (fraction of the voxel, plasma-concentration units)
 ALBUMIN_EXTRAVASATION = {"dura": 0.02, "marrow": 0.03, "scalp": 0.02}
 
 # Planted effects (MA patients). Regions are geometric regions of the template (MNI mm).
 EFFECTS = [
-    {"id": "gad_meningeal_occipital", "modality": "gadolinium", "group": "MA",
-     "phase": "ictal", "region": "occipital", "side": "headache", "tissues": ["dura", "csf"],
-     "parameter": ["ktrans", "ve"], "change": "+", "size": [0.01, 0.3],
-     "units": ["1/min", "fraction"],
-     "expect": "post-contrast enhancement of the occipital meningeal band (dura and "
-               "subarachnoid space: leptomeningeal/sulcal leakage) on the headache side"},
-    {"id": "dce_ktrans_occipital", "modality": "dce", "group": "MA", "phase": "ictal",
-     "region": "occipital", "side": "headache", "tissues": ["gm"], "parameter": "ktrans",
-     "change": "+", "size": 0.01, "units": "1/min",
-     "expect": "Ktrans increase in occipital cortex on the headache side"},
-    {"id": "uspio_dr2star_aca", "modality": "uspio", "group": "MA", "phase": "ictal",
-     "region": "aca", "side": "headache", "tissues": ["gm", "wm"],
-     "parameter": "uspio_dr2star", "change": "+", "size": 3.0, "units": "1/s",
-     "expect": "ΔR2* increase (ferumoxytol uptake) in the anterior cerebral artery territory "
-               "on the headache side"},
-    {"id": "spect_late_meningeal_occipital", "modality": "spect", "group": "MA",
-     "phase": "ictal", "region": "occipital", "side": "headache", "tissues": ["dura"],
-     "parameter": "albumin_extravasation", "change": "+", "size": 0.08, "units": "fraction",
-     "expect": "late 99mTc-albumin uptake in the occipital meningeal band on the headache "
-               "side (late/early ratio up)"},
-    {"id": "pet_suvr_occipital", "modality": "pet", "group": "MA", "phase": "any",
-     "region": "occipital", "side": "both", "tissues": ["gm", "dura", "marrow"],
-     "parameter": "suv", "change": "x", "size": 1.15, "units": "ratio",
-     "expect": "SUV(R) +15 % in occipital cortex and occipital parameningeal tissue"},
+    {
+        "id": "gad_meningeal_occipital",
+        "modality": "gadolinium",
+        "group": "MA",
+        "phase": "ictal",
+        "region": "occipital",
+        "side": "headache",
+        "tissues": ["dura", "csf"],
+        "parameter": ["ktrans", "ve"],
+        "change": "+",
+        "size": [0.01, 0.3],
+        "units": ["1/min", "fraction"],
+        "expect": "post-contrast enhancement of the occipital meningeal band (dura and "
+        "subarachnoid space: leptomeningeal/sulcal leakage) on the headache side",
+    },
+    {
+        "id": "dce_ktrans_occipital",
+        "modality": "dce",
+        "group": "MA",
+        "phase": "ictal",
+        "region": "occipital",
+        "side": "headache",
+        "tissues": ["gm"],
+        "parameter": "ktrans",
+        "change": "+",
+        "size": 0.01,
+        "units": "1/min",
+        "expect": "Ktrans increase in occipital cortex on the headache side",
+    },
+    {
+        "id": "uspio_dr2star_aca",
+        "modality": "uspio",
+        "group": "MA",
+        "phase": "ictal",
+        "region": "aca",
+        "side": "headache",
+        "tissues": ["gm", "wm"],
+        "parameter": "uspio_dr2star",
+        "change": "+",
+        "size": 3.0,
+        "units": "1/s",
+        "expect": "ΔR2* increase (ferumoxytol uptake) in the anterior cerebral artery territory "
+        "on the headache side",
+    },
+    {
+        "id": "spect_late_meningeal_occipital",
+        "modality": "spect",
+        "group": "MA",
+        "phase": "ictal",
+        "region": "occipital",
+        "side": "headache",
+        "tissues": ["dura"],
+        "parameter": "albumin_extravasation",
+        "change": "+",
+        "size": 0.08,
+        "units": "fraction",
+        "expect": "late 99mTc-albumin uptake in the occipital meningeal band on the headache "
+        "side (late/early ratio up)",
+    },
+    {
+        "id": "pet_suvr_occipital",
+        "modality": "pet",
+        "group": "MA",
+        "phase": "any",
+        "region": "occipital",
+        "side": "both",
+        "tissues": ["gm", "dura", "marrow"],
+        "parameter": "suv",
+        "change": "x",
+        "size": 1.15,
+        "units": "ratio",
+        "expect": "SUV(R) +15 % in occipital cortex and occipital parameningeal tissue",
+    },
 ]
 
 
@@ -105,7 +163,7 @@ def grid_affine(res: float, template_affine, template_shape):
     """Scanner grid covering the template's field of view at ``res`` mm (RAS, axis-aligned)."""
     lo = template_affine[:3, 3]
     hi = lo + np.diag(template_affine)[:3] * (np.asarray(template_shape) - 1)
-    shape = tuple(int(np.ceil((h - l) / res)) + 1 for l, h in zip(lo, hi))
+    shape = tuple(int(np.ceil((b - a) / res)) + 1 for a, b in zip(lo, hi))
     aff = np.diag([res, res, res, 1.0])
     aff[:3, 3] = lo
     return shape, aff
@@ -124,8 +182,12 @@ def sample(phantom: Phantom, world_from_template, shape, affine, order=1):
     for t, f in phantom.fractions.items():
         out[t] = ndimage.map_coordinates(f, tcoords, order=order, cval=0.0).reshape(shape)
     labels = ndimage.map_coordinates(phantom.labels, tcoords, order=0, cval=0).reshape(shape)
-    brain = ndimage.map_coordinates(phantom.brain.astype(np.float32), tcoords, order=1,
-                                    cval=0).reshape(shape) >= 0.5
+    brain = (
+        ndimage.map_coordinates(
+            phantom.brain.astype(np.float32), tcoords, order=1, cval=0
+        ).reshape(shape)
+        >= 0.5
+    )
     tmm = phantom.affine[:3, :3] @ tcoords + phantom.affine[:3, 3:4]
     xyz = tuple(c.reshape(shape) for c in tmm)
     return out, labels.astype(np.uint8), brain, xyz
@@ -137,14 +199,25 @@ def bias_field(rng, shape, affine, amplitude=0.2):
     xyz = (affine[:3, :3] @ ijk + affine[:3, 3:4]) / 100.0
     c = rng.normal(scale=amplitude / 2, size=9)
     x, y, z = xyz
-    field = (c[0] * x + c[1] * y + c[2] * z + c[3] * x * y + c[4] * y * z + c[5] * x * z
-             + c[6] * x ** 2 + c[7] * y ** 2 + c[8] * z ** 2)
+    field = (
+        c[0] * x
+        + c[1] * y
+        + c[2] * z
+        + c[3] * x * y
+        + c[4] * y * z
+        + c[5] * x * z
+        + c[6] * x**2
+        + c[7] * y**2
+        + c[8] * z**2
+    )
     return np.exp(field - field.mean()).reshape(shape)
 
 
 def rician(rng, signal, sigma):
-    return np.sqrt((signal + rng.normal(scale=sigma, size=signal.shape)) ** 2
-                   + rng.normal(scale=sigma, size=signal.shape) ** 2)
+    return np.sqrt(
+        (signal + rng.normal(scale=sigma, size=signal.shape)) ** 2
+        + rng.normal(scale=sigma, size=signal.shape) ** 2
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,8 +252,11 @@ def _effect_masks(effects, modality, xyz, headache_side):
 
 def voxel_param(tissue, name, shape, masks):
     """Parameter ``name`` of ``tissue`` as a voxel map with the planted changes applied."""
-    base = (ALBUMIN_EXTRAVASATION.get(tissue, 0.0) if name == "albumin_extravasation"
-            else tissue_param(tissue, name))
+    base = (
+        ALBUMIN_EXTRAVASATION.get(tissue, 0.0)
+        if name == "albumin_extravasation"
+        else tissue_param(tissue, name)
+    )
     val = np.full(shape, base, dtype=float)
     for t, p, mask, change, size in masks:
         if t == tissue and p == name:
@@ -191,9 +267,13 @@ def voxel_param(tissue, name, shape, masks):
 def gad_concentration(tissue, t_s, shape, masks, cp):
     """Tissue Gd concentration (mM) over ``t_s`` for every voxel: (..., n)."""
     if not any(t == tissue for t, *_ in masks):  # no planted change: one curve for all
-        curve = extended_tofts_concentration(cp, t_s, tissue_param(tissue, "ktrans"),
-                                             tissue_param(tissue, "ve"),
-                                             tissue_param(tissue, "vp"))
+        curve = extended_tofts_concentration(
+            cp,
+            t_s,
+            tissue_param(tissue, "ktrans"),
+            tissue_param(tissue, "ve"),
+            tissue_param(tissue, "vp"),
+        )
         return np.broadcast_to(curve, shape + (len(t_s),))
     ktrans = voxel_param(tissue, "ktrans", shape, masks)
     ve = voxel_param(tissue, "ve", shape, masks)
@@ -211,8 +291,11 @@ def _save(img_data, affine, path, dtype=np.int16, meta=None):
 
     data = np.asarray(img_data)
     # integer images (labels, masks) are stored as they are; others are scaled into dtype
-    data = data.astype(dtype) if np.issubdtype(data.dtype, np.integer) or data.dtype == bool \
+    data = (
+        data.astype(dtype)
+        if np.issubdtype(data.dtype, np.integer) or data.dtype == bool
         else data.astype(np.float32)
+    )
     img = nb.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm", "sec")
     img.header.set_qform(affine, 1)
@@ -245,16 +328,22 @@ def _spect_pair(rng, ph, pose, w_t1w, shape, aff, effects, side, bids, gt, stem,
         fr, _, _, xyz = sample(ph, w, shape, aff)
         masks = _effect_masks(effects, "spect", xyz, side)
         early = _mix(fr, {t: np.full(shape, vp[t]) for t in TISSUES})
-        late = _mix(fr, {t: vp[t] * SPECT["late_blood"]
-                         + voxel_param(t, "albumin_extravasation", shape, masks)
-                         for t in TISSUES})
+        late = _mix(
+            fr,
+            {
+                t: vp[t] * SPECT["late_blood"]
+                + voxel_param(t, "albumin_extravasation", shape, masks)
+                for t in TISSUES
+            },
+        )
         return early, late
 
     e_t, l_t = early_late(w_t1w)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(e_t > 0.05 * np.percentile(e_t, 99), l_t / e_t, np.nan)
-    _save(ratio, aff, gt / f"{stem}_trc-{SPECT['tracer']}_desc-true_ratio.nii.gz",
-          dtype=np.float32)
+    _save(
+        ratio, aff, gt / f"{stem}_trc-{SPECT['tracer']}_desc-true_ratio.nii.gz", dtype=np.float32
+    )
     w = pose(True)
     early, late = early_late(w)
     pid, ses = stem.split("_")
@@ -264,17 +353,38 @@ def _spect_pair(rng, ph, pose, w_t1w, shape, aff, effects, side, bids, gt, stem,
         counts = conc * SPECT["counts"] * decay_factor(mid, SPECT["half_life"]) * dur / 900.0
         counts = np.clip(counts + rng.normal(size=shape) * np.sqrt(counts + 1.0), 0, None)
         path = bids / pid / ses / "spect" / f"{stem}_trc-{SPECT['tracer']}_acq-{acq}_spect.nii.gz"
-        _save(counts, aff, path, dtype=np.float32, meta={
-            "Manufacturer": "inflamap DRO", "Modality": "NM", "TracerName": "99mTc-albumin",
-            "TracerRadionuclide": "Tc99m", "InjectedRadioactivity": 740.0,
-            "InjectedRadioactivityUnits": "MBq", "InjectionStart": 0, "TimeZero": "09:00:00",
-            "FrameTimesStart": [t0], "FrameDuration": [dur], "Units": "counts",
-            "ImageDecayCorrected": False, "ReconFilterSize": SPECT["fwhm"]})
+        _save(
+            counts,
+            aff,
+            path,
+            dtype=np.float32,
+            meta={
+                "Manufacturer": "inflamap DRO",
+                "Modality": "NM",
+                "TracerName": "99mTc-albumin",
+                "TracerRadionuclide": "Tc99m",
+                "InjectedRadioactivity": 740.0,
+                "InjectedRadioactivityUnits": "MBq",
+                "InjectionStart": 0,
+                "TimeZero": "09:00:00",
+                "FrameTimesStart": [t0],
+                "FrameDuration": [dur],
+                "Units": "counts",
+                "ImageDecayCorrected": False,
+                "ReconFilterSize": SPECT["fwhm"],
+            },
+        )
         files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
 
 
-def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int = 0,
-              templateflow_home=None, progress=None) -> Path:
+def make_demo(
+    out_dir,
+    participants: int = 6,
+    resolution: float = 3.0,
+    seed: int = 0,
+    templateflow_home=None,
+    progress=None,
+) -> Path:
     """Write the demo dataset to ``out_dir`` (see module docstring). Returns ``out_dir``."""
     import nibabel as nb
 
@@ -311,39 +421,76 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
     n_ma = participants // 2
     groups = ["HC"] * (participants - n_ma) + ["MA"] * n_ma
     rng.shuffle(groups)
-    part_rows, truth = [], {
-        "generator": f"inflamap {__version__} demo", "seed": seed, "resolution_mm": resolution,
-        "template": TEMPLATE, "atlas": "inflamapLobes", "hematocrit": HEMATOCRIT,
-        "gadolinium_r1_per_mM_s": R1_GAD, "tissues": {t: dict(zip(
-            ("pd", "t1_s", "r2star_per_s", "vp", "ve", "ktrans_per_min", "uspio_dr2star_per_s",
-             "suv"), v)) for t, v in __import__("pipeline.demo.phantom", fromlist=["PARAMS"])
-            .PARAMS.items()},
-        "effects": EFFECTS, "participants": {},
-    }
+    part_rows, truth = (
+        [],
+        {
+            "generator": f"inflamap {__version__} demo",
+            "seed": seed,
+            "resolution_mm": resolution,
+            "template": TEMPLATE,
+            "atlas": "inflamapLobes",
+            "hematocrit": HEMATOCRIT,
+            "gadolinium_r1_per_mM_s": R1_GAD,
+            "tissues": {
+                t: dict(
+                    zip(
+                        (
+                            "pd",
+                            "t1_s",
+                            "r2star_per_s",
+                            "vp",
+                            "ve",
+                            "ktrans_per_min",
+                            "uspio_dr2star_per_s",
+                            "suv",
+                        ),
+                        v,
+                    )
+                )
+                for t, v in __import__("pipeline.demo.phantom", fromlist=["PARAMS"]).PARAMS.items()
+            },
+            "effects": EFFECTS,
+            "participants": {},
+        },
+    )
     for i, group in enumerate(groups, start=1):
         pid = f"sub-{i:02d}"
         say(f"{pid} ({group})")
         side = str(rng.choice(["left", "right"])) if group == "MA" else "none"
         weight = float(np.round(rng.uniform(55, 95), 1))
-        part_rows.append({
-            "participant_id": pid, "group": group, "age": int(rng.integers(22, 55)),
-            "sex": str(rng.choice(["F", "M"], p=[0.7, 0.3])),
-            "attacks_per_month": int(rng.integers(2, 12)) if group != "HC" else 0,
-            "body_weight": weight, "tspo_genotype": str(rng.choice(["HAB", "MAB"])),
-        })
+        part_rows.append(
+            {
+                "participant_id": pid,
+                "group": group,
+                "age": int(rng.integers(22, 55)),
+                "sex": str(rng.choice(["F", "M"], p=[0.7, 0.3])),
+                "attacks_per_month": int(rng.integers(2, 12)) if group != "HC" else 0,
+                "body_weight": weight,
+                "tspo_genotype": str(rng.choice(["HAB", "MAB"])),
+            }
+        )
         scale = np.diag(np.r_[rng.uniform(0.94, 1.06, 3), 1.0])
-        ptruth = {"group": group, "headache_side": side, "anatomical_scale": np.diag(scale)[:3]
-                  .tolist(), "sessions": {}}
+        ptruth = {
+            "group": group,
+            "headache_side": side,
+            "anatomical_scale": np.diag(scale)[:3].tolist(),
+            "sessions": {},
+        }
         sess_rows = []
         for s, phase in ((1, "interictal"), (2, "ictal")):
             ses = f"ses-{s:02d}"
             phase = phase if group != "HC" else "n/a"
-            srow = {"session_id": ses, "phase": phase,
-                    "headache_side": side if group != "HC" else "none",
-                    "hours_since_onset": float(np.round(rng.uniform(2, 12), 1))
-                    if phase == "ictal" else "n/a",
-                    "treatment": str(rng.choice(["none", "sumatriptan"]))
-                    if phase == "ictal" else "n/a"}
+            srow = {
+                "session_id": ses,
+                "phase": phase,
+                "headache_side": side if group != "HC" else "none",
+                "hours_since_onset": float(np.round(rng.uniform(2, 12), 1))
+                if phase == "ictal"
+                else "n/a",
+                "treatment": str(rng.choice(["none", "sumatriptan"]))
+                if phase == "ictal"
+                else "n/a",
+            }
             sess_rows.append(srow)
             effects = effects_for(part_rows[-1], srow)
             session_pose = random_rigid(rng)
@@ -371,8 +518,13 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                     sig[t] = spgr_signal(tissue_param(t, "pd"), r1, T1W["fa"], T1W["tr"])
                 return _mix(fr, sig) / wm_level * 1000.0
 
-            meta = {"MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
-                    "RepetitionTime": T1W["tr"], "EchoTime": T1W["te"], "FlipAngle": T1W["fa"]}
+            meta = {
+                "MagneticFieldStrength": 3,
+                "Manufacturer": "inflamap DRO",
+                "RepetitionTime": T1W["tr"],
+                "EchoTime": T1W["te"],
+                "FlipAngle": T1W["fa"],
+            }
             w_pre, w_post = pose(False), pose(True)
             fr, labels, brain, xyz = sample(ph_anat, w_pre, shape, aff)
             pre_clean = t1w_signal(fr, xyz, False)
@@ -381,23 +533,39 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
             files[str(path.relative_to(bids))] = {"world_from_template": w_pre.tolist()}
             gt = truth_dir / pid / ses
             _save(labels, aff, gt / f"{stem}_atlas-inflamapLobes_dseg.nii.gz", dtype=np.uint8)
-            _save(brain.astype(np.uint8), aff, gt / f"{stem}_desc-brain_mask.nii.gz",
-                  dtype=np.uint8)
+            _save(
+                brain.astype(np.uint8), aff, gt / f"{stem}_desc-brain_mask.nii.gz", dtype=np.uint8
+            )
             # truth on the pre grid: noise- and bias-free percent enhancement, and the part of
             # it due to the planted effects (floor: ENHANCEMENT_FLOOR x brain median of pre)
             floor = ENHANCEMENT_FLOOR * np.median(pre_clean[brain])
             post_eff = t1w_signal(fr, xyz, True)
             post_base = t1w_signal(fr, xyz, True, with_effects=False)
             den = np.maximum(pre_clean, floor)
-            _save(100 * (post_eff - pre_clean) / den, aff,
-                  gt / f"{stem}_ce-{GAD_AGENT}_desc-true_percent.nii.gz", dtype=np.float32)
-            _save(100 * (post_eff - post_base) / den, aff,
-                  gt / f"{stem}_ce-{GAD_AGENT}_desc-effect_percent.nii.gz", dtype=np.float32)
+            _save(
+                100 * (post_eff - pre_clean) / den,
+                aff,
+                gt / f"{stem}_ce-{GAD_AGENT}_desc-true_percent.nii.gz",
+                dtype=np.float32,
+            )
+            _save(
+                100 * (post_eff - post_base) / den,
+                aff,
+                gt / f"{stem}_ce-{GAD_AGENT}_desc-effect_percent.nii.gz",
+                dtype=np.float32,
+            )
             fr, _, _, xyz = sample(ph_anat, w_post, shape, aff)
             path = anat / f"{stem}_ce-{GAD_AGENT}_T1w.nii.gz"
-            _save(rician(rng, t1w_signal(fr, xyz, True) * bias, 1000.0 / T1W["snr"]), aff, path,
-                  meta={**meta, "ContrastBolusIngredient": "GADOLINIUM",
-                        "TimeSinceInjection": POST_GAD_TIME_S})
+            _save(
+                rician(rng, t1w_signal(fr, xyz, True) * bias, 1000.0 / T1W["snr"]),
+                aff,
+                path,
+                meta={
+                    **meta,
+                    "ContrastBolusIngredient": "GADOLINIUM",
+                    "TimeSinceInjection": POST_GAD_TIME_S,
+                },
+            )
             files[str(path.relative_to(bids))] = {"world_from_template": w_post.tolist()}
 
             # ---- multi-echo GRE pre/post ferumoxytol ------------------------------------
@@ -406,51 +574,92 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                 fr, _, _, xyz = sample(ph_anat, w, shape, aff)
                 masks = _effect_masks(effects, "uspio", xyz, side)
                 if not post:  # truth on the pre grid: fraction-weighted dR2* (1/s)
-                    true_d = _mix(fr, {t: voxel_param(t, "uspio_dr2star", shape, masks)
-                                       for t in TISSUES})
-                    base_d = _mix(fr, {t: np.full(shape, tissue_param(t, "uspio_dr2star"))
-                                       for t in TISSUES})
-                    _save(true_d, aff, gt / f"{stem}_ce-{IRON_AGENT}_desc-true_dR2star.nii.gz",
-                          dtype=np.float32)
-                    _save(true_d - base_d, aff,
-                          gt / f"{stem}_ce-{IRON_AGENT}_desc-effect_dR2star.nii.gz",
-                          dtype=np.float32)
+                    true_d = _mix(
+                        fr, {t: voxel_param(t, "uspio_dr2star", shape, masks) for t in TISSUES}
+                    )
+                    base_d = _mix(
+                        fr, {t: np.full(shape, tissue_param(t, "uspio_dr2star")) for t in TISSUES}
+                    )
+                    _save(
+                        true_d,
+                        aff,
+                        gt / f"{stem}_ce-{IRON_AGENT}_desc-true_dR2star.nii.gz",
+                        dtype=np.float32,
+                    )
+                    _save(
+                        true_d - base_d,
+                        aff,
+                        gt / f"{stem}_ce-{IRON_AGENT}_desc-effect_dR2star.nii.gz",
+                        dtype=np.float32,
+                    )
                 sig = {}
                 for t in TISSUES:
                     r2s = np.full(shape, tissue_param(t, "r2star"))
                     if post:
                         r2s = r2s + voxel_param(t, "uspio_dr2star", shape, masks)
-                    s0 = spgr_signal(tissue_param(t, "pd"), 1 / tissue_param(t, "t1"),
-                                     MEGRE["fa"], MEGRE["tr"])
+                    s0 = spgr_signal(
+                        tissue_param(t, "pd"), 1 / tissue_param(t, "t1"), MEGRE["fa"], MEGRE["tr"]
+                    )
                     sig[t] = multiecho_signal(np.broadcast_to(s0, shape), r2s, MEGRE["te"])
                 ref = spgr_signal(0.7, 1 / 0.85, MEGRE["fa"], MEGRE["tr"])
-                echoes = rician(rng, _mix(fr, sig) * bias[..., None] / ref * 1000.0,
-                                1000.0 / MEGRE["snr"])
+                echoes = rician(
+                    rng, _mix(fr, sig) * bias[..., None] / ref * 1000.0, 1000.0 / MEGRE["snr"]
+                )
                 ce = f"ce-{IRON_AGENT}_" if post else ""
                 for e, te in enumerate(MEGRE["te"], start=1):
                     path = anat / f"{stem}_{ce}echo-{e}_MEGRE.nii.gz"
-                    _save(echoes[..., e - 1], aff, path, meta={
-                        "MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
-                        "EchoTime": te, "RepetitionTime": MEGRE["tr"], "FlipAngle": MEGRE["fa"],
-                        "MRAcquisitionType": "3D"})
+                    _save(
+                        echoes[..., e - 1],
+                        aff,
+                        path,
+                        meta={
+                            "MagneticFieldStrength": 3,
+                            "Manufacturer": "inflamap DRO",
+                            "EchoTime": te,
+                            "RepetitionTime": MEGRE["tr"],
+                            "FlipAngle": MEGRE["fa"],
+                            "MRAcquisitionType": "3D",
+                        },
+                    )
                     files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
 
             # ---- VFA and DCE (one position: same slab, acquired back to back) -----------
             w = pose(True)
             fr, _, dce_brain, xyz = sample(ph_dce, w, dshape, daff)
-            _save(dce_brain.astype(np.uint8), daff, truth_dir / pid / ses /
-                  f"{stem}_ce-{GAD_AGENT}_desc-brain_mask.nii.gz", dtype=np.uint8)
+            _save(
+                dce_brain.astype(np.uint8),
+                daff,
+                truth_dir / pid / ses / f"{stem}_ce-{GAD_AGENT}_desc-brain_mask.nii.gz",
+                dtype=np.uint8,
+            )
             dbias = bias_field(rng, dshape, daff)
             ref = spgr_signal(0.7, 1 / 0.85, 15.0, VFA["tr"])
             for k, fa in enumerate(VFA["fa"], start=1):
-                sig = {t: spgr_signal(np.full(dshape, tissue_param(t, "pd")),
-                                      1 / tissue_param(t, "t1"), fa, VFA["tr"]) for t in TISSUES}
+                sig = {
+                    t: spgr_signal(
+                        np.full(dshape, tissue_param(t, "pd")),
+                        1 / tissue_param(t, "t1"),
+                        fa,
+                        VFA["tr"],
+                    )
+                    for t in TISSUES
+                }
                 img = rician(rng, _mix(fr, sig) * dbias / ref * 1000.0, 1000.0 / VFA["snr"])
                 path = anat / f"{stem}_flip-{k}_VFA.nii.gz"
-                _save(img, daff, path, meta={
-                    "MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO", "FlipAngle": fa,
-                    "RepetitionTimeExcitation": VFA["tr"], "PulseSequenceType": "SPGR", "MTState": False,
-                    "SpoilingState": True})
+                _save(
+                    img,
+                    daff,
+                    path,
+                    meta={
+                        "MagneticFieldStrength": 3,
+                        "Manufacturer": "inflamap DRO",
+                        "FlipAngle": fa,
+                        "RepetitionTimeExcitation": VFA["tr"],
+                        "PulseSequenceType": "SPGR",
+                        "MTState": False,
+                        "SpoilingState": True,
+                    },
+                )
                 files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
             t_dce = np.arange(DCE["n"]) * DCE["dt"]
             cp = parker_aif(t_dce, DCE["injection"], HEMATOCRIT)
@@ -458,43 +667,77 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
             sig = {}
             for t in TISSUES:
                 conc = gad_concentration(t, t_dce, dshape, masks, cp)
-                sig[t] = spgr_signal(tissue_param(t, "pd"),
-                                     1 / tissue_param(t, "t1") + R1_GAD * conc,
-                                     DCE["fa"], DCE["tr"])
+                sig[t] = spgr_signal(
+                    tissue_param(t, "pd"),
+                    1 / tissue_param(t, "t1") + R1_GAD * conc,
+                    DCE["fa"],
+                    DCE["tr"],
+                )
             # truth on the DCE grid: partial-volume weighted Ktrans and vp of the voxel
             base_kt = sum(fr[t] * tissue_param(t, "ktrans") for t in TISSUES)
             eff_kt = sum(fr[t] * voxel_param(t, "ktrans", dshape, masks) for t in TISSUES)
-            _save(eff_kt - base_kt, daff, truth_dir / pid / ses /
-                  f"{stem}_ce-{GAD_AGENT}_desc-effect_Ktrans.nii.gz", dtype=np.float32)
+            _save(
+                eff_kt - base_kt,
+                daff,
+                truth_dir / pid / ses / f"{stem}_ce-{GAD_AGENT}_desc-effect_Ktrans.nii.gz",
+                dtype=np.float32,
+            )
             # the truth of a Patlak analysis (the default model): Patlak fitted to the
             # voxel's noise-free added tissue concentration with the true plasma input.
             # Patlak ignores backflux, so where ve is finite it is below the added Ktrans
             # (GM, ve 0.2, +0.01/min over 6 min: ~-15 %); the fit is linear in the curve.
-            added = sum(fr[t][..., None] * (gad_concentration(t, t_dce, dshape, masks, cp)
-                                            - gad_concentration(t, t_dce, dshape, [], cp))
-                        for t in {t for t, *_ in masks})
-            patlak_effect = (patlak(added, cp, t_dce)["ktrans"] if masks
-                             else np.zeros(dshape))
-            _save(patlak_effect, daff, truth_dir / pid / ses /
-                  f"{stem}_ce-{GAD_AGENT}_desc-patlakEffect_Ktrans.nii.gz", dtype=np.float32)
+            added = sum(
+                fr[t][..., None]
+                * (
+                    gad_concentration(t, t_dce, dshape, masks, cp)
+                    - gad_concentration(t, t_dce, dshape, [], cp)
+                )
+                for t in {t for t, *_ in masks}
+            )
+            patlak_effect = patlak(added, cp, t_dce)["ktrans"] if masks else np.zeros(dshape)
+            _save(
+                patlak_effect,
+                daff,
+                truth_dir / pid / ses / f"{stem}_ce-{GAD_AGENT}_desc-patlakEffect_Ktrans.nii.gz",
+                dtype=np.float32,
+            )
             for pname in ("ktrans", "vp"):
                 true_map = sum(fr[t] * voxel_param(t, pname, dshape, masks) for t in TISSUES)
-                _save(true_map, daff, truth_dir / pid / ses /
-                      f"{stem}_ce-{GAD_AGENT}_desc-true_{'Ktrans' if pname == 'ktrans' else 'vp'}"
-                      ".nii.gz", dtype=np.float32)
+                _save(
+                    true_map,
+                    daff,
+                    truth_dir
+                    / pid
+                    / ses
+                    / f"{stem}_ce-{GAD_AGENT}_desc-true_{'Ktrans' if pname == 'ktrans' else 'vp'}"
+                    ".nii.gz",
+                    dtype=np.float32,
+                )
             ref = spgr_signal(0.7, 1 / 0.85, DCE["fa"], DCE["tr"])
-            series = rician(rng, _mix(fr, sig) * dbias[..., None] / ref * 1000.0,
-                            1000.0 / DCE["snr"])
+            series = rician(
+                rng, _mix(fr, sig) * dbias[..., None] / ref * 1000.0, 1000.0 / DCE["snr"]
+            )
             path = anat / f"{stem}_ce-{GAD_AGENT}_dce.nii.gz"
-            _save(series, daff, path, meta={
-                "MagneticFieldStrength": 3, "Manufacturer": "inflamap DRO",
-                "RepetitionTimeExcitation": DCE["tr"], "FlipAngle": DCE["fa"],
-                "ContrastBolusIngredient": "GADOLINIUM",
-                "FrameTimesStart": t_dce.tolist(), "FrameDuration": [DCE["dt"]] * DCE["n"],
-                "InjectionStart": DCE["injection"]})
+            _save(
+                series,
+                daff,
+                path,
+                meta={
+                    "MagneticFieldStrength": 3,
+                    "Manufacturer": "inflamap DRO",
+                    "RepetitionTimeExcitation": DCE["tr"],
+                    "FlipAngle": DCE["fa"],
+                    "ContrastBolusIngredient": "GADOLINIUM",
+                    "FrameTimesStart": t_dce.tolist(),
+                    "FrameDuration": [DCE["dt"]] * DCE["n"],
+                    "InjectionStart": DCE["injection"],
+                },
+            )
             files[str(path.relative_to(bids))] = {
-                "world_from_template": w.tolist(), "aif_plasma_mM": cp.tolist(),
-                "frame_times_s": t_dce.tolist()}
+                "world_from_template": w.tolist(),
+                "aif_plasma_mM": cp.tolist(),
+                "frame_times_s": t_dce.tolist(),
+            }
 
             # ---- TSPO PET (first session only) ------------------------------------------
             if s == 1:
@@ -511,9 +754,14 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                 def pet_frames(frac, m):
                     out = []
                     for j in range(len(mid)):
-                        sig = {t: (blood_tac[j] * np.ones(shape) if t == "blood" else
-                                   voxel_param(t, "suv", shape, m) * uptake[j])
-                               for t in TISSUES}
+                        sig = {
+                            t: (
+                                blood_tac[j] * np.ones(shape)
+                                if t == "blood"
+                                else voxel_param(t, "suv", shape, m) * uptake[j]
+                            )
+                            for t in TISSUES
+                        }
                         out.append(_mix(frac, sig))
                     return np.stack(out, axis=-1)  # SUV units
 
@@ -525,39 +773,67 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
                 fr_t, _, _, xyz_t = sample(ph_pet, w_pre, shape, aff)
                 masks_t = _effect_masks(effects, "pet", xyz_t, side)
                 for desc, m in (("true", masks_t), ("baseline", [])):
-                    _save((pet_frames(fr_t, m)[..., win] * dur).sum(-1) / dur.sum(), aff,
-                          gt / f"{stem}_trc-PBR28_desc-{desc}_SUV.nii.gz", dtype=np.float32)
+                    _save(
+                        (pet_frames(fr_t, m)[..., win] * dur).sum(-1) / dur.sum(),
+                        aff,
+                        gt / f"{stem}_trc-PBR28_desc-{desc}_SUV.nii.gz",
+                        dtype=np.float32,
+                    )
                 act = act + rng.normal(size=act.shape) * (0.03 * act + 0.05 * to_bq)
                 path = bids / pid / ses / "pet" / f"{stem}_trc-PBR28_pet.nii.gz"
-                _save(np.clip(act, 0, None), aff, path, meta={
-                    "Manufacturer": "inflamap DRO", "ManufacturersModelName": "synthetic",
-                    "Units": "Bq/mL", "BodyPart": "Brain", "TracerName": "PBR28",
-                    "TracerRadionuclide": "C11", "InjectedRadioactivity": dose_mbq,
-                    "InjectedRadioactivityUnits": "MBq", "InjectedMass": 2.0,
-                    "InjectedMassUnits": "ug", "SpecificRadioactivity": dose_mbq / 2.0,
-                    "SpecificRadioactivityUnits": "MBq/ug", "ModeOfAdministration": "bolus",
-                    "TimeZero": "10:00:00", "ScanStart": 0, "InjectionStart": 0,
-                    "FrameTimesStart": PET_FRAMES["start"], "FrameDuration":
-                        PET_FRAMES["duration"], "AcquisitionMode": "list mode",
-                    "ImageDecayCorrected": True, "ImageDecayCorrectionTime": 0,
-                    "ReconMethodName": "3D-OSEM", "ReconMethodParameterLabels": ["iterations",
-                                                                                 "subsets"],
-                    "ReconMethodParameterUnits": ["none", "none"],
-                    "ReconMethodParameterValues": [4, 16], "ReconFilterType": "Gaussian",
-                    "ReconFilterSize": PET_FWHM_MM, "AttenuationCorrection": "CT-based"})
+                _save(
+                    np.clip(act, 0, None),
+                    aff,
+                    path,
+                    meta={
+                        "Manufacturer": "inflamap DRO",
+                        "ManufacturersModelName": "synthetic",
+                        "Units": "Bq/mL",
+                        "BodyPart": "Brain",
+                        "TracerName": "PBR28",
+                        "TracerRadionuclide": "C11",
+                        "InjectedRadioactivity": dose_mbq,
+                        "InjectedRadioactivityUnits": "MBq",
+                        "InjectedMass": 2.0,
+                        "InjectedMassUnits": "ug",
+                        "SpecificRadioactivity": dose_mbq / 2.0,
+                        "SpecificRadioactivityUnits": "MBq/ug",
+                        "ModeOfAdministration": "bolus",
+                        "TimeZero": "10:00:00",
+                        "ScanStart": 0,
+                        "InjectionStart": 0,
+                        "FrameTimesStart": PET_FRAMES["start"],
+                        "FrameDuration": PET_FRAMES["duration"],
+                        "AcquisitionMode": "list mode",
+                        "ImageDecayCorrected": True,
+                        "ImageDecayCorrectionTime": 0,
+                        "ReconMethodName": "3D-OSEM",
+                        "ReconMethodParameterLabels": ["iterations", "subsets"],
+                        "ReconMethodParameterUnits": ["none", "none"],
+                        "ReconMethodParameterValues": [4, 16],
+                        "ReconFilterType": "Gaussian",
+                        "ReconFilterSize": PET_FWHM_MM,
+                        "AttenuationCorrection": "CT-based",
+                    },
+                )
                 files[str(path.relative_to(bids))] = {
-                    "world_from_template": w.tolist(), "injected_MBq": dose_mbq,
-                    "body_weight_kg": weight}
+                    "world_from_template": w.tolist(),
+                    "injected_MBq": dose_mbq,
+                    "body_weight_kg": weight,
+                }
 
             # ---- 99mTc-albumin SPECT, early and late (second session only) -------------
             if s == 2:
-                _spect_pair(rng, ph_spect, pose, w_pre, shape, aff, effects, side, bids, gt,
-                            stem, files)
+                _spect_pair(
+                    rng, ph_spect, pose, w_pre, shape, aff, effects, side, bids, gt, stem, files
+                )
             ptruth["sessions"][ses] = {
-                "phase": phase, "headache_side": srow["headache_side"],
-                "effects": [e["id"] for e in effects], "files": files}
-        pd.DataFrame(sess_rows).to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t",
-                                       index=False)
+                "phase": phase,
+                "headache_side": srow["headache_side"],
+                "effects": [e["id"] for e in effects],
+                "files": files,
+            }
+        pd.DataFrame(sess_rows).to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t", index=False)
         truth["participants"][pid] = ptruth
 
     _write_dataset_files(bids, pd.DataFrame(part_rows), seed)
@@ -567,7 +843,8 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
         "anat:\n"
         f"  template: {TEMPLATE}\n"
         "  template_resolution: 2\n"
-        "  atlas: inflamapLobes\n")
+        "  atlas: inflamapLobes\n"
+    )
     atomic_write_text(config, out_dir / "inflamap-demo.yml")
     return out_dir
 
@@ -575,41 +852,63 @@ def make_demo(out_dir, participants: int = 6, resolution: float = 3.0, seed: int
 def _write_dataset_files(bids: Path, participants: pd.DataFrame, seed: int):
     desc = {
         "Name": "inflamap demo: digital reference object of migraine neuroinflammation imaging",
-        "BIDSVersion": "1.10.0", "DatasetType": "raw", "License": "CC0",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "raw",
+        "License": "CC0",
         "Authors": ["inflamap developers"],
-        "GeneratedBy": [{"Name": "inflamap", "Version": __version__,
-                         "Description": f"inflamap demo --seed {seed}"}],
+        "GeneratedBy": [
+            {
+                "Name": "inflamap",
+                "Version": __version__,
+                "Description": f"inflamap demo --seed {seed}",
+            }
+        ],
     }
     atomic_write_text(json.dumps(desc, indent=2), bids / "dataset_description.json")
     participants.to_csv(bids / "participants.tsv", sep="\t", index=False)
     pjson = {
-        "group": {"Description": "diagnostic group",
-                  "Levels": {"HC": "healthy control", "MO": "migraine without aura",
-                             "MA": "migraine with aura", "HM": "hemiplegic migraine"}},
+        "group": {
+            "Description": "diagnostic group",
+            "Levels": {
+                "HC": "healthy control",
+                "MO": "migraine without aura",
+                "MA": "migraine with aura",
+                "HM": "hemiplegic migraine",
+            },
+        },
         "age": {"Description": "age at first session", "Units": "year"},
         "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
         "attacks_per_month": {"Description": "migraine attacks per month"},
         "body_weight": {"Description": "body weight", "Units": "kg"},
-        "tspo_genotype": {"Description": "rs6971 TSPO binding affinity",
-                          "Levels": {"HAB": "high", "MAB": "mixed", "LAB": "low"}},
+        "tspo_genotype": {
+            "Description": "rs6971 TSPO binding affinity",
+            "Levels": {"HAB": "high", "MAB": "mixed", "LAB": "low"},
+        },
     }
     atomic_write_text(json.dumps(pjson, indent=2), bids / "participants.json")
     sjson = {
-        "phase": {"Description": "migraine phase at scan",
-                  "Levels": {"ictal": "during an attack", "interictal": "attack-free",
-                             "provoked": "attack provoked pharmacologically",
-                             "n/a": "control"}},
-        "headache_side": {"Description": "side of the headache (of the usual attacks when "
-                                         "interictal)",
-                          "Levels": {"left": "left", "right": "right",
-                                     "bilateral": "bilateral", "none": "none"}},
+        "phase": {
+            "Description": "migraine phase at scan",
+            "Levels": {
+                "ictal": "during an attack",
+                "interictal": "attack-free",
+                "provoked": "attack provoked pharmacologically",
+                "n/a": "control",
+            },
+        },
+        "headache_side": {
+            "Description": "side of the headache (of the usual attacks when interictal)",
+            "Levels": {"left": "left", "right": "right", "bilateral": "bilateral", "none": "none"},
+        },
         "hours_since_onset": {"Description": "hours since attack onset", "Units": "h"},
         "treatment": {"Description": "acute treatment taken before the scan"},
     }
     for p in participants["participant_id"]:
         atomic_write_text(json.dumps(sjson, indent=2), bids / p / f"{p}_sessions.json")
-    readme = ("# inflamap demo dataset\n\nSynthetic digital reference object written by "
-              "`inflamap demo`. Ground truth is beside this folder in `../groundtruth/`.\n")
+    readme = (
+        "# inflamap demo dataset\n\nSynthetic digital reference object written by "
+        "`inflamap demo`. Ground truth is beside this folder in `../groundtruth/`.\n"
+    )
     atomic_write_text(readme, bids / "README.md")
     # BIDS has no DCE or SPECT datatype yet: inflamap's conventions (README) are ignored by
     # the validator

@@ -22,14 +22,14 @@ TISSUES = ("gm", "wm", "csf", "dura", "skull", "marrow", "scalp", "blood")
 # dR2star_uspio 1/s (ferumoxytol ~24 h); suv at 60-90 min after [11C]PBR28.
 PARAMS = {
     #          PD    T1    R2*   vp     ve    Ktrans  dR2*  SUV
-    "gm":     (0.80, 1.40, 17.0, 0.040, 0.20, 0.0005, 2.5, 1.20),
-    "wm":     (0.70, 0.85, 21.0, 0.020, 0.20, 0.0003, 1.2, 0.90),
-    "csf":    (1.00, 4.00, 4.0, 0.000, 0.00, 0.0, 0.0, 0.10),
-    "dura":   (0.60, 1.10, 25.0, 0.050, 0.30, 0.10, 5.0, 0.80),
-    "skull":  (0.08, 0.50, 200.0, 0.005, 0.05, 0.005, 0.0, 0.30),
+    "gm": (0.80, 1.40, 17.0, 0.040, 0.20, 0.0005, 2.5, 1.20),
+    "wm": (0.70, 0.85, 21.0, 0.020, 0.20, 0.0003, 1.2, 0.90),
+    "csf": (1.00, 4.00, 4.0, 0.000, 0.00, 0.0, 0.0, 0.10),
+    "dura": (0.60, 1.10, 25.0, 0.050, 0.30, 0.10, 5.0, 0.80),
+    "skull": (0.08, 0.50, 200.0, 0.005, 0.05, 0.005, 0.0, 0.30),
     "marrow": (0.90, 0.37, 60.0, 0.030, 0.20, 0.05, 8.0, 1.50),
-    "scalp":  (0.80, 0.60, 40.0, 0.030, 0.20, 0.08, 3.0, 0.50),
-    "blood":  (0.85, 1.90, 30.0, 0.550, 0.00, 0.0, 100.0, 0.80),
+    "scalp": (0.80, 0.60, 40.0, 0.030, 0.20, 0.08, 3.0, 0.50),
+    "blood": (0.85, 1.90, 30.0, 0.550, 0.00, 0.0, 100.0, 0.80),
 }
 PARAM_NAMES = ("pd", "t1", "r2star", "vp", "ve", "ktrans", "uspio_dr2star", "suv")
 
@@ -39,8 +39,14 @@ def tissue_param(tissue: str, name: str) -> float:
 
 
 # Shells outside the brain, in mm from the brain surface: (tissue, inner, outer)
-SHELLS = (("csf", 0.0, 2.0), ("dura", 2.0, 3.5), ("skull", 3.5, 5.5), ("marrow", 5.5, 8.5),
-          ("skull", 8.5, 10.5), ("scalp", 10.5, 16.0))
+SHELLS = (
+    ("csf", 0.0, 2.0),
+    ("dura", 2.0, 3.5),
+    ("skull", 3.5, 5.5),
+    ("marrow", 5.5, 8.5),
+    ("skull", 8.5, 10.5),
+    ("scalp", 10.5, 16.0),
+)
 
 
 @dataclass
@@ -52,11 +58,13 @@ class Phantom:
     labels: np.ndarray  # lobar atlas labels (template grid)
     brain: np.ndarray  # bool brain mask (template grid)
 
-    def smoothed(self, fwhm_mm: float) -> "Phantom":
+    def smoothed(self, fwhm_mm: float) -> Phantom:
         """Fractions blurred to a resolution of ``fwhm_mm`` (partial volume at coarse voxels)."""
         sigma = fwhm_mm / 2.3548 / np.abs(np.diag(self.affine)[:3])
-        frac = {k: ndimage.gaussian_filter(v, sigma).astype(np.float32)
-                for k, v in self.fractions.items()}
+        frac = {
+            k: ndimage.gaussian_filter(v, sigma).astype(np.float32)
+            for k, v in self.fractions.items()
+        }
         return Phantom(self.affine, frac, self.labels, self.brain)
 
 

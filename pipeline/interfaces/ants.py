@@ -19,7 +19,6 @@ from nipype.interfaces import ants as nants
 from nipype.interfaces.ants import resampling as _resampling  # noqa: F401 - nants.resampling
 from nipype.interfaces.base import traits
 
-
 #: the ANTs release compiled into the pinned antspyx wheel (0.6.3)
 ANTS_VERSION = "2.5.1"
 #: how derivatives' sidecars name the software
@@ -39,7 +38,7 @@ def ants_version() -> str:
         m = re.search(r"ANTs Version:\s*v?(\S+)", cap.text)
         if m:
             return m.group(1)
-    except Exception:  # noqa: BLE001 - a probe
+    except Exception:  # noqa: BLE001, S110
         pass
     return ANTS_VERSION
 
@@ -49,10 +48,10 @@ class _CapturedFDs:
 
     def __enter__(self):
         self._tmp = tempfile.TemporaryFile(mode="w+b")
-        for stream in (getattr(os, "sys").stdout, getattr(os, "sys").stderr):
+        for stream in (os.sys.stdout, os.sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # pragma: no cover - closed streams
+            except Exception:  # pragma: no cover - closed streams  # noqa: BLE001, S110
                 pass
         self._saved = [os.dup(1), os.dup(2)]
         os.dup2(self._tmp.fileno(), 1)
@@ -143,14 +142,17 @@ OUTSIDE_SENTINEL = -3.0e38
 
 class _ApplyTransformsInputSpec(nants.resampling.ApplyTransformsInputSpec):
     outside_nan = traits.Bool(
-        False, usedefault=True,
+        False,
+        usedefault=True,
         desc="voxels outside the moving image's field of view become NaN (not the default "
-             "value 0), so that no map or table takes them for measured values")
+        "value 0), so that no map or table takes them for measured values",
+    )
 
 
 class _ApplyTransformsOutputSpec(nants.resampling.ApplyTransformsOutputSpec):
-    n_outside = traits.Int(desc="voxels outside the moving image's field of view (with "
-                                "outside_nan)")
+    n_outside = traits.Int(
+        desc="voxels outside the moving image's field of view (with outside_nan)"
+    )
 
 
 class ApplyTransforms(InProcessANTsMixin, nants.ApplyTransforms):
@@ -168,8 +170,9 @@ class ApplyTransforms(InProcessANTsMixin, nants.ApplyTransforms):
     def _parse_inputs(self, skip=None):
         if self.inputs.outside_nan:
             if not self.inputs.float:
-                raise ValueError("ApplyTransforms: outside_nan needs float=True (NaN is a "
-                                 "floating-point value)")
+                raise ValueError(
+                    "ApplyTransforms: outside_nan needs float=True (NaN is a floating-point value)"
+                )
             self.inputs.default_value = OUTSIDE_SENTINEL
         return super()._parse_inputs(skip=skip)
 
@@ -183,8 +186,11 @@ class ApplyTransforms(InProcessANTsMixin, nants.ApplyTransforms):
             img = nb.load(out)
             data = np.asarray(img.dataobj, dtype=np.float32)
             outside = data <= OUTSIDE_SENTINEL / 2
-            self._n_outside = int(outside.any(axis=tuple(range(3, data.ndim))).sum()
-                                  if data.ndim > 3 else outside.sum())
+            self._n_outside = int(
+                outside.any(axis=tuple(range(3, data.ndim))).sum()
+                if data.ndim > 3
+                else outside.sum()
+            )
             if outside.any():
                 data[outside] = np.nan
                 hdr = img.header.copy()

@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, SimpleInterface, Str, TraitedSpec, traits,
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    Str,
+    TraitedSpec,
+    traits,
 )
 
 
@@ -18,10 +23,15 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     suffix = Str(mandatory=True)
     extension = Str(desc="default: that of in_file (.nii.gz, .tsv, .h5, ...)")
     datatype = Str()
-    entities = traits.Dict(traits.Str, traits.Any, desc="entities of the derivative name, e.g. {'desc': 'preproc'}")
+    entities = traits.Dict(
+        traits.Str, traits.Any, desc="entities of the derivative name, e.g. {'desc': 'preproc'}"
+    )
     meta_dict = traits.Dict(traits.Str, traits.Any, desc="fields of the JSON sidecar")
-    meta_extra = traits.Dict(traits.Str, traits.Any, desc="more sidecar fields (connected "
-                             "from the node that computed them)")
+    meta_extra = traits.Dict(
+        traits.Str,
+        traits.Any,
+        desc="more sidecar fields (connected from the node that computed them)",
+    )
     extra_sources = traits.List(File(exists=True), desc="further BIDS files it derives from")
     sidecar = traits.Bool(True, usedefault=True, desc="write a JSON sidecar")
 
@@ -52,16 +62,24 @@ class DerivativesSink(SimpleInterface):
 
         ext = self.inputs.extension or _extension(self.inputs.in_file)
         kwargs = dict(self.inputs.entities) if self.inputs.entities else {}
-        rel = derivative_relpath(self.inputs.source_file, self.inputs.suffix, ext,
-                                 datatype=self.inputs.datatype or None, **kwargs)
+        rel = derivative_relpath(
+            self.inputs.source_file,
+            self.inputs.suffix,
+            ext,
+            datatype=self.inputs.datatype or None,
+            **kwargs,
+        )
         out = Path(self.inputs.base_directory) / rel
         atomic_copy(self.inputs.in_file, out)
         self._results["out_file"] = str(out)
         if self.inputs.sidecar:
             root = Path(self.inputs.bids_dir).resolve()
             sources = [self.inputs.source_file, *(self.inputs.extra_sources or [])]
-            meta = {"Sources": [f"bids:raw:{Path(s).resolve().relative_to(root).as_posix()}"
-                                for s in sources]}
+            meta = {
+                "Sources": [
+                    f"bids:raw:{Path(s).resolve().relative_to(root).as_posix()}" for s in sources
+                ]
+            }
             meta.update(self.inputs.meta_dict or {})
             meta.update(self.inputs.meta_extra or {})
             side = out.with_name(out.name[: -len(ext)] + ".json")

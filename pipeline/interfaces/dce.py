@@ -6,8 +6,15 @@ import os
 
 import numpy as np
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, InputMultiObject, OutputMultiObject, SimpleInterface, Str,
-    TraitedSpec, isdefined, traits,
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    Str,
+    TraitedSpec,
+    isdefined,
+    traits,
 )
 
 
@@ -33,12 +40,14 @@ class DCEReference(SimpleInterface):
 
         img = nb.load(self.inputs.in_file)
         if img.ndim != 4 or img.shape[3] != self.inputs.n_frames:
-            raise ValueError(f"{self.inputs.in_file}: expected a 4-D series of "
-                             f"{self.inputs.n_frames} frames (FrameTimesStart), got shape "
-                             f"{img.shape}")
+            raise ValueError(
+                f"{self.inputs.in_file}: expected a 4-D series of "
+                f"{self.inputs.n_frames} frames (FrameTimesStart), got shape "
+                f"{img.shape}"
+            )
         data = img.get_fdata(dtype=np.float32)
         data[~np.isfinite(data)] = 0  # NaN/Inf: no signal (invalid in DCEFit), finite for ANTs
-        ref = data[..., 1:self.inputs.n_baseline].mean(-1)
+        ref = data[..., 1 : self.inputs.n_baseline].mean(-1)
         out = os.path.join(runtime.cwd, "reference.nii.gz")
         nb.Nifti1Image(ref, img.affine).to_filename(out)
         frames = []
@@ -109,8 +118,9 @@ class VFAT1Map(SimpleInterface):
             if im.shape != ref.shape[:3] or not np.allclose(im.affine, ref.affine, atol=1e-3):
                 im = resample_from_to(im, (ref.shape[:3], ref.affine), order=1)
             imgs.append(im.get_fdata())
-        t1, m0 = vfa_t1(np.stack(imgs, -1), self.inputs.flip_angles, self.inputs.tr,
-                        method=self.inputs.method)
+        t1, m0 = vfa_t1(
+            np.stack(imgs, -1), self.inputs.flip_angles, self.inputs.tr, method=self.inputs.method
+        )
         t1 = np.where(np.isfinite(t1) & (t1 > 0) & (t1 < 10), t1, np.nan)
         outs = {}
         for key, data in (("t1_map", t1), ("m0_map", m0)):
@@ -134,8 +144,11 @@ class _FitInputSpec(BaseInterfaceInputSpec):
     hematocrit = traits.Float(0.45, usedefault=True)
     model = traits.Enum("patlak", "extended_tofts", usedefault=True)
     vif_roi = Str("superior_sagittal_sinus", usedefault=True)
-    vif_mask = File(exists=True, desc="user-drawn input-function mask on the DCE grid; "
-                    "replaces ``vif_roi`` as the candidate voxels")
+    vif_mask = File(
+        exists=True,
+        desc="user-drawn input-function mask on the DCE grid; "
+        "replaces ``vif_roi`` as the candidate voxels",
+    )
     vif_voxels = traits.Int(24, usedefault=True)
     vif_min_peak_fraction = traits.Float(0.6, usedefault=True)
     delays_s = traits.List(traits.Float)
@@ -161,8 +174,7 @@ class DCEFit(SimpleInterface):
         import pandas as pd
 
         from pipeline.interfaces.regional import read_lut
-        from pipeline.models.dce import (extended_tofts, patlak, select_vif,
-                                         signal_to_concentration)
+        from pipeline.models.dce import extended_tofts, patlak, select_vif, signal_to_concentration
 
         img = nb.load(self.inputs.in_file)
         sig = img.get_fdata(dtype=np.float32)
@@ -177,25 +189,35 @@ class DCEFit(SimpleInterface):
             region = self.inputs.vif_mask
             user = np.asarray(nb.load(region).dataobj)
             if user.shape != rois.shape:
-                raise ValueError(f"{region}: the input-function mask has shape {user.shape}, "
-                                 f"the DCE series {rois.shape}; draw it on the DCE grid")
+                raise ValueError(
+                    f"{region}: the input-function mask has shape {user.shape}, "
+                    f"the DCE series {rois.shape}; draw it on the DCE grid"
+                )
             cand = (user > 0) & np.isfinite(t1)
         else:
             region = self.inputs.vif_roi
             vif_idx = lut.loc[lut["name"] == region, "index"].astype(int).tolist()
             cand = np.isin(rois, vif_idx) & np.isfinite(t1)
         if cand.sum() < min(self.inputs.vif_voxels, 4):
-            raise ValueError(f"{self.inputs.in_file}: only {int(cand.sum())} voxels of "
-                             f"'{region}' in the field of view; the venous input function "
-                             f"needs at least {min(self.inputs.vif_voxels, 4)}")
+            raise ValueError(
+                f"{self.inputs.in_file}: only {int(cand.sum())} voxels of "
+                f"'{region}' in the field of view; the venous input function "
+                f"needs at least {min(self.inputs.vif_voxels, 4)}"
+            )
         fit_mask = (rois > 0) & np.isfinite(t1)
         conc = np.full(sig.shape, np.nan, np.float32)
         sel = fit_mask | cand
-        conc[sel] = signal_to_concentration(sig[sel], t1[sel], self.inputs.flip_angle,
-                                            self.inputs.tr, self.inputs.relaxivity,
-                                            self.inputs.n_baseline)
-        cb, chosen = select_vif(conc[cand], self.inputs.vif_voxels,
-                                self.inputs.vif_min_peak_fraction)
+        conc[sel] = signal_to_concentration(
+            sig[sel],
+            t1[sel],
+            self.inputs.flip_angle,
+            self.inputs.tr,
+            self.inputs.relaxivity,
+            self.inputs.n_baseline,
+        )
+        cb, chosen = select_vif(
+            conc[cand], self.inputs.vif_voxels, self.inputs.vif_min_peak_fraction
+        )
         cp = cb / (1.0 - self.inputs.hematocrit)
         t = np.asarray(self.inputs.times)
         ct = np.nan_to_num(conc[fit_mask])
@@ -215,13 +237,19 @@ class DCEFit(SimpleInterface):
             outs[name] = path
         vif_path = os.path.join(runtime.cwd, "vif.tsv")
         pd.DataFrame({"time_s": t, "blood_mM": cb, "plasma_mM": cp}).to_csv(
-            vif_path, sep="\t", index=False)
+            vif_path, sep="\t", index=False
+        )
         self._results.update(outs, vif=vif_path)
         self._results["provenance"] = {
-            "Model": self.inputs.model, "Relaxivity": self.inputs.relaxivity,
-            "Hematocrit": self.inputs.hematocrit, "VIFRegion": region,
-            "VIFVoxels": int(chosen), "VIFPeakBlood_mM": float(cb.max()),
-            "VIFPeakPlasma_mM": float(cp.max()), "BaselineFrames": self.inputs.n_baseline,
+            "Model": self.inputs.model,
+            "Relaxivity": self.inputs.relaxivity,
+            "Hematocrit": self.inputs.hematocrit,
+            "VIFRegion": region,
+            "VIFVoxels": int(chosen),
+            "VIFPeakBlood_mM": float(cb.max()),
+            "VIFPeakPlasma_mM": float(cp.max()),
+            "BaselineFrames": self.inputs.n_baseline,
             "FittedVoxels": int(fit_mask.sum()),
-            "InvalidSignalVoxels": int(((rois > 0) & ~signal).sum())}
+            "InvalidSignalVoxels": int(((rois > 0) & ~signal).sum()),
+        }
         return runtime

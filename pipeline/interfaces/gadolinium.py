@@ -65,8 +65,10 @@ class _EnhInputSpec(BaseInterfaceInputSpec):
     method = traits.Enum("reference-tissue", "global-median", "none", usedefault=True)
     wm_threshold = traits.Float(0.95, usedefault=True)
     floor_fraction = traits.Float(0.1, usedefault=True)
-    exclude = InputMultiObject(File(exists=True), desc="masks (pre grid) of voxels without "
-                               "a value: non-finite input voxels")
+    exclude = InputMultiObject(
+        File(exists=True),
+        desc="masks (pre grid) of voxels without a value: non-finite input voxels",
+    )
 
 
 class _EnhOutputSpec(TraitedSpec):
@@ -75,8 +77,9 @@ class _EnhOutputSpec(TraitedSpec):
     post_normalised = File()
     factor = traits.Float()
     floor = traits.Float()
-    wm_mean_abs_diff_percent = traits.Float(desc="QC: mean |post-pre| in reference WM, % of "
-                                                 "WM median")
+    wm_mean_abs_diff_percent = traits.Float(
+        desc="QC: mean |post-pre| in reference WM, % of WM median"
+    )
     n_reference_voxels = traits.Int()
     provenance = traits.Dict(traits.Str, traits.Any, desc="sidecar fields")
 
@@ -104,8 +107,7 @@ class EnhancementMaps(SimpleInterface):
         wm = (nb.load(self.inputs.wm_prob).get_fdata() >= self.inputs.wm_threshold) & brain
         from pipeline.interfaces.images import union_mask
 
-        bad = union_mask(self.inputs.exclude if isdefined(self.inputs.exclude) else [],
-                         pre_img)
+        bad = union_mask(self.inputs.exclude if isdefined(self.inputs.exclude) else [], pre_img)
         # voxels of the pre grid outside the post image's field of view (NaN after its
         # resampling): no enhancement can be measured there
         outside = ~np.isfinite(post) & ~bad
@@ -114,8 +116,9 @@ class EnhancementMaps(SimpleInterface):
         brain &= ~bad
         wm = ndimage.binary_erosion(wm) if ndimage.binary_erosion(wm).sum() >= 50 else wm
         wm &= ~bad
-        factor = normalisation_factor(pre, post, self.inputs.method, reference_mask=wm,
-                                      brain_mask=brain)
+        factor = normalisation_factor(
+            pre, post, self.inputs.method, reference_mask=wm, brain_mask=brain
+        )
         post_n = post * factor
         floor = self.inputs.floor_fraction * float(np.median(pre[brain]))
         diff, pct = enhancement_maps(pre, post_n, floor)
@@ -130,17 +133,26 @@ class EnhancementMaps(SimpleInterface):
             img.header.set_xyzt_units("mm")
             img.to_filename(path)
             outs[key] = path
-        self._results.update(outs, factor=factor, floor=floor, wm_mean_abs_diff_percent=qc,
-                             n_reference_voxels=int(wm.sum()))
+        self._results.update(
+            outs,
+            factor=factor,
+            floor=floor,
+            wm_mean_abs_diff_percent=qc,
+            n_reference_voxels=int(wm.sum()),
+        )
         self._results["provenance"] = {
-            "NormalisationMethod": self.inputs.method, "NormalisationFactor": factor,
-            "ReferenceTissue": f"white matter, probability >= {self.inputs.wm_threshold:g}, "
-                               "eroded" if self.inputs.method == "reference-tissue" else None,
-            "ReferenceVoxels": int(wm.sum()), "PercentFloor": floor,
+            "NormalisationMethod": self.inputs.method,
+            "NormalisationFactor": factor,
+            "ReferenceTissue": f"white matter, probability >= {self.inputs.wm_threshold:g}, eroded"
+            if self.inputs.method == "reference-tissue"
+            else None,
+            "ReferenceVoxels": int(wm.sum()),
+            "PercentFloor": floor,
             "PercentFloorFraction": self.inputs.floor_fraction,
             "NonFiniteVoxels": int((bad & ~outside).sum()),
             "OutsideFieldOfViewVoxels": int(outside.sum()),
-            "QCWhiteMatterMeanAbsDiffPercent": qc}
+            "QCWhiteMatterMeanAbsDiffPercent": qc,
+        }
         return runtime
 
 
@@ -152,9 +164,13 @@ class _FindInputSpec(BaseInterfaceInputSpec):
     min_volume_mm3 = traits.Float(mandatory=True)
     participant_id = Str(mandatory=True)
     session_id = Str("n/a", usedefault=True)
-    exclude = traits.List(Str, ["calvarial_", "superior_sagittal_sinus", "transverse_sinus"],
-                          usedefault=True, desc="ROI name prefixes not searched (they enhance "
-                                                "in everyone: skull marrow, scalp, sinuses)")
+    exclude = traits.List(
+        Str,
+        ["calvarial_", "superior_sagittal_sinus", "transverse_sinus"],
+        usedefault=True,
+        desc="ROI name prefixes not searched (they enhance "
+        "in everyone: skull marrow, scalp, sinuses)",
+    )
 
 
 class _FindOutputSpec(TraitedSpec):
@@ -178,10 +194,20 @@ class EnhancementFindings(SimpleInterface):
         labels = np.asarray(nb.load(self.inputs.labels).dataobj).astype(int)
         vox = float(np.prod(pct.header.get_zooms()[:3]))
         lut = read_lut(self.inputs.lut)
-        keep = [int(i) for i, n in zip(lut["index"], lut["name"].astype(str))
-                if not any(n.startswith(p) for p in self.inputs.exclude)]
-        df = enhancement_findings(pct.get_fdata(), labels, lut, vox, self.inputs.threshold,
-                                  self.inputs.min_volume_mm3, mask=np.isin(labels, keep))
+        keep = [
+            int(i)
+            for i, n in zip(lut["index"], lut["name"].astype(str))
+            if not any(n.startswith(p) for p in self.inputs.exclude)
+        ]
+        df = enhancement_findings(
+            pct.get_fdata(),
+            labels,
+            lut,
+            vox,
+            self.inputs.threshold,
+            self.inputs.min_volume_mm3,
+            mask=np.isin(labels, keep),
+        )
         df.insert(0, "session_id", self.inputs.session_id)
         df.insert(0, "participant_id", self.inputs.participant_id)
         out = os.path.join(runtime.cwd, "findings.tsv")

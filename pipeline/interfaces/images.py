@@ -67,8 +67,9 @@ class NonFiniteMask(SimpleInterface):
         img = nb.load(self.inputs.in_file)
         data = np.asarray(img.dataobj)
         finite = np.isfinite(data)
-        bad = ~finite if data.ndim == 3 else ~np.all(finite.reshape(
-            data.shape[:3] + (-1,)), axis=-1)
+        bad = (
+            ~finite if data.ndim == 3 else ~np.all(finite.reshape(data.shape[:3] + (-1,)), axis=-1)
+        )
         n = int(bad.sum())
         out = self.inputs.in_file
         if n:
@@ -80,16 +81,19 @@ class NonFiniteMask(SimpleInterface):
             nb.Nifti1Image(clean, img.affine, hdr).to_filename(out)
         mask = os.path.join(runtime.cwd, "nonfinite_mask.nii.gz")
         nb.Nifti1Image(bad.astype(np.uint8), img.affine).to_filename(mask)
-        self._results.update(out_file=out, mask=mask, n_nonfinite=n,
-                             provenance={"NonFiniteVoxels": n} if n else {})
+        self._results.update(
+            out_file=out, mask=mask, n_nonfinite=n, provenance={"NonFiniteVoxels": n} if n else {}
+        )
         return runtime
 
 
 class _ExcludeInputSpec(BaseInterfaceInputSpec):
-    in_files = InputMultiObject(File(exists=True), mandatory=True,
-                                desc="label images or masks on one grid")
-    exclude = InputMultiObject(File(exists=True), mandatory=True,
-                               desc="masks of voxels to remove (their union)")
+    in_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="label images or masks on one grid"
+    )
+    exclude = InputMultiObject(
+        File(exists=True), mandatory=True, desc="masks of voxels to remove (their union)"
+    )
 
 
 class _ExcludeOutputSpec(TraitedSpec):
@@ -123,8 +127,9 @@ class ExcludeVoxels(SimpleInterface):
 
 class _MaskMapInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="quantitative map")
-    exclude = InputMultiObject(File(exists=True), mandatory=True,
-                               desc="masks of voxels without a value (their union)")
+    exclude = InputMultiObject(
+        File(exists=True), mandatory=True, desc="masks of voxels without a value (their union)"
+    )
 
 
 class _OutFile(TraitedSpec):

@@ -6,8 +6,15 @@ import os
 
 import numpy as np
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, InputMultiObject, OutputMultiObject, SimpleInterface, Str,
-    TraitedSpec, isdefined, traits,
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    Str,
+    TraitedSpec,
+    isdefined,
+    traits,
 )
 
 
@@ -23,11 +30,14 @@ class _FramesInputSpec(BaseInterfaceInputSpec):
     frame_start = traits.List(traits.Float, mandatory=True, desc="FrameTimesStart (s)")
     frame_duration = traits.List(traits.Float, mandatory=True, desc="FrameDuration (s)")
     injection_start = traits.Float(0.0, usedefault=True)
-    window = traits.Tuple(traits.Float, traits.Float, mandatory=True,
-                          desc="window after injection (s)")
+    window = traits.Tuple(
+        traits.Float, traits.Float, mandatory=True, desc="window after injection (s)"
+    )
     min_overlap = traits.Float(0.5, usedefault=True)
-    decay_factors = traits.List(traits.Float, desc="per-frame factors applied first "
-                                "(decay correction of non-corrected images)")
+    decay_factors = traits.List(
+        traits.Float,
+        desc="per-frame factors applied first (decay correction of non-corrected images)",
+    )
 
 
 class _FramesOutputSpec(TraitedSpec):
@@ -52,12 +62,18 @@ class SelectFrames(SimpleInterface):
         n = len(self.inputs.frame_start)
         shape = img.shape if img.ndim == 4 else img.shape + (1,)
         if img.ndim not in (3, 4) or shape[3] != n:
-            raise ValueError(f"{self.inputs.in_file}: image has {shape[3] if img.ndim == 4 else 1}"
-                             f" frame(s) (shape {img.shape}) but the sidecar times {n}; fix "
-                             "FrameTimesStart/FrameDuration")
-        sel = frame_window(self.inputs.frame_start, self.inputs.frame_duration,
-                           self.inputs.window, self.inputs.min_overlap,
-                           self.inputs.injection_start)
+            raise ValueError(
+                f"{self.inputs.in_file}: image has {shape[3] if img.ndim == 4 else 1}"
+                f" frame(s) (shape {img.shape}) but the sidecar times {n}; fix "
+                "FrameTimesStart/FrameDuration"
+            )
+        sel = frame_window(
+            self.inputs.frame_start,
+            self.inputs.frame_duration,
+            self.inputs.window,
+            self.inputs.min_overlap,
+            self.inputs.injection_start,
+        )
         idx = np.flatnonzero(sel)
         data = img.get_fdata(dtype=np.float32).reshape(shape)
         data[~np.isfinite(data)] = 0  # NaN/Inf input voxels: no signal, finite for ANTs
@@ -71,8 +87,11 @@ class SelectFrames(SimpleInterface):
             durations.append(float(self.inputs.frame_duration[i]))
         ref = weighted_average(data[..., idx] * factors[idx], durations, np.ones(idx.size, bool))
         self._results.update(
-            frames=frames, durations=durations, selected=[int(i) for i in idx],
-            reference=_save(ref, img.affine, os.path.join(runtime.cwd, "reference.nii.gz")))
+            frames=frames,
+            durations=durations,
+            selected=[int(i) for i in idx],
+            reference=_save(ref, img.affine, os.path.join(runtime.cwd, "reference.nii.gz")),
+        )
         return runtime
 
 
@@ -98,10 +117,12 @@ class WeightedAverage(SimpleInterface):
 
         imgs = [nb.load(f) for f in self.inputs.in_files]
         data = np.stack([i.get_fdata(dtype=np.float32) for i in imgs], axis=-1)
-        avg = weighted_average(data, self.inputs.durations,
-                               np.ones(len(self.inputs.durations), bool))
-        self._results["out_file"] = _save(avg, imgs[0].affine,
-                                          os.path.join(runtime.cwd, "average.nii.gz"))
+        avg = weighted_average(
+            data, self.inputs.durations, np.ones(len(self.inputs.durations), bool)
+        )
+        self._results["out_file"] = _save(
+            avg, imgs[0].affine, os.path.join(runtime.cwd, "average.nii.gz")
+        )
         return runtime
 
 
@@ -124,22 +145,28 @@ class SUVMap(SimpleInterface):
         from pipeline.models.pet import suv
 
         img = nb.load(self.inputs.in_file)
-        val = suv(img.get_fdata() * self.inputs.activity_scale, self.inputs.dose_bq,
-                  self.inputs.body_weight_kg)
-        self._results["out_file"] = _save(val, img.affine, os.path.join(runtime.cwd,
-                                                                       "suv.nii.gz"))
+        val = suv(
+            img.get_fdata() * self.inputs.activity_scale,
+            self.inputs.dose_bq,
+            self.inputs.body_weight_kg,
+        )
+        self._results["out_file"] = _save(val, img.affine, os.path.join(runtime.cwd, "suv.nii.gz"))
         return runtime
 
 
 class _RatioInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="uptake map on the T1w grid")
-    native = File(exists=True, desc="the same map on its own grid (divided by the same "
-                  "reference value)")
+    native = File(
+        exists=True, desc="the same map on its own grid (divided by the same reference value)"
+    )
     brain_mask = File(exists=True, mandatory=True, desc="T1w grid")
     rois = File(exists=True, desc="label image on the T1w grid (for a ROI reference)")
     lut = File(exists=True)
-    reference = Str("whole_brain", usedefault=True,
-                    desc="whole_brain, or roi:<name>[,<name>...] (labels of the ROI table)")
+    reference = Str(
+        "whole_brain",
+        usedefault=True,
+        desc="whole_brain, or roi:<name>[,<name>...] (labels of the ROI table)",
+    )
 
 
 class _RatioOutputSpec(TraitedSpec):
@@ -170,21 +197,30 @@ class SUVRMap(SimpleInterface):
             lut = read_lut(self.inputs.lut)
             unknown = sorted(set(names) - set(lut["name"]))
             if unknown:
-                raise ValueError(f"pet.suvr_reference: ROI(s) {unknown} not in the label table "
-                                 f"({', '.join(sorted(set(lut['name'])))})")
+                raise ValueError(
+                    f"pet.suvr_reference: ROI(s) {unknown} not in the label table "
+                    f"({', '.join(sorted(set(lut['name'])))})"
+                )
             idx = lut.loc[lut["name"].isin(names), "index"].astype(int)
             ref = np.isin(np.asarray(nb.load(self.inputs.rois).dataobj).astype(int), idx)
         else:
             raise ValueError(f"pet.suvr_reference {spec!r}: use whole_brain or roi:<name>")
         ratio, value = suvr(img.get_fdata(), ref, return_reference=True)
-        self._results["out_file"] = _save(ratio, img.affine,
-                                          os.path.join(runtime.cwd, "suvr.nii.gz"))
+        self._results["out_file"] = _save(
+            ratio, img.affine, os.path.join(runtime.cwd, "suvr.nii.gz")
+        )
         if isdefined(self.inputs.native):
             nat = nb.load(self.inputs.native)
-            self._results["native"] = _save(nat.get_fdata() / value, nat.affine,
-                                            os.path.join(runtime.cwd, "suvr_native.nii.gz"))
-        self._results["provenance"] = {"SUVRReference": spec, "ReferenceValue": value,
-                                       "ReferenceVoxels": int(ref.sum())}
+            self._results["native"] = _save(
+                nat.get_fdata() / value,
+                nat.affine,
+                os.path.join(runtime.cwd, "suvr_native.nii.gz"),
+            )
+        self._results["provenance"] = {
+            "SUVRReference": spec,
+            "ReferenceValue": value,
+            "ReferenceVoxels": int(ref.sum()),
+        }
         return runtime
 
 
@@ -211,21 +247,25 @@ class SPECTCounts(SimpleInterface):
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]
         if data.ndim != 3:
-            raise ValueError(f"{self.inputs.in_file}: a SPECT acquisition must be 3-D (or 4-D "
-                             f"with one frame), got shape {img.shape}")
+            raise ValueError(
+                f"{self.inputs.in_file}: a SPECT acquisition must be 3-D (or 4-D "
+                f"with one frame), got shape {img.shape}"
+            )
         val = data * self.inputs.scale * self.inputs.decay_factor
         if self.inputs.per_second:
             val = val / self.inputs.duration
-        self._results["out_file"] = _save(val, img.affine,
-                                          os.path.join(runtime.cwd, "corrected.nii.gz"))
+        self._results["out_file"] = _save(
+            val, img.affine, os.path.join(runtime.cwd, "corrected.nii.gz")
+        )
         return runtime
 
 
 class _LateEarlyInputSpec(BaseInterfaceInputSpec):
     early = File(exists=True, mandatory=True)
     late = File(exists=True, mandatory=True, desc="late image on the early grid")
-    floor_fraction = traits.Float(0.05, usedefault=True,
-                                  desc="early below this x its 99th percentile: no ratio")
+    floor_fraction = traits.Float(
+        0.05, usedefault=True, desc="early below this x its 99th percentile: no ratio"
+    )
 
 
 class _LateEarlyOutputSpec(TraitedSpec):
@@ -245,15 +285,20 @@ class LateEarlyRatio(SimpleInterface):
         early = nb.load(self.inputs.early)
         late = nb.load(self.inputs.late)
         if early.shape != late.shape:
-            raise ValueError(f"{self.inputs.late}: grid {late.shape} differs from "
-                             f"{self.inputs.early} {early.shape}; resample first")
+            raise ValueError(
+                f"{self.inputs.late}: grid {late.shape} differs from "
+                f"{self.inputs.early} {early.shape}; resample first"
+            )
         e, lt = early.get_fdata(), late.get_fdata()
         floor = self.inputs.floor_fraction * np.nanpercentile(e, 99)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(e > floor, lt / e, np.nan)
-        self._results["out_file"] = _save(ratio, early.affine,
-                                          os.path.join(runtime.cwd, "ratio.nii.gz"))
-        self._results["provenance"] = {"RatioFloor": float(floor),
-                                       "RatioFloorFraction": self.inputs.floor_fraction,
-                                       "RatioVoxels": int(np.isfinite(ratio).sum())}
+        self._results["out_file"] = _save(
+            ratio, early.affine, os.path.join(runtime.cwd, "ratio.nii.gz")
+        )
+        self._results["provenance"] = {
+            "RatioFloor": float(floor),
+            "RatioFloorFraction": self.inputs.floor_fraction,
+            "RatioVoxels": int(np.isfinite(ratio).sum()),
+        }
         return runtime

@@ -7,7 +7,12 @@ import os
 
 import numpy as np
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, SimpleInterface, Str, TraitedSpec, traits,
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    Str,
+    TraitedSpec,
+    traits,
 )
 
 
@@ -84,7 +89,9 @@ def read_lut(path):
         names = lut["name"].astype(str).str.lower()
         lut["hemisphere"] = np.select(
             [names.str.contains("left|_lh|^lh_|^l_"), names.str.contains("right|_rh|^rh_|^r_")],
-            ["left", "right"], "bilateral")
+            ["left", "right"],
+            "bilateral",
+        )
     return lut
 
 
@@ -104,16 +111,23 @@ class RegionalTable(SimpleInterface):
         if img.shape[:3] != lab.shape[:3] or not np.allclose(img.affine, lab.affine, atol=1e-3):
             raise ValueError(
                 f"{self.inputs.labels}: label grid differs from {self.inputs.in_file}; "
-                "resample the labels to the map first")
+                "resample the labels to the map first"
+            )
         mask = None
         if self.inputs.mask:
             mask = np.asarray(nb.load(self.inputs.mask).dataobj) > 0
         table = regional_table(
-            img.get_fdata(), np.asarray(lab.dataobj).astype(int), read_lut(self.inputs.lut),
-            participant_id=self.inputs.participant_id, session_id=self.inputs.session_id,
-            modality=self.inputs.modality, metric=self.inputs.metric,
-            headache_side=self.inputs.headache_side, mask=mask,
-            extra_columns=self.inputs.covariates or None)
+            img.get_fdata(),
+            np.asarray(lab.dataobj).astype(int),
+            read_lut(self.inputs.lut),
+            participant_id=self.inputs.participant_id,
+            session_id=self.inputs.session_id,
+            modality=self.inputs.modality,
+            metric=self.inputs.metric,
+            headache_side=self.inputs.headache_side,
+            mask=mask,
+            extra_columns=self.inputs.covariates or None,
+        )
         few = table["n_voxels"] < self.inputs.min_voxels
         table.loc[few, ["mean", "median", "sd"]] = np.nan
         out = os.path.join(runtime.cwd, "regions.tsv")
@@ -175,8 +189,12 @@ class SinusPrior(SimpleInterface):
         from pipeline.rois import sinus_prior
 
         img = nb.load(self.inputs.brain_mask)
-        out = save_labels(sinus_prior(np.asarray(img.dataobj), img.affine), img.affine,
-                          os.path.join(runtime.cwd, "sinus_prior.nii.gz"), np.uint8)
+        out = save_labels(
+            sinus_prior(np.asarray(img.dataobj), img.affine),
+            img.affine,
+            os.path.join(runtime.cwd, "sinus_prior.nii.gz"),
+            np.uint8,
+        )
         self._results["out_file"] = out
         return runtime
 
@@ -187,8 +205,7 @@ class _ExtraInputSpec(BaseInterfaceInputSpec):
     lut = File(exists=True, mandatory=True)
     sinus = File(exists=True, desc="sinus labels (1 SSS, 2/3 transverse) on the same grid")
     meningeal_mm = traits.Tuple(traits.Float, traits.Float, default=(0.0, 4.0), usedefault=True)
-    calvarial_mm = traits.Tuple(traits.Float, traits.Float, default=(4.0, 10.0),
-                                usedefault=True)
+    calvarial_mm = traits.Tuple(traits.Float, traits.Float, default=(4.0, 10.0), usedefault=True)
     sinus_margin_mm = traits.Float(3.0, usedefault=True)
 
 
@@ -214,11 +231,18 @@ class ExtracerebralROIs(SimpleInterface):
         if self.inputs.sinus:
             sinus = np.asarray(nb.load(self.inputs.sinus).dataobj)
         labels, lut = extracerebral_rois(
-            np.asarray(mask.dataobj), np.asarray(atlas.dataobj), read_lut(self.inputs.lut),
-            mask.header.get_zooms()[:3], sinus, tuple(self.inputs.meningeal_mm),
-            tuple(self.inputs.calvarial_mm), self.inputs.sinus_margin_mm)
-        out = save_labels(labels, mask.affine,
-                          os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz"))
+            np.asarray(mask.dataobj),
+            np.asarray(atlas.dataobj),
+            read_lut(self.inputs.lut),
+            mask.header.get_zooms()[:3],
+            sinus,
+            tuple(self.inputs.meningeal_mm),
+            tuple(self.inputs.calvarial_mm),
+            self.inputs.sinus_margin_mm,
+        )
+        out = save_labels(
+            labels, mask.affine, os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz")
+        )
         tsv = os.path.join(runtime.cwd, "extracerebral_dseg.tsv")
         lut.to_csv(tsv, sep="\t", index=False)
         self._results.update(out_labels=out, out_lut=tsv)

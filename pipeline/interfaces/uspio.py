@@ -6,7 +6,12 @@ import os
 
 import numpy as np
 from nipype.interfaces.base import (
-    BaseInterfaceInputSpec, File, InputMultiObject, SimpleInterface, TraitedSpec, traits,
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
 )
 
 
@@ -33,16 +38,17 @@ def load_echoes(files, echo_times):
     import nibabel as nb
 
     if len(files) != len(echo_times):
-        raise ValueError(f"{files[0]}: {len(files)} echo images but {len(echo_times)} echo "
-                         "times")
+        raise ValueError(f"{files[0]}: {len(files)} echo images but {len(echo_times)} echo times")
     imgs = [nb.load(f) for f in files]
     ref = imgs[0]
     for f, im in zip(files, imgs):
         if im.ndim != 3:
             raise ValueError(f"{f}: an echo image must be 3-D, got shape {im.shape}")
         if im.shape != ref.shape or not np.allclose(im.affine, ref.affine, atol=1e-3):
-            raise ValueError(f"{f}: echo grid {im.shape} differs from {files[0]} "
-                             f"{ref.shape}; all echoes of a series must share one grid")
+            raise ValueError(
+                f"{f}: echo grid {im.shape} differs from {files[0]} "
+                f"{ref.shape}; all echoes of a series must share one grid"
+            )
     return np.stack([im.get_fdata(dtype=np.float32) for im in imgs], axis=-1), ref.affine
 
 
@@ -51,8 +57,9 @@ class _R2InputSpec(BaseInterfaceInputSpec):
     echo_times = traits.List(traits.Float, mandatory=True, desc="echo times (s)")
     method = traits.Enum("nonlinear", "loglinear", usedefault=True)
     min_echoes = traits.Int(3, usedefault=True)
-    noise_floor = traits.Bool(True, usedefault=True,
-                              desc="exclude echoes below 3 sigma of the background noise")
+    noise_floor = traits.Bool(
+        True, usedefault=True, desc="exclude echoes below 3 sigma of the background noise"
+    )
 
 
 class _R2OutputSpec(TraitedSpec):
@@ -83,8 +90,14 @@ class R2StarMap(SimpleInterface):
         sigma = background_noise_sigma(data[..., 0]) if self.inputs.noise_floor else None
         # fit where the first echo stands out of the noise (head, not air)
         head = (data[..., 0] > (5 * sigma if sigma else 0.0)) & finite
-        fit = fit_r2star(data, self.inputs.echo_times, method=self.inputs.method, mask=head,
-                         noise_floor=sigma, min_echoes=self.inputs.min_echoes)
+        fit = fit_r2star(
+            data,
+            self.inputs.echo_times,
+            method=self.inputs.method,
+            mask=head,
+            noise_floor=sigma,
+            min_echoes=self.inputs.min_echoes,
+        )
         outs = {}
         for key in ("r2star", "s0", "nrmse", "valid"):
             vol = getattr(fit, key)
@@ -95,11 +108,15 @@ class R2StarMap(SimpleInterface):
         n_head = int(head.sum())
         self._results.update(outs)
         self._results["provenance"] = {
-            "FitMethod": self.inputs.method, "EchoTime": list(self.inputs.echo_times),
-            "NoiseSigma": sigma, "MinEchoes": self.inputs.min_echoes,
-            "FittedVoxels": n_head, "NonFiniteVoxels": n_nonfinite,
+            "FitMethod": self.inputs.method,
+            "EchoTime": list(self.inputs.echo_times),
+            "NoiseSigma": sigma,
+            "MinEchoes": self.inputs.min_echoes,
+            "FittedVoxels": n_head,
+            "NonFiniteVoxels": n_nonfinite,
             "InvalidFraction": float(1 - fit.valid[head].mean()) if n_head else None,
-            "MedianNRMSE": float(np.nanmedian(fit.nrmse[head])) if n_head else None}
+            "MedianNRMSE": float(np.nanmedian(fit.nrmse[head])) if n_head else None,
+        }
         return runtime
 
 
@@ -129,10 +146,13 @@ class DeltaR2Star(SimpleInterface):
         pre = nb.load(self.inputs.pre)
         post = nb.load(self.inputs.post)
         if pre.shape != post.shape:
-            raise ValueError(f"{self.inputs.post}: grid {post.shape} differs from "
-                             f"{self.inputs.pre} {pre.shape}; resample post to pre first")
+            raise ValueError(
+                f"{self.inputs.post}: grid {post.shape} differs from "
+                f"{self.inputs.pre} {pre.shape}; resample post to pre first"
+            )
         valid = (np.asarray(nb.load(self.inputs.pre_valid).dataobj) > 0) & (
-            np.asarray(nb.load(self.inputs.post_valid).dataobj) > 0.5)
+            np.asarray(nb.load(self.inputs.post_valid).dataobj) > 0.5
+        )
         delta = delta_r2star(pre.get_fdata(), post.get_fdata(), mask=valid)
         out = os.path.join(runtime.cwd, "dR2star.nii.gz")
         nb.Nifti1Image(delta.astype(np.float32), pre.affine).to_filename(out)

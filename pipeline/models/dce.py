@@ -16,8 +16,7 @@ def _check_last_axis(name, arr, n):
         raise ValueError(f"{name}: last axis has {arr.shape[-1]} samples, expected {n}")
 
 
-def vfa_t1(signals, flip_angles_deg, tr_s, method: str = "linear", b1=None,
-           n_iter: int = 30):
+def vfa_t1(signals, flip_angles_deg, tr_s, method: str = "linear", b1=None, n_iter: int = 30):
     """T1 (s) and M0 from spoiled gradient-echo signals at several flip angles.
 
     ``linear``: DESPOT1, the regression of ``S/sin(a)`` on ``S/tan(a)`` (slope ``E1``).
@@ -75,15 +74,15 @@ def _vfa_nonlinear(s, alpha, tr, r1, m0, n_iter):
     for _ in range(n_iter):
         d_m0 = sa * (1 - e) / den
         # dS/dE = M0 sin(a) (cos(a) - 1) / den^2 ; dE/dR1 = -TR E
-        d_r1 = m0[..., None] * sa * (ca - 1) / den ** 2 * (-tr * e)
+        d_r1 = m0[..., None] * sa * (ca - 1) / den**2 * (-tr * e)
         res = s - pred
-        a11 = (d_m0 ** 2).sum(-1)
-        a22 = (d_r1 ** 2).sum(-1)
+        a11 = (d_m0**2).sum(-1)
+        a22 = (d_r1**2).sum(-1)
         a12 = (d_m0 * d_r1).sum(-1)
         g1 = (d_m0 * res).sum(-1)
         g2 = (d_r1 * res).sum(-1)
         a11d, a22d = a11 * (1 + lam), a22 * (1 + lam)
-        det = a11d * a22d - a12 ** 2
+        det = a11d * a22d - a12**2
         with np.errstate(divide="ignore", invalid="ignore"):
             step_m0 = (a22d * g1 - a12 * g2) / det
             step_r1 = (a11d * g2 - a12 * g1) / det
@@ -103,8 +102,9 @@ def _vfa_nonlinear(s, alpha, tr, r1, m0, n_iter):
     return r1, np.where(good, m0, np.nan)
 
 
-def signal_to_concentration(signal, t1_s, flip_angle_deg, tr_s, r1_per_mM_s,
-                            n_baseline: int, skip_first: bool = True):
+def signal_to_concentration(
+    signal, t1_s, flip_angle_deg, tr_s, r1_per_mM_s, n_baseline: int, skip_first: bool = True
+):
     """Gadolinium concentration (mM) from a spoiled gradient-echo time series.
 
     M0 comes from the mean of the baseline frames ``[1, n_baseline)`` (the first dynamic is
@@ -118,8 +118,7 @@ def signal_to_concentration(signal, t1_s, flip_angle_deg, tr_s, r1_per_mM_s,
     t1 = np.asarray(t1_s, dtype=float)
     first = 1 if skip_first else 0
     if not first < n_baseline <= s.shape[-1]:
-        raise ValueError(f"signal_to_concentration: n_baseline must be {first + 1}.."
-                         f"{s.shape[-1]}")
+        raise ValueError(f"signal_to_concentration: n_baseline must be {first + 1}..{s.shape[-1]}")
     if r1_per_mM_s <= 0 or tr_s <= 0:
         raise ValueError("signal_to_concentration: relaxivity and TR must be positive")
     r10 = 1.0 / t1
@@ -178,7 +177,7 @@ def patlak(ct, cp, t_s, delays_s=None):
     ct, cp, t = _check_curves("patlak", ct, cp, t_s)
     flat = ct.reshape(-1, t.size).T  # (n, voxels)
     best = None
-    for d in (delays_s if delays_s is not None else [0.0]):
+    for d in delays_s if delays_s is not None else [0.0]:
         c = _shift(cp, t, d)
         design = np.stack([c, _cumulative_integral(c, t / 60.0)], axis=1)  # (n, 2)
         # closed-form least squares (2 unknowns): (D'D)^-1 D'y for all voxels at once
@@ -193,8 +192,12 @@ def patlak(ct, cp, t_s, delays_s=None):
             best[1] = np.where(better, rss, best[1])
             best[2] = np.where(better, float(d), best[2])
     shape = ct.shape[:-1]
-    return {"vp": best[0][0].reshape(shape), "ktrans": best[0][1].reshape(shape),
-            "delay_s": best[2].reshape(shape), "rss": best[1].reshape(shape)}
+    return {
+        "vp": best[0][0].reshape(shape),
+        "ktrans": best[0][1].reshape(shape),
+        "delay_s": best[2].reshape(shape),
+        "rss": best[1].reshape(shape),
+    }
 
 
 def _exp_convolutions(cp, t_s, keps):
@@ -202,8 +205,9 @@ def _exp_convolutions(cp, t_s, keps):
     from .pharmacokinetics import extended_tofts_concentration
 
     keps = np.asarray(keps, dtype=float)
-    return extended_tofts_concentration(cp, t_s, np.ones_like(keps), 1.0 / keps,
-                                        np.zeros_like(keps))
+    return extended_tofts_concentration(
+        cp, t_s, np.ones_like(keps), 1.0 / keps, np.zeros_like(keps)
+    )
 
 
 def _linear_fit(ct, cp, basis, with_vp):
@@ -215,7 +219,7 @@ def _linear_fit(ct, cp, basis, with_vp):
         return k_only, np.zeros_like(k_only), ((ct - k_only[:, None] * basis) ** 2).sum(1)
     pp, pb = cp @ cp, cp @ basis
     pc = ct @ cp
-    det = pp * bb - pb ** 2
+    det = pp * bb - pb**2
     vp = (bb * pc - pb * bc) / det
     kt = (pp * bc - pb * pc) / det
     neg = (vp < 0) | (kt < 0)
@@ -240,7 +244,7 @@ def _tofts_fit(ct, cp, t_s, with_vp, delays_s, n_iter):
     flat = ct.reshape(-1, t.size)
     keps = np.geomspace(KEP_RANGE[0], KEP_RANGE[1], 60)
     best = None
-    for d in (delays_s if delays_s is not None else [0.0]):
+    for d in delays_s if delays_s is not None else [0.0]:
         c = _shift(cp, t, d)
         bases = _exp_convolutions(c, t, keps)
         for kep, basis in zip(keps, bases):
@@ -286,8 +290,7 @@ def _tofts_fit(ct, cp, t_s, with_vp, delays_s, n_iter):
         jtj = np.einsum("vnp,vnq->vpq", jac, jac)
         jtr = np.einsum("vnp,vn->vp", jac, res)
         diag = np.einsum("vpp->vp", jtj)
-        a = jtj + lam[:, None, None] * np.einsum("vp,pq->vpq", diag + 1e-12,
-                                                 np.eye(len(free)))
+        a = jtj + lam[:, None, None] * np.einsum("vp,pq->vpq", diag + 1e-12, np.eye(len(free)))
         try:
             step = np.linalg.solve(a, jtr[..., None])[..., 0]
         except np.linalg.LinAlgError:

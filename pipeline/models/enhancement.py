@@ -49,8 +49,15 @@ def enhancement_maps(pre, post, floor: float):
     return diff, 100.0 * diff / np.maximum(pre, floor)
 
 
-def enhancement_findings(percent, labels, lut, voxel_volume_mm3: float, threshold: float,
-                         min_volume_mm3: float, mask=None) -> pd.DataFrame:
+def enhancement_findings(
+    percent,
+    labels,
+    lut,
+    voxel_volume_mm3: float,
+    threshold: float,
+    min_volume_mm3: float,
+    mask=None,
+) -> pd.DataFrame:
     """Clusters of enhancement a radiologist would mark: connected voxels (26-neighbourhood)
     above ``threshold`` % within ``mask`` whose volume is at least ``min_volume_mm3``.
 
@@ -80,12 +87,33 @@ def enhancement_findings(percent, labels, lut, voxel_volume_mm3: float, threshol
             roi, hemi = names.loc[top, "name"], names.loc[top, "hemisphere"]
         else:
             roi, hemi = "unlabelled", "n/a"
-        rows.append({"roi": roi, "hemisphere": hemi, "volume_mm3": vol, "n_voxels": nvox,
-                     "peak_percent": float(vals.max()), "mean_percent": float(vals.mean()),
-                     "peak_i": int(idx[0]), "peak_j": int(idx[1]), "peak_k": int(idx[2])})
-    df = pd.DataFrame(rows, columns=["roi", "hemisphere", "volume_mm3", "n_voxels",
-                                     "peak_percent", "mean_percent", "peak_i", "peak_j",
-                                     "peak_k"])
+        rows.append(
+            {
+                "roi": roi,
+                "hemisphere": hemi,
+                "volume_mm3": vol,
+                "n_voxels": nvox,
+                "peak_percent": float(vals.max()),
+                "mean_percent": float(vals.mean()),
+                "peak_i": int(idx[0]),
+                "peak_j": int(idx[1]),
+                "peak_k": int(idx[2]),
+            }
+        )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "roi",
+            "hemisphere",
+            "volume_mm3",
+            "n_voxels",
+            "peak_percent",
+            "mean_percent",
+            "peak_i",
+            "peak_j",
+            "peak_k",
+        ],
+    )
     df = df.sort_values("volume_mm3", ascending=False).reset_index(drop=True)
     df.insert(0, "cluster", np.arange(1, len(df) + 1))
     return df

@@ -18,8 +18,14 @@ LN2 = math.log(2.0)
 
 #: becquerel per unit of radioactivity (1 Ci = 3.7e10 Bq exactly)
 RADIOACTIVITY_UNITS = {
-    "Bq": 1.0, "kBq": 1e3, "MBq": 1e6, "GBq": 1e9,
-    "nCi": 37.0, "uCi": 3.7e4, "mCi": 3.7e7, "Ci": 3.7e10,
+    "Bq": 1.0,
+    "kBq": 1e3,
+    "MBq": 1e6,
+    "GBq": 1e9,
+    "nCi": 37.0,
+    "uCi": 3.7e4,
+    "mCi": 3.7e7,
+    "Ci": 3.7e10,
 }
 #: millilitres per unit of volume
 VOLUME_UNITS = {"mL": 1.0, "cc": 1.0, "cm3": 1.0, "cm^3": 1.0, "L": 1000.0}
@@ -69,8 +75,10 @@ def radioactivity_scale(unit: str) -> float:
     u = _normalise_unit(unit)
     scale = _lookup(u, RADIOACTIVITY_UNITS)
     if scale is None:
-        raise ValueError(f"unknown radioactivity unit {unit!r}; accepted: "
-                         f"{', '.join(RADIOACTIVITY_UNITS)} (µCi = uCi)")
+        raise ValueError(
+            f"unknown radioactivity unit {unit!r}; accepted: "
+            f"{', '.join(RADIOACTIVITY_UNITS)} (µCi = uCi)"
+        )
     return scale
 
 
@@ -101,9 +109,11 @@ def concentration_scale(unit: str) -> float:
     """
     u = _normalise_unit(unit)
     parts = u.split("/")
-    accepted = ("accepted: <activity>/<volume> with activity in "
-                f"{', '.join(RADIOACTIVITY_UNITS)} and volume in {', '.join(VOLUME_UNITS)} "
-                "(e.g. Bq/mL, kBq/cc, uCi/mL)")
+    accepted = (
+        "accepted: <activity>/<volume> with activity in "
+        f"{', '.join(RADIOACTIVITY_UNITS)} and volume in {', '.join(VOLUME_UNITS)} "
+        "(e.g. Bq/mL, kBq/cc, uCi/mL)"
+    )
     if len(parts) != 2:
         raise ValueError(f"unknown activity concentration unit {unit!r}; {accepted}")
     num = _lookup(parts[0], RADIOACTIVITY_UNITS)
@@ -129,8 +139,7 @@ def weight_scale(unit: str) -> float:
     u = _normalise_unit(unit)
     scale = _lookup(u, WEIGHT_UNITS)
     if scale is None:
-        raise ValueError(f"unknown body weight unit {unit!r}; accepted: "
-                         f"{', '.join(WEIGHT_UNITS)}")
+        raise ValueError(f"unknown body weight unit {unit!r}; accepted: {', '.join(WEIGHT_UNITS)}")
     return scale
 
 
@@ -145,23 +154,29 @@ def _check_timing(name, start, duration):
     if start.ndim != 1 or duration.ndim != 1 or start.size == 0:
         raise ValueError(f"{name}: frame starts and durations must be non-empty 1-D arrays")
     if start.size != duration.size:
-        raise ValueError(f"{name}: {start.size} frame starts but {duration.size} frame "
-                         "durations; give one of each per frame")
+        raise ValueError(
+            f"{name}: {start.size} frame starts but {duration.size} frame "
+            "durations; give one of each per frame"
+        )
     if not (np.all(np.isfinite(start)) and np.all(np.isfinite(duration))):
         raise ValueError(f"{name}: frame starts and durations must be finite numbers")
     if np.any(duration <= 0):
         i = int(np.argmax(duration <= 0))
-        raise ValueError(f"{name}: frame {i} has duration {duration[i]:g} s; durations "
-                         "must be positive")
+        raise ValueError(
+            f"{name}: frame {i} has duration {duration[i]:g} s; durations must be positive"
+        )
     if np.any(np.diff(start) <= 0):
         i = int(np.argmax(np.diff(start) <= 0)) + 1
-        raise ValueError(f"{name}: frame starts must increase (frame {i} starts at "
-                         f"{start[i]:g} s, frame {i - 1} at {start[i - 1]:g} s)")
+        raise ValueError(
+            f"{name}: frame starts must increase (frame {i} starts at "
+            f"{start[i]:g} s, frame {i - 1} at {start[i - 1]:g} s)"
+        )
     return start, duration
 
 
-def frame_overlap(frame_start_s, frame_duration_s, window_s=(3600.0, 5400.0),
-                  injection_s: float = 0.0):
+def frame_overlap(
+    frame_start_s, frame_duration_s, window_s=(3600.0, 5400.0), injection_s: float = 0.0
+):
     """Fraction of each frame's duration that lies inside a time window after injection.
 
     Parameters
@@ -197,8 +212,13 @@ def _check_window(window_s):
     return lo, hi
 
 
-def frame_window(frame_start_s, frame_duration_s, window_s=(3600.0, 5400.0),
-                 min_overlap: float = 0.5, injection_s: float = 0.0):
+def frame_window(
+    frame_start_s,
+    frame_duration_s,
+    window_s=(3600.0, 5400.0),
+    min_overlap: float = 0.5,
+    injection_s: float = 0.0,
+):
     """Frames that belong to a time window after injection (e.g. 60–90 min for SUV).
 
     Rule: a frame is selected when at least ``min_overlap`` of its duration lies inside the
@@ -239,7 +259,8 @@ def frame_window(frame_start_s, frame_duration_s, window_s=(3600.0, 5400.0),
         raise ValueError(
             f"frame_window: no frame lies at least {100 * float(min_overlap):g} % inside "
             f"{lo:g}–{hi:g} s after injection; the {start.size} frame(s) cover "
-            f"{start.min():g}–{end.max():g} s after injection")
+            f"{start.min():g}–{end.max():g} s after injection"
+        )
     return selection
 
 
@@ -272,14 +293,17 @@ def weighted_average(frames_4d, durations, selection):
     w = np.asarray(selection)
     w = w.astype(float) if w.dtype == bool else np.asarray(w, dtype=float)
     if d.ndim != 1 or w.shape != d.shape:
-        raise ValueError(f"weighted_average: durations {d.shape} and selection {w.shape} "
-                         "must be 1-D of the same length")
+        raise ValueError(
+            f"weighted_average: durations {d.shape} and selection {w.shape} "
+            "must be 1-D of the same length"
+        )
     if x.ndim == 0 or x.shape[-1] != d.size:
-        raise ValueError(f"weighted_average: frames have {x.shape[-1] if x.ndim else 0} "
-                         f"samples on the last axis, expected {d.size}")
+        raise ValueError(
+            f"weighted_average: frames have {x.shape[-1] if x.ndim else 0} "
+            f"samples on the last axis, expected {d.size}"
+        )
     if np.any(d <= 0) or np.any(w < 0) or not np.all(np.isfinite(w * d)):
-        raise ValueError("weighted_average: durations must be positive and weights "
-                         "non-negative")
+        raise ValueError("weighted_average: durations must be positive and weights non-negative")
     weights = w * d
     total = weights.sum()
     if total <= 0:
@@ -321,8 +345,9 @@ def _check_half_life(name, half_life_s):
     except (TypeError, ValueError):
         t_half = float("nan")
     if not (math.isfinite(t_half) and t_half > 0):
-        raise ValueError(f"{name}: half-life must be a positive number of seconds, "
-                         f"got {half_life_s!r}")
+        raise ValueError(
+            f"{name}: half-life must be a positive number of seconds, got {half_life_s!r}"
+        )
     return t_half
 
 
@@ -352,8 +377,7 @@ def decay_to(activity, time_measured_s, time_target_s, half_life_s):
     return np.asarray(activity, dtype=float) * decay_factor(dt, half_life_s)
 
 
-def frame_decay_factors(frame_start_s, frame_duration_s, half_life_s,
-                        reference_s: float = 0.0):
+def frame_decay_factors(frame_start_s, frame_duration_s, half_life_s, reference_s: float = 0.0):
     """Factors that decay-correct each frame's mean activity to ``reference_s``.
 
     A frame ``[t, t + Δ)`` measures the time-average of ``A0 2^(-(u - t_ref)/T½)``; dividing
@@ -389,18 +413,19 @@ def suv_factor(injected_dose_bq, body_weight_kg):
     dose = np.asarray(injected_dose_bq, dtype=float)
     weight = np.asarray(body_weight_kg, dtype=float)
     if not (np.all(np.isfinite(dose)) and np.all(dose > 0)):
-        raise ValueError(f"suv: injected dose must be a positive number of Bq, got "
-                         f"{injected_dose_bq}")
+        raise ValueError(
+            f"suv: injected dose must be a positive number of Bq, got {injected_dose_bq}"
+        )
     if not (np.all(np.isfinite(weight)) and np.all(weight > 0)):
-        raise ValueError(f"suv: body weight must be a positive number of kg, got "
-                         f"{body_weight_kg}")
+        raise ValueError(f"suv: body weight must be a positive number of kg, got {body_weight_kg}")
     return weight * 1000.0 / dose
 
 
 def suv(activity_bq_per_ml, injected_dose_bq, body_weight_kg):
     """Standardised uptake value ``C[Bq/mL] / (dose[Bq] / weight[g])`` (see :func:`suv_factor`)."""
-    return np.asarray(activity_bq_per_ml, dtype=float) * suv_factor(injected_dose_bq,
-                                                                   body_weight_kg)
+    return np.asarray(activity_bq_per_ml, dtype=float) * suv_factor(
+        injected_dose_bq, body_weight_kg
+    )
 
 
 def suvr(suv_map, reference_mask, return_reference: bool = False):
@@ -428,16 +453,19 @@ def suvr(suv_map, reference_mask, return_reference: bool = False):
     m = np.asarray(suv_map, dtype=float)
     mask = np.asarray(reference_mask)
     if mask.shape != m.shape:
-        raise ValueError(f"suvr: reference mask shape {mask.shape} differs from the map "
-                         f"{m.shape}")
+        raise ValueError(f"suvr: reference mask shape {mask.shape} differs from the map {m.shape}")
     values = m[mask.astype(bool)]
     values = values[np.isfinite(values)]
     if values.size == 0:
-        raise ValueError("suvr: the reference region is empty (no voxel with a finite "
-                         "value); check the reference mask")
+        raise ValueError(
+            "suvr: the reference region is empty (no voxel with a finite "
+            "value); check the reference mask"
+        )
     ref = float(values.mean())
     if not ref > 0:
-        raise ValueError(f"suvr: the reference region's mean is {ref:g} (<= 0); the ratio "
-                         "is undefined; check the reference mask and the SUV map")
+        raise ValueError(
+            f"suvr: the reference region's mean is {ref:g} (<= 0); the ratio "
+            "is undefined; check the reference mask and the SUV map"
+        )
     out = m / ref
     return (out, ref) if return_reference else out

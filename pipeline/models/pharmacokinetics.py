@@ -9,8 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 # Parker et al. 2006 (MRM 56:993) population AIF parameters: whole blood, mM, time in minutes.
-_PARKER = dict(A1=0.809, A2=0.330, T1=0.17046, T2=0.365, sigma1=0.0563, sigma2=0.132,
-               alpha=1.050, beta=0.1685, s=38.078, tau=0.483)
+_PARKER = dict(
+    A1=0.809,
+    A2=0.330,
+    T1=0.17046,
+    T2=0.365,
+    sigma1=0.0563,
+    sigma2=0.132,
+    alpha=1.050,
+    beta=0.1685,
+    s=38.078,
+    tau=0.483,
+)
 
 
 def parker_aif(t_s, delay_s: float = 0.0, hematocrit: float | None = None):
@@ -31,10 +41,16 @@ def parker_aif(t_s, delay_s: float = 0.0, hematocrit: float | None = None):
     """
     p = _PARKER
     t = (np.asarray(t_s, dtype=float) - delay_s) / 60.0
-    g1 = p["A1"] / (p["sigma1"] * np.sqrt(2 * np.pi)) * np.exp(
-        -((t - p["T1"]) ** 2) / (2 * p["sigma1"] ** 2))
-    g2 = p["A2"] / (p["sigma2"] * np.sqrt(2 * np.pi)) * np.exp(
-        -((t - p["T2"]) ** 2) / (2 * p["sigma2"] ** 2))
+    g1 = (
+        p["A1"]
+        / (p["sigma1"] * np.sqrt(2 * np.pi))
+        * np.exp(-((t - p["T1"]) ** 2) / (2 * p["sigma1"] ** 2))
+    )
+    g2 = (
+        p["A2"]
+        / (p["sigma2"] * np.sqrt(2 * np.pi))
+        * np.exp(-((t - p["T2"]) ** 2) / (2 * p["sigma2"] ** 2))
+    )
     sig = p["alpha"] * np.exp(-p["beta"] * t) / (1 + np.exp(-p["s"] * (t - p["tau"])))
     cb = np.where(t >= 0, g1 + g2 + sig, 0.0)
     if hematocrit is not None:
@@ -75,8 +91,8 @@ def extended_tofts_concentration(cp, t_s, ktrans_per_min, ve, vp):
         small = x < 1e-6
         xs = np.where(small, 1.0, x)
         # weights of cp[i-1] and cp[i] in ∫_0^dt cp(t_i - s) e^{-kep s} ds (linear cp)
-        w_curr = np.where(small, dt / 2, dt * (xs - 1 + e) / (xs ** 2))
-        w_prev = np.where(small, dt / 2, dt * (1 - e - xs * e) / (xs ** 2))
+        w_curr = np.where(small, dt / 2, dt * (xs - 1 + e) / (xs**2))
+        w_prev = np.where(small, dt / 2, dt * (1 - e - xs * e) / (xs**2))
         conv = conv * e + w_prev * cp[i - 1] + w_curr * cp[i]
         out[:, i] = conv
     ct = vp[:, None] * cp[None, :] + ktrans[:, None] * out

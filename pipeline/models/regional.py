@@ -10,8 +10,16 @@ import numpy as np
 import pandas as pd
 
 TABLE_COLUMNS = [
-    "participant_id", "session_id", "modality", "metric", "roi", "hemisphere",
-    "n_voxels", "mean", "median", "sd",
+    "participant_id",
+    "session_id",
+    "modality",
+    "metric",
+    "roi",
+    "hemisphere",
+    "n_voxels",
+    "mean",
+    "median",
+    "sd",
 ]
 HEMISPHERES = ("left", "right", "bilateral")
 HEADACHE_SIDES = ("left", "right", "bilateral", "none")
@@ -42,7 +50,8 @@ def roi_statistics(values, labels, lut, mask=None):
     if values.shape != labels.shape:
         raise ValueError(
             f"roi_statistics: map shape {values.shape} differs from label shape {labels.shape}; "
-            "resample the labels to the map's grid first")
+            "resample the labels to the map's grid first"
+        )
     missing = {"index", "name", "hemisphere"} - set(lut.columns)
     if missing:
         raise ValueError(f"roi_statistics: label table lacks column(s) {sorted(missing)}")
@@ -55,12 +64,16 @@ def roi_statistics(values, labels, lut, mask=None):
     rows = []
     for index, name, hemi in lut[["index", "name", "hemisphere"]].itertuples(index=False):
         v = values[(labels == index) & valid]
-        rows.append({
-            "roi": name, "hemisphere": hemi, "n_voxels": int(v.size),
-            "mean": float(v.mean()) if v.size else np.nan,
-            "median": float(np.median(v)) if v.size else np.nan,
-            "sd": float(v.std(ddof=1)) if v.size > 1 else np.nan,
-        })
+        rows.append(
+            {
+                "roi": name,
+                "hemisphere": hemi,
+                "n_voxels": int(v.size),
+                "mean": float(v.mean()) if v.size else np.nan,
+                "median": float(np.median(v)) if v.size else np.nan,
+                "sd": float(v.std(ddof=1)) if v.size > 1 else np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=["roi", "hemisphere", "n_voxels", "mean", "median", "sd"])
 
 
@@ -85,8 +98,7 @@ def laterality_rows(table, headache_side):
     if headache_side is None or (isinstance(headache_side, float) and np.isnan(headache_side)):
         headache_side = "none"
     if headache_side not in HEADACHE_SIDES:
-        raise ValueError(
-            f"headache_side must be one of {HEADACHE_SIDES}, got {headache_side!r}")
+        raise ValueError(f"headache_side must be one of {HEADACHE_SIDES}, got {headache_side!r}")
     cols = list(table.columns)
     if headache_side not in ("left", "right"):
         return pd.DataFrame(columns=cols)
@@ -98,18 +110,32 @@ def laterality_rows(table, headache_side):
         a, b = side.loc[roi], opp.loc[roi]
         rows.append({**a.to_dict(), "roi": roi, "hemisphere": "ipsi"})
         rows.append({**b.to_dict(), "roi": roi, "hemisphere": "contra"})
-        rows.append({
-            "roi": roi, "hemisphere": "AI",
-            "n_voxels": int(min(a["n_voxels"], b["n_voxels"])),
-            "mean": float(asymmetry_index(a["mean"], b["mean"])),
-            "median": float(asymmetry_index(a["median"], b["median"])),
-            "sd": np.nan,
-        })
+        rows.append(
+            {
+                "roi": roi,
+                "hemisphere": "AI",
+                "n_voxels": int(min(a["n_voxels"], b["n_voxels"])),
+                "mean": float(asymmetry_index(a["mean"], b["mean"])),
+                "median": float(asymmetry_index(a["median"], b["median"])),
+                "sd": np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
-def regional_table(values, labels, lut, *, participant_id, session_id, modality, metric,
-                   headache_side=None, mask=None, extra_columns=None):
+def regional_table(
+    values,
+    labels,
+    lut,
+    *,
+    participant_id,
+    session_id,
+    modality,
+    metric,
+    headache_side=None,
+    mask=None,
+    extra_columns=None,
+):
     """The tidy regional table of one map: per-ROI rows plus laterality rows.
 
     Columns are :data:`TABLE_COLUMNS`, then ``extra_columns`` (a mapping of column name to

@@ -76,18 +76,23 @@ def _check_te(te_s, n_echo, min_echoes):
     if te.ndim != 1:
         raise ValueError("fit_r2star: te_s must be a 1-D sequence of echo times in seconds")
     if te.size != n_echo:
-        raise ValueError(f"fit_r2star: echoes has {n_echo} echoes on its last axis but te_s "
-                         f"has {te.size} echo times")
+        raise ValueError(
+            f"fit_r2star: echoes has {n_echo} echoes on its last axis but te_s "
+            f"has {te.size} echo times"
+        )
     if te.size < 2:
         raise ValueError("fit_r2star: at least 2 echoes are needed to fit R2*")
     if not np.all(np.isfinite(te)) or np.any(te <= 0):
         raise ValueError("fit_r2star: echo times must be finite and positive (seconds)")
     if np.any(np.diff(te) <= 0):
-        raise ValueError("fit_r2star: echo times must be strictly increasing (sort the "
-                         "echoes by EchoTime)")
+        raise ValueError(
+            "fit_r2star: echo times must be strictly increasing (sort the echoes by EchoTime)"
+        )
     if te.max() > 1.0:
-        raise ValueError(f"fit_r2star: echo times look like milliseconds (max {te.max():g}); "
-                         "give them in seconds, e.g. 0.002 for 2 ms")
+        raise ValueError(
+            f"fit_r2star: echo times look like milliseconds (max {te.max():g}); "
+            "give them in seconds, e.g. 0.002 for 2 ms"
+        )
     try:
         min_echoes = operator.index(min_echoes)
     except TypeError:
@@ -95,8 +100,10 @@ def _check_te(te_s, n_echo, min_echoes):
     if min_echoes < 2:
         raise ValueError("fit_r2star: min_echoes must be at least 2")
     if min_echoes > te.size:
-        raise ValueError(f"fit_r2star: min_echoes={min_echoes} but only {te.size} echoes "
-                         "were given (fewer echoes than min_echoes)")
+        raise ValueError(
+            f"fit_r2star: min_echoes={min_echoes} but only {te.size} echoes "
+            "were given (fewer echoes than min_echoes)"
+        )
     return te, min_echoes
 
 
@@ -106,8 +113,10 @@ def _voxel_array(name, value, shape, dtype):
     try:
         return np.broadcast_to(arr, shape).reshape(-1)
     except ValueError:
-        raise ValueError(f"fit_r2star: {name} has shape {arr.shape}, which does not match "
-                         f"the voxel shape {shape} (echoes without the last axis)") from None
+        raise ValueError(
+            f"fit_r2star: {name} has shape {arr.shape}, which does not match "
+            f"the voxel shape {shape} (echoes without the last axis)"
+        ) from None
 
 
 def _usable_echoes(s, floor, min_echoes):
@@ -184,7 +193,7 @@ def _nonlinear(s, used, te, s0, r2, n_iter, tol):
         p0, p1, la = s0[active], r2[active], lam[active]
         e = np.exp(-p1[:, None] * te) * ua
         res = sa * ua - p0[:, None] * e
-        j2 = -te * p0[:, None] * e            # d pred / d R2*
+        j2 = -te * p0[:, None] * e  # d pred / d R2*
         a11 = (e * e).sum(1)
         a22 = (j2 * j2).sum(1)
         a12 = (e * j2).sum(1)
@@ -202,8 +211,9 @@ def _nonlinear(s, used, te, s0, r2, n_iter, tol):
         s0[acc], r2[acc], cost[acc] = t0[better], t1[better], tcost[better]
         lam[active] = np.where(better, la * 0.1, la * 10.0)
         with np.errstate(invalid="ignore"):
-            small = ((np.abs(t1 - p1) <= tol * np.maximum(p1, 1.0))
-                     & (np.abs(t0 - p0) <= tol * np.abs(p0)))
+            small = (np.abs(t1 - p1) <= tol * np.maximum(p1, 1.0)) & (
+                np.abs(t0 - p0) <= tol * np.abs(p0)
+            )
         done = small | (la > 1e12) | (cost[active] == 0)
         active = active[~done]
     return s0, r2
@@ -231,10 +241,19 @@ def _fit_chunk(s, te, floor, method, min_echoes, n_reweight, n_iter, tol):
     return s0, r2, rmse, n_used, ok & (n_good >= min_echoes)
 
 
-def fit_r2star(echoes, te_s, method: str = "loglinear", mask=None, noise_floor=None,
-               min_echoes: int = 3, floor_factor: float = 3.0, n_reweight: int = 1,
-               n_iter: int = 50, tol: float = 1e-7,
-               chunk_size: int = DEFAULT_CHUNK) -> R2StarFit:
+def fit_r2star(
+    echoes,
+    te_s,
+    method: str = "loglinear",
+    mask=None,
+    noise_floor=None,
+    min_echoes: int = 3,
+    floor_factor: float = 3.0,
+    n_reweight: int = 1,
+    n_iter: int = 50,
+    tol: float = 1e-7,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> R2StarFit:
     """R2* and S0 maps from multi-echo gradient-echo magnitude images.
 
     Parameters
@@ -256,8 +275,9 @@ def fit_r2star(echoes, te_s, method: str = "loglinear", mask=None, noise_floor=N
         Voxels to fit; the others get NaN (``n_echoes_used`` 0, ``valid`` False).
     noise_floor : float or array (...), optional
         Noise standard deviation σ (of the Gaussian noise in each channel before the
-        magnitude; signal units; one value or one per voxel). Echoes below ``floor_factor * noise_floor``, and all echoes after the
-        first such echo, are excluded from the voxel's fit (see the module notes). None: only
+        magnitude; signal units; one value or one per voxel). Echoes below
+        ``floor_factor * noise_floor``, and all echoes after the first such echo, are
+        excluded from the voxel's fit (see the module notes). None: only
         non-finite and non-positive echoes (and those after them) are excluded.
     min_echoes : int
         Fewest usable echoes for a valid fit (>= 2, <= n_echo). A voxel with fewer is still
@@ -298,13 +318,17 @@ def fit_r2star(echoes, te_s, method: str = "loglinear", mask=None, noise_floor=N
     if not floor_factor > 0:
         raise ValueError("fit_r2star: floor_factor must be positive")
     if int(n_iter) < 0 or int(n_reweight) < 0 or not tol > 0 or int(chunk_size) < 1:
-        raise ValueError("fit_r2star: n_iter >= 0, n_reweight >= 0, tol > 0 and "
-                         "chunk_size >= 1 are required")
+        raise ValueError(
+            "fit_r2star: n_iter >= 0, n_reweight >= 0, tol > 0 and chunk_size >= 1 are required"
+        )
     shape = s.shape[:-1]
     n_vox = int(np.prod(shape, dtype=np.int64))
     flat = s.reshape(n_vox, te.size)
-    sel = (np.arange(n_vox) if mask is None
-           else np.flatnonzero(_voxel_array("mask", mask, shape, bool)))
+    sel = (
+        np.arange(n_vox)
+        if mask is None
+        else np.flatnonzero(_voxel_array("mask", mask, shape, bool))
+    )
     floor = None
     if noise_floor is not None:
         nf = np.asarray(noise_floor, dtype=float)
@@ -318,14 +342,28 @@ def fit_r2star(echoes, te_s, method: str = "loglinear", mask=None, noise_floor=N
     n_used = np.zeros(n_vox, dtype=np.int16)
     valid = np.zeros(n_vox, dtype=bool)
     for start in range(0, sel.size, int(chunk_size)):
-        idx = sel[start:start + int(chunk_size)]
-        out = _fit_chunk(flat[idx].astype(float), te, None if floor is None else floor[idx],
-                         method, int(min_echoes), int(n_reweight), int(n_iter), float(tol))
+        idx = sel[start : start + int(chunk_size)]
+        out = _fit_chunk(
+            flat[idx].astype(float),
+            te,
+            None if floor is None else floor[idx],
+            method,
+            int(min_echoes),
+            int(n_reweight),
+            int(n_iter),
+            float(tol),
+        )
         s0[idx], r2[idx], rmse[idx], n_used[idx], valid[idx] = out
     with np.errstate(divide="ignore", invalid="ignore"):
         nrmse = rmse / s0
-    return R2StarFit(r2.reshape(shape), s0.reshape(shape), rmse.reshape(shape),
-                     nrmse.reshape(shape), n_used.reshape(shape), valid.reshape(shape))
+    return R2StarFit(
+        r2.reshape(shape),
+        s0.reshape(shape),
+        rmse.reshape(shape),
+        nrmse.reshape(shape),
+        n_used.reshape(shape),
+        valid.reshape(shape),
+    )
 
 
 def delta_r2star(pre, post, mask=None):
@@ -344,6 +382,7 @@ def delta_r2star(pre, post, mask=None):
     float array (...)
         ``post - pre`` where both are valid and finite (and inside ``mask``), NaN elsewhere.
     """
+
     def split(x):
         if isinstance(x, R2StarFit):
             return np.asarray(x.r2star, float), np.asarray(x.valid, bool)
@@ -353,8 +392,10 @@ def delta_r2star(pre, post, mask=None):
     a, va = split(pre)
     b, vb = split(post)
     if a.shape != b.shape:
-        raise ValueError(f"delta_r2star: pre has shape {a.shape} but post has {b.shape}; "
-                         "resample them to one grid first")
+        raise ValueError(
+            f"delta_r2star: pre has shape {a.shape} but post has {b.shape}; "
+            "resample them to one grid first"
+        )
     ok = va & vb & np.isfinite(a) & np.isfinite(b)
     if mask is not None:
         m = np.asarray(mask, bool)

@@ -37,9 +37,15 @@ MAX_REPORT_BYTES = 20 * 1024 * 1024
 # derivative suffix -> modality section; 'residual' follows its siblings (see _modality)
 SUFFIX_MODALITY = {
     "enhancement": "gadolinium",
-    "Ktrans": "dce", "vp": "dce", "ve": "dce", "T1map": "dce",
-    "dR2star": "uspio", "R2starmap": "uspio",
-    "SUV": "pet", "SUVR": "pet", "pet": "pet",
+    "Ktrans": "dce",
+    "vp": "dce",
+    "ve": "dce",
+    "T1map": "dce",
+    "dR2star": "uspio",
+    "R2starmap": "uspio",
+    "SUV": "pet",
+    "SUVR": "pet",
+    "pet": "pet",
     "ratio": "spect",
 }
 # suffixes used only as registration references (not drawn as quantitative maps)
@@ -49,10 +55,22 @@ REFERENCE_ONLY = {"pet"}
 NATIVE_ONLY = {"T1map", "R2starmap", "SUV", "ve", ("enhancement", "subtraction")}
 NOT_DRAWN = {"residual", ("R2starmap", "post")}
 # regional tables: ``modality`` column (or desc) -> section
-TABLE_MODALITY = {"anat": "anat", "gadolinium": "gadolinium", "dce": "dce", "uspio": "uspio",
-                  "iron_oxide": "uspio", "pet": "pet", "spect": "spect", "nT1w": "anat",
-                  "percent": "gadolinium", "dR2star": "uspio", "SUV": "pet", "SUVR": "pet",
-                  "ratio": "spect", "lateEarlyRatio": "spect"}
+TABLE_MODALITY = {
+    "anat": "anat",
+    "gadolinium": "gadolinium",
+    "dce": "dce",
+    "uspio": "uspio",
+    "iron_oxide": "uspio",
+    "pet": "pet",
+    "spect": "spect",
+    "nT1w": "anat",
+    "percent": "gadolinium",
+    "dR2star": "uspio",
+    "SUV": "pet",
+    "SUVR": "pet",
+    "ratio": "spect",
+    "lateEarlyRatio": "spect",
+}
 TITLES = {
     "anat": "Anatomy and registration to the template",
     "gadolinium": "Gadolinium enhancement",
@@ -64,13 +82,33 @@ TITLES = {
 }
 ORDER = ["anat", "gadolinium", "dce", "uspio", "pet", "spect", "other"]
 # image used to check a modality's registration to the T1w (on the modality's own grid)
-REGISTRATION_REFERENCE = {"dce": ["T1map", "Ktrans"], "uspio": ["R2starmap", "dR2star"],
-                          "pet": ["pet", "SUV", "SUVR"], "spect": ["ratio"]}
+REGISTRATION_REFERENCE = {
+    "dce": ["T1map", "Ktrans"],
+    "uspio": ["R2starmap", "dR2star"],
+    "pet": ["pet", "SUV", "SUVR"],
+    "spect": ["ratio"],
+}
 # the 'from-' label of the rigid transform to the T1w written for each modality
-XFM_FROM = {"dce": ["dce"], "uspio": ["MEGRE"], "pet": ["pet", "PET"],
-            "spect": ["spect", "SPECT"], "gadolinium": ["postcontrast"]}
-MAP_ORDER = ["enhancement", "Ktrans", "vp", "ve", "T1map", "dR2star", "R2starmap", "SUVR",
-             "SUV", "ratio", "residual"]
+XFM_FROM = {
+    "dce": ["dce"],
+    "uspio": ["MEGRE"],
+    "pet": ["pet", "PET"],
+    "spect": ["spect", "SPECT"],
+    "gadolinium": ["postcontrast"],
+}
+MAP_ORDER = [
+    "enhancement",
+    "Ktrans",
+    "vp",
+    "ve",
+    "T1map",
+    "dR2star",
+    "R2starmap",
+    "SUVR",
+    "SUV",
+    "ratio",
+    "residual",
+]
 # sidecar fields shown as QC metrics (label, format); plus any key matching QC_PATTERN
 QC_KEYS = {
     "NormalisationMethod": ("normalisation method", "s"),
@@ -162,8 +200,7 @@ class SessionFiles:
         for f in self.files:
             if f.suffix != suffix or f.ext != ext:
                 continue
-            if all((f.get(k) is None) if v is None else (f.get(k) == v)
-                   for k, v in ents.items()):
+            if all((f.get(k) is None) if v is None else (f.get(k) == v) for k, v in ents.items()):
                 out.append(f)
         return out
 
@@ -224,15 +261,27 @@ def summarise_crashes(out_dir, label: str, since: float | None = None) -> list[d
                 node = str(crash.get("node", "")) or None
                 tb = "".join(crash.get("traceback", [])).strip().splitlines()
                 last = tb[-1].strip() if tb else None
-            except Exception:  # noqa: BLE001 - unreadable: list the file anyway
+            except Exception:  # noqa: BLE001, S110
                 pass
         m = re.match(r"crash-(\d{8})-(\d{6})", path.name)
-        when = (f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]} "
-                f"{m.group(2)[:2]}:{m.group(2)[2:4]}:{m.group(2)[4:]}") if m else ""
+        when = (
+            (
+                f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]} "
+                f"{m.group(2)[:2]}:{m.group(2)[2:4]}:{m.group(2)[4:]}"
+            )
+            if m
+            else ""
+        )
         mtime = path.stat().st_mtime
-        out.append({"file": path.relative_to(Path(out_dir)).as_posix(),
-                    "node": node or "unknown node", "message": last or "(no traceback)",
-                    "time": when, "stale": since is not None and mtime < since})
+        out.append(
+            {
+                "file": path.relative_to(Path(out_dir)).as_posix(),
+                "node": node or "unknown node",
+                "message": last or "(no traceback)",
+                "time": when,
+                "stale": since is not None and mtime < since,
+            }
+        )
     return out
 
 
@@ -240,7 +289,7 @@ def summarise_crashes(out_dir, label: str, since: float | None = None) -> list[d
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # noqa: ICN001
 
     if matplotlib.get_backend().lower() != "agg":
         matplotlib.use("Agg", force=True)
@@ -269,9 +318,12 @@ def _apply_rigid(moving_path, fixed_path, xfm_path, tmpdir, interp="linear"):
     moving = _load(moving_path)
     tmp_in = Path(tmpdir) / "moving.nii.gz"
     moving.to_filename(tmp_in)
-    out = ants.apply_transforms(fixed=ants.image_read(str(fixed_path)),
-                                moving=ants.image_read(str(tmp_in)),
-                                transformlist=[str(xfm_path)], interpolator=interp)
+    out = ants.apply_transforms(
+        fixed=ants.image_read(str(fixed_path)),
+        moving=ants.image_read(str(tmp_in)),
+        transformlist=[str(xfm_path)],
+        interpolator=interp,
+    )
     tmp_out = Path(tmpdir) / f"resampled_{Path(moving_path).name}"
     out.to_file(str(tmp_out))
     return _load(tmp_out)
@@ -325,7 +377,7 @@ def _template_mask(template: str, ref_img):
     for r in (res, None):
         try:
             return get_template_file(template, r, desc="brain", suffix="mask")
-        except Exception:  # noqa: BLE001 - any TemplateFlow failure: try the next, else skip
+        except Exception:  # noqa: BLE001, S112
             continue
     return None
 
@@ -337,7 +389,7 @@ def _template_t1w(template: str, ref_img):
     for r, desc in ((res, "brain"), (res, None), (None, "brain")):
         try:
             return get_template_file(template, r, desc=desc, suffix="T1w")
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S112
             continue
     return None
 
@@ -396,20 +448,37 @@ def _cuts(mask_img, n, axes="xyz"):
     return out
 
 
-def _anat_figure(figs, bg, name, title, contours=None, edges=None, rois=None, cuts=4,
-                 cut_mask=None, vmax=None):
+def _anat_figure(
+    figs, bg, name, title, contours=None, edges=None, rois=None, cuts=4, cut_mask=None, vmax=None
+):
     """T1w-like image with contours (a mask), edges (another image) or an ROI overlay."""
     from nilearn import plotting
 
     coords = _cuts(cut_mask if cut_mask is not None else contours, cuts)
     if rois is not None:
-        display = plotting.plot_roi(rois, bg_img=bg, display_mode="mosaic", cut_coords=coords,
-                                    title=title, alpha=0.45, cmap="tab20",
-                                    draw_cross=False, annotate=True, colorbar=False)
+        display = plotting.plot_roi(
+            rois,
+            bg_img=bg,
+            display_mode="mosaic",
+            cut_coords=coords,
+            title=title,
+            alpha=0.45,
+            cmap="tab20",
+            draw_cross=False,
+            annotate=True,
+            colorbar=False,
+        )
     else:
-        display = plotting.plot_anat(bg, display_mode="mosaic", cut_coords=coords,
-                                     title=title, draw_cross=False, dim=-0.3, vmax=vmax,
-                                     colorbar=False)
+        display = plotting.plot_anat(
+            bg,
+            display_mode="mosaic",
+            cut_coords=coords,
+            title=title,
+            draw_cross=False,
+            dim=-0.3,
+            vmax=vmax,
+            colorbar=False,
+        )
     if contours is not None:
         display.add_contours(contours, levels=[0.5], colors="r", linewidths=1.0)
     if edges is not None:
@@ -422,14 +491,23 @@ def _map_figure(figs, img, bg, name, title, units="", cuts=5, cut_mask=None):
     from nilearn import plotting
 
     vmin, vmax, sym = _range(img)
-    kw = dict(cmap="cold_hot" if sym else "inferno", vmax=vmax, symmetric_cbar=sym,
-              threshold=abs(vmax) * 1e-4, colorbar=True, display_mode="z",
-              cut_coords=_cuts(cut_mask, cuts, "z"), draw_cross=False, annotate=True,
-              title=f"{title}" + (f" [{units}]" if units else ""))
+    kw = dict(
+        cmap="cold_hot" if sym else "inferno",
+        vmax=vmax,
+        symmetric_cbar=sym,
+        threshold=abs(vmax) * 1e-4,
+        colorbar=True,
+        display_mode="z",
+        cut_coords=_cuts(cut_mask, cuts, "z"),
+        draw_cross=False,
+        annotate=True,
+        title=f"{title}" + (f" [{units}]" if units else ""),
+    )
     if not sym:
         kw["vmin"] = vmin
-    display = plotting.plot_stat_map(img, bg_img=bg if bg is not None else False,
-                                     black_bg=True, dim=-0.3, **kw)
+    display = plotting.plot_stat_map(
+        img, bg_img=bg if bg is not None else False, black_bg=True, dim=-0.3, **kw
+    )
     return figs.save_display(display, name)
 
 
@@ -466,8 +544,11 @@ def _region_chart(figs, tsv: Deriv, title_extra=""):
         for s in vals:
             row = sub[sub["hemisphere"].astype(str) == s]
             vals[s].append(float(row["mean"].iloc[0]) if len(row) else np.nan)
-            errs[s].append(float(row["sd"].iloc[0]) if len(row) and "sd" in row
-                           and np.isfinite(row["sd"].iloc[0]) else 0.0)
+            errs[s].append(
+                float(row["sd"].iloc[0])
+                if len(row) and "sd" in row and np.isfinite(row["sd"].iloc[0])
+                else 0.0
+            )
         row = sub[sub["hemisphere"].astype(str) == "AI"]
         ai.append(float(row["mean"].iloc[0]) if len(row) else np.nan)
     plt = _plt()
@@ -481,14 +562,33 @@ def _region_chart(figs, tsv: Deriv, title_extra=""):
         ok = np.isfinite(v)
         if not ok.any():
             continue
-        ax.barh(y[ok] + off[s], v[ok], height=0.38 if s != "bilateral" else 0.5,
-                color=colors[s], label=s)
-        ax.errorbar(v[ok], y[ok] + off[s], xerr=np.asarray(errs[s])[ok], fmt="none",
-                    ecolor="k", elinewidth=0.6, alpha=0.6)
+        ax.barh(
+            y[ok] + off[s],
+            v[ok],
+            height=0.38 if s != "bilateral" else 0.5,
+            color=colors[s],
+            label=s,
+        )
+        ax.errorbar(
+            v[ok],
+            y[ok] + off[s],
+            xerr=np.asarray(errs[s])[ok],
+            fmt="none",
+            ecolor="k",
+            elinewidth=0.6,
+            alpha=0.6,
+        )
     for i, a in enumerate(ai):
         if np.isfinite(a):
-            ax.annotate(f"AI {a:+.2f}", (1.0, y[i]), xycoords=("axes fraction", "data"),
-                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+            ax.annotate(
+                f"AI {a:+.2f}",
+                (1.0, y[i]),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
     ax.set_yticks(y)
     ax.set_yticklabels(rois, fontsize=7)
     ax.invert_yaxis()
@@ -498,10 +598,11 @@ def _region_chart(figs, tsv: Deriv, title_extra=""):
     ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=7, loc="lower right", frameon=False)
     side = tsv.sidecar().get("HeadacheSide")
-    ax.set_title(f"{tsv.get('atlas', '')} {metric}{title_extra}"
-                 + (f" (headache side: {side})" if side not in (None, "", "n/a", "none")
-                    else ""),
-                 fontsize=9)
+    ax.set_title(
+        f"{tsv.get('atlas', '')} {metric}{title_extra}"
+        + (f" (headache side: {side})" if side not in (None, "", "n/a", "none") else ""),
+        fontsize=9,
+    )
     fig.tight_layout()
     return figs.save_fig(fig, f"{tsv.stem}_chart.svg"), None
 
@@ -536,8 +637,7 @@ def _fmt(value, spec="") -> str:
         if not math.isfinite(float(value)):
             return str(value)
         try:
-            return format(float(value), spec if spec and spec != "d" and spec != "s"
-                          else ".4g")
+            return format(float(value), spec if spec and spec != "d" and spec != "s" else ".4g")
         except ValueError:
             return str(value)
     if isinstance(value, (list, tuple)):
@@ -559,8 +659,7 @@ def _sidecar_qc(files) -> list[dict]:
                 continue
             seen.add(sig)
             label, spec = QC_KEYS.get(key, (key, ""))
-            out.append({"name": label, "key": key, "value": _fmt(value, spec),
-                        "source": f.name})
+            out.append({"name": label, "key": key, "value": _fmt(value, spec), "source": f.name})
     return out
 
 
@@ -570,8 +669,7 @@ def _modality(f: Deriv, session: SessionFiles) -> str | None:
     if f.suffix == "residual":
         same = {k: f.get(k) for k in ("ce", "trc")}
         for suffix in ("Ktrans", "R2starmap", "dR2star", "SUV", "SUVR"):
-            if any(all(g.get(k) == v for k, v in same.items()) for g in
-                   session.find(suffix)):
+            if any(all(g.get(k) == v for k, v in same.items()) for g in session.find(suffix)):
                 return SUFFIX_MODALITY[suffix]
         return "uspio" if f.get("ce") is None and session.find("R2starmap") else "other"
     return None
@@ -596,8 +694,11 @@ def _xfm_for(f: Deriv, modality: str, sessions: dict, session: SessionFiles):
                     continue
                 if x.ext not in (".mat", ".h5", ".txt"):
                     continue
-                extra = {k: v for k, v in x.entities.items()
-                         if k not in ("sub", "ses", "from", "to", "mode")}
+                extra = {
+                    k: v
+                    for k, v in x.entities.items()
+                    if k not in ("sub", "ses", "from", "to", "mode")
+                }
                 if all(f.get(k) == v for k, v in extra.items()):
                     return x, ses
     return None, ref_ses
@@ -631,8 +732,9 @@ def _units(f: Deriv) -> str:
 
 def _map_title(f: Deriv) -> str:
     desc = f.get("desc")
-    return f"{f.suffix}" + (f" ({desc})" if desc and desc != "fit" else
-                            " (fit residual)" if desc == "fit" else "")
+    return f"{f.suffix}" + (
+        f" ({desc})" if desc and desc != "fit" else " (fit residual)" if desc == "fit" else ""
+    )
 
 
 class _Builder:
@@ -655,69 +757,115 @@ class _Builder:
         import numpy as np
         from scipy import ndimage
 
-        sec = {"key": "anat", "title": TITLES["anat"], "agent": None, "figures": [],
-               "charts": [], "qc": [], "tables": [], "notes": []}
+        sec = {
+            "key": "anat",
+            "title": TITLES["anat"],
+            "agent": None,
+            "figures": [],
+            "charts": [],
+            "qc": [],
+            "tables": [],
+            "notes": [],
+        }
         t1w = ses.one("T1w", desc="preproc", space=None, ce=None)
         mask = ses.one("mask", desc="brain", space=None)
         if t1w is None:
-            sec["notes"].append("no preprocessed T1w in this session (the anatomical "
-                                "workflow did not finish)")
+            sec["notes"].append(
+                "no preprocessed T1w in this session (the anatomical workflow did not finish)"
+            )
             return sec
         t1 = _load(t1w.path)
         if mask is not None:
             m = _load(mask.path)
             mdat = np.asarray(m.dataobj) > 0.5
             vox = float(np.prod(m.header.get_zooms()[:3]))
-            sec["qc"].append({"name": "brain volume (cm³)", "key": "computed",
-                              "value": f"{mdat.sum() * vox / 1000:.0f}", "source": mask.name})
+            sec["qc"].append(
+                {
+                    "name": "brain volume (cm³)",
+                    "key": "computed",
+                    "value": f"{mdat.sum() * vox / 1000:.0f}",
+                    "source": mask.name,
+                }
+            )
             dat = np.asarray(t1.dataobj)
             far = np.zeros_like(mdat)
             if mdat.any():  # air: outside the head (signal above 10 % of the brain median)
-                head = ndimage.binary_fill_holes(ndimage.binary_closing(
-                    dat > 0.1 * float(np.median(dat[mdat])), iterations=2))
+                head = ndimage.binary_fill_holes(
+                    ndimage.binary_closing(dat > 0.1 * float(np.median(dat[mdat])), iterations=2)
+                )
                 far = ~ndimage.binary_dilation(head, iterations=3) & (dat != 0)
             if far.sum() > 100 and mdat.any():
                 sd = float(np.std(dat[far]))
                 if sd > 0:
-                    sec["qc"].append({"name": "T1w SNR (brain mean / SD of the air "
-                                      "background; computed for this report)",
-                                      "key": "computed",
-                                      "value": f"{float(np.mean(dat[mdat])) / sd:.1f}",
-                                      "source": t1w.name})
-            atlas = next((d for d in ses.find("dseg", space=None)
-                          if d.get("desc") is None and d.get("ce") is None
-                          and d.get("trc") is None), None)
-            src = self._try("brain mask figure", _anat_figure, self.figs, t1,
-                            f"{t1w.stem}_desc-brainmask.png",
-                            "T1w (native) with the brain mask (red)"
-                            + (" and atlas labels" if atlas else ""),
-                            contours=m, rois=_load(atlas.path) if atlas else None)
+                    sec["qc"].append(
+                        {
+                            "name": "T1w SNR (brain mean / SD of the air "
+                            "background; computed for this report)",
+                            "key": "computed",
+                            "value": f"{float(np.mean(dat[mdat])) / sd:.1f}",
+                            "source": t1w.name,
+                        }
+                    )
+            atlas = next(
+                (
+                    d
+                    for d in ses.find("dseg", space=None)
+                    if d.get("desc") is None and d.get("ce") is None and d.get("trc") is None
+                ),
+                None,
+            )
+            src = self._try(
+                "brain mask figure",
+                _anat_figure,
+                self.figs,
+                t1,
+                f"{t1w.stem}_desc-brainmask.png",
+                "T1w (native) with the brain mask (red)" + (" and atlas labels" if atlas else ""),
+                contours=m,
+                rois=_load(atlas.path) if atlas else None,
+            )
             if src:
-                sec["figures"].append({"src": src, "kind": "registration", "caption":
-                                       "Native T1w with the brain mask brought from the "
-                                       "template (red contour)" + (
-                                           f" and the {atlas.get('atlas')} atlas labels"
-                                           if atlas else ""), "file": t1w.name})
+                sec["figures"].append(
+                    {
+                        "src": src,
+                        "kind": "registration",
+                        "caption": "Native T1w with the brain mask brought from the "
+                        "template (red contour)"
+                        + (f" and the {atlas.get('atlas')} atlas labels" if atlas else ""),
+                        "file": t1w.name,
+                    }
+                )
         for tpl in ses.find("T1w", desc="preproc", ce=None):
             space = tpl.get("space")
             if not space:
                 continue
             timg = _load(tpl.path)
             tmask = self._try("template mask", _template_mask, space, timg)
-            caption = (f"T1w in {space} space with the template brain-mask contour (red)"
-                       if tmask else f"T1w in {space} space (template mask unavailable from "
-                       "TemplateFlow: no contour)")
-            src = self._try("template registration figure", _anat_figure, self.figs, timg,
-                            f"{tpl.stem}_desc-tplcontour.png", f"T1w in {space}",
-                            contours=_load(tmask) if tmask else None)
+            caption = (
+                f"T1w in {space} space with the template brain-mask contour (red)"
+                if tmask
+                else f"T1w in {space} space (template mask unavailable from "
+                "TemplateFlow: no contour)"
+            )
+            src = self._try(
+                "template registration figure",
+                _anat_figure,
+                self.figs,
+                timg,
+                f"{tpl.stem}_desc-tplcontour.png",
+                f"T1w in {space}",
+                contours=_load(tmask) if tmask else None,
+            )
             self.cut_masks[space] = _load(tmask) if tmask else None
             if src:
-                sec["figures"].append({"src": src, "kind": "registration",
-                                       "caption": caption, "file": tpl.name})
+                sec["figures"].append(
+                    {"src": src, "kind": "registration", "caption": caption, "file": tpl.name}
+                )
             tt1 = self._try("template T1w", _template_t1w, space, timg)
             if tt1 and tmask:
-                self._similarity(sec, timg, _load(tt1), _load(tmask),
-                                 f"T1w ↔ {space} template", tpl.name)
+                self._similarity(
+                    sec, timg, _load(tt1), _load(tmask), f"T1w ↔ {space} template", tpl.name
+                )
         return sec
 
     def _similarity(self, sec, a, b, mask_img, what, source):
@@ -725,19 +873,27 @@ class _Builder:
         from nilearn.image import resample_to_img
 
         if not same_grid(a, b):
-            b = resample_to_img(b, a, interpolation="continuous", force_resample=True,
-                                copy_header=True)
+            b = resample_to_img(
+                b, a, interpolation="continuous", force_resample=True, copy_header=True
+            )
         mask = None
         if mask_img is not None:
             if not same_grid(mask_img, a):
-                mask_img = resample_to_img(mask_img, a, interpolation="nearest",
-                                           force_resample=True, copy_header=True)
+                mask_img = resample_to_img(
+                    mask_img, a, interpolation="nearest", force_resample=True, copy_header=True
+                )
             mask = np.asarray(mask_img.dataobj) > 0.5
         v = self._try(f"similarity {what}", nmi, a, b, mask)
         if v is not None:
-            sec["qc"].append({"name": f"registration similarity, {what} (NMI, 1–2, higher "
-                              "is better; computed for this report)", "key": "computed",
-                              "value": f"{v:.3f}", "source": source})
+            sec["qc"].append(
+                {
+                    "name": f"registration similarity, {what} (NMI, 1–2, higher "
+                    "is better; computed for this report)",
+                    "key": "computed",
+                    "value": f"{v:.3f}",
+                    "source": source,
+                }
+            )
 
     # modalities ---------------------------------------------------------------------
     def modality_sections(self, ses: SessionFiles, sessions: dict):
@@ -762,10 +918,14 @@ class _Builder:
         for f in ses.files:
             if f.suffix == "regions" and f.ext == ".tsv":
                 df = _read_table(f.path)
-                mcol = (str(df["modality"].iloc[0]) if df is not None and "modality" in df
-                        and len(df) else None)
-                mod = TABLE_MODALITY.get(mcol or "", TABLE_MODALITY.get(f.get("desc", ""),
-                                                                       "other"))
+                mcol = (
+                    str(df["modality"].iloc[0])
+                    if df is not None and "modality" in df and len(df)
+                    else None
+                )
+                mod = TABLE_MODALITY.get(
+                    mcol or "", TABLE_MODALITY.get(f.get("desc", ""), "other")
+                )
                 key = (mod, None if mod == "anat" else _section_label(f))
                 tables.setdefault(key, []).append(f)
                 if mod != "anat":
@@ -773,22 +933,34 @@ class _Builder:
         t1w = ses.one("T1w", desc="preproc", space=None, ce=None)
         mask = ses.one("mask", desc="brain", space=None)
         sections = []
-        for (mod, agent) in sorted(groups, key=lambda k: (ORDER.index(k[0])
-                                                          if k[0] in ORDER else 99,
-                                                          k[1] or "")):
+        for mod, agent in sorted(
+            groups, key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[1] or "")
+        ):
             files = sorted(groups[(mod, agent)], key=_map_sort_key)
             # a map the workflow also wrote on the T1w grid (space-T1w) is drawn once
-            on_t1w = {(f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) for f in files
-                      if f.get("space") == "T1w"}
+            on_t1w = {
+                (f.suffix, f.get("desc"), f.get("ce"), f.get("trc"))
+                for f in files
+                if f.get("space") == "T1w"
+            }
             drawn, undrawn = [], []
             for f in files:
                 if f.suffix in REFERENCE_ONLY or (
-                        f.get("space") is None
-                        and (f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) in on_t1w):
+                    f.get("space") is None
+                    and (f.suffix, f.get("desc"), f.get("ce"), f.get("trc")) in on_t1w
+                ):
                     continue
                 (drawn if _drawn(f, mod) else undrawn).append(f)
-            sec = {"key": mod, "title": TITLES.get(mod, mod), "agent": agent, "figures": [],
-                   "charts": [], "qc": [], "tables": [], "notes": []}
+            sec = {
+                "key": mod,
+                "title": TITLES.get(mod, mod),
+                "agent": agent,
+                "figures": [],
+                "charts": [],
+                "qc": [],
+                "tables": [],
+                "notes": [],
+            }
             if mod == "gadolinium":
                 self._gadolinium_registration(sec, ses, agent, t1w, mask)
             elif mod in REGISTRATION_REFERENCE and t1w is not None:
@@ -796,30 +968,47 @@ class _Builder:
             for f in drawn:
                 self._map(sec, f, mod, ses, sessions)
             if undrawn:
-                sec["notes"].append("Written but not drawn (template-space copies of maps "
-                                    "drawn in native space, fit residuals summarised in the "
-                                    "QC table, post-infusion R2*): "
-                                    + ", ".join(f.name for f in undrawn))
-            extra = [g for g in ses.files if g.ext == ".tsv" and _section_label(g) == agent
-                     and g.suffix in ("findings", "timeseries")]
+                sec["notes"].append(
+                    "Written but not drawn (template-space copies of maps "
+                    "drawn in native space, fit residuals summarised in the "
+                    "QC table, post-infusion R2*): " + ", ".join(f.name for f in undrawn)
+                )
+            extra = [
+                g
+                for g in ses.files
+                if g.ext == ".tsv"
+                and _section_label(g) == agent
+                and g.suffix in ("findings", "timeseries")
+            ]
             for g in extra:
                 if g.suffix == "timeseries" and mod == "dce":
                     src = self._try("input-function chart", _vif_chart, self.figs, g)
                     if src:
-                        sec["charts"].append({"src": src, "caption": "Input function "
-                                              "(blood and plasma concentration)",
-                                              "file": g.name})
+                        sec["charts"].append(
+                            {
+                                "src": src,
+                                "caption": "Input function (blood and plasma concentration)",
+                                "file": g.name,
+                            }
+                        )
                 elif g.suffix == "findings" and mod == "gadolinium":
                     sec["tables"].append(self._findings_table(g))
             for tsv in tables.get((mod, agent), []):
                 self._chart(sec, tsv)
-            sec["qc"] += _sidecar_qc(files + ([g for g in ses.files if g.suffix == "T1w"
-                                               and g.get("ce") == agent]
-                                              if mod == "gadolinium" else []))
+            sec["qc"] += _sidecar_qc(
+                files
+                + (
+                    [g for g in ses.files if g.suffix == "T1w" and g.get("ce") == agent]
+                    if mod == "gadolinium"
+                    else []
+                )
+            )
             self._computed_qc(sec, mod, files, np)
             if not (sec["figures"] or sec["charts"] or sec["tables"]):
-                sec["notes"].append("no maps or tables were found for this modality (a step "
-                                    "may have failed: see the errors above)")
+                sec["notes"].append(
+                    "no maps or tables were found for this modality (a step "
+                    "may have failed: see the errors above)"
+                )
             sections.append(sec)
         # anatomical regional tables go to the anatomy section (returned separately)
         return sections, tables.get(("anat", None), [])
@@ -829,23 +1018,41 @@ class _Builder:
         if post is None or t1w is None:
             return
         pre_img, post_img = _load(t1w.path), _load(post.path)
-        src = self._try("post-on-pre figure", _anat_figure, self.figs, pre_img,
-                        f"{post.stem}_desc-postonpre.png",
-                        f"pre-contrast T1w with post-contrast ({agent}) edges",
-                        edges=post_img)
+        src = self._try(
+            "post-on-pre figure",
+            _anat_figure,
+            self.figs,
+            pre_img,
+            f"{post.stem}_desc-postonpre.png",
+            f"pre-contrast T1w with post-contrast ({agent}) edges",
+            edges=post_img,
+        )
         if src:
-            sec["figures"].append({"src": src, "kind": "registration", "caption":
-                                   f"Pre-contrast T1w with the edges of the post-contrast "
-                                   f"({agent}) T1w registered to it (red)", "file": post.name})
+            sec["figures"].append(
+                {
+                    "src": src,
+                    "kind": "registration",
+                    "caption": f"Pre-contrast T1w with the edges of the post-contrast "
+                    f"({agent}) T1w registered to it (red)",
+                    "file": post.name,
+                }
+            )
         m = _load(mask.path) if mask is not None else None
         self._similarity(sec, pre_img, post_img, m, "post ↔ pre T1w", post.name)
 
     def _modality_registration(self, sec, ses, sessions, mod, files, mask):
         ref = None
         for suffix in REGISTRATION_REFERENCE[mod]:
-            ref = next((f for f in files if f.suffix == suffix and f.get("space") is None
-                        and (mod != "uspio" or f.get("ce") is None)), None) or next(
-                (f for f in files if f.suffix == suffix and f.get("space") is None), None)
+            ref = next(
+                (
+                    f
+                    for f in files
+                    if f.suffix == suffix
+                    and f.get("space") is None
+                    and (mod != "uspio" or f.get("ce") is None)
+                ),
+                None,
+            ) or next((f for f in files if f.suffix == suffix and f.get("space") is None), None)
             if ref is not None:
                 break
         if ref is None:
@@ -858,8 +1065,9 @@ class _Builder:
         t1 = _load(t1w.path)
         moved, how = self._to_t1w(ref, t1w, xfm)
         if moved is None:
-            sec["notes"].append(f"{ref.name}: no transform to the T1w and not on its grid: "
-                                "no registration overlay")
+            sec["notes"].append(
+                f"{ref.name}: no transform to the T1w and not on its grid: no registration overlay"
+            )
             return
         m = _load(rmask.path) if rmask is not None else None
         vmax = None
@@ -868,16 +1076,29 @@ class _Builder:
 
             inside = np.asarray(moved.dataobj)[np.asarray(m.dataobj) > 0.5]
             vmax = float(np.percentile(inside, 99)) if inside.size else None
-        src = self._try("registration figure", _anat_figure, self.figs, moved,
-                        f"{ref.stem}_desc-ont1w.png",
-                        f"{ref.suffix} on the T1w grid, T1w brain mask (red)",
-                        contours=m, edges=None if m is not None else t1, vmax=vmax)
+        src = self._try(
+            "registration figure",
+            _anat_figure,
+            self.figs,
+            moved,
+            f"{ref.stem}_desc-ont1w.png",
+            f"{ref.suffix} on the T1w grid, T1w brain mask (red)",
+            contours=m,
+            edges=None if m is not None else t1,
+            vmax=vmax,
+        )
         if src:
-            sec["figures"].append({"src": src, "kind": "registration", "caption":
-                                   f"{ref.suffix} brought to the T1w ({how}) with the "
-                                   "contour of the T1w's brain mask (red)"
-                                   if m is not None else f"{ref.suffix} brought to the T1w "
-                                   f"({how}) with the T1w's edges (red)", "file": ref.name})
+            sec["figures"].append(
+                {
+                    "src": src,
+                    "kind": "registration",
+                    "caption": f"{ref.suffix} brought to the T1w ({how}) with the "
+                    "contour of the T1w's brain mask (red)"
+                    if m is not None
+                    else f"{ref.suffix} brought to the T1w ({how}) with the T1w's edges (red)",
+                    "file": ref.name,
+                }
+            )
         self._similarity(sec, moved, t1, m, f"{ref.suffix} ↔ T1w", ref.name)
 
     def _to_t1w(self, f, t1w, xfm):
@@ -885,8 +1106,9 @@ class _Builder:
         img = _load(f.path)
         t1 = _load(t1w.path)
         if xfm is not None:
-            moved = self._try(f"resampling {f.name}", _apply_rigid, f.path, t1w.path,
-                              xfm.path, self.tmpdir)
+            moved = self._try(
+                f"resampling {f.name}", _apply_rigid, f.path, t1w.path, xfm.path, self.tmpdir
+            )
             if moved is not None:
                 return moved, f"through {xfm.name}"
         if same_grid(img, t1):
@@ -905,17 +1127,21 @@ class _Builder:
             mask = ses.one("mask", desc="brain", space=None)
             cut_mask = _load(mask.path) if mask is not None and bg is not None else None
         elif space:
-            bg_f = next((s.one("T1w", desc="preproc", space=space, ce=None)
-                         for s in [ses, *sessions.values()]
-                         if s.one("T1w", desc="preproc", space=space, ce=None)), None)
+            bg_f = next(
+                (
+                    s.one("T1w", desc="preproc", space=space, ce=None)
+                    for s in [ses, *sessions.values()]
+                    if s.one("T1w", desc="preproc", space=space, ce=None)
+                ),
+                None,
+            )
             bg = _load(bg_f.path) if bg_f else None
             img = _load(f.path)
             where = f"{space} space" + ("" if bg is not None else " (no T1w background)")
             name = f"{f.stem}_desc-map.png"
             cut_mask = self.cut_masks.get(space)
         else:
-            xfm, ref_ses = _xfm_for(f, mod, sessions, ses) if mod != "gadolinium" else (
-                None, ses)
+            xfm, ref_ses = _xfm_for(f, mod, sessions, ses) if mod != "gadolinium" else (None, ses)
             t1w = ref_ses.one("T1w", desc="preproc", space=None, ce=None)
             img, how, bg = None, None, None
             if t1w is not None:
@@ -927,14 +1153,27 @@ class _Builder:
             name = f"{f.stem}_desc-map.png"
             mask = ref_ses.one("mask", desc="brain", space=None)
             cut_mask = _load(mask.path) if mask is not None and bg is not None else None
-        src = self._try(f"map figure {f.name}", _map_figure, self.figs, img, bg, name,
-                        f"{_map_title(f)} – "
-                        f"{'native' if space in (None, 'T1w') else space}", units,
-                        cut_mask=cut_mask)
+        src = self._try(
+            f"map figure {f.name}",
+            _map_figure,
+            self.figs,
+            img,
+            bg,
+            name,
+            f"{_map_title(f)} – {'native' if space in (None, 'T1w') else space}",
+            units,
+            cut_mask=cut_mask,
+        )
         if src:
-            sec["figures"].append({"src": src, "kind": "map", "caption":
-                                   f"{_map_title(f)}{' [' + units + ']' if units else ''}, "
-                                   f"{where}", "file": f.name, "space": space or "native"})
+            sec["figures"].append(
+                {
+                    "src": src,
+                    "kind": "map",
+                    "caption": f"{_map_title(f)}{' [' + units + ']' if units else ''}, {where}",
+                    "file": f.name,
+                    "space": space or "native",
+                }
+            )
 
     def _chart(self, sec, tsv):
         res = self._try(f"chart {tsv.name}", _region_chart, self.figs, tsv)
@@ -942,25 +1181,38 @@ class _Builder:
             return
         src, note = res
         if src:
-            sec["charts"].append({"src": src, "file": tsv.name, "caption":
-                                  f"Regional {tsv.get('desc', '')} ({tsv.get('atlas', '')} "
-                                  "atlas and extra-cerebral regions): mean ± sd; AI = "
-                                  "(ipsi − contra) / mean(ipsi, contra)"})
+            sec["charts"].append(
+                {
+                    "src": src,
+                    "file": tsv.name,
+                    "caption": f"Regional {tsv.get('desc', '')} ({tsv.get('atlas', '')} "
+                    "atlas and extra-cerebral regions): mean ± sd; AI = "
+                    "(ipsi − contra) / mean(ipsi, contra)",
+                }
+            )
         elif note:
             sec["notes"].append(f"{tsv.name}: {note}")
 
     def _findings_table(self, g):
         df = _read_table(g.path)
         rows = []
-        cols = [c for c in ("cluster", "roi", "hemisphere", *NUMERIC_TABLE_COLUMNS)
-                if df is not None and c in df]
+        cols = [
+            c
+            for c in ("cluster", "roi", "hemisphere", *NUMERIC_TABLE_COLUMNS)
+            if df is not None and c in df
+        ]
         if df is not None:
             for _, r in df.iterrows():
-                rows.append([_fmt(r[c], ".4g") if c in NUMERIC_TABLE_COLUMNS else str(r[c])
-                             for c in cols])
-        return {"title": "Enhancement findings (clusters above threshold)", "file": g.name,
-                "columns": cols, "rows": rows,
-                "empty": "no cluster above the threshold and minimum volume"}
+                rows.append(
+                    [_fmt(r[c], ".4g") if c in NUMERIC_TABLE_COLUMNS else str(r[c]) for c in cols]
+                )
+        return {
+            "title": "Enhancement findings (clusters above threshold)",
+            "file": g.name,
+            "columns": cols,
+            "rows": rows,
+            "empty": "no cluster above the threshold and minimum volume",
+        }
 
     def _computed_qc(self, sec, mod, files, np):
         for f in files:
@@ -971,10 +1223,15 @@ class _Builder:
                 d = np.asarray(img.dataobj)
                 v = d[d > 0]
                 if v.size:
-                    sec["qc"].append({"name": "median fit residual over fitted voxels"
-                                      + (f" [{_units(f)}]" if _units(f) else ""),
-                                      "key": "computed", "value": f"{np.median(v):.4g}",
-                                      "source": f.name})
+                    sec["qc"].append(
+                        {
+                            "name": "median fit residual over fitted voxels"
+                            + (f" [{_units(f)}]" if _units(f) else ""),
+                            "key": "computed",
+                            "value": f"{np.median(v):.4g}",
+                            "source": f.name,
+                        }
+                    )
             if f.suffix in ("Ktrans", "dR2star") and f.get("space") is None:
                 import nibabel as nb
 
@@ -982,16 +1239,24 @@ class _Builder:
                 finite = d[np.isfinite(d) & (d != 0)]
                 n_fit = f.sidecar().get("FittedVoxels")
                 if isinstance(n_fit, (int, float)) and n_fit > 0:
-                    sec["qc"].append({"name": f"{f.suffix}: fraction of fitted voxels without "
-                                      "a finite non-zero value (failed fits; computed)",
-                                      "key": "computed",
-                                      "value": f"{max(0.0, 1 - finite.size / n_fit):.4f}",
-                                      "source": f.name})
+                    sec["qc"].append(
+                        {
+                            "name": f"{f.suffix}: fraction of fitted voxels without "
+                            "a finite non-zero value (failed fits; computed)",
+                            "key": "computed",
+                            "value": f"{max(0.0, 1 - finite.size / n_fit):.4f}",
+                            "source": f.name,
+                        }
+                    )
                 if f.suffix == "Ktrans" and finite.size:
-                    sec["qc"].append({"name": "Ktrans: fraction of negative voxels "
-                                      "(noise)", "key": "computed",
-                                      "value": f"{float((finite < 0).mean()):.3f}",
-                                      "source": f.name})
+                    sec["qc"].append(
+                        {
+                            "name": "Ktrans: fraction of negative voxels (noise)",
+                            "key": "computed",
+                            "value": f"{float((finite < 0).mean()):.3f}",
+                            "source": f.name,
+                        }
+                    )
 
 
 # ----------------------------------------------------------------------------- entry
@@ -1013,8 +1278,9 @@ def _clear_figures(folder: Path):
             p.unlink()
 
 
-def build_participant_report(output_dir, subject: str, errors=(), run_started=None,
-                             dpi: int = 72) -> Path:
+def build_participant_report(
+    output_dir, subject: str, errors=(), run_started=None, dpi: int = 72
+) -> Path:
     """Write ``OUTPUT_DIR/sub-<label>.html`` and its figures from the derivatives on disk.
 
     Parameters
@@ -1047,44 +1313,68 @@ def build_participant_report(output_dir, subject: str, errors=(), run_started=No
     sessions = _sessions(out, label)
     by_label = {s.label: s for s in sessions}
     ctx_sessions = []
-    with tempfile.TemporaryDirectory(prefix="inflamap_report_") as tmpdir, \
-            warnings.catch_warnings():
+    with (
+        tempfile.TemporaryDirectory(prefix="inflamap_report_") as tmpdir,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")  # nilearn's notes (empty masks...) on every figure
         b = _Builder(out, label, figs, tmpdir)
         for ses in sessions:
             anat = b._try("anatomy section", b.anat_section, ses) or {
-                "key": "anat", "title": TITLES["anat"], "agent": None, "figures": [],
-                "charts": [], "qc": [], "tables": [], "notes": ["failed: see notes"]}
+                "key": "anat",
+                "title": TITLES["anat"],
+                "agent": None,
+                "figures": [],
+                "charts": [],
+                "qc": [],
+                "tables": [],
+                "notes": ["failed: see notes"],
+            }
             res = b._try("modality sections", b.modality_sections, ses, by_label)
             mods, anat_tables = res if res else ([], [])
             for tsv in anat_tables:
                 b._chart(anat, tsv)
-            ctx_sessions.append({"label": ses.label,
-                                 "id": f"ses-{ses.label}" if ses.label else "nosession",
-                                 "title": f"Session {ses.label}" if ses.label else "Session",
-                                 "sections": [anat, *mods]})
+            ctx_sessions.append(
+                {
+                    "label": ses.label,
+                    "id": f"ses-{ses.label}" if ses.label else "nosession",
+                    "title": f"Session {ses.label}" if ses.label else "Session",
+                    "sections": [anat, *mods],
+                }
+            )
     crashes = summarise_crashes(out, label, since=run_started)
     bp = boilerplate_path(out, label)
     boiler = None
     if bp.is_file():
-        boiler = {"blocks": parse_markdown(bp.read_text()),
-                  "file": bp.relative_to(out).as_posix()}
+        boiler = {"blocks": parse_markdown(bp.read_text()), "file": bp.relative_to(out).as_posix()}
     fig_bytes = sum(p.stat().st_size for p in figs.written if p.exists())
     elapsed = time.time() - t0
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
-                      autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     html = env.get_template("participant.html.j2").render(
-        subject=label, version=__version__, generated=time.strftime("%Y-%m-%d %H:%M:%S"),
-        crashes=crashes, errors=list(errors), warnings=b.warnings if sessions else [],
-        sessions=ctx_sessions, boilerplate=boiler, n_figures=len(figs.written),
-        figure_mb=f"{fig_bytes / 1e6:.1f}", seconds=f"{elapsed:.0f}")
+        subject=label,
+        version=__version__,
+        generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+        crashes=crashes,
+        errors=list(errors),
+        warnings=b.warnings if sessions else [],
+        sessions=ctx_sessions,
+        boilerplate=boiler,
+        n_figures=len(figs.written),
+        figure_mb=f"{fig_bytes / 1e6:.1f}",
+        seconds=f"{elapsed:.0f}",
+    )
     path = out / f"sub-{label}.html"
     atomic_write_text(html, path)
     total = fig_bytes + path.stat().st_size
     if total > MAX_REPORT_BYTES:
-        LOG.warning("report of sub-%s is %.1f MB (over 20 MB): lower the figure dpi",
-                    label, total / 1e6)
+        LOG.warning(
+            "report of sub-%s is %.1f MB (over 20 MB): lower the figure dpi", label, total / 1e6
+        )
     if not figs.written and figs.folder.is_dir() and not any(figs.folder.iterdir()):
         shutil.rmtree(figs.folder, ignore_errors=True)
     return path
@@ -1100,12 +1390,15 @@ def report_after_run(output_dir, subject: str, errors=(), since=None, progress=p
     try:
         path = build_participant_report(output_dir, subject, errors=errors, run_started=since)
     except Exception as exc:  # noqa: BLE001 - the report must not fail the run
-        progress(f"sub-{str(subject).removeprefix('sub-')}: report FAILED: "
-                 f"{type(exc).__name__}: {exc}")
+        progress(
+            f"sub-{str(subject).removeprefix('sub-')}: report FAILED: {type(exc).__name__}: {exc}"
+        )
         return None
     size = report_size(path)
-    progress(f"sub-{str(subject).removeprefix('sub-')}: report {path} "
-             f"({size / 1e6:.1f} MB, {time.time() - t0:.0f} s)")
+    progress(
+        f"sub-{str(subject).removeprefix('sub-')}: report {path} "
+        f"({size / 1e6:.1f} MB, {time.time() - t0:.0f} s)"
+    )
     return path
 
 
@@ -1128,15 +1421,19 @@ def run_reports_only(output_dir, labels=(), progress=print) -> int:
 
     out = Path(output_dir)
     if not out.is_dir():
-        raise InputMissingError(f"{out}: output folder not found; --reports-only needs the "
-                                "derivatives of an earlier participant run")
+        raise InputMissingError(
+            f"{out}: output folder not found; --reports-only needs the "
+            "derivatives of an earlier participant run"
+        )
     found = participant_labels(out)
     labels = [str(lb).removeprefix("sub-") for lb in labels] or found
     missing = [lb for lb in labels if lb not in found]
     if missing:
         raise InputMissingError(
-            f"{out}: no derivatives or logs for " + ", ".join(f"sub-{m}" for m in missing)
-            + "; run the participant level first")
+            f"{out}: no derivatives or logs for "
+            + ", ".join(f"sub-{m}" for m in missing)
+            + "; run the participant level first"
+        )
     if not labels:
         raise InputMissingError(f"{out}: no sub-<label> folders: nothing to report on")
     failed = 0
