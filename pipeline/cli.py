@@ -501,13 +501,17 @@ def run_participant(args, settings, layout, work) -> int:
 
                 traceback.print_exc()
             crash = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
-            failures.append(
-                (
-                    subject,
-                    str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__,
-                    crash[-1] if crash else None,
+            full = _full_disk(sub_work, out_dir)
+            if full:  # the cause, rather than the file a step could then not find
+                failures.append((subject, FailureMessage(full, "run", 1), None))
+            else:
+                failures.append(
+                    (
+                        subject,
+                        str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__,
+                        crash[-1] if crash else None,
+                    )
                 )
-            )
         finally:
             lock.release()
             recorder.stop()
@@ -537,6 +541,30 @@ def run_participant(args, settings, layout, work) -> int:
     if failures:  # participant, step, message and crash file of each; the exit code
         return report_failures(failures, n_participants)
     return 0
+
+
+#: a disk with less free space than this (bytes) is taken as the cause of a failed run
+FULL_DISK_BYTES = 64 * 2**20
+
+
+def _full_disk(*folders) -> str | None:
+    """A one-line message if the disk of one of ``folders`` is (nearly) full, else None."""
+    import shutil
+
+    for folder in folders:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        if free < FULL_DISK_BYTES:
+            which = "work" if folder != folders[-1] else "output"
+            return (
+                f"the disk of the {which} folder {folder} is full ({free / 2**20:.1f} MiB "
+                "free); free space, or choose another "
+                + ("-w" if which == "work" else "OUTPUT_DIR")
+                + ", and rerun (finished steps are reused)"
+            )
+    return None
 
 
 def _write_resources(path, recorder, subject, settings, failed):

@@ -17,6 +17,7 @@ after a ``SIGTERM`` from SLURM or a Ctrl-C), instead of workers surviving it.
 from __future__ import annotations
 
 import signal
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -98,15 +99,15 @@ class SafeMultiProcPlugin(MultiProcPlugin):
     def _async_callback(self, args):
         try:
             result = args.result()
-        except BaseException as exc:  # noqa: BLE001 - the worker is gone: record a failure
+        except BaseException as exc:  # noqa: BLE001 - no result came back: record a failure
             taskid = self._futures.get(id(args))
             if taskid is None:
                 return
-            result = {
-                "result": None,
-                "taskid": taskid,
-                "traceback": _died(self._names.get(taskid, "a step"), exc),
-            }
+            if isinstance(exc, BrokenProcessPool):  # the worker process is gone
+                tb = _died(self._names.get(taskid, "a step"), exc)
+            else:  # the worker raised outside the step (e.g. writing its result failed)
+                tb = traceback.format_exception(exc)
+            result = {"result": None, "taskid": taskid, "traceback": tb}
         self._taskresult[result["taskid"]] = result
 
     def terminate(self, timeout: float = 10.0) -> int:

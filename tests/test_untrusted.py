@@ -262,6 +262,52 @@ def test_a_dead_worker_fails_its_step_instead_of_hanging(tmp_path):
     assert not (tmp_path / "dying" / "after_death" / "result_after_death.pklz").exists()
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 15 MB file system (tmpfs) for a work folder that fills up."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=15M", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip()[:80]})")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.e2e
+def test_a_full_work_disk_ends_the_run_and_names_the_cause(demo_dir, small_disk, tmp_path):
+    out = tmp_path / "out"
+    before = tree_snapshot(demo_dir / "bids")
+    t0 = time.time()
+    proc = run_cli(
+        demo_dir / "bids",
+        out,
+        "participant",
+        "--config",
+        demo_dir / "inflamap-demo.yml",
+        "-w",
+        small_disk / "w",
+        "--participant-label",
+        "01",
+        "--nprocs",
+        "2",
+        "--omp-nthreads",
+        "1",
+        "--skip-bids-validation",
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert time.time() - t0 < 300
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"  sub-01: the disk of the work folder {small_disk / 'w'}"), last
+    assert "is full" in last and "choose another -w" in last, last
+    assert tree_snapshot(demo_dir / "bids") == before
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
@@ -276,9 +322,15 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.e2e
-def test_sigterm_stops_workers_writes_summary_and_exits_143(demo_dir, tmp_path):
-    """What SLURM does at a time limit: SIGTERM to the process. The run stops its workers,
-    prints the summary and writes resources.json; exit 143; the work folder resumes."""
+@pytest.mark.parametrize(
+    ("sig", "code", "words"),
+    [(signal.SIGTERM, 143, "terminated by SIGTERM"), (signal.SIGINT, 130, "interrupted (SIGINT)")],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_signal_stops_workers_writes_summary_and_exits(sig, code, words, demo_dir, tmp_path):
+    """What SLURM does at a time limit (SIGTERM) and a user at a terminal (Ctrl-C, SIGINT):
+    the run stops its workers, prints the summary and writes resources.json; exit 143/130;
+    the work folder resumes."""
     bids = tmp_path / "bids"
     shutil.copytree(demo_dir / "bids", bids)
     out, work = tmp_path / "out", tmp_path / "work"
@@ -323,7 +375,7 @@ def test_sigterm_stops_workers_writes_summary_and_exits_143(demo_dir, tmp_path):
         time.sleep(3)
         workers = _children(proc.pid)
         assert workers, "no worker processes while running"
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         t0 = time.time()
         rc = proc.wait(timeout=90)
     finally:
@@ -331,9 +383,9 @@ def test_sigterm_stops_workers_writes_summary_and_exits_143(demo_dir, tmp_path):
             proc.kill()
     reader.join(10)
     err = "".join(lines)
-    assert rc == 143, err
+    assert rc == code, err
     assert time.time() - t0 < 60
-    assert "sub-01: terminated by SIGTERM" in err, err
+    assert f"sub-01: {words}" in err, err
     assert "inflamap: 1 of 1 participant(s) failed:" in err
     summary = json.loads((out / "logs" / "sub-01" / "resources.json").read_text())
     assert summary["status"] == "failed"

@@ -99,7 +99,7 @@ def init_dce_wf(
     from pipeline.interfaces.dce import DCEFit, DCEReference, MergeFrames, VFAT1Map
 
     from .regional import init_regional_wf
-    from .utils import first, rigid_registration
+    from .utils import first, frames_on_reference, rigid_registration
 
     workflow = Workflow(name=name)
     patlak = settings.model == "patlak"
@@ -156,11 +156,12 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
         DCEReference(n_baseline=meta.n_baseline, n_frames=len(meta.times)), name="dce_reference"
     )
     mc = pe.MapNode(
-        rigid_registration(settings.motion, omp_nthreads, output_warped_image=True),
+        rigid_registration(settings.motion, omp_nthreads),
         iterfield=["moving_image"],
         name="motion_correction",
         n_procs=omp_nthreads,
     )
+    on_ref = frames_on_reference(omp_nthreads=omp_nthreads)
     merge = pe.Node(MergeFrames(), name="merge_frames")
     vfa = pe.Node(VFAT1Map(flip_angles=list(vfa_flip_angles), tr=vfa_tr), name="vfa_t1")
     to_t1w = pe.Node(
@@ -207,7 +208,9 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
     workflow.connect([
         (inputnode, ref, [("dce", "in_file")]),
         (ref, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
-        (mc, merge, [("warped_image", "in_files")]),
+        (ref, on_ref, [("reference", "reference_image"), ("frames", "input_image")]),
+        (mc, on_ref, [("forward_transforms", "transforms")]),
+        (on_ref, merge, [("output_image", "in_files")]),
         (inputnode, vfa, [("vfa", "in_files")]),
         (ref, vfa, [("reference", "reference")]),
         (inputnode, to_t1w, [("t1w_preproc", "fixed_image")]),

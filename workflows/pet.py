@@ -99,7 +99,14 @@ def init_pet_wf(
     from pipeline.models.pet import frame_decay_factors
 
     from .regional import init_regional_wf
-    from .utils import atlas_source, first, listify, merge_dicts, rigid_registration
+    from .utils import (
+        atlas_source,
+        first,
+        frames_on_reference,
+        listify,
+        merge_dicts,
+        rigid_registration,
+    )
 
     lo, hi = settings.window_min
     atlas = settings.atlas
@@ -177,11 +184,12 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         ).tolist()
     reg = settings.registration
     mc = pe.MapNode(
-        rigid_registration(reg, omp_nthreads, output_warped_image=True),
+        rigid_registration(reg, omp_nthreads),
         iterfield=["moving_image"],
         name="motion_correction",
         n_procs=omp_nthreads,
     )
+    on_ref = frames_on_reference(omp_nthreads=omp_nthreads)
     average = pe.Node(WeightedAverage(), name="weighted_average")
     to_t1w = pe.Node(
         rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
@@ -241,7 +249,9 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         (nonfinite, provenance, [("provenance", "b")]),
         (suv_t1w, provenance, [("n_outside", "n_outside")]),
         (select, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
-        (mc, average, [("warped_image", "in_files")]),
+        (select, on_ref, [("reference", "reference_image"), ("frames", "input_image")]),
+        (mc, on_ref, [("forward_transforms", "transforms")]),
+        (on_ref, average, [("output_image", "in_files")]),
         (select, average, [("durations", "durations")]),
         (inputnode, to_t1w, [("t1w_preproc", "fixed_image")]),
         (average, to_t1w, [("out_file", "moving_image")]),

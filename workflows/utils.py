@@ -63,6 +63,28 @@ def rigid_registration(
     )
 
 
+def frames_on_reference(name: str = "frames_on_reference", omp_nthreads: int = 1):
+    """Motion-corrected frames: every frame resampled once onto the reference with its own
+    rigid transform (a MapNode over ``input_image`` and ``transforms``); voxels a frame does
+    not cover (a slab moved by motion) are NaN, so they are not fitted or averaged as if the
+    signal were 0."""
+    from nipype.pipeline import engine as pe
+
+    from pipeline.interfaces.ants import ApplyTransforms
+
+    return pe.MapNode(
+        ApplyTransforms(
+            interpolation="Linear",
+            dimension=3,
+            float=True,
+            outside_nan=True,
+            num_threads=omp_nthreads,
+        ),
+        iterfield=["input_image", "transforms"],
+        name=name,
+    )
+
+
 def atlas_source(atlas: str, template_files: dict, key: str = "atlas", name: str = "atlas_source"):
     """A node whose outputs ``atlas`` and ``lut`` are the atlas in template space.
 
