@@ -31,6 +31,7 @@ import pandas as pd
 
 from . import __version__
 from .config import VOXELWISE_TYPES  # noqa: F401 - re-exported
+from .crashes import crash_files
 from .errors import InputMissingError
 from .utils import atomic_write_nifti, atomic_write_text
 
@@ -226,9 +227,7 @@ def _status(out: Path, expected, have, table, damaged=()) -> pd.DataFrame:
         ):
             newest[pid] = max(newest.get(pid, 0.0), (out / src).stat().st_mtime)
     for pid in expected:
-        crashes = (
-            sorted((out / "logs" / pid).glob("crash-*")) if (out / "logs" / pid).exists() else []
-        )
+        crashes = crash_files(out, pid)
         if pid not in have:
             rows.append(
                 {

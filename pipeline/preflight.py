@@ -614,34 +614,11 @@ def preflight_participants(
 
 
 def describe_crash(crash_file) -> tuple:
-    """``(step, error)`` of a nipype crash file (``Node:`` line and the exception's line)."""
-    step, error = None, None
-    try:
-        lines = Path(crash_file).read_text(errors="replace").splitlines()
-    except OSError:
-        return None, None
-    for line in lines:
-        if line.startswith("Node: "):
-            step = line[len("Node: ") :].strip()
-            break
-    import re
+    """``(step, error)`` of a nipype crash file (:func:`pipeline.crashes.read_crash`)."""
+    from .crashes import read_crash
 
-    exc_line = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)): ?(.*)$")
-    # the exception that ended the innermost traceback: first match after its last frame
-    frames = [i for i, line in enumerate(lines) if line.strip().startswith('File "')]
-    start = frames[-1] + 1 if frames else 0
-    for i in range(start, len(lines)):
-        m = exc_line.match(lines[i])
-        if m:
-            parts = [m.group(3).strip()]
-            for more in lines[i + 1 : i + 4]:  # a message continued on the next lines
-                if not more.strip() or more.strip().startswith(("Traceback", 'File "')):
-                    break
-                parts.append(more.strip())
-            text = " ".join(p for p in parts if p)
-            error = f"{m.group(1)}: {text[:300]}".rstrip(": ")
-            break
-    return step, error
+    crash = read_crash(crash_file)
+    return crash.node, crash.error
 
 
 def report_failures(failures, n_participants: int, stream=None) -> int:

@@ -234,52 +234,20 @@ def _sessions(out_dir: Path, label: str) -> list:
 
 def summarise_crashes(out_dir, label: str, since: float | None = None) -> list[dict]:
     """Crash files of a participant (``OUTPUT_DIR/logs/sub-<label>/crash-*``): node name and
-    the last line of the traceback; ``stale`` when older than ``since`` (an earlier run)."""
-    folder = Path(out_dir) / "logs" / f"sub-{label}"
-    out = []
-    if not folder.is_dir():
-        return out
-    for path in sorted(folder.glob("crash-*")):
-        node, last = None, None
-        if path.suffix == ".txt":
-            try:
-                lines = path.read_text(errors="replace").splitlines()
-            except OSError:
-                lines = []
-            for ln in lines:
-                if ln.startswith("Node:") and node is None:
-                    node = ln.split(":", 1)[1].strip()
-            for ln in reversed(lines):
-                if ln.strip():
-                    last = ln.strip()
-                    break
-        else:  # a pickled crash file (crashfile_format pklz)
-            try:
-                from nipype.utils.filemanip import loadcrash
+    the exception that ended the step (:func:`pipeline.crashes.read_crash`); ``stale`` when
+    older than ``since`` (an earlier run)."""
+    from pipeline.crashes import crash_files, read_crash
 
-                crash = loadcrash(str(path))
-                node = str(crash.get("node", "")) or None
-                tb = "".join(crash.get("traceback", [])).strip().splitlines()
-                last = tb[-1].strip() if tb else None
-            except Exception:  # noqa: BLE001, S110
-                pass
-        m = re.match(r"crash-(\d{8})-(\d{6})", path.name)
-        when = (
-            (
-                f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]} "
-                f"{m.group(2)[:2]}:{m.group(2)[2:4]}:{m.group(2)[4:]}"
-            )
-            if m
-            else ""
-        )
-        mtime = path.stat().st_mtime
+    out = []
+    for path in crash_files(out_dir, label):
+        crash = read_crash(path)
         out.append(
             {
                 "file": path.relative_to(Path(out_dir)).as_posix(),
-                "node": node or "unknown node",
-                "message": last or "(no traceback)",
-                "time": when,
-                "stale": since is not None and mtime < since,
+                "node": crash.node or "unknown node",
+                "message": crash.error or "(no traceback)",
+                "time": crash.when,
+                "stale": since is not None and crash.mtime < since,
             }
         )
     return out
