@@ -1,7 +1,9 @@
 """Command line: ``inflamap BIDS_DIR OUTPUT_DIR {participant,group} [options]``.
 
-Also ``inflamap demo DIR`` (write the demo dataset) and ``inflamap templates`` (build the
-offline TemplateFlow home, or pre-fetch templates on a machine with network).
+Also ``inflamap-demo DIR`` (write the demo dataset) and ``inflamap-templates`` (build the
+offline TemplateFlow home, or pre-fetch templates on a machine with network); the old
+spellings ``inflamap demo`` and ``inflamap templates`` still work, unless the call is a
+BIDS-App call (``inflamap demo OUT participant`` processes a dataset folder named ``demo``).
 Exit codes follow the BIDS-Apps execution spec: 0 success, 1 failure, 16 BIDS validation
 failed, 64 usage or configuration error, 65 bad data, 66 required input missing, 73 output
 not writable.
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="inflamap",
         description=(
             "inflamap: neuroinflammation maps in migraine from MRI and PET (a BIDS-App). "
-            "Also: 'inflamap demo DIR' writes the demo dataset; 'inflamap templates' prepares "
+            "Also: 'inflamap-demo DIR' writes the demo dataset; 'inflamap-templates' prepares "
             "TemplateFlow for offline use."
         ),
     )
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_demo_parser():
     p = _Parser(
-        prog="inflamap demo",
+        prog="inflamap-demo",
         description="Write the demo dataset (digital "
         "reference object with ground truth): DIR/bids, DIR/groundtruth, "
         "DIR/inflamap-demo.yml",
@@ -147,7 +149,7 @@ def build_demo_parser():
 
 def build_templates_parser():
     p = _Parser(
-        prog="inflamap templates",
+        prog="inflamap-templates",
         description=(
             "Prepare $TEMPLATEFLOW_HOME: always builds the offline MNI152NLin2009aSym from data "
             "bundled with nilearn; with --fetch, downloads the named TemplateFlow templates "
@@ -736,18 +738,45 @@ def ignore_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+#: the tools that have console scripts of their own (``inflamap-demo``, ``inflamap-templates``)
+TOOLS = {"demo": "run_demo", "templates": "run_templates"}
+
+
+def _is_bids_app_call(argv) -> bool:
+    """``BIDS_DIR OUTPUT_DIR participant|group ...``: also when BIDS_DIR is named ``demo``."""
+    positional = [a for a in argv if not a.startswith("-")]
+    return len(positional) >= 3 and positional[2] in ("participant", "group")
+
+
 def main(argv=None) -> int:
+    """``inflamap BIDS_DIR OUTPUT_DIR participant|group [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS and not _is_bids_app_call(argv):
+        # the old spelling of the tools (kept working)
+        print(f"inflamap: note: 'inflamap {argv[0]}' is now 'inflamap-{argv[0]}'", file=sys.stderr)
+        return _guarded(globals()[TOOLS[argv[0]]], argv[1:])
+    return _guarded(_main, argv)
+
+
+def demo_main(argv=None) -> int:
+    """``inflamap-demo DIR [--participants N] [--resolution MM] [--seed S]``."""
+    return _guarded(run_demo, list(sys.argv[1:] if argv is None else argv))
+
+
+def templates_main(argv=None) -> int:
+    """``inflamap-templates [--fetch TEMPLATE ...] [--resolution R]``."""
+    return _guarded(run_templates, list(sys.argv[1:] if argv is None else argv))
+
+
+def _guarded(fn, argv) -> int:
+    """Run ``fn(argv)``: documented errors as one line and their exit code, signals as
+    130/143, the caller's signal handlers restored."""
     import signal
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     on_main = threading.current_thread() is threading.main_thread()
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if on_main else {}
     try:
-        if argv and argv[0] == "demo":
-            return run_demo(argv[1:])
-        if argv and argv[0] == "templates":
-            return run_templates(argv[1:])
-        return _main(argv)
+        return fn(argv)
     except InflamapError as exc:
         print(f"inflamap: error: {exc}", file=sys.stderr)
         return exc.code

@@ -124,7 +124,7 @@ def get_template_file(template: str, resolution: int, **entities) -> Path:
     except Exception as exc:  # network errors, unknown template
         raise TemplateError(
             f"TemplateFlow could not provide {template} {entities} (res {resolution}): {exc}. "
-            f"Pre-fetch it with 'inflamap templates --fetch {template}' on a machine with "
+            f"Pre-fetch it with 'inflamap-templates --fetch {template}' on a machine with "
             "network, or set TEMPLATEFLOW_HOME to a pre-fetched home"
         ) from exc
     if isinstance(found, list):
@@ -134,7 +134,7 @@ def get_template_file(template: str, resolution: int, **entities) -> Path:
                 f"TemplateFlow has {len(found) or 'no'} file(s) for {template} {entities} "
                 f"(res {resolution}) under "
                 f"TEMPLATEFLOW_HOME={os.environ.get('TEMPLATEFLOW_HOME')}; "
-                f"pre-fetch it with 'inflamap templates --fetch {template}' or choose another "
+                f"pre-fetch it with 'inflamap-templates --fetch {template}' or choose another "
                 "template in the config"
             )
         found = found[0]

@@ -20,9 +20,9 @@ os.environ["TEMPLATEFLOW_HOME"] = str(TF_HOME)
 
 def run_cli(*args, cwd=None, timeout=3000):
     """Run ``python -m pipeline ARGS`` and return the completed process."""
-    env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME))
-    # from the checkout (a test that changed the working folder must not make the child
-    # import another installed copy)
+    # the checkout's code, whatever the working folder (an installed copy must not be used)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, TEMPLATEFLOW_HOME=str(TF_HOME), PYTHONPATH=path)
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *map(str, args)],
         capture_output=True,

@@ -140,3 +140,35 @@ def test_bad_plugin_file(small_ds, tmp_path):
 def test_demo_command_validation(tmp_path):
     p = run_cli("demo", tmp_path / "d", "--participants", "1")
     assert p.returncode == 64 and "at least 2 participants" in _err_line(p)
+
+
+def test_a_dataset_folder_named_demo_is_processed_not_taken_for_the_tool(tmp_path, demo_dir):
+    """``inflamap demo OUT participant`` is a BIDS-App call on a folder named ``demo``; the
+    tools have console scripts of their own (the old spelling still works, with a note)."""
+    import shutil
+
+    from conftest import run_cli
+
+    ds = tmp_path / "demo"
+    shutil.copytree(demo_dir / "bids", ds)
+    proc = run_cli(
+        "demo",
+        tmp_path / "out",
+        "participant",
+        "--participant-label",
+        "99",
+        "--skip-bids-validation",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    # the BIDS-App ran on the folder: it looked for participant 99 there (exit 66)
+    assert proc.returncode == 66, proc.stderr
+    assert "sub-99 not found; available: sub-01, sub-02" in proc.stderr
+    proc = run_cli("templates", "--help", timeout=120)
+    assert proc.returncode == 0 and "'inflamap templates' is now 'inflamap-templates'" in (
+        proc.stderr
+    )
+    from pipeline.cli import build_demo_parser, build_templates_parser
+
+    assert build_demo_parser().prog == "inflamap-demo"
+    assert build_templates_parser().prog == "inflamap-templates"

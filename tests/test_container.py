@@ -63,8 +63,8 @@ def test_image_prefetches_what_the_defaults_need():
         args = build_templates_parser().parse_args(shlex.split(call)[2:])
         fetched |= {(t, args.resolution) for t in args.fetch}
     cfg = default_config()
-    assert (cfg["anat"]["template"], cfg["anat"]["template_resolution"]) in fetched
-    atlases = [sec["atlas"] for sec in cfg.values() if isinstance(sec, dict) and "atlas" in sec]
+    assert (cfg.anat.template, cfg.anat.template_resolution) in fetched
+    atlases = [sec.atlas for sec in vars(cfg).values() if hasattr(sec, "atlas")]
     assert atlases and all(a in BUILTIN for a in atlases), atlases  # else: fetch them too
 
 

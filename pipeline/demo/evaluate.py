@@ -341,14 +341,13 @@ def evaluate_group(demo_dir, output_dir, config=None):
     import pandas as pd
 
     from ..config import load_workflow_config
-    from ..group import group_settings
     from ..stats import group_statistics
 
     demo_dir, output_dir = Path(demo_dir), Path(output_dir)
     if config is None:
         config = demo_dir / "inflamap-demo.yml"
     workflow = load_workflow_config(config)
-    g = group_settings(workflow)
+    g = workflow.group
     measured = pd.read_csv(
         output_dir / "group" / "desc-roistats_stats.tsv",
         sep="\t",
@@ -358,15 +357,15 @@ def evaluate_group(demo_dir, output_dir, config=None):
     truth_table = truth_group_table(demo_dir, output_dir, workflow.dce.model)
     truth = group_statistics(
         truth_table,
-        g["contrasts"],
-        value=g["value"],
-        alpha=g["alpha"],
-        fdr=g["fdr"],
-        ci_level=g["ci_level"],
-        target_power=g["target_power"],
-        min_n=g["min_n"],
-        covariates=g["covariates"],
-        modality_rules=g["modality_rules"],
+        g.contrasts,
+        value=g.value,
+        alpha=g.alpha,
+        fdr=g.fdr,
+        ci_level=g.ci_level,
+        target_power=g.target_power,
+        min_n=g.min_n,
+        covariates=g.covariates,
+        modality_rules=g.modality_rules,
     )
     joined = measured.merge(
         truth[[*JOIN, "estimate", "effect_size"]].rename(
@@ -375,7 +374,7 @@ def evaluate_group(demo_dir, output_dir, config=None):
         on=JOIN,
         how="inner",
     )
-    vals = truth_table.groupby(["modality", "metric", "atlas", "roi"])[g["value"]]
+    vals = truth_table.groupby(["modality", "metric", "atlas", "roi"])[g.value]
     null_rois = vals.apply(lambda v: bool(np.all(v.dropna().to_numpy() == 0)) and v.notna().any())
     null_rois = {k for k, v in null_rois.items() if v}
     joined["null_roi"] = [
@@ -428,7 +427,7 @@ def evaluate_group(demo_dir, output_dir, config=None):
         & planted.get("ci_covers_truth", False)
     )
     summary = {
-        "alpha": g["alpha"],
+        "alpha": g.alpha,
         "tests": int(len(tested)),
         "null_tests": int(len(null)),
         "null_significant": int(null_sig.sum()),
