@@ -284,6 +284,7 @@ def pet_metadata(
     _check_frames(start, duration, path, n_volumes, max_overlap_s)
 
     injection = _number(meta, "InjectionStart", path, "injection time in s")
+    _check_timing(start, duration, injection, t_half, path)
     corrected = _parse_bool(meta, "ImageDecayCorrected", path)
     dc_time = _number(
         meta,
@@ -370,6 +371,25 @@ def _check_frames(start, duration, path, n_volumes, max_overlap_s):
             f"{path}: frame {i} (FrameTimesStart {start[i]:g} s + FrameDuration "
             f"{duration[i]:g} s) overlaps frame {i + 1} starting at {start[i + 1]:g} s; "
             "fix FrameTimesStart/FrameDuration"
+        )
+
+
+#: frames starting further from the injection than this many half-lives of the
+#: radionuclide, and than :data:`MAX_FRAME_START_S`, are in the wrong unit or on another clock
+MAX_HALF_LIVES = 10
+MAX_FRAME_START_S = 2 * 86400.0
+
+
+def _check_timing(start, duration, injection, half_life, path):
+    """Frame starts within max(2 days, :data:`MAX_HALF_LIVES` half-lives) of the injection:
+    milliseconds given as seconds (×1000) put any scan of a few minutes days away."""
+    limit = max(MAX_FRAME_START_S, MAX_HALF_LIVES * half_life)
+    first, last = float(start[0]) - injection, float(start[-1]) - injection
+    if last > limit or first < -limit:
+        raise DataError(
+            f"{path}: frames start {first:g}–{last:g} s from InjectionStart ({injection:g} s), "
+            f"more than {limit:g} s (no activity left to measure); FrameTimesStart and "
+            "InjectionStart look like milliseconds (BIDS uses seconds) or are not on one clock"
         )
 
 
@@ -623,6 +643,13 @@ def spect_metadata(meta: dict, path) -> SPECTMetadata:
         )
     if duration[0] <= 0:
         raise DataError(f"{path}: FrameDuration must be positive seconds")
+    _check_timing(
+        start,
+        duration,
+        _number(meta, "InjectionStart", path, "injection time in s"),
+        HALF_LIVES_S[key],
+        path,
+    )
     units = str(meta["Units"]).strip()
     counts = units.lower() in ("counts", "count", "cnts")
     if counts:

@@ -182,7 +182,12 @@ def _parse_header(path: Path, head: bytes):
                 f"{path}: the NIfTI-2 header is cut short (truncated file); copy "
                 "it again from the source"
             )
-        klass, size = nb.Nifti2Header, 540
+        # antspyx's ITK has no NIfTI-2 reader: its tools refuse the file or crash on it
+        raise DataError(
+            f"{path}: a NIfTI-2 image; ANTs (antspyx) cannot read NIfTI-2: save it as NIfTI-1 "
+            "(nibabel: nb.Nifti1Image(np.asanyarray(img.dataobj), img.affine, "
+            "img.header).to_filename(...); dimensions must fit NIfTI-1)"
+        )
     elif 348 in (size_le, size_be):
         raise DataError(
             f"{path}: an ANALYZE 7.5 header without the NIfTI magic; convert it "

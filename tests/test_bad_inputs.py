@@ -231,6 +231,13 @@ def _sheared(path: Path) -> Path:
     return path
 
 
+def _nifti2(path: Path) -> Path:
+    nb.Nifti2Image(_rng(7).uniform(50, 150, SHAPE).astype(np.float32), AFFINE).to_filename(
+        str(path)
+    )
+    return path
+
+
 def _no_orientation(path: Path) -> Path:
     img = nb.Nifti1Image(_rng(6).uniform(50, 150, SHAPE).astype(np.float32), AFFINE)
     img.set_qform(None, code=0)
@@ -877,6 +884,32 @@ CASES = [
         ),
         EX_DATAERR,
         "is it the right file?",
+    ),
+    Case(
+        "pet-frame-times-in-ms",
+        _b(lambda ds: _set_meta(ds.pet(), FrameTimesStart=[3600000], FrameDuration=[1800000])),
+        EX_DATAERR,
+        "look like milliseconds (BIDS uses seconds)",
+    ),
+    Case(
+        "spect-frame-times-in-ms",
+        _b(
+            lambda ds: (
+                ds.spect(),
+                _set_meta(
+                    ds.path("trc-99mTcAlbumin_acq-late_spect", "spect"),
+                    FrameTimesStart=[10800000.0],
+                ),
+            )[1]
+        ),
+        EX_DATAERR,
+        "look like milliseconds (BIDS uses seconds)",
+    ),
+    Case(
+        "nifti2-image",
+        _b(lambda ds: _nifti2(ds.t1w)),
+        EX_DATAERR,
+        "ANTs (antspyx) cannot read NIfTI-2: save it as NIfTI-1",
     ),
     # --- which image is meant cannot be guessed: refused, not picked silently
     Case(
