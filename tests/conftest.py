@@ -116,7 +116,7 @@ MODULE_MARKS = {
 def pytest_collection_modifyitems(config, items):
     """Markers in one place: ``e2e`` for every test that uses the shared demo run (or runs
     the pipeline itself), ``slurm`` and ``container`` by module. The fast suite is
-    ``-m "not e2e and not slurm and not container"``."""
+    ``-m "not e2e and not slurm and not container and not slow"``."""
     for item in items:
         module = item.module.__name__.rpartition(".")[2]
         if module in MODULE_MARKS:

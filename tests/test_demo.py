@@ -5,6 +5,7 @@ import subprocess
 
 import nibabel as nb
 import numpy as np
+import pytest
 
 from pipeline.demo import EFFECTS
 
@@ -52,6 +53,7 @@ def test_planted_enhancement_visible_in_raw_images(demo_dir):
     assert np.percentile(post - pre, 99.5) > 100  # dura and sinuses enhance (WM ~ 1000)
 
 
+@pytest.mark.slow  # builds the demo twice (~30 s): full suite only
 def test_demo_is_deterministic(tmp_path, tf_home):
     from pipeline.demo import make_demo
 
