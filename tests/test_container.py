@@ -158,7 +158,7 @@ def test_readme_test_command_is_what_ci_runs():
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", README, re.S)
     assert len(blocks) >= 2
     first, second = blocks[0].strip(), blocks[1].strip()
-    assert "inflamap demo" in first and "participant" in first and "group" in first
+    assert "inflamap-demo" in first and "participant" in first and "group" in first
     assert CI.strip().splitlines()[-1] == second
 
 
