@@ -237,18 +237,7 @@ def main(argv=None):
     )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     t0 = time.perf_counter()
-    res = group_statistics(
-        table,
-        cfg.contrasts,
-        value=cfg.value,
-        alpha=cfg.alpha,
-        fdr=cfg.fdr,
-        ci_level=cfg.ci_level,
-        target_power=cfg.target_power,
-        min_n=cfg.min_n,
-        covariates=cfg.covariates,
-        modality_rules=cfg.modality_rules,
-    )
+    res = group_statistics(table, **cfg.statistics_options())
     elapsed = time.perf_counter() - t0
     n_tests = int(res["p"].notna().sum())
     print(

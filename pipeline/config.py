@@ -459,6 +459,21 @@ class GroupSettings(_Section):
     report: bool = rule()
     report_max_rows: int = rule(ge=1, le=1000)
 
+    def statistics_options(self) -> dict:
+        """The keyword arguments of :func:`pipeline.stats.group_statistics` these settings
+        give (its contrasts and options)."""
+        return dict(
+            contrasts=self.contrasts,
+            value=self.value,
+            alpha=self.alpha,
+            fdr=self.fdr,
+            ci_level=self.ci_level,
+            target_power=self.target_power,
+            min_n=self.min_n,
+            covariates=self.covariates,
+            modality_rules=self.modality_rules,
+        )
+
     def check(self):
         from .stats import check_contrasts, check_rules
 

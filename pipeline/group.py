@@ -923,19 +923,7 @@ def run_group(settings) -> int:
         )
     _log(f"group table of {len(have)} participant(s) written to {gdir / 'desc-all_regions.tsv'}")
 
-    results, datas = group_statistics(
-        table,
-        gcfg.contrasts,
-        value=gcfg.value,
-        alpha=gcfg.alpha,
-        fdr=gcfg.fdr,
-        ci_level=gcfg.ci_level,
-        target_power=gcfg.target_power,
-        min_n=gcfg.min_n,
-        covariates=gcfg.covariates,
-        modality_rules=gcfg.modality_rules,
-        return_data=True,
-    )
+    results, datas = group_statistics(table, **gcfg.statistics_options(), return_data=True)
     write_table(results, gdir / "desc-roistats_stats.tsv", _roistats_sidecar(gcfg, results, table))
     n_sig = int(results["significant"].sum())
     _log(

@@ -99,7 +99,7 @@ def init_dce_wf(
     from pipeline.interfaces.dce import DCEFit, DCEReference, MergeFrames, VFAT1Map
 
     from .regional import init_regional_wf
-    from .utils import first, frames_on_reference, rigid_registration
+    from .utils import first, frames_on_reference, rigid_registration, to_template
 
     workflow = Workflow(name=name)
     patlak = settings.model == "patlak"
@@ -243,16 +243,7 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
         (fit, "residual"),
     ):
         out = key.replace("_map", "")
-        node = pe.Node(
-            ApplyTransforms(
-                reference_image=template_file,
-                interpolation="Linear",
-                dimension=3,
-                float=True,
-                outside_nan=True,
-            ),
-            name=f"{out}_to_template",
-        )
+        node = to_template(f"{out}_to_template", template_file)
         workflow.connect([
             (src, node, [(key, "input_image")]),
             (xfms, node, [("out", "transforms")]),

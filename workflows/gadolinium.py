@@ -9,7 +9,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from .utils import first, listify, rigid_registration
+from .utils import first, listify, rigid_registration, to_template
 
 
 def init_gadolinium_wf(
@@ -217,16 +217,11 @@ searched) were reported as enhancement findings.
     )
     to_tpl = {}
     for key in ("percent", "subtraction"):
-        to_tpl[key] = pe.Node(
-            ApplyTransforms(
-                reference_image=template_file,
-                interpolation="LanczosWindowedSinc",
-                dimension=3,
-                float=True,
-                outside_nan=True,
-                num_threads=omp_nthreads,
-            ),
-            name=f"{key}_to_template",
+        to_tpl[key] = to_template(
+            f"{key}_to_template",
+            template_file,
+            "LanczosWindowedSinc",
+            num_threads=omp_nthreads,
             mem_gb=mem_gb,
         )
         workflow.connect([

@@ -106,6 +106,7 @@ def init_pet_wf(
         listify,
         merge_dicts,
         rigid_registration,
+        to_template,
     )
 
     lo, hi = settings.window_min
@@ -286,16 +287,7 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
     ])  # fmt:skip
     for src, field, out in ((suv_masked, "out_file", "suv_tpl"), (suvr, "native", "suvr_tpl")):
-        node = pe.Node(
-            ApplyTransforms(
-                reference_image=template_files["template"],
-                interpolation="Linear",
-                dimension=3,
-                float=True,
-                outside_nan=True,
-            ),
-            name=f"{out}_to_template",
-        )
+        node = to_template(f"{out}_to_template", template_files["template"])
         workflow.connect([
             (src, node, [(field, "input_image")]),
             (tpl_xfms, node, [("out", "transforms")]),

@@ -84,7 +84,7 @@ def init_spect_wf(
     from pipeline.interfaces.pet import LateEarlyRatio, SPECTCounts
 
     from .regional import init_regional_wf
-    from .utils import first, rigid_registration
+    from .utils import first, rigid_registration, to_template
 
     hours = (late_meta.start_s - late_meta.injection_start_s) / 3600.0
     minutes = (early_meta.start_s - early_meta.injection_start_s) / 60.0
@@ -163,16 +163,7 @@ ipsilateral/contralateral labels for a lateralised headache.
         name="regional_wf",
     )
     xfms = pe.Node(niu.Merge(2), name="spect_to_template_xfms")
-    to_tpl = pe.Node(
-        ApplyTransforms(
-            reference_image=template_file,
-            interpolation="Linear",
-            dimension=3,
-            float=True,
-            outside_nan=True,
-        ),
-        name="ratio_to_template",
-    )
+    to_tpl = to_template("ratio_to_template", template_file)
     workflow.connect([
         (inputnode, counts["early"], [("early", "in_file")]),
         (inputnode, counts["late"], [("late", "in_file")]),

@@ -104,7 +104,7 @@ def init_uspio_wf(
     from pipeline.interfaces.uspio import DeltaR2Star, R2StarMap
 
     from .regional import init_regional_wf
-    from .utils import atlas_source, first, rigid_registration
+    from .utils import atlas_source, first, rigid_registration, to_template
 
     atlas = settings.atlas
     method = settings.fit
@@ -270,16 +270,7 @@ headache, and the maps were brought to *{template}* space.
         (post_r2, "output_image", "r2star_post"),
         (delta, "out_file", "dr2star"),
     ):
-        node = pe.Node(
-            ApplyTransforms(
-                reference_image=template_files["template"],
-                interpolation="Linear",
-                dimension=3,
-                float=True,
-                outside_nan=True,
-            ),
-            name=f"{out}_to_template",
-        )
+        node = to_template(f"{out}_to_template", template_files["template"])
         workflow.connect([
             (src, node, [(field, "input_image")]),
             (tpl_xfms, node, [("out", "transforms")]),

@@ -63,6 +63,29 @@ def rigid_registration(
     )
 
 
+def to_template(name: str, template_file: str, interpolation: str = "Linear", **kwargs):
+    """A value map resampled onto the template grid (one node): float, NaN outside the map's
+    field of view (never 0, which would be taken for a value by the group level); transforms
+    connected by the caller. ``kwargs`` go to the node (``mem_gb``) or the interface."""
+    from nipype.pipeline import engine as pe
+
+    from pipeline.interfaces.ants import ApplyTransforms
+
+    node_kw = {k: kwargs.pop(k) for k in ("mem_gb", "n_procs") if k in kwargs}
+    return pe.Node(
+        ApplyTransforms(
+            reference_image=template_file,
+            interpolation=interpolation,
+            dimension=3,
+            float=True,
+            outside_nan=True,
+            **kwargs,
+        ),
+        name=name,
+        **node_kw,
+    )
+
+
 def frames_on_reference(name: str = "frames_on_reference", omp_nthreads: int = 1):
     """Motion-corrected frames: every frame resampled once onto the reference with its own
     rigid transform (a MapNode over ``input_image`` and ``transforms``); voxels a frame does

@@ -355,18 +355,7 @@ def evaluate_group(demo_dir, output_dir, config=None):
         keep_default_na=False,
     )
     truth_table = truth_group_table(demo_dir, output_dir, workflow.dce.model)
-    truth = group_statistics(
-        truth_table,
-        g.contrasts,
-        value=g.value,
-        alpha=g.alpha,
-        fdr=g.fdr,
-        ci_level=g.ci_level,
-        target_power=g.target_power,
-        min_n=g.min_n,
-        covariates=g.covariates,
-        modality_rules=g.modality_rules,
-    )
+    truth = group_statistics(truth_table, **g.statistics_options())
     joined = measured.merge(
         truth[[*JOIN, "estimate", "effect_size"]].rename(
             columns={"estimate": "true_estimate", "effect_size": "true_effect_size"}
