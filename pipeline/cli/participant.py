@@ -1,0 +1,316 @@
+"""The participant level: one locked, resource-recorded run per planned participant."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..errors import InflamapError, InputMissingError
+from .plugin import (
+    _GRAPH_PLUGINS,
+    _LOCAL_POLL_SECONDS,
+)
+from .progress import _progress
+from .signals import Terminated, ignore_signals
+from .slurm import _wait_for_graph_jobs
+
+
+def run_participant(args, settings, layout, work) -> int:
+    from nipype import config as ncfg
+
+    from workflows.anat import template_inputs
+    from workflows.base import init_single_subject_wf
+
+    from ..bids import select_participants
+    from ..derivatives import write_dataset_description
+    from ..engine import SafeMultiProcPlugin, terminate_workers
+    from ..reports.boilerplate import boilerplate_for_run
+    from ..reports.participant import report_after_run
+    from ..resources import ResourceRecorder
+    from ..templates import TemplateError
+    from ..utils import atomic_write_text, remove_stale_temporaries
+
+    subjects = select_participants(layout, args.participant_label)
+    anat = settings.workflow.anat
+    try:
+        tfiles = template_inputs(
+            anat.template, anat.template_resolution, anat.atlas, anat.atlas_desc
+        )
+    except TemplateError as exc:
+        raise InputMissingError(str(exc)) from None
+    # every input file of every participant checked before any workflow runs; a participant
+    # with a problem is not run (and, with --stop-on-first-crash, nobody is)
+    from ..preflight import FailureMessage, preflight_participants, report_failures
+
+    n_participants = len(subjects)
+    plans, failures = preflight_participants(
+        layout,
+        subjects,
+        settings,
+        progress=_progress,
+        stop_on_first_crash=args.stop_on_first_crash,
+    )
+    if plans:
+        write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
+    plugin = settings.nipype.plugin
+    if plugin.startswith("SLURM") and not os.environ.get("LOGNAME"):
+        import getpass
+
+        os.environ["LOGNAME"] = getpass.getuser()  # nipype's SLURM plugins read it
+    interrupted = 0
+    for i, plan in enumerate(plans, start=1):
+        subject = plan.subject
+        sub_work = work / f"sub-{subject}"  # one work folder per participant (no clobbering)
+        run_started = time.time()  # older crash files are shown as from an earlier run
+        sub_work.mkdir(parents=True, exist_ok=True)
+        out_dir = Path(settings.execution.output_dir)
+        crash_dir = out_dir / "logs" / f"sub-{subject}"
+        ncfg.update_config(
+            {
+                "execution": {
+                    "crashdump_dir": str(crash_dir),
+                    "crashfile_format": "txt",
+                    "stop_on_first_crash": args.stop_on_first_crash,
+                    "remove_unnecessary_outputs": False,
+                    "parameterize_dirs": False,
+                    "poll_sleep_duration": (
+                        2
+                        if plugin in _GRAPH_PLUGINS
+                        or plugin.startswith(("SLURM", "SGE", "PBS", "LSF"))
+                        else _LOCAL_POLL_SECONDS
+                    ),
+                },
+                "logging": {
+                    "workflow_level": "INFO" if args.verbose else "WARNING",
+                    "interface_level": "INFO" if args.verbose > 1 else "WARNING",
+                },
+            }
+        )
+        from nipype import logging as nlogging
+
+        nlogging.update_logging(ncfg)
+        lock = _ParticipantLock(sub_work)
+        if not lock.acquire():
+            failures.append(
+                (
+                    subject,
+                    (
+                        f"already being processed by another inflamap "
+                        f"process ({lock.holder()}) with the work folder "
+                        f"{sub_work}; wait for it to finish or use another -w"
+                    ),
+                    None,
+                )
+            )
+            _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
+            if args.stop_on_first_crash:
+                break
+            continue
+        recorder = ResourceRecorder().start()  # logs/sub-<label>/resources.json
+        try:
+            # temporaries of a killed run (SIGKILL, job out of time/memory): no one else
+            # writes this participant's derivatives while we hold its lock
+            stale = remove_stale_temporaries(out_dir / f"sub-{subject}")
+            if stale:
+                _progress(
+                    f"sub-{subject}: removed {len(stale)} partial file(s) left by an "
+                    "interrupted run"
+                )
+            _progress(f"sub-{subject} ({i}/{len(plans)}): building workflow")
+            wf = init_single_subject_wf(plan, settings, tfiles)
+            wf.base_dir = str(sub_work)
+            boilerplate_for_run(
+                wf,
+                subject,
+                settings.execution.output_dir,
+                settings.workflow.anat.template,
+                progress=_progress,
+            )  # methods of the steps built, pre-run
+            plugin_args = dict(settings.nipype.plugin_args)
+            if plugin in ("MultiProc", "Linear"):
+                plugin_args["status_callback"] = recorder.callback(_status_callback(subject))
+            tag = None
+            if plugin in _GRAPH_PLUGINS:
+                tag = f"inflamap_{settings.execution.run_uuid}_sub-{subject}"
+                plugin_args["sbatch_args"] = (
+                    f"{plugin_args.get('sbatch_args') or ''} --comment={tag}"
+                ).strip()
+            settings.dump(sub_work / "inflamap_config.json")
+            # the settings beside the derivatives: `--config` with this file reproduces the run
+            atomic_write_text(settings.workflow.to_yaml(), crash_dir / "config.yml")
+            _progress(
+                f"sub-{subject} ({i}/{len(plans)}): running "
+                f"{len(wf.list_node_names())} steps with {plugin}"
+            )
+            if plugin == "MultiProc":  # a dead worker fails its step instead of hanging
+                execgraph = wf.run(plugin=SafeMultiProcPlugin(plugin_args=plugin_args))
+            else:
+                execgraph = wf.run(plugin=plugin, plugin_args=plugin_args)
+            if tag is not None:
+                _wait_for_graph_jobs(subject, tag, execgraph, crash_dir)
+            _progress(f"sub-{subject} ({i}/{len(plans)}): done")
+        except InflamapError as exc:
+            failures.append((subject, FailureMessage(str(exc), "workflow build", exc.code), None))
+        except (Terminated, KeyboardInterrupt) as exc:
+            ignore_signals()  # a second signal must not interrupt the clean-up
+            stopped = terminate_workers()
+            what = exc.describe() if isinstance(exc, Terminated) else "interrupted (SIGINT)"
+            failures.append(
+                (
+                    subject,
+                    FailureMessage(
+                        f"{what}; {stopped} worker process(es) stopped; rerun with the same -w to "
+                        "resume from the finished steps",
+                        "run",
+                        exc.code if isinstance(exc, Terminated) else 130,
+                    ),
+                    None,
+                )
+            )
+            interrupted = failures[-1][1].code
+        except Exception as exc:  # noqa: BLE001 - a failing node: nipype wrote a crash file
+            if args.verbose:
+                import traceback
+
+                traceback.print_exc()
+            crash = sorted(crash_dir.glob("crash-*")) if crash_dir.exists() else []
+            full = _full_disk(sub_work, out_dir)
+            if full:  # the cause, rather than the file a step could then not find
+                failures.append((subject, FailureMessage(full, "run", 1), None))
+            else:
+                failures.append(
+                    (
+                        subject,
+                        str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__,
+                        crash[-1] if crash else None,
+                    )
+                )
+        finally:
+            lock.release()
+            recorder.stop()
+            _write_resources(
+                crash_dir / "resources.json",
+                recorder,
+                subject,
+                settings,
+                failed=bool(failures) and failures[-1][0] == subject,
+            )
+        if interrupted:  # the summary, and the signal's exit code (no more participants)
+            _progress(f"sub-{subject}: {failures[-1][1]}")
+            report_failures(failures, n_participants)
+            return interrupted
+        # the report, also after a failure (errors on top); never changes the exit code
+        report_after_run(
+            settings.execution.output_dir,
+            subject,
+            [str(f[1]) for f in failures if f[0] == subject and f[2] is None],
+            since=run_started,
+            progress=_progress,
+        )
+        if failures and failures[-1][0] == subject:
+            _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
+            if args.stop_on_first_crash:
+                break
+    if failures:  # participant, step, message and crash file of each; the exit code
+        return report_failures(failures, n_participants)
+    return 0
+
+
+#: a disk with less free space than this (bytes) is taken as the cause of a failed run
+FULL_DISK_BYTES = 64 * 2**20
+
+
+def _full_disk(*folders) -> str | None:
+    """A one-line message if the disk of one of ``folders`` is (nearly) full, else None."""
+    import shutil
+
+    for folder in folders:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        if free < FULL_DISK_BYTES:
+            which = "work" if folder != folders[-1] else "output"
+            return (
+                f"the disk of the {which} folder {folder} is full ({free / 2**20:.1f} MiB "
+                "free); free space, or choose another "
+                + ("-w" if which == "work" else "OUTPUT_DIR")
+                + ", and rerun (finished steps are reused)"
+            )
+    return None
+
+
+def _write_resources(path, recorder, subject, settings, failed):
+    """The participant's resource summary (wall time, peak memory, steps); never fatal."""
+    from ..resources import write_resource_summary
+
+    nip = settings.nipype
+    try:
+        write_resource_summary(
+            path,
+            recorder,
+            participant=subject,
+            status="failed" if failed else "success",
+            nprocs=nip.nprocs,
+            omp_nthreads=nip.omp_nthreads,
+            mem_gb=nip.mem_gb,
+            plugin=nip.plugin,
+            plugin_args=nip.plugin_args,
+        )
+    except OSError as exc:
+        _progress(f"sub-{subject}: resource summary not written ({exc})")
+
+
+class _ParticipantLock:
+    """An advisory lock on a participant's work folder (``.inflamap.lock``, ``lockf``).
+
+    Two runs of one participant with the same work folder (an array job resubmitted while
+    the first still runs) would overwrite each other's steps; the second one is refused.
+    File systems without ``lockf`` (some network mounts) run unlocked.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".inflamap.lock"
+        self._fh = None
+
+    def acquire(self) -> bool:
+        import errno
+        import fcntl
+
+        fh = open(self.path, "a+")
+        try:  # a POSIX record lock: held by this process only (not by forked workers)
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                fh.close()
+                return False
+            # ENOLCK/EOPNOTSUPP: no locking on this file system; run unlocked
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown process"
+        except OSError:
+            return "unknown process"
+
+    def release(self):
+        if self._fh is not None:
+            self._fh.close()  # closing drops the lock
+            self._fh = None
+
+
+class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
+    """Progress line for every finished step of a participant."""
+
+    def __init__(self, subject):
+        self.subject = subject
+
+    def __call__(self, node, status):
+        if status == "end":
+            _progress(f"sub-{self.subject}: finished {node.fullname}")

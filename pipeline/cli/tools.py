@@ -1,0 +1,54 @@
+"""``inflamap-demo`` and ``inflamap-templates``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import UsageError
+from .parser import (
+    build_demo_parser,
+    build_templates_parser,
+)
+from .progress import _progress
+
+
+def _tf_home() -> Path:
+    home = os.environ.get("TEMPLATEFLOW_HOME")
+    if home:
+        return Path(home)
+    from templateflow import conf
+
+    return Path(conf.TF_HOME)
+
+
+def run_demo(argv) -> int:
+    args = build_demo_parser().parse_args(argv)
+    from ..demo import make_demo
+    from ..templates import build_offline_home
+
+    build_offline_home(_tf_home())
+    try:
+        make_demo(
+            args.out_dir,
+            participants=args.participants,
+            resolution=args.resolution,
+            seed=args.seed,
+            progress=_progress,
+        )
+    except (ValueError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
+    _progress(f"demo written to {args.out_dir} (BIDS: {Path(args.out_dir) / 'bids'})")
+    return 0
+
+
+def run_templates(argv) -> int:
+    args = build_templates_parser().parse_args(argv)
+    from ..templates import build_offline_home, fetch_templates
+
+    home = _tf_home()
+    print(build_offline_home(home))
+    if args.fetch:
+        for f in fetch_templates(args.fetch, args.resolution):
+            print(f)
+    return 0
