@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, log
 from .config import VOXELWISE_TYPES  # noqa: F401 - re-exported
 from .crashes import crash_files
 from .errors import InputMissingError
@@ -39,7 +38,7 @@ NIFTI = ".nii.gz"
 
 
 def _log(msg):
-    print(f"inflamap: {msg}", file=sys.stderr)
+    log.get("group").info(msg)
 
 
 #: hemisphere values of the regional tables (ipsi/contra/AI: laterality rows)
@@ -853,6 +852,8 @@ def run_group(settings) -> int:
         )
     gcfg = settings.workflow.group
     covs = settings.workflow.covariates
+    path = log.log_to_file(out / "logs" / f"run-{ex.run_uuid or 'group'}_group.log")
+    _log(f"this run's log: {path}")
     participants = read_participants(ex.bids_dir, covs)
     expected = (
         sorted(participants["participant_id"])

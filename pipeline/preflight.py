@@ -636,12 +636,13 @@ def report_failures(failures, n_participants: int, stream=None) -> int:
     BIDS-Apps code of the failures when they all are documented errors with one code (e.g.
     65 when every failure is invalid data), else 1.
     """
+    from . import log
+
     stream = stream or sys.stderr
     codes = set()
-    print(
-        f"inflamap: {len({f[0] for f in failures})} of {n_participants} participant(s) failed:",
-        file=stream,
-    )
+    lines = [
+        f"inflamap: {len({f[0] for f in failures})} of {n_participants} participant(s) failed:"
+    ]
     for subject, msg, crash in failures:
         step = getattr(msg, "step", None)
         text = str(msg)
@@ -654,9 +655,9 @@ def report_failures(failures, n_participants: int, stream=None) -> int:
             codes.add(getattr(msg, "code", EX_FAILURE))
         where = [f"step: {step}"] if step else []
         where += [f"crash file: {crash}"] if crash else []
-        print(
-            f"  sub-{subject}: {text}" + (f" ({'; '.join(where)})" if where else ""), file=stream
-        )
+        lines.append(f"  sub-{subject}: {text}" + (f" ({'; '.join(where)})" if where else ""))
+    print("\n".join(lines), file=stream)
+    log.file_only("\n".join(lines))  # the summary in the run's log file too
     return codes.pop() if len(codes) == 1 else EX_FAILURE
 
 

@@ -389,6 +389,11 @@ def test_signal_stops_workers_writes_summary_and_exits(sig, code, words, demo_di
     assert "inflamap: 1 of 1 participant(s) failed:" in err
     summary = json.loads((out / "logs" / "sub-01" / "resources.json").read_text())
     assert summary["status"] == "failed"
+    # the console output, from its first line to the summary, is in the run's log file
+    (run_log,) = (out / "logs").glob("run-*.log")
+    text = run_log.read_text()
+    assert "inputs checked" in text and "running" in text, text[-2000:]
+    assert f"sub-01: {words}" in text and "1 of 1 participant(s) failed:" in text
     time.sleep(1)
     assert not [w for w in workers if _alive(w)], "worker processes survived SIGTERM"
 

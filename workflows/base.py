@@ -642,7 +642,7 @@ def _add_uspio(workflow, settings, anat_wf, t1w, ses, pair, template, template_f
 
 def _add_pet(workflow, settings, anat_wf, ses, pet, template, template_files, index):
     """The PET workflow of one series (metadata from the plan) and its sinks."""
-    import logging
+    from pipeline import log
 
     from .pet import init_pet_wf
 
@@ -650,7 +650,7 @@ def _add_pet(workflow, settings, anat_wf, ses, pet, template, template_files, in
     pcfg = cfg.pet
     meta, genotype, t1w = pet.metadata, pet.genotype, ses.t1w
     if genotype == "LAB":
-        logging.getLogger("nipype.workflow").warning(
+        log.get("workflow").warning(
             "%s: TSPO low-affinity binder (LAB): SUV/SUVR are not comparable with HAB/MAB; "
             "the group level excludes or covaries tspo_genotype",
             pet.path,

@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .. import log
 from ..errors import InflamapError, UsageError
 from .parser import (
     DEFAULT_RANDOM_SEED,
@@ -65,6 +66,7 @@ def _guarded(fn, argv) -> int:
 
     on_main = threading.current_thread() is threading.main_thread()
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if on_main else {}
+    log.start_run()
     try:
         return fn(argv)
     except InflamapError as exc:
@@ -77,6 +79,7 @@ def _guarded(fn, argv) -> int:
         print(f"inflamap: {exc.describe()}", file=sys.stderr)
         return exc.code
     finally:  # an in-process caller (tests, notebooks) gets its handlers back
+        log.close_file()
         for sig, handler in saved.items():
             signal.signal(sig, handler)
 
@@ -126,6 +129,7 @@ def _main(argv) -> int:
     ex.skip_bids_validation = args.skip_bids_validation
     ex.stop_on_first_crash = args.stop_on_first_crash
     ex.verbosity = args.verbose
+    log.setup(args.verbose)
     ex.run_uuid = f"{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}"
     if args.random_seed is not None:
         os.environ["ANTS_RANDOM_SEED"] = str(args.random_seed)

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from .. import log
 from ..errors import InflamapError, InputMissingError
 from .plugin import (
     _GRAPH_PLUGINS,
@@ -53,6 +54,11 @@ def run_participant(args, settings, layout, work) -> int:
     )
     if plans:
         write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
+        # the console output of this run, from its first line, beside the derivatives
+        path = log.log_to_file(
+            Path(settings.execution.output_dir) / "logs" / f"run-{settings.execution.run_uuid}.log"
+        )
+        _progress(f"this run's log: {path}")
     plugin = settings.nipype.plugin
     if plugin.startswith("SLURM") and not os.environ.get("LOGNAME"):
         import getpass

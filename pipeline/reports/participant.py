@@ -18,7 +18,6 @@ Figures: nilearn and Matplotlib (Agg); HTML: the Jinja2 template
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import shutil
@@ -28,9 +27,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import log
 from pipeline.utils import same_grid
 
-LOG = logging.getLogger("inflamap.reports")
+LOG = log.get("report")
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_REPORT_BYTES = 20 * 1024 * 1024
 
