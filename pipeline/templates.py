@@ -141,18 +141,71 @@ def get_template_file(template: str, resolution: int, **entities) -> Path:
     return Path(found)
 
 
-def fetch_templates(templates, resolution: int = 2):
-    """Pre-fetch what a run needs from each template (needs network): T1w, brain T1w and mask."""
-    from templateflow import api
+#: what a run needs from a template (T1w, brain T1w and mask, tissue maps)
+FETCH_QUERIES = (
+    {"desc": "brain", "suffix": "T1w"},
+    {"desc": "brain", "suffix": "mask"},
+    {"desc": None, "suffix": "T1w"},
+    {"label": "GM", "suffix": "probseg"},
+    {"label": "WM", "suffix": "probseg"},
+    {"label": "CSF", "suffix": "probseg"},
+)
+#: environment variable naming a TemplateFlow mirror (its S3 layout) instead of TemplateFlow's
+MIRROR_ENV = "INFLAMAP_TEMPLATEFLOW_S3"
 
+
+def fetch_templates(templates, resolution: int = 2, home=None, s3_root=None) -> list:
+    """Download what a run needs from each template into ``home`` (default
+    ``$TEMPLATEFLOW_HOME``); the paths. Needs network (TemplateFlow's S3, or the mirror of
+    ``s3_root`` / ``$INFLAMAP_TEMPLATEFLOW_S3``).
+
+    TemplateFlow lists a template's files in a skeleton of empty placeholders that ships
+    with the package; a home created by :func:`build_offline_home` has no skeleton, and
+    TemplateFlow then finds nothing to download (it returned ``[]``, and a build "fetched"
+    nothing). The skeleton is installed here first (existing files are kept), and every file
+    is checked after the download: :class:`TemplateError` (one line) for anything missing.
+    """
+    from templateflow.client import TemplateFlowClient
+
+    home = Path(
+        home or os.environ.get("TEMPLATEFLOW_HOME") or Path.home() / ".cache" / "templateflow"
+    )
+    s3_root = s3_root or os.environ.get(MIRROR_ENV) or None
+    kwargs = {"s3_root": s3_root.rstrip("/")} if s3_root else {}
+    client = TemplateFlowClient(root=home, autoupdate=False, **kwargs)
+    client.cache.update(local=True, overwrite=False, silent=True)  # the skeleton (no network)
+    source = s3_root or "TemplateFlow (templateflow.s3.amazonaws.com)"
     got = []
     for tpl in templates:
-        for q in (
-            {"desc": "brain", "suffix": "T1w"},
-            {"desc": "brain", "suffix": "mask"},
-            {"desc": None, "suffix": "T1w"},
-            {"label": "GM", "suffix": "probseg"},
-            {"label": "WM", "suffix": "probseg"},
-        ):
-            got.append(api.get(tpl, resolution=resolution, **q))
+        if not (home / f"tpl-{tpl}").is_dir():
+            raise TemplateError(
+                f"{tpl}: not a TemplateFlow template (no tpl-{tpl} in its "
+                "list); check the name (e.g. MNI152NLin2009cAsym)"
+            )
+        for query in FETCH_QUERIES:
+            what = f"{tpl} res-{resolution} " + " ".join(
+                f"{k}-{v}" for k, v in query.items() if v is not None
+            )
+            try:
+                found = client.get(tpl, resolution=resolution, **query)
+            except Exception as exc:  # noqa: BLE001 - requests/OS errors of the download
+                raise TemplateError(
+                    f"{what}: download from {source} failed ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); run "
+                    f"'inflamap-templates --fetch {tpl}' on a machine with network, or set "
+                    f"{MIRROR_ENV} to a mirror"
+                ) from None
+            files = [Path(f) for f in (found if isinstance(found, list) else [found])]
+            if not files:
+                raise TemplateError(
+                    f"{what}: TemplateFlow lists no such file; choose "
+                    "another template or resolution"
+                )
+            empty = [f for f in files if not f.is_file() or f.stat().st_size == 0]
+            if empty:
+                raise TemplateError(
+                    f"{empty[0]}: not downloaded (empty placeholder); check "
+                    f"the network or {MIRROR_ENV}"
+                )
+            got.extend(files)
     return got

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import InputMissingError, UsageError
 from .parser import (
     build_demo_parser,
     build_templates_parser,
@@ -49,6 +49,11 @@ def run_templates(argv) -> int:
     home = _tf_home()
     print(build_offline_home(home))
     if args.fetch:
-        for f in fetch_templates(args.fetch, args.resolution):
-            print(f)
+        from ..templates import TemplateError
+
+        try:
+            for f in fetch_templates(args.fetch, args.resolution, home=home):
+                print(f)
+        except TemplateError as exc:
+            raise InputMissingError(str(exc)) from None
     return 0
