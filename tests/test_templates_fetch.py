@@ -19,6 +19,9 @@ import pytest
 from conftest import ROOT
 
 TEMPLATE = "MNI152NLin2009cAsym"
+RUN_TEMPLATES = (
+    "import sys; from pipeline.cli import templates_main as m; sys.exit(m(sys.argv[1:]))"
+)
 NEEDED = [
     f"tpl-{TEMPLATE}_res-02_{k}.nii.gz"
     for k in (
@@ -70,8 +73,7 @@ def _templates(home: Path, mirror_url: str, *args):
         [
             sys.executable,
             "-c",
-            "import sys; from pipeline.cli import templates_main; "
-            "sys.exit(templates_main(sys.argv[1:]))",
+            RUN_TEMPLATES,
             *args,
         ],
         capture_output=True,
