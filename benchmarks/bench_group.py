@@ -212,7 +212,7 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
     from pipeline.config import default_config
-    from pipeline.stats import group_statistics
+    from pipeline.group.models import group_statistics
 
     cfg = default_config().group
     t0 = time.perf_counter()

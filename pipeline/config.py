@@ -460,7 +460,7 @@ class GroupSettings(_Section):
     report_max_rows: int = rule(ge=1, le=1000)
 
     def statistics_options(self) -> dict:
-        """The keyword arguments of :func:`pipeline.stats.group_statistics` these settings
+        """The keyword arguments of :func:`pipeline.group.models.group_statistics` these settings
         give (its contrasts and options)."""
         return dict(
             contrasts=self.contrasts,
@@ -475,7 +475,7 @@ class GroupSettings(_Section):
         )
 
     def check(self):
-        from .stats import check_contrasts, check_rules
+        from .group.models import check_contrasts, check_rules
 
         try:
             contrasts = check_contrasts(self.contrasts)

@@ -1,4 +1,4 @@
-"""Group statistics (pipeline/stats.py) and the group level (pipeline/group.py) on synthetic
+"""Group statistics (pipeline/group/models.py) and the group level (pipeline/group/) on synthetic
 tables and a synthetic derivatives folder (the participant pipeline is not run)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from scipy import stats as sst
 from statsmodels.stats.power import NormalIndPower, TTestIndPower, TTestPower
 
-from pipeline import stats as gs
 from pipeline.config import ConfigError, Settings, default_config, load_workflow_config
+from pipeline.group import models as gs
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(
@@ -312,7 +312,7 @@ def test_cluster_table_matches_nilearn():
     from nilearn.reporting import get_clusters_table
     from scipy import ndimage
 
-    from pipeline.group import cluster_table
+    from pipeline.group.voxelwise import cluster_table
 
     rng = np.random.default_rng(0)
     shape = (30, 34, 30)
@@ -531,7 +531,7 @@ def test_run_group_end_to_end(tmp_path, capsys):
 
 
 def test_mirror_lr_exact_on_symmetric_grid_and_resampled_otherwise():
-    from pipeline.group import mirror_lr
+    from pipeline.group.voxelwise import mirror_lr
 
     data = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
     data[0, 3, 4] = np.nan
@@ -551,7 +551,7 @@ def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
     """Leaks on the headache side (left or right): after mirroring right-sided sessions the
     ictal-vs-interictal and ipsi-vs-contra designs find them on the left only; without
     mirroring the ictal design blurs them over both sides."""
-    from pipeline.group import _design_inputs, fit_voxelwise
+    from pipeline.group.voxelwise import _design_inputs, fit_voxelwise
 
     rng = np.random.default_rng(3)
     rows = []

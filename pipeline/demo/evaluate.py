@@ -341,7 +341,7 @@ def evaluate_group(demo_dir, output_dir, config=None):
     import pandas as pd
 
     from ..config import load_workflow_config
-    from ..stats import group_statistics
+    from ..group.models import group_statistics
 
     demo_dir, output_dir = Path(demo_dir), Path(output_dir)
     if config is None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .stats import UNIT
-from .utils import atomic_output, atomic_write_text
+from .. import __version__
+from ..utils import atomic_output, atomic_write_text
+from .models import UNIT
 
-TEMPLATES = Path(__file__).parent / "reports" / "templates"
+TEMPLATES = Path(__file__).parents[1] / "reports" / "templates"
 SIG_COLOUR, NS_COLOUR = "#c0392b", "#7f8c8d"
 STRIP_TYPES = ("paired_sessions", "paired_hemispheres")  # box/strip plots in the report
 
@@ -206,7 +206,7 @@ def write_group_report(
     """Render ``group.html`` and its figures; returns the report's path."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from .stats import power_column
+    from .models import power_column
 
     gdir = Path(gdir)
     fdir = gdir / "figures"
