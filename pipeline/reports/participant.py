@@ -12,8 +12,7 @@ section; a participant with only a T1w still gets a report.
 Figures: nilearn and Matplotlib (Agg); HTML: the Jinja2 template
 ``templates/participant.html.j2``.
 
-.. autofunction:: build_participant_report
-"""
+.. autofunction:: build_participant_report"""
 
 from __future__ import annotations
 
@@ -24,576 +23,51 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import log
 from pipeline.utils import same_grid
 
+from .figures import (
+    Figures,
+    _anat_figure,
+    _apply_rigid,
+    _load,
+    _map_figure,
+    _read_table,
+    _region_chart,
+    _template_mask,
+    _template_t1w,
+    _vif_chart,
+    nmi,
+)
+from .index import (
+    MAP_ORDER,
+    NATIVE_ONLY,
+    NOT_DRAWN,
+    NUMERIC_TABLE_COLUMNS,
+    ORDER,
+    QC_KEYS,
+    QC_PATTERN,
+    REFERENCE_ONLY,
+    REGISTRATION_REFERENCE,
+    SUFFIX_MODALITY,
+    TABLE_MODALITY,
+    TITLES,
+    XFM_FROM,
+    Deriv,
+    SessionFiles,
+    _sessions,
+    summarise_crashes,
+)
+
 LOG = log.get("report")
+
+
 TEMPLATES = Path(__file__).parent / "templates"
+
+
 MAX_REPORT_BYTES = 20 * 1024 * 1024
-
-# derivative suffix -> modality section; 'residual' follows its siblings (see _modality)
-SUFFIX_MODALITY = {
-    "enhancement": "gadolinium",
-    "Ktrans": "dce",
-    "vp": "dce",
-    "ve": "dce",
-    "T1map": "dce",
-    "dR2star": "uspio",
-    "R2starmap": "uspio",
-    "SUV": "pet",
-    "SUVR": "pet",
-    "pet": "pet",
-    "ratio": "spect",
-}
-# suffixes used only as registration references (not drawn as quantitative maps)
-REFERENCE_ONLY = {"pet"}
-# drawn in native space only (their values are in the QC tables; fewer figures keep the
-# report quick to make): fit residuals, the post-agent R2* (ΔR2* is drawn)
-NATIVE_ONLY = {"T1map", "R2starmap", "SUV", "ve", ("enhancement", "subtraction")}
-NOT_DRAWN = {"residual", ("R2starmap", "post")}
-# regional tables: ``modality`` column (or desc) -> section
-TABLE_MODALITY = {
-    "anat": "anat",
-    "gadolinium": "gadolinium",
-    "dce": "dce",
-    "uspio": "uspio",
-    "iron_oxide": "uspio",
-    "pet": "pet",
-    "spect": "spect",
-    "nT1w": "anat",
-    "percent": "gadolinium",
-    "dR2star": "uspio",
-    "SUV": "pet",
-    "SUVR": "pet",
-    "ratio": "spect",
-    "lateEarlyRatio": "spect",
-}
-TITLES = {
-    "anat": "Anatomy and registration to the template",
-    "gadolinium": "Gadolinium enhancement",
-    "dce": "DCE permeability",
-    "uspio": "Iron oxide (USPIO) ΔR2*",
-    "pet": "PET uptake",
-    "spect": "SPECT uptake ratio",
-    "other": "Other maps",
-}
-ORDER = ["anat", "gadolinium", "dce", "uspio", "pet", "spect", "other"]
-# image used to check a modality's registration to the T1w (on the modality's own grid)
-REGISTRATION_REFERENCE = {
-    "dce": ["T1map", "Ktrans"],
-    "uspio": ["R2starmap", "dR2star"],
-    "pet": ["pet", "SUV", "SUVR"],
-    "spect": ["ratio"],
-}
-# the 'from-' label of the rigid transform to the T1w written for each modality
-XFM_FROM = {
-    "dce": ["dce"],
-    "uspio": ["MEGRE"],
-    "pet": ["pet", "PET"],
-    "spect": ["spect", "SPECT"],
-    "gadolinium": ["postcontrast"],
-}
-MAP_ORDER = [
-    "enhancement",
-    "Ktrans",
-    "vp",
-    "ve",
-    "T1map",
-    "dR2star",
-    "R2starmap",
-    "SUVR",
-    "SUV",
-    "ratio",
-    "residual",
-]
-# sidecar fields shown as QC metrics (label, format); plus any key matching QC_PATTERN
-QC_KEYS = {
-    "NormalisationMethod": ("normalisation method", "s"),
-    "NormalisationFactor": ("normalisation factor (post → pre)", ".4f"),
-    "ReferenceVoxels": ("reference-tissue voxels", "d"),
-    "PercentFloor": ("percent-enhancement floor (pre intensity)", ".4g"),
-    "QCWhiteMatterMeanAbsDiffPercent": ("white-matter mean |post − pre| (%)", ".3g"),
-    "Model": ("model", "s"),
-    "VIFRegion": ("input-function region", "s"),
-    "VIFVoxels": ("input-function voxels (VIFVoxels)", "d"),
-    "VIFPeakBlood_mM": ("input-function peak, blood (mM)", ".3g"),
-    "VIFPeakPlasma_mM": ("input-function peak, plasma (mM)", ".3g"),
-    "BaselineFrames": ("baseline frames", "d"),
-    "FittedVoxels": ("fitted voxels", "d"),
-    "FitMethod": ("fit method", "s"),
-    "NoiseSigma": ("noise sigma", ".4g"),
-    "InvalidFraction": ("fraction of failed voxels (InvalidFraction)", ".4f"),
-    "MedianNRMSE": ("median fit residual (NRMSE)", ".4f"),
-}
-QC_PATTERN = re.compile(r"SNR|Similarity|Residual|NRMSE|Invalid|Failed|Sigma|^QC", re.I)
-NUMERIC_TABLE_COLUMNS = ("volume_mm3", "n_voxels", "peak_percent", "mean_percent")
-
-
-# ----------------------------------------------------------------------------- files
-
-
-@dataclass
-class Deriv:
-    """One derivative file: path, entities (short names) and suffix."""
-
-    path: Path
-    entities: dict
-    suffix: str
-    ext: str
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def stem(self) -> str:
-        return self.path.name[: -len(self.ext)] if self.ext else self.path.name
-
-    def get(self, key, default=None):
-        return self.entities.get(key, default)
-
-    def sidecar(self) -> dict:
-        side = self.path.with_name(self.stem + ".json")
-        if self.ext == ".json" or not side.is_file():
-            return {}
-        try:
-            data = json.loads(side.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-
-def parse_name(path) -> Deriv | None:
-    """Entities of a BIDS(-Derivatives) file name, or None if it is not one."""
-    path = Path(path)
-    name = path.name
-    ext = ""
-    for e in (".nii.gz", ".nii", ".tsv", ".json", ".mat", ".h5", ".txt"):
-        if name.endswith(e):
-            ext = e
-            break
-    base = name[: -len(ext)] if ext else name
-    parts = base.split("_")
-    if len(parts) < 2 or not parts[0].startswith("sub-"):
-        return None
-    ents = {}
-    for part in parts[:-1]:
-        if "-" not in part:
-            return None
-        k, v = part.split("-", 1)
-        ents[k] = v
-    return Deriv(path, ents, parts[-1], ext)
-
-
-@dataclass
-class SessionFiles:
-    label: str | None
-    folder: Path
-    files: list = field(default_factory=list)
-
-    def find(self, suffix, ext=".nii.gz", **ents) -> list:
-        """Files with ``suffix``/``ext`` whose entities match ``ents`` (None = absent)."""
-        out = []
-        for f in self.files:
-            if f.suffix != suffix or f.ext != ext:
-                continue
-            if all((f.get(k) is None) if v is None else (f.get(k) == v) for k, v in ents.items()):
-                out.append(f)
-        return out
-
-    def one(self, suffix, ext=".nii.gz", **ents):
-        found = self.find(suffix, ext, **ents)
-        return found[0] if found else None
-
-
-def _sessions(out_dir: Path, label: str) -> list:
-    root = out_dir / f"sub-{label}"
-    sessions = []
-    folders = sorted(p for p in root.glob("ses-*") if p.is_dir()) if root.is_dir() else []
-    if not folders and root.is_dir():
-        folders = [root]
-    for folder in folders:
-        ses = folder.name[4:] if folder.name.startswith("ses-") else None
-        files = []
-        for p in sorted(folder.rglob("*")):
-            if not p.is_file() or "figures" in p.relative_to(folder).parts:
-                continue
-            d = parse_name(p)
-            if d is not None and d.get("sub") == label:
-                files.append(d)
-        if files:
-            sessions.append(SessionFiles(ses, folder, files))
-    return sessions
-
-
-# ----------------------------------------------------------------------------- crashes
-
-
-def summarise_crashes(out_dir, label: str, since: float | None = None) -> list[dict]:
-    """Crash files of a participant (``OUTPUT_DIR/logs/sub-<label>/crash-*``): node name and
-    the exception that ended the step (:func:`pipeline.crashes.read_crash`); ``stale`` when
-    older than ``since`` (an earlier run)."""
-    from pipeline.crashes import crash_files, read_crash
-
-    out = []
-    for path in crash_files(out_dir, label):
-        crash = read_crash(path)
-        out.append(
-            {
-                "file": path.relative_to(Path(out_dir)).as_posix(),
-                "node": crash.node or "unknown node",
-                "message": crash.error or "(no traceback)",
-                "time": crash.when,
-                "stale": since is not None and crash.mtime < since,
-            }
-        )
-    return out
-
-
-# ----------------------------------------------------------------------------- images
-
-
-def _plt():
-    import matplotlib  # noqa: ICN001
-
-    if matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _load(path):
-    """3-D float32 image with non-finite values set to 0 (first volume of a 4-D file)."""
-    import nibabel as nb
-    import numpy as np
-
-    img = nb.load(str(path))
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    if data.ndim == 4:
-        data = data[..., 0]
-    data = np.where(np.isfinite(data), data, 0).astype(np.float32)
-    return nb.Nifti1Image(data, img.affine)
-
-
-def _apply_rigid(moving_path, fixed_path, xfm_path, tmpdir, interp="linear"):
-    """``moving`` resampled onto ``fixed`` through an ANTs transform (antspyx)."""
-    import ants
-
-    moving = _load(moving_path)
-    tmp_in = Path(tmpdir) / "moving.nii.gz"
-    moving.to_filename(tmp_in)
-    out = ants.apply_transforms(
-        fixed=ants.image_read(str(fixed_path)),
-        moving=ants.image_read(str(tmp_in)),
-        transformlist=[str(xfm_path)],
-        interpolator=interp,
-    )
-    tmp_out = Path(tmpdir) / f"resampled_{Path(moving_path).name}"
-    out.to_file(str(tmp_out))
-    return _load(tmp_out)
-
-
-def _range(img, mask=None):
-    """Colour range of a map: (vmin, vmax, symmetric) from robust percentiles."""
-    import numpy as np
-
-    data = np.asarray(img.dataobj)
-    vals = data[(data != 0) & np.isfinite(data)] if mask is None else data[mask & (data != 0)]
-    if vals.size == 0:
-        return 0.0, 1.0, False
-    lo, hi = np.percentile(vals, [1, 99])
-    if lo < 0 and abs(lo) > 0.1 * max(abs(hi), 1e-12):
-        v = float(max(abs(lo), abs(hi))) or 1.0
-        return -v, v, True
-    hi = float(hi) if hi > 0 else float(vals.max()) or 1.0
-    return 0.0, hi, False
-
-
-def nmi(a, b, mask=None, bins=32) -> float | None:
-    """Normalised mutual information (H(A)+H(B))/H(A,B) of two images on one grid
-    (1: independent; 2: identical up to a one-to-one intensity mapping)."""
-    import numpy as np
-
-    x = np.asarray(a.dataobj, dtype=np.float64)
-    y = np.asarray(b.dataobj, dtype=np.float64)
-    sel = np.isfinite(x) & np.isfinite(y)
-    if mask is not None:
-        sel &= mask
-    if sel.sum() < 100:
-        return None
-    hist, _, _ = np.histogram2d(x[sel], y[sel], bins=bins)
-    p = hist / hist.sum()
-    px, py = p.sum(1), p.sum(0)
-
-    def h(q):
-        q = q[q > 0]
-        return float(-(q * np.log(q)).sum())
-
-    hxy = h(p.ravel())
-    return (h(px) + h(py)) / hxy if hxy > 0 else None
-
-
-def _template_mask(template: str, ref_img):
-    """The template's brain mask from TemplateFlow at the resolution of ``ref_img``."""
-    from pipeline.templates import get_template_file
-
-    res = int(round(float(ref_img.header.get_zooms()[0])))
-    for r in (res, None):
-        try:
-            return get_template_file(template, r, desc="brain", suffix="mask")
-        except Exception:  # noqa: BLE001, S112
-            continue
-    return None
-
-
-def _template_t1w(template: str, ref_img):
-    from pipeline.templates import get_template_file
-
-    res = int(round(float(ref_img.header.get_zooms()[0])))
-    for r, desc in ((res, "brain"), (res, None), (None, "brain")):
-        try:
-            return get_template_file(template, r, desc=desc, suffix="T1w")
-        except Exception:  # noqa: BLE001, S112
-            continue
-    return None
-
-
-class Figures:
-    """Writes figures under ``sub-<label>/figures`` and returns their report-relative path."""
-
-    def __init__(self, out_dir: Path, label: str, dpi: int = 72):
-        self.out_dir = out_dir
-        self.folder = out_dir / f"sub-{label}" / "figures"
-        self.dpi = dpi
-        self.written = []
-
-    def path(self, name: str) -> Path:
-        return self.folder / name
-
-    def add(self, name: str) -> str:
-        self.written.append(self.folder / name)
-        return (self.folder / name).relative_to(self.out_dir).as_posix()
-
-    def save_display(self, display, name):
-        from pipeline.utils import atomic_output
-
-        with atomic_output(self.folder / name) as tmp:
-            display.savefig(str(tmp), dpi=self.dpi)
-        display.close()
-        return self.add(name)
-
-    def save_fig(self, fig, name):
-        from pipeline.utils import atomic_output
-
-        plt = _plt()
-        with atomic_output(self.folder / name) as tmp:
-            fig.savefig(str(tmp), dpi=self.dpi if name.endswith(".png") else None)
-        plt.close(fig)
-        return self.add(name)
-
-
-def _cuts(mask_img, n, axes="xyz"):
-    """World coordinates of ``n`` cuts per axis spread over the extent of ``mask_img``
-    (so that cuts do not fall in the empty field of view); None: nilearn's choice."""
-    import numpy as np
-
-    if mask_img is None:
-        return n
-    ijk = np.argwhere(np.asarray(mask_img.dataobj) > 0.5)
-    if len(ijk) < 10:
-        return n
-    xyz = ijk @ mask_img.affine[:3, :3].T + mask_img.affine[:3, 3]
-    out = {}
-    for i, ax in enumerate("xyz"):
-        lo, hi = np.percentile(xyz[:, i], [8, 92])
-        out[ax] = np.linspace(lo, hi, n)
-    if len(axes) == 1:
-        return list(out[axes])
-    return out
-
-
-def _anat_figure(
-    figs, bg, name, title, contours=None, edges=None, rois=None, cuts=4, cut_mask=None, vmax=None
-):
-    """T1w-like image with contours (a mask), edges (another image) or an ROI overlay."""
-    from nilearn import plotting
-
-    coords = _cuts(cut_mask if cut_mask is not None else contours, cuts)
-    if rois is not None:
-        display = plotting.plot_roi(
-            rois,
-            bg_img=bg,
-            display_mode="mosaic",
-            cut_coords=coords,
-            title=title,
-            alpha=0.45,
-            cmap="tab20",
-            draw_cross=False,
-            annotate=True,
-            colorbar=False,
-        )
-    else:
-        display = plotting.plot_anat(
-            bg,
-            display_mode="mosaic",
-            cut_coords=coords,
-            title=title,
-            draw_cross=False,
-            dim=-0.3,
-            vmax=vmax,
-            colorbar=False,
-        )
-    if contours is not None:
-        display.add_contours(contours, levels=[0.5], colors="r", linewidths=1.0)
-    if edges is not None:
-        display.add_edges(edges, color="r")
-    return figs.save_display(display, name)
-
-
-def _map_figure(figs, img, bg, name, title, units="", cuts=5, cut_mask=None):
-    """A quantitative map over an anatomical background, with a colour bar."""
-    from nilearn import plotting
-
-    vmin, vmax, sym = _range(img)
-    kw = dict(
-        cmap="cold_hot" if sym else "inferno",
-        vmax=vmax,
-        symmetric_cbar=sym,
-        threshold=abs(vmax) * 1e-4,
-        colorbar=True,
-        display_mode="z",
-        cut_coords=_cuts(cut_mask, cuts, "z"),
-        draw_cross=False,
-        annotate=True,
-        title=f"{title}" + (f" [{units}]" if units else ""),
-    )
-    if not sym:
-        kw["vmin"] = vmin
-    display = plotting.plot_stat_map(
-        img, bg_img=bg if bg is not None else False, black_bg=True, dim=-0.3, **kw
-    )
-    return figs.save_display(display, name)
-
-
-# ----------------------------------------------------------------------------- charts
-
-
-def _read_table(path):
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
-    except Exception:  # noqa: BLE001 - an unreadable table is reported, not fatal
-        return None
-
-
-def _region_chart(figs, tsv: Deriv, title_extra=""):
-    """Bar chart of a regional table: mean ± sd per ROI, ipsi/contra (or left/right)."""
-    import numpy as np
-
-    df = _read_table(tsv.path)
-    if df is None or df.empty or not {"roi", "hemisphere", "mean"} <= set(df.columns):
-        return None, "table unreadable or empty"
-    hemis = set(df["hemisphere"].astype(str))
-    sides = ("ipsi", "contra") if {"ipsi", "contra"} <= hemis else ("left", "right")
-    rois = []
-    for roi in df["roi"].astype(str):
-        if roi not in rois:
-            rois.append(roi)
-    vals = {s: [] for s in (*sides, "bilateral")}
-    errs = {s: [] for s in vals}
-    ai = []
-    for roi in rois:
-        sub = df[df["roi"].astype(str) == roi]
-        for s in vals:
-            row = sub[sub["hemisphere"].astype(str) == s]
-            vals[s].append(float(row["mean"].iloc[0]) if len(row) else np.nan)
-            errs[s].append(
-                float(row["sd"].iloc[0])
-                if len(row) and "sd" in row and np.isfinite(row["sd"].iloc[0])
-                else 0.0
-            )
-        row = sub[sub["hemisphere"].astype(str) == "AI"]
-        ai.append(float(row["mean"].iloc[0]) if len(row) else np.nan)
-    plt = _plt()
-    n = len(rois)
-    fig, ax = plt.subplots(figsize=(7.5, 1.0 + 0.26 * n))
-    y = np.arange(n)
-    colors = {sides[0]: "#d6604d", sides[1]: "#4393c3", "bilateral": "#7f7f7f"}
-    off = {sides[0]: -0.2, sides[1]: 0.2, "bilateral": 0.0}
-    for s in vals:
-        v = np.asarray(vals[s])
-        ok = np.isfinite(v)
-        if not ok.any():
-            continue
-        ax.barh(
-            y[ok] + off[s],
-            v[ok],
-            height=0.38 if s != "bilateral" else 0.5,
-            color=colors[s],
-            label=s,
-        )
-        ax.errorbar(
-            v[ok],
-            y[ok] + off[s],
-            xerr=np.asarray(errs[s])[ok],
-            fmt="none",
-            ecolor="k",
-            elinewidth=0.6,
-            alpha=0.6,
-        )
-    for i, a in enumerate(ai):
-        if np.isfinite(a):
-            ax.annotate(
-                f"AI {a:+.2f}",
-                (1.0, y[i]),
-                xycoords=("axes fraction", "data"),
-                xytext=(4, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=7,
-            )
-    ax.set_yticks(y)
-    ax.set_yticklabels(rois, fontsize=7)
-    ax.invert_yaxis()
-    ax.axvline(0, color="k", lw=0.5)
-    metric = str(df["metric"].iloc[0]) if "metric" in df else tsv.get("desc", "")
-    ax.set_xlabel(f"{metric} (mean ± sd over voxels)", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.legend(fontsize=7, loc="lower right", frameon=False)
-    side = tsv.sidecar().get("HeadacheSide")
-    ax.set_title(
-        f"{tsv.get('atlas', '')} {metric}{title_extra}"
-        + (f" (headache side: {side})" if side not in (None, "", "n/a", "none") else ""),
-        fontsize=9,
-    )
-    fig.tight_layout()
-    return figs.save_fig(fig, f"{tsv.stem}_chart.svg"), None
-
-
-def _vif_chart(figs, tsv: Deriv):
-    df = _read_table(tsv.path)
-    if df is None or "time_s" not in df:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 2.6))
-    for col in df.columns:
-        if col != "time_s":
-            ax.plot(df["time_s"] / 60, df[col], marker="o", ms=2.5, lw=1, label=col)
-    ax.set_xlabel("time (min)", fontsize=8)
-    ax.set_ylabel("concentration (mM)", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title("input function", fontsize=9)
-    fig.tight_layout()
-    return figs.save_fig(fig, f"{tsv.stem}_chart.svg")
-
-
-# ----------------------------------------------------------------------------- sections
 
 
 def _fmt(value, spec="") -> str:
@@ -1227,9 +701,6 @@ class _Builder:
                     )
 
 
-# ----------------------------------------------------------------------------- entry
-
-
 def participant_labels(out_dir) -> list[str]:
     """Participants with derivatives or logs in ``out_dir``."""
     out = Path(out_dir)
@@ -1346,9 +817,6 @@ def build_participant_report(
     if not figs.written and figs.folder.is_dir() and not any(figs.folder.iterdir()):
         shutil.rmtree(figs.folder, ignore_errors=True)
     return path
-
-
-# ----------------------------------------------------------------------------- CLI hooks
 
 
 def report_after_run(output_dir, subject: str, errors=(), since=None, progress=print):
