@@ -259,6 +259,11 @@ def _edit_tsv(path: Path, old: str, new: str) -> Path:
     return path
 
 
+def _append_row(path: Path, row: str) -> Path:
+    path.write_text(path.read_text() + row + "\n")
+    return path
+
+
 def _config(tmp: Path, text: str) -> Path:
     p = tmp / "config.yml"
     p.write_text(text)
@@ -748,27 +753,13 @@ CASES = [
     ),
     Case(
         "participants-tsv-conflicting-rows",
-        _b(
-            lambda ds: (
-                (ds.root / "participants.tsv").write_text(
-                    (ds.root / "participants.tsv").read_text() + "sub-01\tHC\t70\n"
-                ),
-                ds.root / "participants.tsv",
-            )[1]
-        ),
+        _b(lambda ds: _append_row(ds.root / "participants.tsv", "sub-01\tHC\t70")),
         EX_DATAERR,
         "keep one row per participant",
     ),
     Case(
         "participants-tsv-row-without-folder",
-        _b(
-            lambda ds: (
-                (ds.root / "participants.tsv").write_text(
-                    (ds.root / "participants.tsv").read_text() + "sub-09\tHC\t70\n"
-                ),
-                ds.root / "participants.tsv",
-            )[1]
-        ),
+        _b(lambda ds: _append_row(ds.root / "participants.tsv", "sub-09\tHC\t70")),
         EX_DATAERR,
         "has no folder",
     ),
