@@ -1393,13 +1393,15 @@ JSON_SCALARS = (
         ]
     )
 )
-JSON_VALUES = st.recursive(
-    JSON_SCALARS,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=3)
-    ),
-    max_leaves=8,
-)
+
+
+def _json_containers(children):
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=5), children, max_size=3
+    )
+
+
+JSON_VALUES = st.recursive(JSON_SCALARS, _json_containers, max_leaves=8)
 
 
 def _mutated(base: dict):

@@ -84,7 +84,7 @@ def init_spect_wf(
     from pipeline.interfaces.pet import LateEarlyRatio, SPECTCounts
 
     from .regional import init_regional_wf
-    from .utils import first, rigid_registration, to_template
+    from .utils import first, provenance_with_outside, rigid_registration, to_template
 
     hours = (late_meta.start_s - late_meta.injection_start_s) / 3600.0
     minutes = (early_meta.start_s - early_meta.injection_start_s) / 60.0
@@ -164,6 +164,8 @@ ipsilateral/contralateral labels for a lateralised headache.
     )
     xfms = pe.Node(niu.Merge(2), name="spect_to_template_xfms")
     to_tpl = to_template("ratio_to_template", template_file)
+    # voxels of the early grid the late image does not cover: counted in the sidecars
+    provenance = provenance_with_outside("provenance")
     workflow.connect([
         (inputnode, counts["early"], [("early", "in_file")]),
         (inputnode, counts["late"], [("late", "in_file")]),
@@ -186,7 +188,10 @@ ipsilateral/contralateral labels for a lateralised headache.
         (early2t1w, xfms, [(("forward_transforms", first), "in2")]),
         (ratio, to_tpl, [("out_file", "input_image")]),
         (xfms, to_tpl, [("out", "transforms")]),
-        (ratio, outputnode, [("out_file", "ratio"), ("provenance", "provenance")]),
+        (ratio, provenance, [("provenance", "a")]),
+        (late_on_early, provenance, [("n_outside", "n_outside")]),
+        (ratio, outputnode, [("out_file", "ratio")]),
+        (provenance, outputnode, [("out", "provenance")]),
         (to_tpl, outputnode, [("output_image", "ratio_tpl")]),
         (early2t1w, outputnode, [(("forward_transforms", first), "early2t1w_xfm")]),
         (late2early, outputnode, [(("forward_transforms", first), "late2early_xfm")]),

@@ -104,7 +104,13 @@ def init_uspio_wf(
     from pipeline.interfaces.uspio import DeltaR2Star, R2StarMap
 
     from .regional import init_regional_wf
-    from .utils import atlas_source, first, rigid_registration, to_template
+    from .utils import (
+        atlas_source,
+        first,
+        provenance_with_outside,
+        rigid_registration,
+        to_template,
+    )
 
     atlas = settings.atlas
     method = settings.fit
@@ -217,6 +223,8 @@ headache, and the maps were brought to *{template}* space.
         participant_id, session_id, "uspio", "dR2star", **tables, name="regional_rois_wf"
     )
     tpl_xfms = pe.Node(niu.Merge(2), name="megre_to_template_xfms")
+    # voxels of the pre grid the post series does not cover: counted in the sidecars
+    provenance_post = provenance_with_outside("provenance_post")
     workflow.connect([
         (inputnode, fit_pre, [("pre_echoes", "in_files")]),
         (inputnode, fit_post, [("post_echoes", "in_files")]),
@@ -254,7 +262,10 @@ headache, and the maps were brought to *{template}* space.
         (pre2t1w, tpl_xfms, [(("forward_transforms", first), "in2")]),
         (fit_pre, outputnode, [("r2star", "r2star_pre"), ("nrmse", "nrmse_pre"),
                                ("provenance", "provenance_pre")]),
-        (fit_post, outputnode, [("provenance", "provenance_post"), ("nrmse", "nrmse_post")]),
+        (fit_post, provenance_post, [("provenance", "a")]),
+        (post_r2, provenance_post, [("n_outside", "n_outside")]),
+        (provenance_post, outputnode, [("out", "provenance_post")]),
+        (fit_post, outputnode, [("nrmse", "nrmse_post")]),
         (post_r2, outputnode, [("output_image", "r2star_post")]),
         (delta, outputnode, [("out_file", "dr2star")]),
         (pre2t1w, outputnode, [(("forward_transforms", first), "pre2t1w_xfm")]),

@@ -20,6 +20,22 @@ def merge_dicts(a, b, n_outside=None):
     return out
 
 
+def provenance_with_outside(name: str):
+    """A node merging a provenance dict (``a``) with the voxel count of a resampling done with
+    ``outside_nan`` (``n_outside``) as ``OutsideFieldOfViewVoxels``."""
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    node = pe.Node(
+        niu.Function(
+            function=merge_dicts, input_names=["a", "b", "n_outside"], output_names=["out"]
+        ),
+        name=name,
+    )
+    node.inputs.b = {}
+    return node
+
+
 def pick(values, index):
     """Element ``index`` of a list output (connection function)."""
     return values[index]
