@@ -11,4 +11,15 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   fi
 fi
 python3 -m pip install --upgrade --quiet pip
+# PyTorch for deepbet's brain extraction: the CPU build (about 750 MB installed; PyPI's
+# default Linux build carries CUDA, several GB). INFLAMAP_TORCH_INDEX names an index with
+# CPU builds (the Dockerfile uses https://download.pytorch.org/whl/cpu); without it pip's
+# configured indexes and find-links are used (a CPU wheel there is taken as is).
+if ! python3 -c "import torch" >/dev/null 2>&1; then
+  if [ -n "${INFLAMAP_TORCH_INDEX:-}" ]; then
+    python3 -m pip install --quiet --index-url "${INFLAMAP_TORCH_INDEX}" "torch==2.13.*"
+  else
+    python3 -m pip install --quiet "torch==2.13.0"
+  fi
+fi
 python3 -m pip install --quiet "${src}[test]"

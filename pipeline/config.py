@@ -283,13 +283,51 @@ def _band(obj, name):
 
 
 @dataclass(frozen=True)
+class SegmentationSettings(_Section):
+    mrf_smoothing: float = rule(ge=0, le=1, doc="Atropos Markov random field weight")
+    iterations: int = rule(ge=1, le=100, doc="Atropos EM iterations")
+    closing_mm: float = rule(ge=0, le=10, unit="mm", doc="pial-hull closing radius")
+
+
+def _range(obj, name, what):
+    lo, hi = getattr(obj, name)
+    if not lo < hi:
+        raise _Bad(name, [lo, hi], f"[low, high] with low < high ({what})")
+
+
+@dataclass(frozen=True)
+class AnatQCSettings(_Section):
+    fail: bool = rule(doc="a value out of range fails the session (--ignore-qc-failures: flag)")
+    min_mask_dice: float = rule(ge=0, le=1, doc="template mask in the T1w vs the brain mask")
+    volume_ratio: list[float] = rule(gt=0, le=10, length=2, doc="registration scaling")
+    brain_volume_ml: list[float] = rule(gt=0, le=10000, length=2, unit="ml")
+
+    def check(self):
+        _range(self, "volume_ratio", "template brain volume in the T1w / in the template")
+        _range(self, "brain_volume_ml", "ml")
+
+    def ranges(self) -> dict:
+        """``{value: [low, high]}`` of :func:`pipeline.models.brain.registration_qc`."""
+        return {
+            "mask_dice": [self.min_mask_dice, None],
+            "volume_ratio": list(self.volume_ratio),
+            "brain_volume_ml": list(self.brain_volume_ml),
+        }
+
+
+@dataclass(frozen=True)
 class AnatSettings(_Section):
     template: str = rule(pattern=_LABEL, doc="a TemplateFlow template identifier")
     template_resolution: int = rule(choices=(1, 2), doc="TemplateFlow res- label")
     atlas: str = rule(pattern=_LABEL)
     atlas_desc: str | None = rule(pattern=_LABEL)
+    skull_strip: str = rule(
+        choices=("deepbet", "skip"), doc="deepbet, or skip for an already brain-extracted T1w"
+    )
     n4: N4Settings = rule()
+    segmentation: SegmentationSettings = rule()
     registration: AnatRegistrationSettings = rule()
+    qc: AnatQCSettings = rule()
     brain_mask_threshold: float = rule(gt=0, le=1, doc="of the template brain probability")
     meningeal_band_mm: list[float] = rule(ge=0, le=30, length=2, unit="mm")
     calvarial_band_mm: list[float] = rule(ge=0, le=40, length=2, unit="mm")

@@ -60,21 +60,29 @@ def init_anat_wf(
     settings,
     omp_nthreads: int,
     mem_gb: float = 1.0,
+    label: str = "",
     name: str = "anat_wf",
 ):
     r"""
-    Bias-correct the T1w, register it to a template and bring the atlas to native space.
+    Bias-correct the T1w, extract and segment the brain, register it to a template and bring
+    the atlas to native space, with quality control that fails loudly.
 
-    #. N4 bias-field correction of the T1w.
-    #. Registration T1w → template (rigid, affine, SyN; ANTs ``antsRegistration``) with the
-       metric restricted to the dilated template brain mask.
-    #. Brain mask: the template brain mask brought to the T1w by the inverse transform
-       (linear interpolation, thresholded).
+    #. N4 bias-field correction of the T1w head.
+    #. Brain extraction of the head (deepbet, a convolutional network; any pose, storage
+       order and field of view), or the non-zero voxels of an already extracted T1w
+       (``skull_strip: skip``).
+    #. Tissue segmentation (CSF, GM, WM; ANTs Atropos, k-means initialised, Markov random
+       field) inside the extraction mask; the brain mask is GM+WM closed at the pial hull.
+    #. Registration of the extracted brain to the template brain (rigid, affine, SyN; ANTs
+       ``antsRegistration``) with the metric restricted to the dilated template brain mask.
+    #. Quality control: the template brain mask brought to the T1w must overlap the
+       participant's brain mask, its volume ratio (the registration's scaling) and the brain
+       volume must be plausible; otherwise the step fails with one line (or, with
+       ``qc.fail: false``, the outputs carry the failure).
     #. Atlas labels brought to the T1w by the inverse transform (nearest neighbour).
-    #. Extra-cerebral ROIs in native space: meningeal and calvarial bands split by lobe and
-       hemisphere after the nearest atlas region, and the dural venous sinuses (template
-       prior brought to the T1w), removed from both bands.
-    #. The template white-matter probability map brought to the T1w (reference tissue).
+    #. Extra-cerebral ROIs in native space: meningeal and calvarial bands outside the brain
+       mask split by lobe and hemisphere after the nearest atlas region, and the dural venous
+       sinuses (template prior brought to the T1w), removed from both bands.
     #. Non-finite (NaN/Inf) T1w voxels are set to 0 for N4 and ANTs and removed from the
        brain mask and every label image.
 
@@ -91,6 +99,8 @@ def init_anat_wf(
         maximum number of threads an individual process may use
     mem_gb : :obj:`float`
         memory of the largest node, GB
+    label : :obj:`str`
+        participant/session named in a quality-control failure
     name : :obj:`str`
         name of workflow (default: ``anat_wf``)
 
@@ -102,11 +112,15 @@ def init_anat_wf(
     Outputs
     -------
     t1w_preproc
-        bias-corrected T1w (native space)
+        bias-corrected T1w head (native space)
     t1w_mask
-        brain mask (native space)
+        brain mask at the pial hull (native space)
+    t1w_dseg
+        tissue labels (1 CSF, 2 GM, 3 WM)
+    t1w_probseg
+        CSF, GM and WM probability maps (``csf_prob``, ``gm_prob``, ``wm_prob`` one by one)
     t1w_tpl
-        bias-corrected T1w resampled to the template
+        bias-corrected, extracted brain resampled to the template
     anat2tpl_xfm
         composite transform T1w → template (ITK HDF5)
     tpl2anat_xfm
@@ -120,18 +134,27 @@ def init_anat_wf(
     rois_lut
         their label table (TSV)
     wm_prob
-        white-matter probability (native space)
+        the participant's white-matter probability (native space)
     bias_field
         the estimated bias field
     t1w_invalid
         mask of the T1w's non-finite input voxels (excluded from mask and labels)
+    qc_report
+        registration QC (JSON: values, ranges, failures)
     provenance
-        ``NonFiniteVoxels`` when there are any (sidecar fields)
+        ``NonFiniteVoxels`` when there are any, and ``RegistrationQC`` (sidecar fields)
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
     from niworkflows.interfaces.morphology import BinaryDilation
-    from niworkflows.interfaces.nibabel import Binarize
+    from niworkflows.interfaces.nibabel import ApplyMask
 
+    from pipeline.interfaces.anat import (
+        BrainExtraction,
+        NonZeroMask,
+        RegistrationQC,
+        TissueSegmentation,
+        deepbet_version,
+    )
     from pipeline.interfaces.ants import (
         ANTS_VERSION,
         ApplyTransforms,
@@ -141,23 +164,43 @@ def init_anat_wf(
     from pipeline.interfaces.images import ExcludeVoxels, NonFiniteMask
     from pipeline.interfaces.regional import ExtracerebralROIs, SinusPrior
 
+    from .utils import merge_dicts
+
     n4s = settings.n4
     reg = settings.registration
+    seg = settings.segmentation
+    qc = settings.qc
     atlas = settings.atlas
     workflow = Workflow(name=name)
+    if settings.skull_strip == "deepbet":
+        extraction = (
+            f"The brain was extracted from the head with *deepbet* {deepbet_version()} "
+            "[@deepbet], a pair of convolutional networks run on the CPU"
+        )
+    else:
+        extraction = (
+            "The T1w was already brain-extracted (`skull_strip: skip`): its non-zero voxels "
+            "(holes filled, largest component) were taken as the extraction mask"
+        )
     workflow.__desc__ = f"""\
 The T1-weighted (T1w) image was corrected for intensity non-uniformity with
-`N4BiasFieldCorrection` [@n4] (ANTs {ANTS_VERSION}, run in-process through antspyx). It was then
-spatially normalised to the *{template}* template (TemplateFlow [@templateflow]) by
-nonlinear registration with `antsRegistration` [@ants] (rigid, affine and symmetric
-normalisation (SyN) stages, {reg.syn_metric} metric for SyN, with the similarity restricted
-to the template brain mask dilated by {reg.fixed_mask_dilation_mm:g} mm). A brain mask was
-obtained by bringing the template brain mask to the T1w through the inverse transform
-(linear interpolation, threshold {settings.brain_mask_threshold:g}), and the
-*{atlas}* atlas labels were brought to the T1w with nearest-neighbour interpolation.
-Extra-cerebral regions were defined in native space: a meningeal band
-({settings.meningeal_band_mm[0]:g}–{settings.meningeal_band_mm[1]:g} mm outside the
-brain mask) and a calvarial band ({settings.calvarial_band_mm[0]:g}–
+`N4BiasFieldCorrection` [@n4] (ANTs {ANTS_VERSION}, run in-process through antspyx).
+{extraction}. Within that mask the tissues were segmented into cerebrospinal fluid (CSF),
+grey matter (GM) and white matter (WM) with `Atropos` [@atropos] (k-means initialisation,
+Markov random field weight {seg.mrf_smoothing:g}, {seg.iterations} iterations); the brain mask
+is the union of GM and WM closed with a {seg.closing_mm:g} mm radius and with holes filled.
+The extracted brain was spatially normalised to the *{template}* template (TemplateFlow
+[@templateflow]) by nonlinear registration with `antsRegistration` [@ants] (rigid, affine
+and symmetric normalisation (SyN) stages, {reg.syn_metric} metric for SyN, with the
+similarity restricted to the template brain mask dilated by
+{reg.fixed_mask_dilation_mm:g} mm). Every registration was checked: the template brain mask
+brought to the T1w had to overlap the participant's brain mask (Dice ≥ {qc.min_mask_dice:g}),
+its volume ratio (the registration's scaling) to lie in [{qc.volume_ratio[0]:g},
+{qc.volume_ratio[1]:g}] and the brain volume in [{qc.brain_volume_ml[0]:g},
+{qc.brain_volume_ml[1]:g}] ml. The *{atlas}* atlas labels were brought to the T1w with
+nearest-neighbour interpolation. Extra-cerebral regions were defined in native space: a
+meningeal band ({settings.meningeal_band_mm[0]:g}–{settings.meningeal_band_mm[1]:g} mm outside
+the brain mask) and a calvarial band ({settings.calvarial_band_mm[0]:g}–
 {settings.calvarial_band_mm[1]:g} mm), each split by lobe and hemisphere after the nearest
 atlas region, and the superior sagittal and transverse sinuses (a geometric prior in template
 space brought to the T1w), which were excluded from both bands. Voxels without a finite
@@ -170,6 +213,10 @@ brain mask, every region and every quantitative map (their number is in the side
             fields=[
                 "t1w_preproc",
                 "t1w_mask",
+                "t1w_dseg",
+                "t1w_probseg",
+                "csf_prob",
+                "gm_prob",
                 "t1w_tpl",
                 "anat2tpl_xfm",
                 "tpl2anat_xfm",
@@ -180,6 +227,7 @@ brain mask, every region and every quantitative map (their number is in the side
                 "wm_prob",
                 "bias_field",
                 "t1w_invalid",
+                "qc_report",
                 "provenance",
             ]
         ),
@@ -189,7 +237,7 @@ brain mask, every region and every quantitative map (their number is in the side
     # NaN/Inf voxels of the T1w: 0 for N4 and ANTs, then removed from the brain mask and
     # every label image (so from every regional table on this T1w and the grids it feeds)
     nonfinite = pe.Node(NonFiniteMask(), name="nonfinite_t1w")
-    labels = pe.Node(niu.Merge(3), name="masks_and_labels")
+    labels = pe.Node(niu.Merge(4), name="masks_and_labels")
     exclude = pe.Node(ExcludeVoxels(), name="exclude_nonfinite")
 
     n4 = pe.Node(
@@ -207,6 +255,27 @@ brain mask, every region and every quantitative map (their number is in the side
         n_procs=omp_nthreads,
         mem_gb=mem_gb,
     )
+    if settings.skull_strip == "deepbet":
+        brain_extraction = pe.Node(
+            BrainExtraction(num_threads=omp_nthreads),
+            name="brain_extraction",
+            n_procs=omp_nthreads,
+            mem_gb=mem_gb * 3,
+        )
+    else:
+        brain_extraction = pe.Node(NonZeroMask(), name="brain_extraction")
+    segmentation = pe.Node(
+        TissueSegmentation(
+            mrf_smoothing=seg.mrf_smoothing,
+            iterations=seg.iterations,
+            closing_mm=seg.closing_mm,
+            num_threads=omp_nthreads,
+        ),
+        name="segmentation",
+        n_procs=omp_nthreads,
+        mem_gb=mem_gb * 2,
+    )
+    skull_stripped = pe.Node(ApplyMask(), name="skull_stripped")
 
     import nibabel as nb
 
@@ -219,31 +288,55 @@ brain mask, every region and every quantitative map (their number is in the side
         name="dilate_tpl_mask",
     )
 
+    # Rigid and affine stages (sampled MI; the one-thread helper process, so that reruns
+    # agree), then SyN (dense sampling: the same result with any thread count) started from
+    # them; the composite transforms of the second call include the first's affine.
+    common = dict(
+        fixed_image=template_files["template"],
+        dimension=3,
+        sigma_units=["vox"],
+        convergence_threshold=[1e-6],
+        convergence_window_size=[10],
+        winsorize_lower_quantile=0.005,
+        winsorize_upper_quantile=0.995,
+        collapse_output_transforms=True,
+        float=True,
+        num_threads=omp_nthreads,
+    )
+    linear_registration = pe.Node(
+        Registration(
+            initial_moving_transform_com=1,
+            transforms=["Rigid", "Affine"],
+            transform_parameters=[(0.1,), (0.1,)],
+            metric=["MI", "MI"],
+            metric_weight=[1.0] * 2,
+            radius_or_number_of_bins=[32, 32],
+            sampling_strategy=["Regular", "Regular"],
+            sampling_percentage=[0.25, 0.25],
+            number_of_iterations=[reg.rigid_iterations, reg.affine_iterations],
+            shrink_factors=[reg.shrink_factors] * 2,
+            smoothing_sigmas=[reg.smoothing_sigmas] * 2,
+            **{**common, "sigma_units": ["vox"] * 2, "convergence_threshold": [1e-6] * 2,
+               "convergence_window_size": [10] * 2},
+        ),
+        name="linear_registration",
+        mem_gb=mem_gb * 2,
+    )  # fmt: skip
     registration = pe.Node(
         Registration(
-            fixed_image=template_files["template"],
-            dimension=3,
-            initial_moving_transform_com=1,
-            transforms=["Rigid", "Affine", "SyN"],
-            transform_parameters=[(0.1,), (0.1,), (reg.syn_gradient_step, 3.0, 0.0)],
-            metric=["MI", "MI", reg.syn_metric],
-            metric_weight=[1.0] * 3,
-            radius_or_number_of_bins=[32, 32, 32 if reg.syn_metric == "MI" else 4],
-            sampling_strategy=["Regular", "Regular", "None"],
-            sampling_percentage=[0.25, 0.25, 1.0],
-            number_of_iterations=[reg.rigid_iterations, reg.affine_iterations, reg.syn_iterations],
-            shrink_factors=[reg.shrink_factors] * 3,
-            smoothing_sigmas=[reg.smoothing_sigmas] * 3,
-            sigma_units=["vox"] * 3,
-            convergence_threshold=[1e-6] * 3,
-            convergence_window_size=[10] * 3,
-            winsorize_lower_quantile=0.005,
-            winsorize_upper_quantile=0.995,
+            transforms=["SyN"],
+            transform_parameters=[(reg.syn_gradient_step, 3.0, 0.0)],
+            metric=[reg.syn_metric],
+            metric_weight=[1.0],
+            radius_or_number_of_bins=[32 if reg.syn_metric == "MI" else 4],
+            sampling_strategy=["None"],
+            sampling_percentage=[1.0],
+            number_of_iterations=[reg.syn_iterations],
+            shrink_factors=[reg.shrink_factors],
+            smoothing_sigmas=[reg.smoothing_sigmas],
             write_composite_transform=True,
-            collapse_output_transforms=True,
             output_warped_image=True,
-            float=True,
-            num_threads=omp_nthreads,
+            **common,
         ),
         name="registration",
         n_procs=omp_nthreads,
@@ -261,7 +354,20 @@ brain mask, every region and every quantitative map (their number is in the side
         name="mask_to_t1w",
         mem_gb=mem_gb,
     )
-    binarize = pe.Node(Binarize(thresh_low=settings.brain_mask_threshold), name="binarize")
+    registration_qc = pe.Node(
+        RegistrationQC(
+            template_mask=template_files["template_mask"],
+            ranges=qc.ranges(),
+            threshold=settings.brain_mask_threshold,
+            ignore_failures=not qc.fail,
+            label=label,
+        ),
+        name="registration_qc",
+    )
+    provenance = pe.Node(
+        niu.Function(function=merge_dicts, input_names=["a", "b"], output_names=["out"]),
+        name="provenance",
+    )
     atlas_to_t1w = pe.Node(
         ApplyTransforms(interpolation="NearestNeighbor", dimension=3, num_threads=omp_nthreads),
         name="atlas_to_t1w",
@@ -269,17 +375,6 @@ brain mask, every region and every quantitative map (their number is in the side
     )
     atlas_src = atlas_source(atlas, template_files)
 
-    wm_to_t1w = pe.Node(
-        ApplyTransforms(
-            input_image=template_files["wm_probseg"],
-            interpolation="Linear",
-            dimension=3,
-            float=True,
-            num_threads=omp_nthreads,
-        ),
-        name="wm_to_t1w",
-        mem_gb=mem_gb,
-    )
     sinus_tpl = pe.Node(SinusPrior(brain_mask=template_files["template_mask"]), name="sinus_prior")
     sinus_to_t1w = pe.Node(
         ApplyTransforms(interpolation="NearestNeighbor", dimension=3, num_threads=omp_nthreads),
@@ -298,31 +393,46 @@ brain mask, every region and every quantitative map (their number is in the side
     workflow.connect([
         (inputnode, nonfinite, [("t1w", "in_file")]),
         (nonfinite, n4, [("out_file", "input_image")]),
+        (nonfinite, brain_extraction, [("out_file", "in_file")]),
         (nonfinite, exclude, [("mask", "exclude")]),
-        (binarize, labels, [("out_mask", "in1")]),
+        (n4, segmentation, [("output_image", "in_file")]),
+        (brain_extraction, segmentation, [("out_mask", "mask")]),
+        (n4, skull_stripped, [("output_image", "in_file")]),
+        (segmentation, skull_stripped, [("brain_mask", "in_mask")]),
+        (skull_stripped, linear_registration, [("out_file", "moving_image")]),
+        (dilate, linear_registration, [(("out_mask", listify), "fixed_image_masks")]),
+        (skull_stripped, registration, [("out_file", "moving_image")]),
+        (linear_registration, registration, [("forward_transforms", "initial_moving_transform")]),
+        (dilate, registration, [(("out_mask", listify), "fixed_image_masks")]),
+        (n4, mask_to_t1w, [("output_image", "reference_image")]),
+        (registration, mask_to_t1w, [("inverse_composite_transform", "transforms")]),
+        (segmentation, registration_qc, [("brain_mask", "brain_mask")]),
+        (mask_to_t1w, registration_qc, [("output_image", "template_mask_native")]),
+        (nonfinite, provenance, [("provenance", "a")]),
+        (registration_qc, provenance, [("provenance", "b")]),
+        (segmentation, labels, [("brain_mask", "in1"), ("out_dseg", "in4")]),
         (atlas_to_t1w, labels, [("output_image", "in2")]),
         (extracerebral, labels, [("out_labels", "in3")]),
         (labels, exclude, [("out", "in_files")]),
         (exclude, outputnode, [(("out_files", pick, 0), "t1w_mask"),
                                (("out_files", pick, 1), "atlas_native"),
-                               (("out_files", pick, 2), "rois_native")]),
-        (nonfinite, outputnode, [("mask", "t1w_invalid"), ("provenance", "provenance")]),
-        (n4, wm_to_t1w, [("output_image", "reference_image")]),
-        (registration, wm_to_t1w, [("inverse_composite_transform", "transforms")]),
+                               (("out_files", pick, 2), "rois_native"),
+                               (("out_files", pick, 3), "t1w_dseg")]),
+        (nonfinite, outputnode, [("mask", "t1w_invalid")]),
+        (provenance, outputnode, [("out", "provenance")]),
+        (registration_qc, outputnode, [("out_report", "qc_report")]),
+        (segmentation, outputnode, [("out_probseg", "t1w_probseg"),
+                                    (("out_probseg", pick, 0), "csf_prob"),
+                                    (("out_probseg", pick, 1), "gm_prob"),
+                                    (("out_probseg", pick, 2), "wm_prob")]),
         (sinus_tpl, sinus_to_t1w, [("out_file", "input_image")]),
         (n4, sinus_to_t1w, [("output_image", "reference_image")]),
         (registration, sinus_to_t1w, [("inverse_composite_transform", "transforms")]),
-        (binarize, extracerebral, [("out_mask", "brain_mask")]),
+        (segmentation, extracerebral, [("brain_mask", "brain_mask")]),
         (atlas_to_t1w, extracerebral, [("output_image", "atlas")]),
         (atlas_src, extracerebral, [("lut", "lut")]),
         (sinus_to_t1w, extracerebral, [("output_image", "sinus")]),
         (extracerebral, outputnode, [("out_lut", "rois_lut")]),
-        (wm_to_t1w, outputnode, [("output_image", "wm_prob")]),
-        (n4, registration, [("output_image", "moving_image")]),
-        (dilate, registration, [(("out_mask", listify), "fixed_image_masks")]),
-        (n4, mask_to_t1w, [("output_image", "reference_image")]),
-        (registration, mask_to_t1w, [("inverse_composite_transform", "transforms")]),
-        (mask_to_t1w, binarize, [("output_image", "in_file")]),
         (n4, atlas_to_t1w, [("output_image", "reference_image")]),
         (atlas_src, atlas_to_t1w, [("atlas", "input_image")]),
         (registration, atlas_to_t1w, [("inverse_composite_transform", "transforms")]),

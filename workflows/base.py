@@ -103,6 +103,7 @@ Results included in this manuscript come from processing performed with *inflama
             template_files,
             anat_cfg,
             omp_nthreads=settings.nipype.omp_nthreads,
+            label=f"{pid} {sid}" if sid else pid,
             name=f"anat_{tag}_wf",
         )
         anat_wf.inputs.inputnode.t1w = t1w
@@ -148,16 +149,36 @@ Results included in this manuscript come from processing performed with *inflama
                     dict(desc="brain"),
                     {
                         "Type": "Brain",
-                        "Method": "template brain mask through the inverse transform",
-                        "Threshold": anat_cfg.brain_mask_threshold,
+                        "Method": (
+                            "deepbet brain extraction"
+                            if anat_cfg.skull_strip == "deepbet"
+                            else "non-zero voxels of the brain-extracted input"
+                        )
+                        + ", then GM+WM of the Atropos segmentation closed at the pial hull",
+                        "Segmentation": anat_cfg.segmentation.to_dict(),
                     },
                 ),
+                (
+                    "outputnode.t1w_dseg",
+                    "dseg",
+                    {},
+                    {"Labels": {"1": "CSF", "2": "GM", "3": "WM"}, "Method": "ANTs Atropos"},
+                ),
+                *[
+                    (
+                        f"outputnode.{tissue.lower()}_prob",
+                        "probseg",
+                        dict(label=tissue),
+                        {"Method": "ANTs Atropos posterior probability"},
+                    )
+                    for tissue in ("CSF", "GM", "WM")
+                ],
                 (
                     "outputnode.t1w_tpl",
                     "T1w",
                     dict(space=template, desc="preproc"),
                     {
-                        "SkullStripped": False,
+                        "SkullStripped": True,
                         "Registration": {"Software": ANTS, **anat_cfg.registration.to_dict()},
                     },
                 ),

@@ -11,6 +11,7 @@ installation is on ``PATH``, it is not used: one engine, one version, reproducib
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import tempfile
@@ -89,41 +90,120 @@ def itk_threads(num_threads) -> str:
         return "1"
 
 
+#: transforms whose (sampled, gradient-descent) registration ITK computes differently with
+#: different thread counts and schedules; these run in a one-thread helper process
+LINEAR_TRANSFORMS = ("Translation", "Rigid", "Similarity", "Affine")
+
+_SERIAL = None  # the helper process (one per process that runs ANTs), started on first use
+
+
+def _call_ants(program: str, args: list, cwd: str) -> tuple[int, str]:
+    """Run an ANTs entry point of antspyx in this process, in ``cwd``; (exit code, output)."""
+    from ants.internal import get_lib_fn
+
+    libfn = get_lib_fn(program)
+    old = os.getcwd()
+    try:
+        os.chdir(cwd)
+        with _CapturedFDs() as cap:
+            code = libfn(args)
+    finally:
+        os.chdir(old)
+    return int(code), cap.text
+
+
+def serve_single_threaded(stdin, stdout) -> None:
+    """The helper's loop: one JSON request per line (``program``, ``args``, ``cwd``), one
+    JSON answer per line (``code``, ``text``). ANTs' own output is captured per call."""
+    for line in stdin:
+        req = json.loads(line)
+        try:
+            code, text = _call_ants(req["program"], req["args"], req["cwd"])
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            code, text = 1, f"{type(exc).__name__}: {exc}"
+        stdout.write(json.dumps({"code": code, "text": text}) + "\n")
+        stdout.flush()
+
+
+def call_single_threaded(program: str, args: list, cwd: str) -> tuple[int, str]:
+    """Run an ANTs entry point in a helper process whose ITK uses one thread.
+
+    ITK fixes its thread count at its first use in a process, so a process cannot run one
+    call with one thread and the next with several; and ANTs' linear registrations (sampled
+    Mattes mutual information with gradient-descent scale estimation) give different
+    transforms from run to run with more than one thread (measured: three different results
+    in three runs with 2 threads, the same with 1). The helper (``python -m
+    pipeline.interfaces.ants``, started once per process and kept for its life; about 2 s
+    to start) runs them with one thread, whatever ``--omp-nthreads`` is, so that reruns
+    give identical results.
+    """
+    import subprocess
+    import sys
+
+    global _SERIAL
+    if _SERIAL is None or _SERIAL.poll() is not None:
+        env = dict(os.environ, ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="1")
+        _SERIAL = subprocess.Popen(  # noqa: S603 - our own module, no shell
+            [sys.executable, "-m", "pipeline.interfaces.ants"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+    request = json.dumps({"program": program, "args": list(args), "cwd": cwd})
+    try:
+        _SERIAL.stdin.write(request + "\n")
+        _SERIAL.stdin.flush()
+        answer = _SERIAL.stdout.readline()
+        while answer and not answer.startswith('{"code"'):  # a stray print: skip it
+            answer = _SERIAL.stdout.readline()
+    except (BrokenPipeError, OSError):
+        answer = ""
+    if not answer:
+        _SERIAL.kill()
+        _SERIAL = None
+        raise RuntimeError(f"{program}: the one-thread ANTs helper process died (out of memory?)")
+    out = json.loads(answer)
+    return int(out["code"]), out["text"]
+
+
 class InProcessANTsMixin:
     """Run a nipype ANTs command line through antspyx's compiled entry point."""
 
-    def _run_interface(self, runtime, correct_return_codes=(0,)):
-        from ants.internal import get_lib_fn
+    #: run in the one-thread helper process (:func:`call_single_threaded`)
+    def _single_threaded(self) -> bool:
+        return False
 
+    def _run_interface(self, runtime, correct_return_codes=(0,)):
         argv = shlex.split(self.cmdline)
         program, args = os.path.basename(argv[0]), argv[1:]
-        libfn = get_lib_fn(program)
-        threads = itk_threads(getattr(self.inputs, "num_threads", 1))
-        old_env = {k: os.environ.get(k) for k in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",)}
-        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = threads
-        cwd = os.getcwd()
-        try:
-            os.chdir(runtime.cwd)
-            with _CapturedFDs() as cap:
-                code = libfn(args)
-        finally:
-            os.chdir(cwd)
-            for k, v in old_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        runtime.stdout = cap.text
+        if self._single_threaded():
+            code, text = call_single_threaded(program, args, runtime.cwd)
+            where = "antspyx, one-thread helper process"
+        else:
+            threads = itk_threads(getattr(self.inputs, "num_threads", 1))
+            old_env = {k: os.environ.get(k) for k in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",)}
+            os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = threads
+            try:
+                code, text = _call_ants(program, args, runtime.cwd)
+            finally:
+                for k, v in old_env.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            where = "antspyx, in-process"
+        runtime.stdout = text
         runtime.stderr = ""
-        runtime.merged = cap.text
+        runtime.merged = text
         runtime.returncode = int(code)
         runtime.cmdline = self.cmdline
         runtime.success_codes = correct_return_codes
         runtime.command_path = f"antspyx:{program}"
         runtime.dependencies = []
         if runtime.returncode not in correct_return_codes:
-            tail = "\n".join(cap.text.strip().splitlines()[-15:])
-            raise RuntimeError(f"{program} (antspyx, in-process) exited with {code}:\n{tail}")
+            tail = "\n".join(text.strip().splitlines()[-15:])
+            raise RuntimeError(f"{program} ({where}) exited with {code}:\n{tail}")
         return runtime
 
     @property
@@ -132,7 +212,12 @@ class InProcessANTsMixin:
 
 
 class Registration(InProcessANTsMixin, nants.Registration):
-    """``antsRegistration`` (nipype's interface), run in-process."""
+    """``antsRegistration`` (nipype's interface), run in-process; linear-only registrations
+    in the one-thread helper process (:func:`call_single_threaded`), for reproducibility
+    (a SyN stage with dense sampling gives the same result with any thread count)."""
+
+    def _single_threaded(self) -> bool:
+        return all(t in LINEAR_TRANSFORMS for t in self.inputs.transforms)
 
 
 #: the value ANTs gives voxels outside the moving image before they become NaN (ANTs does
@@ -207,3 +292,9 @@ class ApplyTransforms(InProcessANTsMixin, nants.ApplyTransforms):
 
 class N4BiasFieldCorrection(InProcessANTsMixin, nants.N4BiasFieldCorrection):
     """``N4BiasFieldCorrection`` (nipype's interface), run in-process."""
+
+
+if __name__ == "__main__":  # the one-thread helper (:func:`call_single_threaded`)
+    import sys
+
+    serve_single_threaded(sys.stdin, sys.stdout)

@@ -21,6 +21,18 @@ REFERENCES = {
         "elderly and neurodegenerative brain. Med Image Anal. 2008;12(1):26-41. "
         "doi:10.1016/j.media.2007.06.004",
     },
+    "deepbet": {
+        "short": "Fisch et al. 2024",
+        "full": "Fisch L, Zumdick S, Barkhau C, et al. deepbet: Fast brain extraction of "
+        "T1-weighted MRI using Convolutional Neural Networks. Comput Biol Med. "
+        "2024;179:108845. doi:10.1016/j.compbiomed.2024.108845",
+    },
+    "atropos": {
+        "short": "Avants et al. 2011",
+        "full": "Avants BB, Tustison NJ, Wu J, Cook PA, Gee JC. An open source multivariate "
+        "framework for n-tissue segmentation with evaluation on public data. "
+        "Neuroinformatics. 2011;9(4):381-400. doi:10.1007/s12021-011-9109-y",
+    },
     "templateflow": {
         "short": "Ciric et al. 2022",
         "full": "Ciric R, Thompson WH, Lorenz R, et al. TemplateFlow: FAIR-sharing of "
