@@ -7,10 +7,13 @@
 #   TEMPLATES   fetch (default): download the default template from TemplateFlow at build
 #               time (needs network); offline: only the MNI152NLin2009aSym that
 #               `inflamap templates` builds from nilearn's data (the demo's template)
+#   TORCH_INDEX the package index of PyTorch's CPU builds (deepbet's brain extraction runs on
+#               the CPU; PyPI's default Linux build carries CUDA, several GB more)
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG TEMPLATES=fetch
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     TEMPLATEFLOW_HOME=/opt/templateflow \
@@ -19,7 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 COPY . /src/inflamap
 # the same install steps as CI (.ci/run)
-RUN bash /src/inflamap/.ci/install.sh /src/inflamap
+RUN INFLAMAP_TORCH_INDEX="${TORCH_INDEX}" bash /src/inflamap/.ci/install.sh /src/inflamap
 
 # Templates are in the image: compute nodes often have no network. configs/defaults.yml
 # uses MNI152NLin2009cAsym at 2 mm (its built-in atlases need only its tissue maps).

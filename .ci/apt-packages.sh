@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests need besides Python's: chromium renders the HTML reports
 # headless (tests/test_reports.py; the test is skipped without it); shellcheck lints
-# .ci/build-image.sh (tests/test_container.py; skipped without it). Needs root and apt-get;
+# .ci/build-image.sh (tests/test_container.py; skipped without it); mricron-data ships
+# Colin27, the real head of tests/test_real_head.py (skipped without it). Needs root and apt-get;
 # elsewhere it only says what is missing.
 set -euo pipefail
 missing=()
@@ -9,6 +10,7 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   missing+=(chromium)
 fi
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+[ -f /usr/share/mricron/templates/ch2.nii.gz ] || missing+=(mricron-data)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -52,11 +52,16 @@ AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
 SHAPE = (8, 8, 8)
 SES = "01"
 # the fastest configuration that still runs every anatomical step (the batch test)
+# The synthetic images here are noise cubes, not heads: no brain extraction, and the
+# registration QC (rightly failing them) flags instead of failing; tests/test_real_head.py
+# checks both on a real head.
 FAST_CONFIG = """\
 anat:
   template: MNI152NLin2009aSym
   template_resolution: 2
   atlas: inflamapLobes
+  skull_strip: skip
+  qc: {fail: false}
   n4: {iterations: [5], shrink_factor: 2}
   registration:
     rigid_iterations: [5]

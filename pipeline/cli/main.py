@@ -99,7 +99,10 @@ def _main(argv) -> int:
 
     # options and configuration first: a mistake there ends the run before any folder is made
     try:
-        workflow_cfg = load_workflow_config(args.config)
+        workflow_cfg = load_workflow_config(
+            args.config,
+            overrides={"anat": {"qc": {"fail": False}}} if args.ignore_qc_failures else None,
+        )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     filters = {}

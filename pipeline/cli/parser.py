@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML merged over configs/defaults.yml (unknown keys are errors)",
     )
+    g.add_argument(
+        "--ignore-qc-failures",
+        action="store_true",
+        help="a registration or brain mask outside its plausible range (anat.qc) flags the "
+        "session in its sidecars and report instead of failing it (anat.qc.fail: false)",
+    )
     g.add_argument("-v", "--verbose", action="count", default=0)
     g.add_argument("--version", action="version", version=f"inflamap {__version__}")
     return p

@@ -87,6 +87,14 @@ def _fmt(value, spec="") -> str:
     return str(value)
 
 
+#: readable names of the registration QC values (pipeline.models.brain.registration_qc)
+QC_NAMES = {
+    "mask_dice": "Dice of the template brain mask in the T1w with the brain mask",
+    "volume_ratio": "template brain volume in the T1w / in the template",
+    "brain_volume_ml": "brain volume (ml)",
+}
+
+
 def _sidecar_qc(files) -> list[dict]:
     """QC fields of the sidecars of ``files``, each value once (first file that has it)."""
     seen, out = set(), []
@@ -184,6 +192,7 @@ class _Builder:
         self.out_dir, self.label, self.figs, self.tmpdir = out_dir, label, figs, tmpdir
         self.warnings = []
         self.cut_masks = {}  # space -> mask whose extent sets the cuts of its figures
+        self.qc_failures = []  # sessions whose registration QC failed (kept, flagged)
 
     def _try(self, what, fn, *args, **kwargs):
         """Run a figure/metric function; a failure becomes a note in the report."""
@@ -229,6 +238,28 @@ class _Builder:
                     "source": mask.name,
                 }
             )
+            rqc = mask.sidecar().get("RegistrationQC") or {}
+            for key, value in (rqc.get("Values") or {}).items():
+                lo, hi = (rqc.get("Ranges") or {}).get(key, [None, None])
+                lo = "-inf" if lo is None else lo
+                hi = "inf" if hi is None else hi
+                rng = f" (plausible: {lo} to {hi})"
+                sec["qc"].append(
+                    {
+                        "name": f"registration QC: {QC_NAMES.get(key, key)}{rng}",
+                        "key": "RegistrationQC",
+                        "value": _fmt(value) + ("" if rqc.get("Passed", True) else " — FAILED"),
+                        "source": mask.name,
+                    }
+                )
+            if rqc and not rqc.get("Passed", True):
+                self.qc_failures.append(
+                    (f"ses-{ses.label}: " if ses.label else "")
+                    + "registration QC FAILED ("
+                    + "; ".join(rqc.get("Failures") or [])
+                    + "): the outputs of this session were kept only because QC failures "
+                    "were ignored; check the T1w and the figures before using them"
+                )
             dat = np.asarray(t1.dataobj)
             far = np.zeros_like(mdat)
             if mdat.any():  # air: outside the head (signal above 10 % of the brain median)
@@ -271,8 +302,8 @@ class _Builder:
                     {
                         "src": src,
                         "kind": "registration",
-                        "caption": "Native T1w with the brain mask brought from the "
-                        "template (red contour)"
+                        "caption": "Native T1w with the participant's brain mask (red "
+                        "contour: brain extraction, then GM+WM at the pial hull)"
                         + (f" and the {atlas.get('atlas')} atlas labels" if atlas else ""),
                         "file": t1w.name,
                     }
@@ -799,7 +830,7 @@ def build_participant_report(
         version=__version__,
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
         crashes=crashes,
-        errors=list(errors),
+        errors=[*b.qc_failures, *errors],
         warnings=b.warnings if sessions else [],
         sessions=ctx_sessions,
         boilerplate=boiler,

@@ -1,0 +1,102 @@
+"""A real head for the tests: Colin27 (Debian's ``mricron-data``) posed as a scanner would.
+
+``ch2.nii.gz`` is a real single-subject T1w head (skull, scalp, neck; 1 mm), ``ch2bet.nii.gz``
+its brain extracted by FSL's BET, the independent reference of the brain-mask tests. A pose
+moves the head rigidly (rotations, shifts), resamples it onto a new grid (1 or 2 mm, box
+averaging for 2 mm so that partial volume is real) stored in any axis order and direction.
+Nothing here uses inflamap's code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial.transform import Rotation
+
+MRICRON = Path("/usr/share/mricron/templates")
+HEAD = MRICRON / "ch2.nii.gz"
+BRAIN = MRICRON / "ch2bet.nii.gz"
+
+
+def available() -> bool:
+    return HEAD.is_file() and BRAIN.is_file()
+
+
+@dataclass(frozen=True)
+class Pose:
+    """A rigid head pose and the grid it is stored on."""
+
+    rotation_deg: tuple  #: x, y, z Euler angles (degrees)
+    shift_mm: tuple  #: translation (mm)
+    voxel_mm: float  #: isotropic voxel size
+    axes: tuple  #: storage order of the world axes (a permutation of 0, 1, 2)
+    flips: tuple  #: which stored axes run backwards
+
+    @property
+    def name(self) -> str:
+        orient = "".join("RAS"[a] if not f else "LPI"[a] for a, f in zip(self.axes, self.flips))
+        return f"{self.voxel_mm:g}mm-{orient}-rot{max(abs(r) for r in self.rotation_deg):.0f}"
+
+
+def random_pose(seed: int, voxel_mm: float, axes=(0, 1, 2), flips=(0, 0, 0)) -> Pose:
+    """Rotations up to ±20° about each axis, shifts up to ±35 mm."""
+    rng = np.random.default_rng(seed)
+    return Pose(
+        tuple(float(v) for v in rng.uniform(-20, 20, 3)),
+        tuple(float(v) for v in rng.uniform(-35, 35, 3)),
+        float(voxel_mm),
+        tuple(axes),
+        tuple(int(f) for f in flips),
+    )
+
+
+def _posed(img: nb.Nifti1Image, pose: Pose, order: int) -> nb.Nifti1Image:
+    zoom = pose.voxel_mm
+    move = np.eye(4)
+    move[:3, :3] = Rotation.from_euler("xyz", pose.rotation_deg, degrees=True).as_matrix()
+    move[:3, 3] = pose.shift_mm
+    # a 240 x 270 x 240 mm field of view around the head's new position
+    shape = np.array([int(240 / zoom), int(270 / zoom), int(240 / zoom)])
+    grid = np.diag([zoom, zoom, zoom, 1.0])
+    grid[:3, 3] = -shape * zoom / 2 + np.array([0.0, -15.0, 0.0]) + np.asarray(pose.shift_mm)
+    perm = np.zeros((4, 4))
+    perm[3, 3] = 1
+    for i, axis in enumerate(pose.axes):
+        perm[axis, i] = 1
+    shape = shape[list(pose.axes)]
+    affine = grid @ perm
+    for axis, flip in enumerate(pose.flips):
+        if flip:
+            f = np.eye(4)
+            f[axis, axis] = -1
+            f[axis, 3] = shape[axis] - 1
+            affine = affine @ f
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if zoom > 1 and order > 0:  # box averaging over the new voxel (partial volume)
+        data = ndi.uniform_filter(data, size=int(round(zoom)))
+    to_source = np.linalg.inv(img.affine) @ np.linalg.inv(move) @ affine
+    out = ndi.affine_transform(
+        data, to_source[:3, :3], to_source[:3, 3], output_shape=tuple(shape), order=order
+    )
+    return nb.Nifti1Image(out.astype(np.float32), affine)
+
+
+def posed_head(pose: Pose, folder: Path) -> tuple[Path, Path]:
+    """``(t1w, reference brain mask)`` written in ``folder`` for ``pose``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t1w, ref = folder / "T1w.nii.gz", folder / "ref_brain_mask.nii.gz"
+    _posed(nb.load(HEAD), pose, order=1).to_filename(t1w)
+    brain = nb.load(BRAIN)
+    mask = nb.Nifti1Image((np.asarray(brain.dataobj) > 0).astype(np.float32), brain.affine)
+    # the mask resampled as the image is (box average, linear), then halved: partial volume
+    _posed(mask, pose, order=1).to_filename(ref)
+    return t1w, ref
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
