@@ -171,9 +171,20 @@ def _cuts(mask_img, n, axes="xyz"):
 
 
 def _anat_figure(
-    figs, bg, name, title, contours=None, edges=None, rois=None, cuts=4, cut_mask=None, vmax=None
+    figs,
+    bg,
+    name,
+    title,
+    contours=None,
+    edges=None,
+    rois=None,
+    cuts=4,
+    cut_mask=None,
+    vmax=None,
+    tissues=None,
 ):
-    """T1w-like image with contours (a mask), edges (another image) or an ROI overlay."""
+    """T1w-like image with contours (a mask), edges (another image), an ROI overlay or the
+    boundaries of a tissue segmentation (1 CSF, 2 GM, 3 WM)."""
     from nilearn import plotting
 
     coords = _cuts(cut_mask if cut_mask is not None else contours, cuts)
@@ -205,6 +216,9 @@ def _anat_figure(
         display.add_contours(contours, levels=[0.5], colors="r", linewidths=1.0)
     if edges is not None:
         display.add_edges(edges, color="r")
+    if tissues is not None:
+        display.add_contours(tissues, levels=[1.5], colors="deepskyblue", linewidths=0.8)
+        display.add_contours(tissues, levels=[2.5], colors="yellow", linewidths=0.8)
     return figs.save_display(display, name)
 
 

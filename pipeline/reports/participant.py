@@ -283,7 +283,10 @@ class _Builder:
                 (
                     d
                     for d in ses.find("dseg", space=None)
-                    if d.get("desc") is None and d.get("ce") is None and d.get("trc") is None
+                    if d.get("atlas")
+                    and d.get("desc") is None
+                    and d.get("ce") is None
+                    and d.get("trc") is None
                 ),
                 None,
             )
@@ -306,6 +309,31 @@ class _Builder:
                         "contour: brain extraction, then GM+WM at the pial hull)"
                         + (f" and the {atlas.get('atlas')} atlas labels" if atlas else ""),
                         "file": t1w.name,
+                    }
+                )
+        tissues = next(
+            (d for d in ses.find("dseg", space=None) if not d.get("atlas") and not d.get("desc")),
+            None,
+        )
+        if tissues is not None:
+            src = self._try(
+                "segmentation figure",
+                _anat_figure,
+                self.figs,
+                t1,
+                f"{t1w.stem}_desc-tissues.png",
+                "T1w with the CSF/GM (blue) and GM/WM (yellow) boundaries",
+                tissues=_load(tissues.path),
+                cut_mask=_load(mask.path) if mask is not None else None,
+            )
+            if src:
+                sec["figures"].append(
+                    {
+                        "src": src,
+                        "kind": "registration",
+                        "caption": "Tissue segmentation (Atropos): boundaries of CSF and "
+                        "grey matter (blue) and of grey and white matter (yellow)",
+                        "file": tissues.name,
                     }
                 )
         for tpl in ses.find("T1w", desc="preproc", ce=None):
