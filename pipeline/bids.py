@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -61,16 +62,28 @@ def clean_labels(labels, entity="participant") -> list[str]:
     return sorted(set(out))
 
 
-def validate(bids_dir) -> None:
-    """Run the official BIDS validator (``bids-validator-deno``); raise on errors."""
+def validator_executable() -> str | None:
+    """``bids-validator-deno`` on ``PATH``, else beside this Python (a virtual environment's
+    ``bin/``, where pip installs it, when inflamap is called by its absolute path without
+    activating the environment)."""
     exe = shutil.which("bids-validator-deno")
+    if exe:
+        return exe
+    here = Path(sys.executable).parent / "bids-validator-deno"
+    return str(here) if here.is_file() and os.access(here, os.X_OK) else None
+
+
+def validate(bids_dir) -> list[str]:
+    """Run the official BIDS validator (``bids-validator-deno``); raise on errors, return
+    one line per kind of warning (``CODE (n files): message``)."""
+    exe = validator_executable()
     if exe is None:
         raise BIDSValidationError(
             "bids-validator-deno not found; install it (pip install bids-validator-deno) or "
             "pass --skip-bids-validation"
         )
-    proc = subprocess.run(
-        [exe, str(bids_dir), "--format", "json", "--ignoreWarnings"],
+    proc = subprocess.run(  # noqa: S603 - the validator, no shell
+        [exe, str(bids_dir), "--format", "json"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -92,6 +105,22 @@ def validate(bids_dir) -> None:
             f"{first.get('code')} {first.get('issueMessage') or ''}".strip()
             + "; fix the dataset or pass --skip-bids-validation"
         )
+    warnings: dict[str, list] = {}
+    for issue in issues:
+        if issue.get("severity") == "warning":
+            warnings.setdefault(issue.get("code", "WARNING"), []).append(issue)
+    lines = []
+    for code, items in sorted(warnings.items()):
+        first = items[0]
+        keys = sorted({str(i["subCode"]) for i in items if i.get("subCode")})
+        what = f" [{', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}]" if keys else ""
+        message = "" if keys else " ".join(str(first.get("issueMessage") or "").split())[:160]
+        where = first.get("location", "")
+        lines.append(
+            f"{code}{what} ({len(items)}x, e.g. {where or 'the dataset'})"
+            + (f": {message}" if message else "")
+        )
+    return lines
 
 
 #: datatype folders inflamap reads (BIDS datatypes, and ``spect`` of inflamap's convention)

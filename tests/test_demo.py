@@ -63,3 +63,27 @@ def test_demo_is_deterministic(tmp_path, tf_home):
     assert fa == sorted(p.relative_to(b) for p in b.rglob("*.nii.gz"))
     for rel in fa[:5]:
         np.testing.assert_array_equal(nb.load(a / rel).get_fdata(), nb.load(b / rel).get_fdata())
+
+
+def test_validator_found_beside_python_and_warnings_reported(demo_dir, monkeypatch):
+    """inflamap called by its absolute path in a virtual environment that is not activated
+    (the validator is not on PATH, but pip put it beside the interpreter): validation runs,
+    and its warnings come back one line per kind instead of being thrown away."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from pipeline import bids
+
+    beside = Path(sys.executable).parent / "bids-validator-deno"
+    if not beside.is_file():
+        pytest.skip("bids-validator-deno is not installed beside this Python")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert shutil.which("bids-validator-deno") is None
+    assert bids.validator_executable() == str(beside)
+    lines = bids.validate(demo_dir / "bids")
+    # the demo leaves out recommended scanner fields: a warning with the fields named
+    rec = [ln for ln in lines if ln.startswith("SIDECAR_KEY_RECOMMENDED")]
+    import re
+
+    assert rec and re.search(r" \[\w+(, \w+)*(, \.\.\.)?\] \(\d+x, e\.g\. /sub-", rec[0]), rec
