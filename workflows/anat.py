@@ -61,6 +61,7 @@ def init_anat_wf(
     omp_nthreads: int,
     mem_gb: float = 1.0,
     label: str = "",
+    reference_session: str | None = None,
     name: str = "anat_wf",
 ):
     r"""
@@ -101,6 +102,11 @@ def init_anat_wf(
         memory of the largest node, GB
     label : :obj:`str`
         participant/session named in a quality-control failure
+    reference_session : :obj:`str` or None
+        another session of the participant whose atlas labels and extra-cerebral ROIs this
+        session takes, through a rigid within-subject registration of the extracted brains
+        (inputs ``ref_*``), so that a band is the same tissue in every session; ``None``:
+        this session's own (the reference, or a single session)
     name : :obj:`str`
         name of workflow (default: ``anat_wf``)
 
@@ -108,6 +114,9 @@ def init_anat_wf(
     ------
     t1w
         the T1w image (NIfTI)
+    ref_t1w_brain, ref_atlas, ref_rois, ref_rois_lut
+        with ``reference_session``: the reference session's extracted brain, atlas labels,
+        extra-cerebral ROIs and their table
 
     Outputs
     -------
@@ -119,6 +128,8 @@ def init_anat_wf(
         tissue labels (1 CSF, 2 GM, 3 WM)
     t1w_probseg
         CSF, GM and WM probability maps (``csf_prob``, ``gm_prob``, ``wm_prob`` one by one)
+    t1w_brain
+        bias-corrected, extracted brain (native space)
     t1w_tpl
         bias-corrected, extracted brain resampled to the template
     anat2tpl_xfm
@@ -207,7 +218,19 @@ space brought to the T1w), which were excluded from both bands. Voxels without a
 value in the input images, if any, were set to zero for registration and excluded from the
 brain mask, every region and every quantitative map (their number is in the sidecars).
 """
-    inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
+    if reference_session:
+        workflow.__desc__ += f"""\
+To make every region the same tissue in every session, the atlas labels and extra-cerebral
+regions of this session were those of session *{reference_session}*, brought to this T1w by a
+rigid registration of the extracted brains (mutual information; nearest-neighbour
+interpolation).
+"""
+    inputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=["t1w", "ref_t1w_brain", "ref_atlas", "ref_rois", "ref_rois_lut"]
+        ),
+        name="inputnode",
+    )
     outputnode = pe.Node(
         niu.IdentityInterface(
             fields=[
@@ -215,6 +238,7 @@ brain mask, every region and every quantitative map (their number is in the side
                 "t1w_mask",
                 "t1w_dseg",
                 "t1w_probseg",
+                "t1w_brain",
                 "csf_prob",
                 "gm_prob",
                 "t1w_tpl",
@@ -411,9 +435,8 @@ brain mask, every region and every quantitative map (their number is in the side
         (nonfinite, provenance, [("provenance", "a")]),
         (registration_qc, provenance, [("provenance", "b")]),
         (segmentation, labels, [("brain_mask", "in1"), ("out_dseg", "in4")]),
-        (atlas_to_t1w, labels, [("output_image", "in2")]),
-        (extracerebral, labels, [("out_labels", "in3")]),
         (labels, exclude, [("out", "in_files")]),
+        (skull_stripped, outputnode, [("out_file", "t1w_brain")]),
         (exclude, outputnode, [(("out_files", pick, 0), "t1w_mask"),
                                (("out_files", pick, 1), "atlas_native"),
                                (("out_files", pick, 2), "rois_native"),
@@ -425,6 +448,18 @@ brain mask, every region and every quantitative map (their number is in the side
                                     (("out_probseg", pick, 0), "csf_prob"),
                                     (("out_probseg", pick, 1), "gm_prob"),
                                     (("out_probseg", pick, 2), "wm_prob")]),
+        (n4, outputnode, [("output_image", "t1w_preproc"), ("bias_image", "bias_field")]),
+        (registration, outputnode, [("warped_image", "t1w_tpl"),
+                                    ("composite_transform", "anat2tpl_xfm"),
+                                    ("inverse_composite_transform", "tpl2anat_xfm")]),
+        (atlas_src, outputnode, [("lut", "atlas_lut")]),
+    ])  # fmt:skip
+    if reference_session:
+        _carry_rois(workflow, reg, omp_nthreads, mem_gb)
+        return workflow
+    workflow.connect([
+        (atlas_to_t1w, labels, [("output_image", "in2")]),
+        (extracerebral, labels, [("out_labels", "in3")]),
         (sinus_tpl, sinus_to_t1w, [("out_file", "input_image")]),
         (n4, sinus_to_t1w, [("output_image", "reference_image")]),
         (registration, sinus_to_t1w, [("inverse_composite_transform", "transforms")]),
@@ -436,10 +471,67 @@ brain mask, every region and every quantitative map (their number is in the side
         (n4, atlas_to_t1w, [("output_image", "reference_image")]),
         (atlas_src, atlas_to_t1w, [("atlas", "input_image")]),
         (registration, atlas_to_t1w, [("inverse_composite_transform", "transforms")]),
-        (n4, outputnode, [("output_image", "t1w_preproc"), ("bias_image", "bias_field")]),
-        (registration, outputnode, [("warped_image", "t1w_tpl"),
-                                    ("composite_transform", "anat2tpl_xfm"),
-                                    ("inverse_composite_transform", "tpl2anat_xfm")]),
-        (atlas_src, outputnode, [("lut", "atlas_lut")]),
     ])  # fmt:skip
     return workflow
+
+
+def _carry_rois(workflow, reg, omp_nthreads, mem_gb):
+    """Atlas labels and extra-cerebral ROIs of the reference session, brought to this
+    session's T1w by a rigid registration of the extracted brains (this session → the
+    reference; its inverse brings the labels back, nearest neighbour)."""
+    from pipeline.interfaces.ants import ApplyTransforms, Registration
+
+    inputnode = workflow.get_node("inputnode")
+    outputnode = workflow.get_node("outputnode")
+    labels = workflow.get_node("masks_and_labels")
+    n4 = workflow.get_node("n4")
+    skull_stripped = workflow.get_node("skull_stripped")
+    to_reference = pe.Node(
+        Registration(
+            initial_moving_transform_com=1,
+            transforms=["Rigid"],
+            transform_parameters=[(0.1,)],
+            metric=["MI"],
+            metric_weight=[1.0],
+            radius_or_number_of_bins=[32],
+            sampling_strategy=["Regular"],
+            sampling_percentage=[0.25],
+            number_of_iterations=[reg.rigid_iterations],
+            shrink_factors=[reg.shrink_factors],
+            smoothing_sigmas=[reg.smoothing_sigmas],
+            sigma_units=["vox"],
+            convergence_threshold=[1e-6],
+            convergence_window_size=[10],
+            winsorize_lower_quantile=0.005,
+            winsorize_upper_quantile=0.995,
+            collapse_output_transforms=True,
+            float=True,
+            num_threads=omp_nthreads,
+        ),
+        name="to_reference_session",
+        mem_gb=mem_gb,
+    )
+    carried = {}
+    for field in ("atlas", "rois"):
+        carried[field] = pe.Node(
+            ApplyTransforms(
+                interpolation="NearestNeighbor",
+                dimension=3,
+                invert_transform_flags=[True],
+                num_threads=omp_nthreads,
+            ),
+            name=f"{field}_from_reference",
+            mem_gb=mem_gb,
+        )
+        workflow.connect([
+            (inputnode, carried[field], [(f"ref_{field}", "input_image")]),
+            (n4, carried[field], [("output_image", "reference_image")]),
+            (to_reference, carried[field], [("forward_transforms", "transforms")]),
+        ])  # fmt:skip
+    workflow.connect([
+        (skull_stripped, to_reference, [("out_file", "moving_image")]),
+        (inputnode, to_reference, [("ref_t1w_brain", "fixed_image")]),
+        (carried["atlas"], labels, [("output_image", "in2")]),
+        (carried["rois"], labels, [("output_image", "in3")]),
+        (inputnode, outputnode, [("ref_rois_lut", "rois_lut")]),
+    ])  # fmt:skip

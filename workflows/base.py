@@ -91,6 +91,7 @@ Results included in this manuscript come from processing performed with *inflama
 (participant `sub-{subject}`).
 """
     anat_of = {}
+    reference = None  # (session id, anatomical workflow) whose ROIs the others take
     for ses in plan.sessions:
         tables = dict(
             headache_side=ses.headache_side,
@@ -104,10 +105,20 @@ Results included in this manuscript come from processing performed with *inflama
             anat_cfg,
             omp_nthreads=settings.nipype.omp_nthreads,
             label=f"{pid} {sid}" if sid else pid,
+            reference_session=reference[0] if reference else None,
             name=f"anat_{tag}_wf",
         )
         anat_wf.inputs.inputnode.t1w = t1w
         anat_of[ses.session] = (anat_wf, t1w)
+        if reference is not None:
+            workflow.connect([
+                (reference[1], anat_wf, [("outputnode.t1w_brain", "inputnode.ref_t1w_brain"),
+                                         ("outputnode.atlas_native", "inputnode.ref_atlas"),
+                                         ("outputnode.rois_native", "inputnode.ref_rois"),
+                                         ("outputnode.rois_lut", "inputnode.ref_rois_lut")]),
+            ])  # fmt:skip
+        elif anat_cfg.same_rois_across_sessions and sid:
+            reference = (sid, anat_wf)
         norm = pe.Node(NormalizeToMedian(), name=f"nt1w_{tag}")
         regional_wf = init_regional_wf(
             participant_id=pid,
@@ -209,6 +220,11 @@ Results included in this manuscript come from processing performed with *inflama
                         "Atlas": atlas,
                         "Description": "atlas labels plus meningeal and calvarial bands "
                         "(by nearest atlas region) and dural venous sinuses",
+                        **(
+                            {"ReferenceSession": reference[0]}
+                            if reference is not None and reference[1] is not anat_wf
+                            else {}
+                        ),
                         "MeningealBandMM": anat_cfg.meningeal_band_mm,
                         "CalvarialBandMM": anat_cfg.calvarial_band_mm,
                     },
