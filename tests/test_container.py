@@ -159,6 +159,10 @@ def test_readme_test_command_is_what_ci_runs():
     assert len(blocks) >= 2
     first, second = blocks[0].strip(), blocks[1].strip()
     assert "inflamap-demo" in first and "participant" in first and "group" in first
+    # both into / from the same virtual environment, as CI does
+    assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+    assert second.startswith(". .venv/bin/activate && ")
+    assert "python3 -m venv .venv\n. .venv/bin/activate\nbash .ci/install.sh ." in CI
     assert CI.strip().splitlines()[-1] == second
 
 
