@@ -76,8 +76,12 @@ class BrainExtraction(SimpleInterface):
         if not np.isfinite(data).all() or np.ptp(data[np.isfinite(data)]) <= 0:
             data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
         clean = nb.Nifti1Image(data, img.affine, img.header)
+        import warnings
+
         try:
-            bet = DeepBET(no_gpu=True)
+            with warnings.catch_warnings():  # torch.jit.load's deprecation note, every run
+                warnings.simplefilter("ignore", DeprecationWarning)
+                bet = DeepBET(no_gpu=True)
             _, mask_img, volume = bet.run(clean, threshold=self.inputs.threshold)
         except (AssertionError, ValueError) as exc:
             raise RuntimeError(
