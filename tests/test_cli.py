@@ -172,3 +172,32 @@ def test_a_dataset_folder_named_demo_is_processed_not_taken_for_the_tool(tmp_pat
 
     assert build_demo_parser().prog == "inflamap-demo"
     assert build_templates_parser().prog == "inflamap-templates"
+
+
+def test_installed_command_runs_without_an_activated_environment(small_ds, tmp_path):
+    """``/path/to/venv/bin/inflamap`` called by its absolute path with a bare PATH (a cluster
+    job that does not activate the environment): the validator is found beside the Python
+    that runs inflamap and its warnings are printed, one line per kind."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import TF_HOME
+
+    exe = Path(sys.executable).parent / "inflamap"
+    if not exe.is_file():
+        pytest.skip("inflamap is not installed beside this Python (bash .ci/install.sh .)")
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TEMPLATEFLOW_HOME": str(TF_HOME)}
+    p = subprocess.run(
+        [str(exe), str(small_ds), str(tmp_path / "out"), "group"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert "bids-validator-deno not found" not in p.stderr, p.stderr
+    warn = [ln for ln in p.stderr.splitlines() if "BIDS validator warning:" in ln]
+    assert any("SIDECAR_KEY_RECOMMENDED" in ln for ln in warn), p.stderr[-2000:]
+    assert os.path.isdir(small_ds)  # (the input is untouched: checked elsewhere)
