@@ -215,3 +215,22 @@ BUILTIN = {
     "inflamapTerritories": (territory_labels, territory_lut),
     "inflamapTSPO": (tspo_labels, tspo_lut),
 }
+
+#: what each built-in atlas is made of (sidecars and reports say so)
+BUILTIN_GEOMETRY = {
+    "inflamapLobes": "lobes, thalamus, cerebellum and brainstem cut from the template's "
+    "tissue by planes and an ellipsoid in MNI millimetres",
+    "inflamapTerritories": "ACA/MCA/PCA territories cut by planes, with thalamus and "
+    "cerebellum, in MNI millimetres",
+    "inflamapTSPO": "ellipsoids and boxes around TSPO regions of interest in MNI millimetres",
+}
+
+
+def atlas_provenance(name: str) -> dict:
+    """Sidecar fields saying whether an atlas is published or approximate (geometric)."""
+    if name in BUILTIN:
+        return {
+            "AtlasType": "approximate",
+            "AtlasDescription": f"geometric, not a published atlas: {BUILTIN_GEOMETRY[name]}",
+        }
+    return {"AtlasType": "published", "AtlasSource": "TemplateFlow"}

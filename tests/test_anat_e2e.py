@@ -182,3 +182,16 @@ def test_bands_are_the_same_tissue_in_both_sessions(demo_run):
             d = 2 * (a & b).sum() / (a.sum() + b.sum())
             print(sub, kind, round(float(d), 3))
             assert d >= 0.85, (sub, kind, d)
+
+
+def test_geometric_atlas_is_named_approximate(demo_run):
+    """The built-in atlases are planes and ellipsoids: every sidecar that names one says it
+    is approximate (a TemplateFlow atlas: published), and the report says so too."""
+    out = demo_run["out"]
+    sidecars = list(out.glob("sub-*/ses-*/*/*atlas-inflamapLobes*.json"))
+    assert len(sidecars) >= 8
+    for f in sidecars:
+        meta = json.loads(f.read_text())
+        assert meta["AtlasType"] == "approximate", f
+        assert "not a published atlas" in meta["AtlasDescription"]
+    assert "The inflamapLobes atlas is approximate" in (out / "sub-01.html").read_text()

@@ -22,9 +22,12 @@ def _sinks(
     ``meta_from=(node, field)`` connects sidecar fields computed at run time (e.g. a
     normalisation factor); ``meta=None`` writes no sidecar (label tables).
     """
+    from pipeline.atlas import atlas_provenance
     from pipeline.interfaces.bids import DerivativesSink
 
     for i, (field, suffix, entities, meta) in enumerate(specs):
+        if meta and meta.get("Atlas"):  # published or approximate, in every sidecar
+            meta = {**meta, **atlas_provenance(meta["Atlas"])}
         ds = pe.Node(
             DerivativesSink(
                 base_directory=settings.execution.output_dir,

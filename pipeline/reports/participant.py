@@ -290,6 +290,13 @@ class _Builder:
                 ),
                 None,
             )
+            side = atlas.sidecar() if atlas is not None else {}
+            if side.get("AtlasType") == "approximate":
+                sec["notes"].append(
+                    f"The {atlas.get('atlas')} atlas is approximate — "
+                    f"{side.get('AtlasDescription', 'geometric, not a published atlas')}; "
+                    "its regions are coarse stand-ins for the anatomy they are named after."
+                )
             src = self._try(
                 "brain mask figure",
                 _anat_figure,
