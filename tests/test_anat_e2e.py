@@ -13,7 +13,12 @@ from pipeline.demo.evaluate import evaluate
 def test_runs_succeed(demo_run):
     assert demo_run["participant"].returncode == 0, demo_run["participant"].stderr[-3000:]
     assert demo_run["group"].returncode == 0, demo_run["group"].stderr[-3000:]
-    assert "sub-01 (1/2)" in demo_run["participant"].stderr  # progress display
+    err = demo_run["participant"].stderr
+    assert "sub-01 (1/2)" in err  # progress display: participant, then [step/steps] and what
+    import re
+
+    assert re.search(r"sub-01: \[\d+/\d+\] ses-01 anatomy: linear registration", err), err[-2000:]
+    assert "min left)" in err or "under a minute left)" in err
 
 
 def test_registration_accuracy_against_ground_truth(demo_run):

@@ -201,3 +201,22 @@ def test_installed_command_runs_without_an_activated_environment(small_ds, tmp_p
     warn = [ln for ln in p.stderr.splitlines() if "BIDS validator warning:" in ln]
     assert any("SIDECAR_KEY_RECOMMENDED" in ln for ln in warn), p.stderr[-2000:]
     assert os.path.isdir(small_ds)  # (the input is untouched: checked elsewhere)
+
+
+@pytest.mark.parametrize(
+    "fullname,label",
+    [
+        ("sub_01_wf.anat_ses_01_wf.linear_registration", "ses-01 anatomy: linear registration"),
+        ("sub_01_wf.ds_anat_ses_01_10", "ses-01 anatomy: saved a derivative"),
+        ("sub_01_wf.gad_gadobutrol_ses_02_wf.percent", "ses-02 gadolinium: percent"),
+        (
+            "sub_01_wf.dce_gadobutrol_ses_01_wf._motion_correction13",
+            "ses-01 DCE: motion correction (one of a series)",
+        ),
+        ("sub_01_wf.anat_wf.n4", "anatomy: n4"),
+    ],
+)
+def test_progress_names_steps_for_people(fullname, label):
+    from pipeline.cli.participant import describe_step
+
+    assert describe_step(fullname) == label

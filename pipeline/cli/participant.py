@@ -135,7 +135,9 @@ def run_participant(args, settings, layout, work) -> int:
             )  # methods of the steps built, pre-run
             plugin_args = dict(settings.nipype.plugin_args)
             if plugin in ("MultiProc", "Linear"):
-                plugin_args["status_callback"] = recorder.callback(_status_callback(subject))
+                plugin_args["status_callback"] = recorder.callback(
+                    _status_callback(subject, len(wf.list_node_names()))
+                )
             tag = None
             if plugin in _GRAPH_PLUGINS:
                 tag = f"inflamap_{settings.execution.run_uuid}_sub-{subject}"
@@ -311,12 +313,63 @@ class _ParticipantLock:
             self._fh = None
 
 
-class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
-    """Progress line for every finished step of a participant."""
+#: workflow name prefixes (``<prefix>_..._wf``) and what they are, for progress lines
+_STAGES = {
+    "anat": "anatomy",
+    "gad": "gadolinium",
+    "dce": "DCE",
+    "uspio": "USPIO",
+    "pet": "PET",
+    "spect": "SPECT",
+    "regional": "regional table",
+}
 
-    def __init__(self, subject):
-        self.subject = subject
+
+def describe_step(fullname: str) -> str:
+    """A progress label for a node's full name, e.g. ``sub_01_wf.anat_ses_01_wf.n4`` →
+    ``ses-01 anatomy: n4``; a derivatives sink → ``ses-01 anatomy: saved a derivative``."""
+    import re
+
+    parts = fullname.split(".")[1:] or fullname.split(".")
+    step = parts[-1]
+    context = parts[-2] if len(parts) > 1 else step
+    ses = re.search(r"ses_([A-Za-z0-9]+)", context if len(parts) > 1 else step)
+    words = context.removesuffix("_wf").split("_")
+    what = _STAGES.get(words[0], "")
+    if len(parts) == 1:  # a node of the participant workflow itself (sinks, tables)
+        words = step.split("_")
+        what = _STAGES.get(words[1] if words[0] == "ds" and len(words) > 1 else words[0], "")
+    if step.startswith("ds_"):
+        label = "saved a derivative"
+    elif step.startswith("_"):  # one item of a MapNode: _<name><index>
+        label = re.sub(r"\d+$", "", step[1:]) + " (one of a series)"
+    else:
+        label = re.sub(r"_ses_[A-Za-z0-9]+|_\d+$", "", step)
+    label = label.replace("_", " ").strip()
+    where = " ".join(x for x in (f"ses-{ses.group(1)}" if ses else "", what) if x)
+    return f"{where}: {label}" if where else label
+
+
+class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
+    """Progress line for every finished step of a participant: ``[k/N]``, what the step
+    is, and the time left at the pace so far."""
+
+    def __init__(self, subject, total=None):
+        self.subject, self.total, self.done = subject, total, 0
+        self.start = None
 
     def __call__(self, node, status):
-        if status == "end":
-            _progress(f"sub-{self.subject}: finished {node.fullname}")
+        import time
+
+        if self.start is None:
+            self.start = time.time()
+        if status != "end":
+            return
+        self.done += 1
+        count = f"{min(self.done, self.total)}/{self.total}" if self.total else f"{self.done}"
+        left = ""
+        if self.total and 3 <= self.done < self.total:
+            elapsed = time.time() - self.start
+            minutes = elapsed / self.done * (self.total - self.done) / 60
+            left = f" (about {minutes:.0f} min left)" if minutes >= 1 else " (under a minute left)"
+        _progress(f"sub-{self.subject}: [{count}] {describe_step(node.fullname)}{left}")
