@@ -26,8 +26,9 @@ def _sinks(
     from pipeline.interfaces.bids import DerivativesSink
 
     for i, (field, suffix, entities, meta) in enumerate(specs):
-        if meta and meta.get("Atlas"):  # published or approximate, in every sidecar
-            meta = {**meta, **atlas_provenance(meta["Atlas"])}
+        atlas_name = (meta or {}).get("Atlas") or entities.get("atlas")
+        if meta is not None and atlas_name:  # published or approximate, in every sidecar
+            meta = {"Atlas": atlas_name, **meta, **atlas_provenance(atlas_name)}
         ds = pe.Node(
             DerivativesSink(
                 base_directory=settings.execution.output_dir,
