@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -365,7 +366,7 @@ def test_signal_stops_workers_writes_summary_and_exits(sig, code, words, demo_di
     def read():
         for line in proc.stderr:
             lines.append(line)
-            if "finished" in line:
+            if re.search(r"sub-01: \[\d+/\d+\]", line):  # a step finished
                 started.set()
 
     reader = threading.Thread(target=read, daemon=True)
