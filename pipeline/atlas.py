@@ -233,4 +233,13 @@ def atlas_provenance(name: str) -> dict:
             "AtlasType": "approximate",
             "AtlasDescription": f"geometric, not a published atlas: {BUILTIN_GEOMETRY[name]}",
         }
+    from .published_atlas import ATLASES, CITATION
+
+    if name in ATLASES:
+        return {
+            "AtlasType": "published",
+            "AtlasSource": "Harvard-Oxford cortical and subcortical atlases (FSL), regions "
+            "merged and registered to the template by inflamap",
+            "AtlasReference": CITATION,
+        }
     return {"AtlasType": "published", "AtlasSource": "TemplateFlow"}

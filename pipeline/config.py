@@ -353,8 +353,10 @@ class GadoliniumSettings(_Section):
     normalisation: str = rule(choices=("reference-tissue", "global-median", "none"))
     reference_wm_threshold: float = rule(gt=0, le=1, doc="white-matter probability")
     floor_fraction: float = rule(gt=0, le=1, doc="of the brain median")
+    post_bias_degree: int = rule(ge=0, le=3, doc="0: no residual post/pre field")
     finding_threshold_percent: float = rule(gt=0, le=1000, unit="%")
     finding_min_volume_mm3: float = rule(ge=0, le=1e6, unit="mm³")
+    finding_noise_sd: float = rule(ge=0, le=100, doc="0: percent threshold only")
     registration: RigidRegistrationSettings = rule()
 
 
@@ -394,7 +396,7 @@ class DCESettings(_Section):
 class USPIOSettings(_Section):
     fit: str = rule(choices=("nonlinear", "loglinear"))
     min_echoes: int = rule(ge=2, le=64)
-    atlas: str = rule(pattern=_LABEL)
+    atlas: str | None = rule(pattern=_LABEL, doc="null: no territory table")
     atlas_desc: str | None = rule(pattern=_LABEL)
     pre_session_column: str = rule(pattern=r"[A-Za-z0-9_]+")
     registration: RigidRegistrationSettings = rule()

@@ -112,7 +112,47 @@ def build_offline_home(home) -> Path:
     stamp = tdir / "template_description.json"
     if not stamp.exists():  # keep TemplateFlow's own description where its skeleton has one
         atomic_write_text(json.dumps(desc, indent=2), stamp)
+    install_published_atlases(home, OFFLINE_TEMPLATE)
     return tdir
+
+
+def templateflow_home() -> Path:
+    """``$TEMPLATEFLOW_HOME``, else TemplateFlow's own default."""
+    home = os.environ.get("TEMPLATEFLOW_HOME")
+    if home:
+        return Path(home)
+    from templateflow import conf
+
+    return Path(conf.TF_HOME)
+
+
+def published_atlas_files(template: str, resolution: int, atlas: str) -> tuple:
+    """``(dseg, label table)`` of a published atlas on ``template`` at ``resolution`` (mm),
+    placed in the TemplateFlow home first if it is not there yet."""
+    from .published_atlas import atlas_paths
+
+    home = templateflow_home()
+    tdir = home / f"tpl-{template}"
+    install_published_atlases(home, template)
+    for dseg in sorted(tdir.glob(f"tpl-{template}_res-*_atlas-{atlas}_dseg.nii.gz")):
+        res = dseg.name.split("_res-")[1].split("_")[0]
+        if res.isdigit() and int(res) == int(resolution):
+            return dseg, atlas_paths(tdir, template, atlas, res)[1]
+    raise TemplateError(
+        f"{atlas}: not placed on {template} at {resolution} mm in {home}; fetch that "
+        f"resolution ('inflamap-templates --fetch {template} --resolution {resolution}')"
+    )
+
+
+def install_published_atlases(home, template: str) -> list:
+    """The published default atlases (:mod:`pipeline.published_atlas`) on ``template`` in
+    ``home`` (placed once, ~40 s; then found); :class:`TemplateError` if they cannot be."""
+    from .published_atlas import AtlasBuildError, install
+
+    try:
+        return install(home, template)
+    except AtlasBuildError as exc:
+        raise TemplateError(str(exc)) from None
 
 
 def get_template_file(template: str, resolution: int, **entities) -> Path:
@@ -208,4 +248,5 @@ def fetch_templates(templates, resolution: int = 2, home=None, s3_root=None) -> 
                     f"the network or {MIRROR_ENV}"
                 )
             got.extend(files)
+        got.extend(install_published_atlases(home, tpl))
     return got

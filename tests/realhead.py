@@ -23,7 +23,7 @@ BRAIN = MRICRON / "ch2bet.nii.gz"
 
 
 def available() -> bool:
-    return HEAD.is_file() and BRAIN.is_file()
+    return HEAD.is_file() and BRAIN.is_file() and (MRICRON / "aal.nii.gz").is_file()
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,63 @@ def posed_head(pose: Pose, folder: Path) -> tuple[Path, Path]:
     # the mask resampled as the image is (box average, linear), then halved: partial volume
     _posed(mask, pose, order=1).to_filename(ref)
     return t1w, ref
+
+
+#: AAL (Tzourio-Mazoyer et al. 2002; drawn on Colin27 itself) regions grouped as the
+#: default atlas's structures: the independent reference of the atlas placement tests
+AAL_GROUPS = {
+    "thalamus": ("Thalamus",),
+    "insula": ("Insula",),
+    "cerebellum": ("Cerebelum",),
+    "occipital": ("Calcarine", "Cuneus", "Lingual", "Occipital"),
+    "temporal": ("Temporal", "Heschl"),
+    "frontal": ("Frontal", "Precentral", "Supp_Motor", "Rectus", "Olfactory"),
+    "parietal": ("Parietal", "Postcentral", "SupraMarginal", "Angular", "Precuneus"),
+}
+
+
+def posed_aal(pose: Pose) -> dict:
+    """``{(structure, hemisphere): mask}`` of AAL on Colin27, posed as the head is."""
+    img = _posed(nb.load(MRICRON / "aal.nii.gz"), pose, order=0)
+    aal = np.rint(np.asarray(img.dataobj)).astype(int)
+    names = {}
+    for line in (MRICRON / "aal.nii.txt").read_text().splitlines():
+        if line.strip():
+            index, name = line.split()[:2]
+            names[int(index)] = name
+    out = {}
+    for group, prefixes in AAL_GROUPS.items():
+        for hemi, suffix in (("left", "_L"), ("right", "_R")):
+            keep = [k for k, n in names.items() if n.startswith(prefixes) and n.endswith(suffix)]
+            out[(group, hemi)] = np.isin(aal, keep)
+    return out
+
+
+def dural_patch(pose: Pose, direction=(-0.55, -0.35, 0.76), radius_mm=25.0) -> np.ndarray:
+    """Fraction of each posed voxel in a dural patch: on Colin27's 1 mm grid, the layer
+    1-3 mm outside BET's brain (the dura under the inner table) within ``radius_mm`` of the
+    point where a ray from the brain's centre along ``direction`` (world axes; default: up,
+    left and back, over the left parietal convexity) leaves the brain."""
+    brain_img = nb.load(BRAIN)
+    brain = np.asarray(brain_img.dataobj) > 0
+    zooms = brain_img.header.get_zooms()[:3]
+    outside = ndi.distance_transform_edt(~brain, sampling=zooms)
+    layer = (outside > 1.0) & (outside <= 3.0)
+    aff = brain_img.affine
+    centre = nb.affines.apply_affine(aff, np.argwhere(brain).mean(axis=0))
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    inv = np.linalg.inv(aff)
+    point = centre
+    for step in np.arange(0, 150, 0.5):  # walk out until the brain ends
+        ijk = np.rint(nb.affines.apply_affine(inv, centre + step * d)).astype(int)
+        if not brain[tuple(ijk)]:
+            point = centre + step * d
+            break
+    ijk = np.indices(brain.shape).reshape(3, -1).T
+    world = nb.affines.apply_affine(aff, ijk).reshape(brain.shape + (3,))
+    near = np.linalg.norm(world - point, axis=-1) <= radius_mm
+    patch = nb.Nifti1Image((layer & near).astype(np.float32), aff)
+    return np.asarray(_posed(patch, pose, order=1).dataobj)
 
 
 def dice(a, b) -> float:

@@ -36,15 +36,21 @@ NEEDED = [
 
 
 @pytest.fixture
-def mirror(tmp_path):
-    """A TemplateFlow mirror on 127.0.0.1 serving the files a run needs (small images with
-    distinct content)."""
+def mirror(tmp_path, tf_home):
+    """A TemplateFlow mirror on 127.0.0.1 serving the files a run needs: real brain images
+    (the offline ICBM 2009a maps under the 2009c names, so that the published atlas can be
+    placed on the fetched template), each file's content distinct."""
     root = tmp_path / "mirror"
     (root / f"tpl-{TEMPLATE}").mkdir(parents=True)
+    offline = tf_home / "tpl-MNI152NLin2009aSym"
     for i, name in enumerate(NEEDED):
-        nb.Nifti1Image(np.full((4, 4, 4), i + 1, np.float32), np.eye(4)).to_filename(
-            root / f"tpl-{TEMPLATE}" / name
-        )
+        key = name.split("_res-02_")[1].replace("T1w.nii.gz", "T1w.nii.gz")
+        src = offline / f"tpl-MNI152NLin2009aSym_res-2_{key}"
+        if key == "T1w.nii.gz":
+            src = offline / "tpl-MNI152NLin2009aSym_res-2_desc-brain_T1w.nii.gz"
+        img = nb.load(src)
+        data = np.asarray(img.dataobj, np.float32) * (1 + 1e-3 * i)  # distinct bytes
+        nb.Nifti1Image(data, img.affine).to_filename(root / f"tpl-{TEMPLATE}" / name)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
 
     class Quiet(handler.func):
@@ -79,7 +85,7 @@ def _templates(home: Path, mirror_url: str, *args):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=600,
     )
 
 
@@ -98,6 +104,11 @@ def test_fetch_into_a_fresh_home_downloads_what_a_run_needs(mirror, tmp_path):
         assert str(got) in proc.stdout
     # the offline template is still there
     assert (home / "tpl-MNI152NLin2009aSym").is_dir()
+    # the published default atlases were placed on the fetched template too
+    for atlas in ("HarvardOxfordLobes", "HarvardOxfordTSPO"):
+        dseg = home / f"tpl-{TEMPLATE}" / f"tpl-{TEMPLATE}_res-02_atlas-{atlas}_dseg.nii.gz"
+        assert str(dseg) in proc.stdout
+        assert np.asarray(nb.load(dseg).dataobj).max() > 0
 
 
 def test_a_failed_download_is_one_line_and_exit_66(mirror, tmp_path):

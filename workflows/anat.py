@@ -9,6 +9,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from pipeline.atlas import BUILTIN
+from pipeline.published_atlas import ATLASES as PUBLISHED
 
 from .utils import atlas_source, listify, pick
 
@@ -16,11 +17,17 @@ from .utils import atlas_source, listify, pick
 def atlas_files(
     template: str, resolution: int, atlas: str, atlas_desc=None, key: str = "atlas"
 ) -> dict:
-    """``{key: dseg, key_lut: tsv}`` of a TemplateFlow atlas; ``{}`` for a built-in one."""
-    from pipeline.templates import get_template_file
+    """``{key: dseg, key_lut: tsv}`` of a TemplateFlow atlas or of a published atlas
+    inflamap places on the template (:mod:`pipeline.published_atlas`, placed on first use);
+    ``{}`` for a built-in one or none."""
+    from pipeline.published_atlas import ATLASES
+    from pipeline.templates import get_template_file, published_atlas_files
 
-    if atlas in BUILTIN:
+    if atlas is None or atlas in BUILTIN:
         return {}
+    if atlas in ATLASES:
+        dseg, lut = published_atlas_files(template, resolution, atlas)
+        return {key: str(dseg), f"{key}_lut": str(lut)}
     return {
         key: str(
             get_template_file(
@@ -183,6 +190,17 @@ def init_anat_wf(
     qc = settings.qc
     atlas = settings.atlas
     workflow = Workflow(name=name)
+    if atlas in PUBLISHED:
+        atlas_text = (
+            f"The *{atlas}* atlas (Harvard–Oxford cortical and subcortical probabilistic "
+            "atlases [@harvardoxford] merged into lobes and structures by a documented table, "
+            "with the cerebellum and white matter completed on FSL's MNI152 brain, and placed "
+            "on the template by an ANTs SyN registration of FSL's MNI152 brain to it)"
+        )
+    elif atlas in BUILTIN:
+        atlas_text = f"The *{atlas}* atlas (approximate: geometric regions in MNI millimetres)"
+    else:
+        atlas_text = f"The *{atlas}* atlas (TemplateFlow)"
     if settings.skull_strip == "deepbet":
         extraction = (
             f"The brain was extracted from the head with *deepbet* {deepbet_version()} "
@@ -208,7 +226,7 @@ similarity restricted to the template brain mask dilated by
 brought to the T1w had to overlap the participant's brain mask (Dice ≥ {qc.min_mask_dice:g}),
 its volume ratio (the registration's scaling) to lie in [{qc.volume_ratio[0]:g},
 {qc.volume_ratio[1]:g}] and the brain volume in [{qc.brain_volume_ml[0]:g},
-{qc.brain_volume_ml[1]:g}] ml. The *{atlas}* atlas labels were brought to the T1w with
+{qc.brain_volume_ml[1]:g}] ml. {atlas_text} was brought to the T1w with
 nearest-neighbour interpolation. Extra-cerebral regions were defined in native space: a
 meningeal band ({settings.meningeal_band_mm[0]:g}–{settings.meningeal_band_mm[1]:g} mm outside
 the brain mask) and a calvarial band ({settings.calvarial_band_mm[0]:g}–

@@ -640,6 +640,8 @@ def _add_uspio(workflow, settings, anat_wf, t1w, ses, pair, template, template_f
             },
         ),
     ]
+    if atlas is None:  # no territory table: its label map and table are not written
+        specs = [s for s in specs if not ("atlas" in s[2] and s[2]["atlas"] is None)]
     _sinks(
         workflow,
         settings,

@@ -106,7 +106,13 @@ def init_gadolinium_wf(
     workflow.__desc__ = f"""\
 The post-contrast ({agent}) T1w image was divided by the bias field estimated on the
 pre-contrast T1w, rigidly registered to the pre-contrast T1w with `antsRegistration`
-(mutual information) and resampled once onto its grid. Its intensities were normalised to
+(mutual information) and resampled once onto its grid. {
+        "A residual post/pre intensity field (a polynomial of degree "
+        + str(settings.post_bias_degree)
+        + " fitted robustly to log(post/pre) over the reference white matter) was divided out. "
+        if settings.post_bias_degree
+        else ""
+    }Its intensities were normalised to
 the pre-contrast image ({settings.normalisation}{
         " over white matter with template probability ≥ "
         + format(settings.reference_wm_threshold, "g")
@@ -116,8 +122,14 @@ the pre-contrast image ({settings.normalisation}{
 (post − pre) and the percent enhancement 100·(post − pre)/max(pre, floor), with the floor at
 {settings.floor_fraction:g} × the brain median of the pre-contrast image, were computed
 and brought to *{template}* space. Regional means were computed over the atlas, meningeal,
-calvarial and dural-sinus regions; clusters above {settings.finding_threshold_percent:g} %
-enhancement with a volume of at least {settings.finding_min_volume_mm3:g} mm³ within the
+calvarial and dural-sinus regions; clusters of voxels above {
+        settings.finding_threshold_percent:g} %
+enhancement{
+        f" whose subtraction also exceeded {settings.finding_noise_sd:g} times its noise (the "
+        "robust SD of the subtraction in the reference white matter)"
+        if settings.finding_noise_sd
+        else ""
+    }, with a volume of at least {settings.finding_min_volume_mm3:g} mm³ within the
 brain and the meningeal band (sinuses, skull and scalp enhance in everyone and were not
 searched) were reported as enhancement findings.
 """
@@ -193,6 +205,7 @@ searched) were reported as enhancement findings.
             method=settings.normalisation,
             wm_threshold=settings.reference_wm_threshold,
             floor_fraction=settings.floor_fraction,
+            post_bias_degree=settings.post_bias_degree,
         ),
         name="enhancement_maps",
     )
@@ -210,6 +223,7 @@ searched) were reported as enhancement findings.
         EnhancementFindings(
             threshold=settings.finding_threshold_percent,
             min_volume_mm3=settings.finding_min_volume_mm3,
+            n_sd=settings.finding_noise_sd,
             participant_id=participant_id,
             session_id=session_id,
         ),
@@ -253,7 +267,8 @@ searched) were reported as enhancement findings.
         (maps, regional_wf, [("percent", "inputnode.in_file")]),
         (inputnode, regional_wf, [("rois", "inputnode.labels"),
                                   ("rois_lut", "inputnode.lut")]),
-        (maps, findings, [("percent", "percent")]),
+        (maps, findings, [("percent", "percent"), ("subtraction", "subtraction"),
+                          ("noise_sd", "noise_sd")]),
         (inputnode, findings, [("rois", "labels"), ("rois_lut", "lut")]),
         (maps, outputnode, [("post_normalised", "post_preproc"),
                             ("subtraction", "subtraction"), ("percent", "percent"),

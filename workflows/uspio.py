@@ -105,7 +105,6 @@ def init_uspio_wf(
 
     from .regional import init_regional_wf
     from .utils import (
-        atlas_source,
         first,
         provenance_with_outside,
         rigid_registration,
@@ -128,9 +127,10 @@ monoexponential fit on the original grid, excluding echoes below three times the
 noise level. The first echo of the pre series was rigidly registered to the T1w and that of
 the post series to the pre series (`antsRegistration`, mutual information); the post R2* map
 was resampled once onto the pre grid and ΔR2* = R2*post − R2*pre computed where both fits
-were valid. Regional ΔR2* was summarised in the *{atlas}* vascular territories, the pons, the
-thalamus and the meningeal band, with ipsilateral/contralateral labels for a lateralised
-headache, and the maps were brought to *{template}* space.
+were valid. Regional ΔR2* was summarised in the anatomical atlas regions, the meningeal and
+calvarial bands and the dural sinuses{f" and in the *{atlas}* atlas" if atlas else ""}, with
+ipsilateral/contralateral labels for a lateralised headache, and the maps were brought to
+*{template}* space.
 """
     inputnode = pe.Node(
         niu.IdentityInterface(
@@ -201,14 +201,6 @@ headache, and the maps were brought to *{template}* space.
     )
     delta = pe.Node(DeltaR2Star(), name="delta_r2star")
 
-    atlas_src = atlas_source(atlas, template_files, key="uspio_atlas", name="territory_atlas")
-    terr_xfms = pe.Node(niu.Merge(2), name="territory_xfms")
-    terr_to_pre = pe.Node(
-        ApplyTransforms(
-            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True, False]
-        ),
-        name="territories_to_megre",
-    )
     rois_to_pre = pe.Node(
         ApplyTransforms(
             interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
@@ -216,9 +208,6 @@ headache, and the maps were brought to *{template}* space.
         name="rois_to_megre",
     )
     tables = dict(headache_side=headache_side, covariates=covariates, min_voxels=min_voxels)
-    regional_terr = init_regional_wf(
-        participant_id, session_id, "uspio", "dR2star", **tables, name="regional_territories_wf"
-    )
     regional_rois = init_regional_wf(
         participant_id, session_id, "uspio", "dR2star", **tables, name="regional_rois_wf"
     )
@@ -241,19 +230,9 @@ headache, and the maps were brought to *{template}* space.
         (fit_pre, delta, [("r2star", "pre"), ("valid", "pre_valid")]),
         (post_r2, delta, [("output_image", "post")]),
         (post_valid, delta, [("output_image", "post_valid")]),
-        # labels to the pre grid: MEGRE -> T1w (inverse rigid) -> template
-        (pre2t1w, terr_xfms, [(("forward_transforms", first), "in1")]),
-        (inputnode, terr_xfms, [("tpl2anat_xfm", "in2")]),
-        (atlas_src, terr_to_pre, [("atlas", "input_image")]),
-        (inputnode, terr_to_pre, [(("pre_echoes", first), "reference_image")]),
-        (terr_xfms, terr_to_pre, [("out", "transforms")]),
         (inputnode, rois_to_pre, [("rois", "input_image"),
                                   (("pre_echoes", first), "reference_image")]),
         (pre2t1w, rois_to_pre, [("forward_transforms", "transforms")]),
-        (delta, regional_terr, [("out_file", "inputnode.in_file"),
-                                ("valid", "inputnode.mask")]),
-        (terr_to_pre, regional_terr, [("output_image", "inputnode.labels")]),
-        (atlas_src, regional_terr, [("lut", "inputnode.lut")]),
         (delta, regional_rois, [("out_file", "inputnode.in_file"),
                                 ("valid", "inputnode.mask")]),
         (rois_to_pre, regional_rois, [("output_image", "inputnode.labels")]),
@@ -270,12 +249,13 @@ headache, and the maps were brought to *{template}* space.
         (delta, outputnode, [("out_file", "dr2star")]),
         (pre2t1w, outputnode, [(("forward_transforms", first), "pre2t1w_xfm")]),
         (post2pre, outputnode, [(("forward_transforms", first), "post2pre_xfm")]),
-        (terr_to_pre, outputnode, [("output_image", "territories")]),
         (rois_to_pre, outputnode, [("output_image", "rois")]),
-        (atlas_src, outputnode, [("lut", "territories_lut")]),
-        (regional_terr, outputnode, [("outputnode.out_table", "regions_territories")]),
         (regional_rois, outputnode, [("outputnode.out_table", "regions_rois")]),
     ])  # fmt:skip
+    if atlas is not None:
+        _territory_table(
+            workflow, atlas, template_files, pre2t1w, delta, tables, participant_id, session_id
+        )
     for src, field, out in (
         (fit_pre, "r2star", "r2star_pre"),
         (post_r2, "output_image", "r2star_post"),
@@ -288,3 +268,42 @@ headache, and the maps were brought to *{template}* space.
             (node, outputnode, [("output_image", f"{out}_tpl")]),
         ])  # fmt:skip
     return workflow
+
+
+def _territory_table(
+    workflow, atlas, template_files, pre2t1w, delta, tables, participant_id, session_id
+):
+    """The second dR2star table, over ``atlas`` brought to the pre-infusion grid
+    (MEGRE -> T1w by the inverse rigid, T1w -> template by the inverse warp)."""
+    from pipeline.interfaces.ants import ApplyTransforms
+
+    from .regional import init_regional_wf
+    from .utils import atlas_source, first
+
+    inputnode = workflow.get_node("inputnode")
+    outputnode = workflow.get_node("outputnode")
+    atlas_src = atlas_source(atlas, template_files, key="uspio_atlas", name="territory_atlas")
+    terr_xfms = pe.Node(niu.Merge(2), name="territory_xfms")
+    terr_to_pre = pe.Node(
+        ApplyTransforms(
+            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True, False]
+        ),
+        name="territories_to_megre",
+    )
+    regional_terr = init_regional_wf(
+        participant_id, session_id, "uspio", "dR2star", **tables, name="regional_territories_wf"
+    )
+    workflow.connect([
+        (pre2t1w, terr_xfms, [(("forward_transforms", first), "in1")]),
+        (inputnode, terr_xfms, [("tpl2anat_xfm", "in2")]),
+        (atlas_src, terr_to_pre, [("atlas", "input_image")]),
+        (inputnode, terr_to_pre, [(("pre_echoes", first), "reference_image")]),
+        (terr_xfms, terr_to_pre, [("out", "transforms")]),
+        (delta, regional_terr, [("out_file", "inputnode.in_file"),
+                                ("valid", "inputnode.mask")]),
+        (terr_to_pre, regional_terr, [("output_image", "inputnode.labels")]),
+        (atlas_src, regional_terr, [("lut", "inputnode.lut")]),
+        (terr_to_pre, outputnode, [("output_image", "territories")]),
+        (atlas_src, outputnode, [("lut", "territories_lut")]),
+        (regional_terr, outputnode, [("outputnode.out_table", "regions_territories")]),
+    ])  # fmt:skip

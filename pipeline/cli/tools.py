@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import InputMissingError, UsageError
@@ -14,12 +13,9 @@ from .progress import _progress
 
 
 def _tf_home() -> Path:
-    home = os.environ.get("TEMPLATEFLOW_HOME")
-    if home:
-        return Path(home)
-    from templateflow import conf
+    from ..templates import templateflow_home
 
-    return Path(conf.TF_HOME)
+    return templateflow_home()
 
 
 def run_demo(argv) -> int:

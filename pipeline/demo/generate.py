@@ -844,6 +844,11 @@ def make_demo(
         f"  template: {TEMPLATE}\n"
         "  template_resolution: 2\n"
         "  atlas: inflamapLobes\n"
+        "# the demo plants its effects in the built-in (approximate) regions\n"
+        "uspio:\n"
+        "  atlas: inflamapTerritories\n"
+        "pet:\n"
+        "  atlas: inflamapTSPO\n"
     )
     atomic_write_text(config, out_dir / "inflamap-demo.yml")
     return out_dir

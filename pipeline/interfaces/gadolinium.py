@@ -65,6 +65,9 @@ class _EnhInputSpec(BaseInterfaceInputSpec):
     method = traits.Enum("reference-tissue", "global-median", "none", usedefault=True)
     wm_threshold = traits.Float(0.95, usedefault=True)
     floor_fraction = traits.Float(0.1, usedefault=True)
+    post_bias_degree = traits.Range(
+        0, 3, 2, usedefault=True, desc="residual post/pre field polynomial degree (0: none)"
+    )
     exclude = InputMultiObject(
         File(exists=True),
         desc="masks (pre grid) of voxels without a value: non-finite input voxels",
@@ -81,6 +84,7 @@ class _EnhOutputSpec(TraitedSpec):
         desc="QC: mean |post-pre| in reference WM, % of WM median"
     )
     n_reference_voxels = traits.Int()
+    noise_sd = traits.Float(desc="robust SD of the subtraction in the reference white matter")
     provenance = traits.Dict(traits.Str, traits.Any, desc="sidecar fields")
 
 
@@ -94,7 +98,12 @@ class EnhancementMaps(SimpleInterface):
         import nibabel as nb
         from scipy import ndimage
 
-        from pipeline.models.enhancement import enhancement_maps, normalisation_factor
+        from pipeline.models.enhancement import (
+            difference_noise_sd,
+            enhancement_maps,
+            normalisation_factor,
+            residual_bias_field,
+        )
 
         pre_img = nb.load(self.inputs.pre)
         post_img = nb.load(self.inputs.post)
@@ -116,6 +125,8 @@ class EnhancementMaps(SimpleInterface):
         brain &= ~bad
         wm = ndimage.binary_erosion(wm) if ndimage.binary_erosion(wm).sum() >= 50 else wm
         wm &= ~bad
+        field, field_info = residual_bias_field(pre, post, wm, self.inputs.post_bias_degree)
+        post = post / field
         factor = normalisation_factor(
             pre, post, self.inputs.method, reference_mask=wm, brain_mask=brain
         )
@@ -124,6 +135,7 @@ class EnhancementMaps(SimpleInterface):
         diff, pct = enhancement_maps(pre, post_n, floor)
         for arr in (diff, pct, post_n):
             arr[bad] = np.nan
+        noise_sd = difference_noise_sd(diff, wm & ~bad)
         wm_level = float(np.median(pre[wm])) if wm.any() else float("nan")
         qc = float(np.mean(np.abs(diff[wm])) / wm_level * 100) if wm.any() else float("nan")
         outs = {}
@@ -139,6 +151,7 @@ class EnhancementMaps(SimpleInterface):
             floor=floor,
             wm_mean_abs_diff_percent=qc,
             n_reference_voxels=int(wm.sum()),
+            noise_sd=noise_sd,
         )
         self._results["provenance"] = {
             "NormalisationMethod": self.inputs.method,
@@ -152,6 +165,14 @@ class EnhancementMaps(SimpleInterface):
             "NonFiniteVoxels": int((bad & ~outside).sum()),
             "OutsideFieldOfViewVoxels": int(outside.sum()),
             "QCWhiteMatterMeanAbsDiffPercent": qc,
+            "PostBiasCorrection": (
+                f"residual post/pre field: polynomial of degree {self.inputs.post_bias_degree} "
+                "in log(post/pre) over the reference white matter (robust), divided out"
+                if self.inputs.post_bias_degree
+                else "none (only the pre-contrast N4 field)"
+            ),
+            "PostBiasFieldRange": field_info["range"],
+            "SubtractionNoiseSD": noise_sd,
         }
         return runtime
 
@@ -162,6 +183,9 @@ class _FindInputSpec(BaseInterfaceInputSpec):
     lut = File(exists=True, mandatory=True)
     threshold = traits.Float(mandatory=True, desc="percent enhancement threshold")
     min_volume_mm3 = traits.Float(mandatory=True)
+    subtraction = File(exists=True, desc="post - pre (for the noise criterion)")
+    noise_sd = traits.Float(desc="noise SD of the subtraction (reference white matter)")
+    n_sd = traits.Float(0.0, usedefault=True, desc="subtraction must exceed n_sd x noise_sd")
     participant_id = Str(mandatory=True)
     session_id = Str("n/a", usedefault=True)
     exclude = traits.List(
@@ -207,6 +231,13 @@ class EnhancementFindings(SimpleInterface):
             self.inputs.threshold,
             self.inputs.min_volume_mm3,
             mask=np.isin(labels, keep),
+            subtraction=(
+                nb.load(self.inputs.subtraction).get_fdata()
+                if isdefined(self.inputs.subtraction)
+                else None
+            ),
+            noise_sd=self.inputs.noise_sd if isdefined(self.inputs.noise_sd) else None,
+            n_sd=self.inputs.n_sd,
         )
         df.insert(0, "session_id", self.inputs.session_id)
         df.insert(0, "participant_id", self.inputs.participant_id)

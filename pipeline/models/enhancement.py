@@ -36,6 +36,74 @@ def normalisation_factor(pre, post, method: str, reference_mask=None, brain_mask
     return float(np.median(pre[mask]) / np.median(post[mask]))
 
 
+def _monomials(degree: int):
+    """Exponents ``(a, b, c)`` of the 3-D monomials of total degree <= ``degree``."""
+    return [
+        (a, b, c)
+        for a in range(degree + 1)
+        for b in range(degree + 1 - a)
+        for c in range(degree + 1 - a - b)
+    ]
+
+
+def residual_bias_field(pre, post, mask, degree: int = 2, n_iter: int = 4):
+    """The smooth multiplicative field by which ``post`` differs from ``pre`` in ``mask``.
+
+    The post-contrast image was divided by the bias field estimated on the pre-contrast one;
+    a different coil loading, position or receive field after the injection leaves a
+    residual ``post/pre`` pattern (a few % from left to right) that reads as laterality. It
+    is estimated where no enhancement is expected (``mask``: the reference white matter) as
+    a polynomial of total degree ``degree`` in the voxel coordinates fitted to
+    ``log(post/pre)`` by least squares, iteratively leaving out voxels whose residual
+    exceeds 3 robust SDs (enhancing vessels). Returns ``(field, info)``: ``field`` on the
+    whole grid with median 1 over the mask (the global scale is left to the normalisation),
+    ``info`` with the number of voxels used and the field's 1st-99th percentile range in
+    the mask. ``degree`` 0 gives a field of ones.
+    """
+    pre = np.asarray(pre, float)
+    post = np.asarray(post, float)
+    ok = np.asarray(mask, bool) & (pre > 0) & (post > 0) & np.isfinite(pre) & np.isfinite(post)
+    powers = _monomials(int(degree))
+    if degree <= 0 or ok.sum() < 50 * len(powers):
+        return np.ones(pre.shape), {"n_voxels": int(ok.sum()), "range": [1.0, 1.0]}
+    ijk = np.argwhere(ok)
+    centre = ijk.mean(axis=0)
+    half = np.maximum(np.ptp(ijk, axis=0) / 2.0, 1.0)
+    axes = [(np.arange(n) - c) / h for n, c, h in zip(pre.shape, centre, half)]
+    u = (ijk - centre) / half
+    design = np.stack([u[:, 0] ** a * u[:, 1] ** b * u[:, 2] ** c for a, b, c in powers], 1)
+    ratio = np.log(post[ok] / pre[ok])
+    keep = np.ones(ratio.shape, bool)
+    for _ in range(n_iter):
+        coef, *_ = np.linalg.lstsq(design[keep], ratio[keep], rcond=None)
+        resid = ratio - design @ coef
+        centre_r = np.median(resid[keep])
+        spread = 1.4826 * np.median(np.abs(resid[keep] - centre_r))
+        new = np.abs(resid - centre_r) <= 3.0 * max(spread, 1e-6)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    log_field = np.zeros(pre.shape)
+    for w, (a, b, c) in zip(coef, powers):  # separable: x^a y^b z^c as an outer product
+        log_field += w * (
+            axes[0][:, None, None] ** a * axes[1][None, :, None] ** b * axes[2][None, None, :] ** c
+        )
+    log_field -= np.median(log_field[ok])
+    field = np.exp(log_field)
+    lo, hi = np.percentile(field[ok], [1, 99])
+    return field, {"n_voxels": int(keep.sum()), "range": [float(lo), float(hi)]}
+
+
+def difference_noise_sd(subtraction, mask) -> float:
+    """Robust SD (1.4826 x MAD) of the subtraction image in ``mask`` (reference white
+    matter, where nothing but noise, residual bias and misregistration should remain)."""
+    diff = np.asarray(subtraction, float)[np.asarray(mask, bool)]
+    diff = diff[np.isfinite(diff)]
+    if diff.size < 10:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(diff - np.median(diff))))
+
+
 def enhancement_maps(pre, post, floor: float):
     """Subtraction ``post − pre`` and percent enhancement ``100 (post − pre) / max(pre, floor)``.
 
@@ -57,9 +125,16 @@ def enhancement_findings(
     threshold: float,
     min_volume_mm3: float,
     mask=None,
+    subtraction=None,
+    noise_sd: float | None = None,
+    n_sd: float = 0.0,
 ) -> pd.DataFrame:
     """Clusters of enhancement a radiologist would mark: connected voxels (26-neighbourhood)
-    above ``threshold`` % within ``mask`` whose volume is at least ``min_volume_mm3``.
+    above ``threshold`` % within ``mask`` whose volume is at least ``min_volume_mm3``; with
+    ``n_sd`` > 0 a voxel must also exceed ``n_sd`` times ``noise_sd`` in the ``subtraction``
+    image (the noise of the difference, measured where nothing enhances), so that the
+    threshold follows the data: low-signal tissue (CSF, dura on a T1w) needs a larger
+    percent change than white matter to count.
 
     Each cluster is attributed to the label holding most of its voxels. Columns:
     ``cluster, roi, hemisphere, volume_mm3, n_voxels, peak_percent, mean_percent,
@@ -67,6 +142,11 @@ def enhancement_findings(
     """
     percent = np.asarray(percent, float)
     above = np.isfinite(percent) & (percent > threshold)
+    if n_sd > 0:
+        if subtraction is None or noise_sd is None or not np.isfinite(noise_sd):
+            raise ValueError("enhancement_findings: n_sd > 0 needs subtraction and noise_sd")
+        diff = np.asarray(subtraction, float)
+        above &= np.isfinite(diff) & (diff > n_sd * noise_sd)
     if mask is not None:
         above &= np.asarray(mask, bool)
     clusters, n = ndimage.label(above, structure=np.ones((3, 3, 3)))

@@ -33,6 +33,15 @@ REFERENCES = {
         "framework for n-tissue segmentation with evaluation on public data. "
         "Neuroinformatics. 2011;9(4):381-400. doi:10.1007/s12021-011-9109-y",
     },
+    "harvardoxford": {
+        "short": "Desikan et al. 2006; Makris et al. 2006",
+        "full": "Desikan RS, Ségonne F, Fischl B, et al. An automated labeling system for "
+        "subdividing the human cerebral cortex on MRI scans into gyral based regions of "
+        "interest. NeuroImage. 2006;31(3):968-80. doi:10.1016/j.neuroimage.2006.01.021; "
+        "Makris N, Goldstein JM, Kennedy D, et al. Decreased volume of left and total "
+        "anterior insular lobule in schizophrenia. Schizophr Res. 2006;83(2-3):155-71. "
+        "doi:10.1016/j.schres.2005.11.020 (Harvard-Oxford atlases, distributed with FSL)",
+    },
     "templateflow": {
         "short": "Ciric et al. 2022",
         "full": "Ciric R, Thompson WH, Lorenz R, et al. TemplateFlow: FAIR-sharing of "
