@@ -332,6 +332,7 @@ class AnatSettings(_Section):
     meningeal_band_mm: list[float] = rule(ge=0, le=30, length=2, unit="mm")
     calvarial_band_mm: list[float] = rule(ge=0, le=40, length=2, unit="mm")
     sinus_margin_mm: float = rule(ge=0, le=20, unit="mm")
+    scalp_mm: float = rule(ge=0, le=20, unit="mm", doc="calvarial band this deep in the head")
     same_rois_across_sessions: bool = rule(
         doc="the first session's atlas labels and bands, rigidly carried to the others"
     )

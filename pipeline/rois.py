@@ -2,7 +2,10 @@
 
 The meningeal band is the shell between ``meningeal_mm[0]`` and ``meningeal_mm[1]`` outside
 the brain mask (subarachnoid space and dura); the calvarial band (skull and diploic marrow)
-lies between ``calvarial_mm[0]`` and ``calvarial_mm[1]``. Both are split by lobe and
+lies between ``calvarial_mm[0]`` and ``calvarial_mm[1]``. Where the T1w shows the head
+(:func:`calvarium_mask`), the calvarial band follows the participant's skull: outside the
+intracranial (extraction) mask, at least ``scalp_mm`` inside the skin, over the vault only
+(not the orbits, the petrous bone or the skull base). Both are split by lobe and
 hemisphere after the nearest labelled brain voxel. The dural venous sinuses (superior
 sagittal, transverse) are their own ROIs and are removed from both bands: they enhance in
 everyone. Their prior is geometric, in template millimetres (:func:`sinus_prior`), and
@@ -47,6 +50,57 @@ def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
     return out
 
 
+def head_mask(t1w, brain_mask, fraction: float = 0.15):
+    """The head (skin and everything inside): the T1w above ``fraction`` of its brain median,
+    closed (2 voxels), largest component, holes filled."""
+    t1w = np.asarray(t1w, float)
+    brain = np.asarray(brain_mask) > 0
+    head = np.isfinite(t1w) & (t1w > fraction * float(np.median(t1w[brain])))
+    head = ndimage.binary_closing(head, iterations=2) | brain
+    comp, n = ndimage.label(head)
+    if n > 1:
+        head = comp == (np.argmax(np.bincount(comp.ravel())[1:]) + 1)
+    return ndimage.binary_fill_holes(head)
+
+
+def calvarium_mask(
+    brain_mask,
+    intracranial_mask,
+    head,
+    template_z,
+    zooms,
+    band_mm=(4.0, 10.0),
+    scalp_mm: float = 4.0,
+    max_downward_cos: float = 0.5,
+):
+    """The calvarial band of one head: voxels ``band_mm`` from the brain that are outside the
+    intracranial mask (the inner table: not subarachnoid CSF), at least ``scalp_mm`` inside
+    the skin (not scalp), over the vault: the direction from the nearest brain voxel may not
+    point down by more than ``acos(max_downward_cos)`` from the template's vertical
+    (``template_z``: each voxel's template z in mm, through the registration), which leaves
+    out the orbits, the petrous bone and the skull base; the largest connected piece.
+    """
+    brain = np.asarray(brain_mask) > 0
+    zooms = np.asarray(zooms, float)
+    tz = np.asarray(template_z, float)
+    dist, nearest = ndimage.distance_transform_edt(~brain, sampling=zooms, return_indices=True)
+    skin = ndimage.distance_transform_edt(np.asarray(head, bool), sampling=zooms)
+    rise = (tz - tz[tuple(nearest)]) / np.maximum(dist, 1e-6)
+    calv = (
+        ~brain
+        & (dist > band_mm[0])
+        & (dist <= band_mm[1])
+        & ~(np.asarray(intracranial_mask) > 0)
+        & (skin >= scalp_mm)
+        & np.isfinite(tz)
+        & (rise > -max_downward_cos)
+    )
+    comp, n = ndimage.label(calv, structure=np.ones((3, 3, 3)))
+    if n > 1:
+        calv = comp == (np.argmax(np.bincount(comp.ravel())[1:]) + 1)
+    return calv
+
+
 def extracerebral_rois(
     brain_mask,
     brain_labels,
@@ -56,6 +110,7 @@ def extracerebral_rois(
     meningeal_mm=(0.0, 4.0),
     calvarial_mm=(4.0, 10.0),
     sinus_margin_mm: float = 3.0,
+    calvarium=None,
 ):
     """Native-space meningeal and calvarial bands and sinuses, numbered after the atlas.
 
@@ -66,6 +121,8 @@ def extracerebral_rois(
     (1, 2, 3 as in :func:`sinus_prior`), which are removed from both bands together with a
     margin of ``sinus_margin_mm`` around them (partial volume of the enhancing blood); the
     margin also takes the brain-edge voxels next to a sinus out of the brain regions.
+    ``calvarium`` (:func:`calvarium_mask`), when given, replaces the distance-only calvarial
+    band (a brain-extracted T1w shows no skull: then the band is the distance shell).
     """
     brain = np.asarray(brain_mask) > 0
     labels = np.asarray(brain_labels).astype(np.int32)
@@ -98,6 +155,8 @@ def extracerebral_rois(
     out = np.where(brain, labels, 0).astype(np.int32)
     for kind, (lo, hi) in (("meningeal", meningeal_mm), ("calvarial", calvarial_mm)):
         band = ~brain & (dist > lo) & (dist <= hi)
+        if kind == "calvarial" and calvarium is not None:
+            band = np.asarray(calvarium, bool) & ~brain
         table = np.zeros(labels.max() + 1, np.int32)
         for (k, src), dst in lookup.items():
             if k == kind and src <= labels.max():

@@ -127,6 +127,28 @@ def posed_aal(pose: Pose) -> dict:
     return out
 
 
+def source_world(pose: Pose, affine, shape) -> np.ndarray:
+    """Colin27's own world (MNI) coordinates (X, Y, Z, 3) of every voxel of a posed grid."""
+    move = np.eye(4)
+    move[:3, :3] = Rotation.from_euler("xyz", pose.rotation_deg, degrees=True).as_matrix()
+    move[:3, 3] = pose.shift_mm
+    ijk = np.indices(shape).reshape(3, -1).T
+    return nb.affines.apply_affine(np.linalg.inv(move) @ affine, ijk).reshape(tuple(shape) + (3,))
+
+
+def orbits(world) -> np.ndarray:
+    """The orbits (eyeball and orbital fat) of Colin27 in its MNI coordinates: ellipsoids
+    around (±33, 45, -18) mm with semi-axes 14, 22, 14 mm (read off ch2.nii.gz)."""
+    x, y, z = world[..., 0], world[..., 1], world[..., 2]
+    return np.any(
+        [
+            ((x - sx * 33) / 14) ** 2 + ((y - 45) / 22) ** 2 + ((z + 18) / 14) ** 2 <= 1
+            for sx in (-1, 1)
+        ],
+        axis=0,
+    )
+
+
 def dural_patch(pose: Pose, direction=(-0.55, -0.35, 0.76), radius_mm=25.0) -> np.ndarray:
     """Fraction of each posed voxel in a dural patch: on Colin27's 1 mm grid, the layer
     1-3 mm outside BET's brain (the dura under the inner table) within ``radius_mm`` of the

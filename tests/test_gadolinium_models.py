@@ -181,3 +181,29 @@ def test_residual_post_bias_field_is_recovered_and_spares_enhancement():
     # degree 0: no correction
     ones, _ = residual_bias_field(pre, post, wm, degree=0)
     assert np.all(ones == 1)
+
+
+def test_calvarium_follows_skull_and_leaves_scalp_and_skull_base_out():
+    """A spherical head: brain (r 60 mm), subarachnoid CSF to the inner table (r 64), skull
+    to r 72, scalp to r 78. The calvarial band is outside the inner table, 4 mm inside the
+    skin and over the vault only (nothing pointing more than 60 degrees down)."""
+    from pipeline.rois import calvarium_mask, head_mask
+
+    shape = (90, 90, 90)
+    r = np.sqrt(((np.indices(shape) - 44.5) ** 2).sum(0)) * 2.0  # 2 mm voxels
+    z = (np.indices(shape)[2] - 44.5) * 2.0
+    brain, intracranial, head = r <= 60, r <= 64, r <= 78
+    t1w = np.where(brain, 1000.0, np.where(head, 300.0, 5.0))
+    assert np.array_equal(head_mask(t1w, brain), head)
+    band = calvarium_mask(brain, intracranial, head, z, (2, 2, 2), band_mm=(4, 16), scalp_mm=4)
+    assert band.any()
+    assert not (band & intracranial).any()  # not the CSF
+    assert r[band].max() <= 76.0  # 4 mm inside the skin at r 78 (one 2 mm voxel)
+    # the base (more than 60 degrees down) is left out; the nearest-voxel direction on a
+    # 2 mm grid is exact to about a voxel, so the cut is blurred to cos -0.75
+    cos = z[band] / r[band]
+    assert cos.min() > -0.75
+    assert band[(r > 64) & (r <= 74) & (z / r < -0.75)].sum() == 0
+    # the vault is kept: all of the shell above the equator
+    shell = (r > 64) & (r <= 74) & (z > 0)
+    assert band[shell].mean() > 0.99

@@ -160,6 +160,32 @@ def test_dural_patch_lands_in_the_meningeal_band(posed_run, direction, lobe, hem
         assert top == f"meningeal_{lobe}", top
 
 
+def test_calvarial_band_follows_the_vault(posed_run):
+    """The calvarial band stays out of the orbits, the skull base, the CSF and the scalp
+    (measured 2 mm RAS: 404 ml, 0.5 ml in the orbits (9.1 ml with the distance-only band),
+    67 ml below MNI z = -25 (189 ml))."""
+    from scipy import ndimage as ndi
+
+    outs = posed_run["outs"]
+    rois = np.asarray(nb.load(outs["exclude_nonfinite"].out_files[2]).dataobj)
+    lut = pd.read_csv(outs["extracerebral_rois"].out_lut, sep="\t").set_index("index")
+    img = nb.load(outs["n4"].output_image)
+    calv = np.isin(rois, lut.index[lut["name"].str.startswith("calvarial_")])
+    voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000
+    world = realhead.source_world(posed_run["pose"], img.affine, rois.shape)
+    volume = calv.sum() * voxel_ml
+    print(posed_run["pose"].name, "calvarial ml", volume)
+    assert 250 <= volume <= 600
+    assert (calv & realhead.orbits(world)).sum() * voxel_ml < 1.5
+    assert (calv & (world[..., 2] < -25)).sum() * voxel_ml < 100
+    # not in the brain or the CSF next to it (BET's brain, independent of inflamap)
+    ref = nb.load(posed_run["ref"]).get_fdata() >= 0.5
+    assert (calv & ndi.binary_dilation(ref)).sum() / calv.sum() < 0.01
+    # not in the scalp: the band's T1w is not brighter than the scalp's fat
+    t1 = img.get_fdata()
+    assert np.median(t1[calv]) < np.median(t1[ref])
+
+
 def _enhance(posed_run, tmp_path, degree, seed=0):
     """Gadolinium maps and findings of a simulated post image of this head: the N4-corrected
     T1w times a post/pre field that the pre image's N4 field does not remove (3 % from

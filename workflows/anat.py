@@ -180,7 +180,7 @@ def init_anat_wf(
         Registration,
     )
     from pipeline.interfaces.images import ExcludeVoxels, NonFiniteMask
-    from pipeline.interfaces.regional import ExtracerebralROIs, SinusPrior
+    from pipeline.interfaces.regional import ExtracerebralROIs, SinusPrior, TemplateZ
 
     from .utils import merge_dicts
 
@@ -428,8 +428,22 @@ interpolation).
             meningeal_mm=tuple(settings.meningeal_band_mm),
             calvarial_mm=tuple(settings.calvarial_band_mm),
             sinus_margin_mm=settings.sinus_margin_mm,
+            scalp_mm=settings.scalp_mm,
         ),
         name="extracerebral_rois",
+    )
+    # the template's vertical in the T1w: keeps the calvarial band on the vault
+    template_z = pe.Node(TemplateZ(brain_mask=template_files["template_mask"]), name="template_z")
+    template_z_to_t1w = pe.Node(
+        ApplyTransforms(
+            interpolation="Linear",
+            dimension=3,
+            float=True,
+            outside_nan=True,
+            num_threads=omp_nthreads,
+        ),
+        name="template_z_to_t1w",
+        mem_gb=mem_gb,
     )
 
     workflow.connect([
@@ -485,11 +499,20 @@ interpolation).
         (atlas_to_t1w, extracerebral, [("output_image", "atlas")]),
         (atlas_src, extracerebral, [("lut", "lut")]),
         (sinus_to_t1w, extracerebral, [("output_image", "sinus")]),
+        (template_z, template_z_to_t1w, [("out_file", "input_image")]),
+        (n4, template_z_to_t1w, [("output_image", "reference_image")]),
+        (registration, template_z_to_t1w, [("inverse_composite_transform", "transforms")]),
         (extracerebral, outputnode, [("out_lut", "rois_lut")]),
         (n4, atlas_to_t1w, [("output_image", "reference_image")]),
         (atlas_src, atlas_to_t1w, [("atlas", "input_image")]),
         (registration, atlas_to_t1w, [("inverse_composite_transform", "transforms")]),
     ])  # fmt:skip
+    if settings.skull_strip != "skip":  # the T1w shows the skull: the band follows it
+        workflow.connect([
+            (n4, extracerebral, [("output_image", "t1w")]),
+            (brain_extraction, extracerebral, [("out_mask", "intracranial")]),
+            (template_z_to_t1w, extracerebral, [("output_image", "template_z")]),
+        ])  # fmt:skip
     return workflow
 
 

@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
     SimpleInterface,
     Str,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -199,6 +200,25 @@ class SinusPrior(SimpleInterface):
         return runtime
 
 
+class TemplateZ(SimpleInterface):
+    """Each voxel's world z (mm) on a template grid: brought to the T1w through the inverse
+    registration, it tells the template's vertical in the participant's head."""
+
+    input_spec = _SinusInputSpec
+    output_spec = _OutFileSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        img = nb.load(self.inputs.brain_mask)
+        ijk = np.indices(img.shape[:3]).reshape(3, -1)
+        z = (img.affine[2, :3] @ ijk + img.affine[2, 3]).reshape(img.shape[:3])
+        out = os.path.join(runtime.cwd, "template_z.nii.gz")
+        nb.Nifti1Image(z.astype(np.float32), img.affine).to_filename(out)
+        self._results["out_file"] = out
+        return runtime
+
+
 class _ExtraInputSpec(BaseInterfaceInputSpec):
     brain_mask = File(exists=True, mandatory=True)
     atlas = File(exists=True, mandatory=True)
@@ -207,6 +227,10 @@ class _ExtraInputSpec(BaseInterfaceInputSpec):
     meningeal_mm = traits.Tuple(traits.Float, traits.Float, default=(0.0, 4.0), usedefault=True)
     calvarial_mm = traits.Tuple(traits.Float, traits.Float, default=(4.0, 10.0), usedefault=True)
     sinus_margin_mm = traits.Float(3.0, usedefault=True)
+    t1w = File(exists=True, desc="the head T1w (with skull and scalp), same grid")
+    intracranial = File(exists=True, desc="intracranial (extraction) mask, same grid")
+    template_z = File(exists=True, desc="template z (mm) of each voxel, same grid")
+    scalp_mm = traits.Float(4.0, usedefault=True, desc="calvarium at least this deep")
 
 
 class _ExtraOutputSpec(TraitedSpec):
@@ -230,6 +254,27 @@ class ExtracerebralROIs(SimpleInterface):
         sinus = None
         if self.inputs.sinus:
             sinus = np.asarray(nb.load(self.inputs.sinus).dataobj)
+        calvarium = None
+        head_inputs = ("t1w", "intracranial", "template_z")
+        if all(isdefined(getattr(self.inputs, k)) for k in head_inputs):
+            from pipeline.rois import calvarium_mask, head_mask
+
+            grids = [
+                nb.load(getattr(self.inputs, k)) for k in ("t1w", "intracranial", "template_z")
+            ]
+            for k, img in zip(("t1w", "intracranial", "template_z"), grids):
+                if img.shape[:3] != mask.shape[:3]:
+                    raise ValueError(f"{getattr(self.inputs, k)}: not on the brain mask's grid")
+            brain = np.asarray(mask.dataobj) > 0
+            calvarium = calvarium_mask(
+                brain,
+                np.asarray(grids[1].dataobj) > 0,
+                head_mask(grids[0].get_fdata(), brain),
+                grids[2].get_fdata(),
+                mask.header.get_zooms()[:3],
+                tuple(self.inputs.calvarial_mm),
+                self.inputs.scalp_mm,
+            )
         labels, lut = extracerebral_rois(
             np.asarray(mask.dataobj),
             np.asarray(atlas.dataobj),
@@ -239,6 +284,7 @@ class ExtracerebralROIs(SimpleInterface):
             tuple(self.inputs.meningeal_mm),
             tuple(self.inputs.calvarial_mm),
             self.inputs.sinus_margin_mm,
+            calvarium,
         )
         out = save_labels(
             labels, mask.affine, os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz")
