@@ -22,17 +22,38 @@ SINUSES = (
     ("superior_sagittal_sinus", "bilateral"),
     ("transverse_sinus", "left"),
     ("transverse_sinus", "right"),
+    ("straight_sinus", "bilateral"),
+    ("sigmoid_sinus", "left"),
+    ("sigmoid_sinus", "right"),
+    ("cavernous_sinus_pituitary", "bilateral"),
 )
+#: ROIs that enhance in everyone (venous blood, pituitary, choroid plexus): not searched for
+#: enhancement findings
+NORMALLY_ENHANCING = tuple(sorted({name for name, _ in SINUSES})) + ("intracerebral_csf",)
+
+
+def _segment(x, y, z, start, end, radius):
+    """Voxels within ``radius`` mm of the segment ``start``-``end`` (template mm)."""
+    p = np.stack([x, y, z], axis=-1) - np.asarray(start, float)
+    d = np.asarray(end, float) - np.asarray(start, float)
+    t = np.clip(p @ d / (d @ d), 0.0, 1.0)
+    return np.linalg.norm(p - t[..., None] * d, axis=-1) <= radius
 
 
 def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
-    """Template-space labels of the dural sinuses (1 SSS, 2 left and 3 right transverse).
+    """Template-space labels of the dural sinuses, numbered as :data:`SINUSES` (1 SSS, 2/3
+    left/right transverse, 4 straight, 5/6 left/right sigmoid, 7 cavernous sinus and
+    pituitary), in MNI millimetres, outside the brain (but the straight sinus) and within
+    ``max_distance_mm``.
 
     Superior sagittal sinus: within 6 mm of the midline, above z = 5 mm and in front of
     y = -115 mm, and the confluence of sinuses (|x| < 12, behind y = -90, z from -20 to 5 mm,
     labelled with the sagittal sinus); transverse sinuses: lateral to |x| = 8 mm, behind
-    y = -75 mm and between z = -32 and -8 mm; all within ``max_distance_mm`` outside the
-    brain.
+    y = -75 mm and between z = -32 and -8 mm; straight sinus: 4 mm around the line from the
+    great cerebral vein (0, -52, 2) to the confluence (0, -92, -8), inside the brain mask too
+    (the tentorial notch); sigmoid sinuses: 5 mm around (±56, -72, -27) to (±44, -42, -46);
+    cavernous sinuses and pituitary: the
+    ellipsoid around (0, -3, -33) with semi-axes 20, 12, 9 mm. A prior, not a segmentation.
     """
     brain = np.asarray(brain_mask) > 0
     zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
@@ -47,6 +68,13 @@ def sinus_prior(brain_mask, affine, max_distance_mm: float = 12.0):
     trans = shell & (np.abs(x) > 8) & (y < -75) & (z > -32) & (z < -8)
     out[trans & (x < 0)] = 2
     out[trans & (x >= 0)] = 3
+    # the straight sinus runs in the tentorial notch, inside most brain masks' hull
+    out[(out == 0) & _segment(x, y, z, (0, -52, 2), (0, -92, -8), 4.0)] = 4
+    for label, sx in ((5, -1), (6, 1)):
+        tube = _segment(x, y, z, (sx * 56, -72, -27), (sx * 44, -42, -46), 5.0)
+        out[shell & (out == 0) & tube] = label
+    cav = (x / 20) ** 2 + ((y + 3) / 12) ** 2 + ((z + 33) / 9) ** 2 <= 1
+    out[shell & (out == 0) & cav] = 7
     return out
 
 
@@ -111,16 +139,20 @@ def extracerebral_rois(
     calvarial_mm=(4.0, 10.0),
     sinus_margin_mm: float = 3.0,
     calvarium=None,
+    tissue=None,
 ):
     """Native-space meningeal and calvarial bands and sinuses, numbered after the atlas.
 
     Returns ``(labels, lut)``: the brain atlas labels unchanged, then per atlas region a
     ``meningeal_<name>`` and a ``calvarial_<name>`` ROI (same hemisphere) taking the band
     voxels whose nearest labelled brain voxel is in that region, then the sinuses
-    (``superior_sagittal_sinus``, ``transverse_sinus`` left/right) from ``sinus_labels``
-    (1, 2, 3 as in :func:`sinus_prior`), which are removed from both bands together with a
-    margin of ``sinus_margin_mm`` around them (partial volume of the enhancing blood); the
-    margin also takes the brain-edge voxels next to a sinus out of the brain regions.
+    (:data:`SINUSES`) from ``sinus_labels`` (numbered as :func:`sinus_prior`), which are
+    removed from both bands together with a margin of ``sinus_margin_mm`` around them
+    (partial volume of the enhancing blood); the margin also takes the brain-edge voxels
+    next to a sinus out of the brain regions.
+    ``tissue`` (1 CSF, 2 GM, 3 WM: the participant's segmentation), when given, takes the CSF
+    inside the brain mask (ventricles and choroid plexus, deep sulci) out of the atlas
+    regions into its own ROI, ``intracerebral_csf``.
     ``calvarium`` (:func:`calvarium_mask`), when given, replaces the distance-only calvarial
     band (a brain-extracted T1w shows no skull: then the band is the distance shell).
     """
@@ -148,11 +180,19 @@ def extracerebral_rois(
         top += 1
         sinus_index[k] = top
         rows.append((top, name, hemi))
+    top += 1
+    csf_index = top
+    rows.append((top, "intracerebral_csf", "bilateral"))
     zooms = np.asarray(zooms, float)
     dist = ndimage.distance_transform_edt(~brain, sampling=zooms)
     _, nearest = ndimage.distance_transform_edt(labels == 0, sampling=zooms, return_indices=True)
     nearest_label = labels[tuple(nearest)]
     out = np.where(brain, labels, 0).astype(np.int32)
+    if tissue is not None:
+        tissue = np.asarray(tissue).astype(int)
+        if tissue.shape != brain.shape:
+            raise ValueError("extracerebral_rois: tissue labels must share the brain grid")
+        out[brain & (tissue == 1)] = csf_index
     for kind, (lo, hi) in (("meningeal", meningeal_mm), ("calvarial", calvarial_mm)):
         band = ~brain & (dist > lo) & (dist <= hi)
         if kind == "calvarial" and calvarium is not None:
@@ -167,7 +207,7 @@ def extracerebral_rois(
         if sin.shape != brain.shape:
             raise ValueError("extracerebral_rois: sinus labels must share the brain grid")
         for k, dst in sinus_index.items():
-            sel = (sin == k) & ~brain
+            sel = (sin == k) & (~brain | (SINUSES[k - 1][0] == "straight_sinus"))
             if sinus_margin_mm > 0 and sel.any():
                 # the margin reaches into the brain edge too: those voxels hold sinus blood
                 near = ndimage.distance_transform_edt(~sel, sampling=zooms) <= sinus_margin_mm

@@ -138,7 +138,13 @@ def test_sinus_prior_on_template(tf_home):
     assert np.all(np.abs(x[sagittal]) < 6)
     assert np.all((np.abs(x[~sagittal]) < 12) & (y[~sagittal] < -90))  # confluence
     assert np.all(xyz(2)[0] < 0) and np.all(xyz(3)[0] >= 0)
-    assert not np.any(lab[np.asarray(m.dataobj) > 0])  # outside the brain only
+    inside = np.asarray(m.dataobj) > 0
+    # outside the brain only, but the straight sinus (4) in the tentorial notch
+    assert set(np.unique(lab[inside])) <= {0, 4}
+    for k in range(1, 8):  # every structure is there
+        assert (lab == k).sum() > 10, k
+    assert np.all(np.abs(xyz(4)[0]) <= 4.5) and np.all(np.abs(xyz(7)[0]) <= 20.5)
+    assert np.all(xyz(5)[0] < 0) and np.all(xyz(6)[0] > 0)  # sigmoid sinuses by side
 
 
 def _residual_field_case(seed=0, shape=(60, 72, 60)):
@@ -207,3 +213,24 @@ def test_calvarium_follows_skull_and_leaves_scalp_and_skull_base_out():
     # the vault is kept: all of the shell above the equator
     shell = (r > 64) & (r <= 74) & (z > 0)
     assert band[shell].mean() > 0.99
+
+
+def test_vessel_shaped_clusters_are_not_findings_but_sheets_and_blobs_are():
+    """A cortical vein (a 40 mm tube of 1.5 mm radius, +100 %), a dural sheet (30 x 30 x 2 mm,
+    +30 %) and a lesion (a 6 mm ball, +40 %), on a 1 mm grid: the vein is left out."""
+    shape = (80, 80, 80)
+    i, j, k = np.indices(shape)
+    pct = np.zeros(shape)
+    vein = ((j - 20) ** 2 + (k - 20) ** 2 <= 2.25) & (i >= 20) & (i < 60)
+    sheet = (np.abs(i - 50) < 15) & (np.abs(j - 55) < 15) & (np.abs(k - 60) < 1)
+    ball = (i - 60) ** 2 + (j - 20) ** 2 + (k - 55) ** 2 <= 36
+    pct[vein], pct[sheet], pct[ball] = 100.0, 30.0, 40.0
+    labels = np.ones(shape, int)
+    lut = pd.DataFrame({"index": [1], "name": ["meningeal_parietal"], "hemisphere": ["left"]})
+    kept = enhancement_findings(
+        pct, labels, lut, 1.0, 10.0, 200.0, zooms=(1, 1, 1), vessel_radius_mm=3.0
+    )
+    assert sorted(kept["peak_percent"]) == [30.0, 40.0]
+    assert kept.attrs["vessel_like_excluded"] == 1
+    every = enhancement_findings(pct, labels, lut, 1.0, 10.0, 200.0)
+    assert sorted(every["peak_percent"]) == [30.0, 40.0, 100.0]

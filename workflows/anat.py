@@ -201,6 +201,14 @@ def init_anat_wf(
         atlas_text = f"The *{atlas}* atlas (approximate: geometric regions in MNI millimetres)"
     else:
         atlas_text = f"The *{atlas}* atlas (TemplateFlow)"
+    calvarium_text = (
+        "; outside the intracranial mask, at least "
+        f"{settings.scalp_mm:g} mm inside the skin, and over the vault only: the direction "
+        "from the nearest brain voxel not more than 60° below the template's horizontal, "
+        "which leaves out the orbits, the petrous bone and the skull base"
+        if settings.skull_strip != "skip"
+        else ""
+    )
     if settings.skull_strip == "deepbet":
         extraction = (
             f"The brain was extracted from the head with *deepbet* {deepbet_version()} "
@@ -227,12 +235,15 @@ brought to the T1w had to overlap the participant's brain mask (Dice ≥ {qc.min
 its volume ratio (the registration's scaling) to lie in [{qc.volume_ratio[0]:g},
 {qc.volume_ratio[1]:g}] and the brain volume in [{qc.brain_volume_ml[0]:g},
 {qc.brain_volume_ml[1]:g}] ml. {atlas_text} was brought to the T1w with
-nearest-neighbour interpolation. Extra-cerebral regions were defined in native space: a
-meningeal band ({settings.meningeal_band_mm[0]:g}–{settings.meningeal_band_mm[1]:g} mm outside
-the brain mask) and a calvarial band ({settings.calvarial_band_mm[0]:g}–
-{settings.calvarial_band_mm[1]:g} mm), each split by lobe and hemisphere after the nearest
-atlas region, and the superior sagittal and transverse sinuses (a geometric prior in template
-space brought to the T1w), which were excluded from both bands. Voxels without a finite
+nearest-neighbour interpolation and restricted to the brain mask; the CSF inside the brain
+mask (ventricles with the choroid plexus, deep sulci) formed its own region. Extra-cerebral
+regions were defined in native space: a meningeal band
+({settings.meningeal_band_mm[0]:g}–{settings.meningeal_band_mm[1]:g} mm outside the brain
+mask) and a calvarial band ({settings.calvarial_band_mm[0]:g}–{settings.calvarial_band_mm[1]:g}
+mm{calvarium_text}), each split by lobe and hemisphere after the nearest atlas region, and
+the dural venous sinuses (superior sagittal, transverse, straight, sigmoid) and the cavernous
+sinuses with the pituitary (geometric priors in template space brought to the T1w), which
+were excluded from both bands. Voxels without a finite
 value in the input images, if any, were set to zero for registration and excluded from the
 brain mask, every region and every quantitative map (their number is in the sidecars).
 """
@@ -490,12 +501,11 @@ interpolation).
         _carry_rois(workflow, reg, omp_nthreads, mem_gb)
         return workflow
     workflow.connect([
-        (atlas_to_t1w, labels, [("output_image", "in2")]),
-        (extracerebral, labels, [("out_labels", "in3")]),
+        (extracerebral, labels, [("out_atlas", "in2"), ("out_labels", "in3")]),
         (sinus_tpl, sinus_to_t1w, [("out_file", "input_image")]),
         (n4, sinus_to_t1w, [("output_image", "reference_image")]),
         (registration, sinus_to_t1w, [("inverse_composite_transform", "transforms")]),
-        (segmentation, extracerebral, [("brain_mask", "brain_mask")]),
+        (segmentation, extracerebral, [("brain_mask", "brain_mask"), ("out_dseg", "tissue")]),
         (atlas_to_t1w, extracerebral, [("output_image", "atlas")]),
         (atlas_src, extracerebral, [("lut", "lut")]),
         (sinus_to_t1w, extracerebral, [("output_image", "sinus")]),

@@ -129,9 +129,16 @@ enhancement{
         "robust SD of the subtraction in the reference white matter)"
         if settings.finding_noise_sd
         else ""
-    }, with a volume of at least {settings.finding_min_volume_mm3:g} mm³ within the
-brain and the meningeal band (sinuses, skull and scalp enhance in everyone and were not
-searched) were reported as enhancement findings.
+    }, with a volume of at least {settings.finding_min_volume_mm3:g} mm³{
+        ", not shaped like a vessel (principal SDs s1 ≥ 3 s2, s2 ≤ "
+        + format(settings.finding_vessel_radius_mm, "g")
+        + " mm: large cortical veins)"
+        if settings.finding_vessel_radius_mm
+        else ""
+    } within the
+brain and the meningeal band (the sinuses, the pituitary, the choroid plexus in the
+intracerebral CSF and the skull marrow enhance in everyone and were not searched) were
+reported as enhancement findings.
 """
     inputnode = pe.Node(
         niu.IdentityInterface(
@@ -224,6 +231,7 @@ searched) were reported as enhancement findings.
             threshold=settings.finding_threshold_percent,
             min_volume_mm3=settings.finding_min_volume_mm3,
             n_sd=settings.finding_noise_sd,
+            vessel_radius_mm=settings.finding_vessel_radius_mm,
             participant_id=participant_id,
             session_id=session_id,
         ),

@@ -17,6 +17,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from pipeline.rois import NORMALLY_ENHANCING
 from pipeline.utils import same_grid
 
 
@@ -186,20 +187,24 @@ class _FindInputSpec(BaseInterfaceInputSpec):
     subtraction = File(exists=True, desc="post - pre (for the noise criterion)")
     noise_sd = traits.Float(desc="noise SD of the subtraction (reference white matter)")
     n_sd = traits.Float(0.0, usedefault=True, desc="subtraction must exceed n_sd x noise_sd")
+    vessel_radius_mm = traits.Float(
+        0.0, usedefault=True, desc="leave out vessel-shaped clusters this thin (0: keep)"
+    )
     participant_id = Str(mandatory=True)
     session_id = Str("n/a", usedefault=True)
     exclude = traits.List(
         Str,
-        ["calvarial_", "superior_sagittal_sinus", "transverse_sinus"],
+        ["calvarial_", *NORMALLY_ENHANCING],
         usedefault=True,
-        desc="ROI name prefixes not searched (they enhance "
-        "in everyone: skull marrow, scalp, sinuses)",
+        desc="ROI name prefixes not searched (they enhance in everyone: skull marrow, "
+        "sinuses, pituitary, choroid plexus)",
     )
 
 
 class _FindOutputSpec(TraitedSpec):
     out_table = File()
     n_findings = traits.Int()
+    n_vessel_like = traits.Int(desc="vessel-shaped clusters left out")
 
 
 class EnhancementFindings(SimpleInterface):
@@ -238,10 +243,13 @@ class EnhancementFindings(SimpleInterface):
             ),
             noise_sd=self.inputs.noise_sd if isdefined(self.inputs.noise_sd) else None,
             n_sd=self.inputs.n_sd,
+            zooms=pct.header.get_zooms()[:3],
+            vessel_radius_mm=self.inputs.vessel_radius_mm,
         )
+        vessels = int(df.attrs["vessel_like_excluded"])
         df.insert(0, "session_id", self.inputs.session_id)
         df.insert(0, "participant_id", self.inputs.participant_id)
         out = os.path.join(runtime.cwd, "findings.tsv")
         df.to_csv(out, sep="\t", index=False, na_rep="n/a")
-        self._results.update(out_table=out, n_findings=len(df))
+        self._results.update(out_table=out, n_findings=len(df), n_vessel_like=vessels)
         return runtime

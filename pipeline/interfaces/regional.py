@@ -231,11 +231,13 @@ class _ExtraInputSpec(BaseInterfaceInputSpec):
     intracranial = File(exists=True, desc="intracranial (extraction) mask, same grid")
     template_z = File(exists=True, desc="template z (mm) of each voxel, same grid")
     scalp_mm = traits.Float(4.0, usedefault=True, desc="calvarium at least this deep")
+    tissue = File(exists=True, desc="tissue labels (1 CSF, 2 GM, 3 WM), same grid")
 
 
 class _ExtraOutputSpec(TraitedSpec):
     out_labels = File(desc="atlas + meningeal/calvarial bands + sinuses")
     out_lut = File()
+    out_atlas = File(desc="the atlas labels of out_labels alone (inside the brain mask)")
 
 
 class ExtracerebralROIs(SimpleInterface):
@@ -275,6 +277,9 @@ class ExtracerebralROIs(SimpleInterface):
                 tuple(self.inputs.calvarial_mm),
                 self.inputs.scalp_mm,
             )
+        tissue = None
+        if isdefined(self.inputs.tissue):
+            tissue = np.asarray(nb.load(self.inputs.tissue).dataobj)
         labels, lut = extracerebral_rois(
             np.asarray(mask.dataobj),
             np.asarray(atlas.dataobj),
@@ -285,11 +290,18 @@ class ExtracerebralROIs(SimpleInterface):
             tuple(self.inputs.calvarial_mm),
             self.inputs.sinus_margin_mm,
             calvarium,
+            tissue,
         )
         out = save_labels(
             labels, mask.affine, os.path.join(runtime.cwd, "extracerebral_dseg.nii.gz")
         )
         tsv = os.path.join(runtime.cwd, "extracerebral_dseg.tsv")
         lut.to_csv(tsv, sep="\t", index=False)
+        atlas_ids = read_lut(self.inputs.lut)["index"].to_numpy()
+        self._results["out_atlas"] = save_labels(
+            np.where(np.isin(labels, atlas_ids), labels, 0),
+            mask.affine,
+            os.path.join(runtime.cwd, "atlas_in_brain_dseg.nii.gz"),
+        )
         self._results.update(out_labels=out, out_lut=tsv)
         return runtime

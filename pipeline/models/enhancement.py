@@ -128,13 +128,19 @@ def enhancement_findings(
     subtraction=None,
     noise_sd: float | None = None,
     n_sd: float = 0.0,
+    zooms=None,
+    vessel_radius_mm: float = 0.0,
 ) -> pd.DataFrame:
     """Clusters of enhancement a radiologist would mark: connected voxels (26-neighbourhood)
     above ``threshold`` % within ``mask`` whose volume is at least ``min_volume_mm3``; with
     ``n_sd`` > 0 a voxel must also exceed ``n_sd`` times ``noise_sd`` in the ``subtraction``
     image (the noise of the difference, measured where nothing enhances), so that the
     threshold follows the data: low-signal tissue (CSF, dura on a T1w) needs a larger
-    percent change than white matter to count.
+    percent change than white matter to count. With ``vessel_radius_mm`` > 0, clusters
+    shaped like a vessel (the SD of their voxel positions along the second principal axis at
+    most ``vessel_radius_mm`` and along the first at least three times that: a large cortical
+    vein or a sinus outside its prior) are left out; sheets (dura) and blobs (lesions) stay.
+    Their number is ``df.attrs["vessel_like_excluded"]``.
 
     Each cluster is attributed to the label holding most of its voxels. Columns:
     ``cluster, roi, hemisphere, volume_mm3, n_voxels, peak_percent, mean_percent,
@@ -151,12 +157,17 @@ def enhancement_findings(
         above &= np.asarray(mask, bool)
     clusters, n = ndimage.label(above, structure=np.ones((3, 3, 3)))
     names = lut.set_index("index")[["name", "hemisphere"]]
-    rows = []
+    if zooms is None:
+        zooms = (voxel_volume_mm3 ** (1 / 3),) * 3
+    rows, vessels = [], 0
     for c in range(1, n + 1):
         sel = clusters == c
         nvox = int(sel.sum())
         vol = nvox * voxel_volume_mm3
         if vol < min_volume_mm3:
+            continue
+        if vessel_radius_mm > 0 and _vessel_like(np.argwhere(sel) * zooms, vessel_radius_mm):
+            vessels += 1
             continue
         vals = percent[sel]
         idx = np.argwhere(sel)[np.argmax(vals)]
@@ -196,4 +207,14 @@ def enhancement_findings(
     )
     df = df.sort_values("volume_mm3", ascending=False).reset_index(drop=True)
     df.insert(0, "cluster", np.arange(1, len(df) + 1))
+    df.attrs["vessel_like_excluded"] = vessels
     return df
+
+
+def _vessel_like(points_mm, radius_mm: float) -> bool:
+    """Elongated and thin: the principal SDs of the points (mm) are s1 >= 3 s2, s2 <= r."""
+    if len(points_mm) < 3:
+        return False
+    sd = np.sqrt(np.clip(np.linalg.eigvalsh(np.cov(np.asarray(points_mm, float).T)), 0, None))
+    s1, s2 = sd[-1], sd[-2]
+    return bool(s2 <= radius_mm and s1 >= 3.0 * s2)
