@@ -234,3 +234,39 @@ def test_vessel_shaped_clusters_are_not_findings_but_sheets_and_blobs_are():
     assert kept.attrs["vessel_like_excluded"] == 1
     every = enhancement_findings(pct, labels, lut, 1.0, 10.0, 200.0)
     assert sorted(every["peak_percent"]) == [30.0, 40.0, 100.0]
+
+
+def test_sinuses_are_re_segmented_from_the_post_contrast_enhancement():
+    """The true sagittal sinus (a 4 mm-radius tube, subtraction 200) runs 4 mm beside its
+    prior (same shape, displaced); the band around enhances mildly (20), noise SD 5. The
+    re-segmented sinus overlaps the truth, the prior voxels off the sinus go back to the
+    band; without enhancement the prior is kept."""
+    from pipeline.rois import refine_sinuses
+
+    shape = (40, 60, 40)
+    i, j, k = np.indices(shape)
+    truth = ((i - 20) ** 2 + (k - 20) ** 2 <= 4) & (j > 5) & (j < 55)  # 2 mm voxels: r 4 mm
+    prior_tube = ((i - 22) ** 2 + (k - 20) ** 2 <= 4) & (j > 5) & (j < 55)
+    lut = pd.DataFrame(
+        {
+            "index": [1, 2, 3],
+            "name": ["parietal", "meningeal_parietal", "superior_sagittal_sinus"],
+            "hemisphere": ["left", "left", "bilateral"],
+        }
+    )
+    labels = np.where(k < 12, 1, 2)
+    labels[prior_tube] = 3
+    rng = np.random.default_rng(0)
+    diff = 20.0 + rng.normal(0, 5, shape)
+    diff[truth] = 200.0 + rng.normal(0, 5, truth.sum())
+    out, info = refine_sinuses(labels, lut, diff, 5.0, (2, 2, 2))
+    found = out == 3
+    dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
+    prior_dice = 2 * (prior_tube & truth).sum() / (prior_tube.sum() + truth.sum())
+    assert info["source"] == "post-contrast"
+    assert dice > 0.95 and prior_dice < 0.6, (dice, prior_dice)
+    assert np.all(out[prior_tube & ~truth] == 2)  # back to the band
+    assert np.array_equal(out == 1, labels == 1)  # the brain is untouched
+    # no enhancement (a pre-contrast-like difference): the prior is kept
+    flat, info = refine_sinuses(labels, lut, rng.normal(0, 5, shape), 5.0, (2, 2, 2))
+    assert info["source"] == "prior" and np.array_equal(flat, labels)

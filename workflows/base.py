@@ -290,6 +290,8 @@ Results included in this manuscript come from processing performed with *inflama
                 "AgentClass": "gadolinium",
                 "Normalisation": gcfg.normalisation,
                 "FindingThresholdPercent": gcfg.finding_threshold_percent,
+                "FindingNoiseSD": gcfg.finding_noise_sd,
+                "FindingVesselRadiusMM": gcfg.finding_vessel_radius_mm,
                 "FindingMinVolumeMM3": gcfg.finding_min_volume_mm3,
             }
             _sinks(
@@ -357,6 +359,19 @@ Results included in this manuscript come from processing performed with *inflama
                             "HeadacheSide": ses.headache_side,
                         },
                     ),
+                    (
+                        "outputnode.rois",
+                        "dseg",
+                        dict(atlas=atlas, desc="extracerebral"),
+                        {
+                            **meta,
+                            "Atlas": atlas,
+                            "Description": "the ROIs of the percent table: the session's "
+                            "atlas regions and bands, with the venous sinuses re-segmented "
+                            "on this post-contrast image where it shows them (SinusSource)",
+                        },
+                    ),
+                    ("inputnode.rois_lut", "dseg", dict(atlas=atlas, desc="extracerebral"), None),
                     (
                         "outputnode.findings",
                         "findings",

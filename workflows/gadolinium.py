@@ -9,7 +9,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from .utils import first, listify, rigid_registration, to_template
+from .utils import first, listify, merge_dicts, rigid_registration, to_template
 
 
 def init_gadolinium_wf(
@@ -96,7 +96,12 @@ def init_gadolinium_wf(
     from niworkflows.interfaces.morphology import BinaryDilation
 
     from pipeline.interfaces.ants import ApplyTransforms
-    from pipeline.interfaces.gadolinium import ApplyBiasField, EnhancementFindings, EnhancementMaps
+    from pipeline.interfaces.gadolinium import (
+        ApplyBiasField,
+        EnhancementFindings,
+        EnhancementMaps,
+        RefineSinuses,
+    )
     from pipeline.interfaces.images import NonFiniteMask
 
     from .regional import init_regional_wf
@@ -167,6 +172,7 @@ reported as enhancement findings.
                 "post2pre_xfm",
                 "regions",
                 "findings",
+                "rois",
                 "provenance",
             ]
         ),
@@ -226,6 +232,11 @@ reported as enhancement findings.
         min_voxels=min_voxels,
         name="regional_wf",
     )
+    sinuses = pe.Node(RefineSinuses(), name="refine_sinuses")
+    provenance = pe.Node(
+        niu.Function(function=merge_dicts, input_names=["a", "b"], output_names=["out"]),
+        name="provenance",
+    )
     findings = pe.Node(
         EnhancementFindings(
             threshold=settings.finding_threshold_percent,
@@ -273,14 +284,20 @@ reported as enhancement findings.
         (post2pre, post_on_pre, [("forward_transforms", "transforms")]),
         (post_on_pre, maps, [("output_image", "post")]),
         (maps, regional_wf, [("percent", "inputnode.in_file")]),
-        (inputnode, regional_wf, [("rois", "inputnode.labels"),
-                                  ("rois_lut", "inputnode.lut")]),
+        (inputnode, sinuses, [("rois", "labels"), ("rois_lut", "lut")]),
+        (maps, sinuses, [("subtraction", "subtraction"), ("noise_sd", "noise_sd")]),
+        (sinuses, regional_wf, [("out_labels", "inputnode.labels")]),
+        (inputnode, regional_wf, [("rois_lut", "inputnode.lut")]),
+        (maps, provenance, [("provenance", "a")]),
+        (sinuses, provenance, [("provenance", "b")]),
+        (sinuses, outputnode, [("out_labels", "rois")]),
         (maps, findings, [("percent", "percent"), ("subtraction", "subtraction"),
                           ("noise_sd", "noise_sd")]),
-        (inputnode, findings, [("rois", "labels"), ("rois_lut", "lut")]),
+        (sinuses, findings, [("out_labels", "labels")]),
+        (inputnode, findings, [("rois_lut", "lut")]),
         (maps, outputnode, [("post_normalised", "post_preproc"),
-                            ("subtraction", "subtraction"), ("percent", "percent"),
-                            ("provenance", "provenance")]),
+                            ("subtraction", "subtraction"), ("percent", "percent")]),
+        (provenance, outputnode, [("out", "provenance")]),
         (post2pre, outputnode, [(("forward_transforms", first), "post2pre_xfm")]),
         (regional_wf, outputnode, [("outputnode.out_table", "regions")]),
         (findings, outputnode, [("out_table", "findings")]),
