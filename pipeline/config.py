@@ -359,6 +359,7 @@ class GadoliniumSettings(_Section):
     finding_min_volume_mm3: float = rule(ge=0, le=1e6, unit="mm³")
     finding_noise_sd: float = rule(ge=0, le=100, doc="0: percent threshold only")
     finding_vessel_radius_mm: float = rule(ge=0, le=20, unit="mm", doc="0: keep vessels")
+    finding_spread_sd: float = rule(ge=0, le=100, doc="0: no compartment reference")
     registration: RigidRegistrationSettings = rule()
 
 

@@ -291,6 +291,7 @@ Results included in this manuscript come from processing performed with *inflama
                 "Normalisation": gcfg.normalisation,
                 "FindingThresholdPercent": gcfg.finding_threshold_percent,
                 "FindingNoiseSD": gcfg.finding_noise_sd,
+                "FindingSpreadSD": gcfg.finding_spread_sd,
                 "FindingVesselRadiusMM": gcfg.finding_vessel_radius_mm,
                 "FindingMinVolumeMM3": gcfg.finding_min_volume_mm3,
             }

@@ -134,6 +134,11 @@ enhancement{
         "robust SD of the subtraction in the reference white matter)"
         if settings.finding_noise_sd
         else ""
+    }{
+        f" and whose enhancement exceeded the median of their compartment (brain or meningeal "
+        f"band: the dura enhances in everyone) by {settings.finding_spread_sd:g} robust SDs"
+        if settings.finding_spread_sd
+        else ""
     }, with a volume of at least {settings.finding_min_volume_mm3:g} mm³{
         ", not shaped like a vessel (principal SDs s1 ≥ 3 s2, s2 ≤ "
         + format(settings.finding_vessel_radius_mm, "g")
@@ -243,6 +248,7 @@ reported as enhancement findings.
             min_volume_mm3=settings.finding_min_volume_mm3,
             n_sd=settings.finding_noise_sd,
             vessel_radius_mm=settings.finding_vessel_radius_mm,
+            n_spread=settings.finding_spread_sd,
             participant_id=participant_id,
             session_id=session_id,
         ),

@@ -190,6 +190,9 @@ class _FindInputSpec(BaseInterfaceInputSpec):
     vessel_radius_mm = traits.Float(
         0.0, usedefault=True, desc="leave out vessel-shaped clusters this thin (0: keep)"
     )
+    n_spread = traits.Float(
+        0.0, usedefault=True, desc="robust SDs above the compartment's median (brain, band)"
+    )
     participant_id = Str(mandatory=True)
     session_id = Str("n/a", usedefault=True)
     exclude = traits.List(
@@ -245,6 +248,8 @@ class EnhancementFindings(SimpleInterface):
             n_sd=self.inputs.n_sd,
             zooms=pct.header.get_zooms()[:3],
             vessel_radius_mm=self.inputs.vessel_radius_mm,
+            compartments=[np.isin(labels, ids) for ids in _compartments(lut)],
+            n_spread=self.inputs.n_spread,
         )
         vessels = int(df.attrs["vessel_like_excluded"])
         df.insert(0, "session_id", self.inputs.session_id)
@@ -253,6 +258,15 @@ class EnhancementFindings(SimpleInterface):
         df.to_csv(out, sep="\t", index=False, na_rep="n/a")
         self._results.update(out_table=out, n_findings=len(df), n_vessel_like=vessels)
         return runtime
+
+
+def _compartments(lut) -> list:
+    """Label indices of the brain regions and of the meningeal band (the compartments whose
+    own enhancement is the reference of the findings)."""
+    names = lut["name"].astype(str)
+    band = names.str.startswith("meningeal_")
+    other = names.str.startswith("calvarial_") | names.isin(NORMALLY_ENHANCING)
+    return [lut.loc[~band & ~other, "index"].to_numpy(), lut.loc[band, "index"].to_numpy()]
 
 
 class _SinusRefineInputSpec(BaseInterfaceInputSpec):

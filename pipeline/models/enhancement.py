@@ -130,6 +130,8 @@ def enhancement_findings(
     n_sd: float = 0.0,
     zooms=None,
     vessel_radius_mm: float = 0.0,
+    compartments=(),
+    n_spread: float = 0.0,
 ) -> pd.DataFrame:
     """Clusters of enhancement a radiologist would mark: connected voxels (26-neighbourhood)
     above ``threshold`` % within ``mask`` whose volume is at least ``min_volume_mm3``; with
@@ -140,7 +142,11 @@ def enhancement_findings(
     shaped like a vessel (the SD of their voxel positions along the second principal axis at
     most ``vessel_radius_mm`` and along the first at least three times that: a large cortical
     vein or a sinus outside its prior) are left out; sheets (dura) and blobs (lesions) stay.
-    Their number is ``df.attrs["vessel_like_excluded"]``.
+    Their number is ``df.attrs["vessel_like_excluded"]``. With ``n_spread`` > 0, a voxel of
+    one of ``compartments`` (boolean masks: the brain, the meningeal band) must also exceed
+    the median percent enhancement of its compartment by ``n_spread`` robust SDs of it: the
+    participant's own normal enhancement (the dura enhances in everyone, unevenly) is the
+    reference, not zero. The levels are in ``df.attrs["compartment_levels"]``.
 
     Each cluster is attributed to the label holding most of its voxels. Columns:
     ``cluster, roi, hemisphere, volume_mm3, n_voxels, peak_percent, mean_percent,
@@ -153,6 +159,16 @@ def enhancement_findings(
             raise ValueError("enhancement_findings: n_sd > 0 needs subtraction and noise_sd")
         diff = np.asarray(subtraction, float)
         above &= np.isfinite(diff) & (diff > n_sd * noise_sd)
+    levels = []
+    if n_spread > 0:
+        for comp in compartments:
+            comp = np.asarray(comp, bool) & np.isfinite(percent)
+            if comp.sum() < 10:
+                continue
+            med = float(np.median(percent[comp]))
+            spread = float(1.4826 * np.median(np.abs(percent[comp] - med)))
+            above[comp] &= percent[comp] > med + n_spread * spread
+            levels.append([med, spread])
     if mask is not None:
         above &= np.asarray(mask, bool)
     clusters, n = ndimage.label(above, structure=np.ones((3, 3, 3)))
@@ -208,6 +224,7 @@ def enhancement_findings(
     df = df.sort_values("volume_mm3", ascending=False).reset_index(drop=True)
     df.insert(0, "cluster", np.arange(1, len(df) + 1))
     df.attrs["vessel_like_excluded"] = vessels
+    df.attrs["compartment_levels"] = levels
     return df
 
 
