@@ -88,3 +88,29 @@ def test_errors_name_the_problem():
 def test_asymmetry_index_zero_denominator():
     assert np.isnan(asymmetry_index(0.0, 0.0))
     assert asymmetry_index(1.1, 0.9) == pytest.approx(0.2)
+
+
+def test_partial_volume_weights_take_cortex_out_of_a_band_mean():
+    """A meningeal-band ROI of 4 voxels: two pure dura (value 10), two half cortex (the value
+    mixes 5 and 10 -> 7.5). Weighted by 1 - (GM + WM) the mean leans to the dura (9.17
+    instead of 8.75); an ROI inside the brain mask is unchanged."""
+    from pipeline.models.regional import partial_volume_weights, roi_statistics
+
+    values = np.array([10.0, 10.0, 7.5, 7.5, 3.0, 4.0])
+    labels = np.array([2, 2, 2, 2, 1, 1])
+    brain = np.array([0, 0, 0, 0, 1, 1])
+    gm = np.array([0.0, 0.0, 0.5, 0.5, 0.7, 0.4])
+    wm = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.6])
+    w = partial_volume_weights(brain, gm, wm)
+    assert np.allclose(w, [1, 1, 0.5, 0.5, 1, 1])
+    lut = pd.DataFrame(
+        {"index": [1, 2], "name": ["parietal", "meningeal_parietal"], "hemisphere": ["left"] * 2}
+    )
+    plain = roi_statistics(values, labels, lut).set_index("roi")
+    weighted = roi_statistics(values, labels, lut, weights=w).set_index("roi")
+    assert plain.loc["meningeal_parietal", "mean"] == pytest.approx(8.75)
+    assert weighted.loc["meningeal_parietal", "mean"] == pytest.approx(55 / 6)
+    assert weighted.loc["parietal", "mean"] == plain.loc["parietal", "mean"] == 3.5
+    assert weighted.loc["meningeal_parietal", "n_voxels"] == 4
+    with pytest.raises(ValueError, match="weights must share"):
+        roi_statistics(values, labels, lut, weights=w[:3])

@@ -153,6 +153,8 @@ def init_anat_wf(
         their label table (TSV)
     wm_prob
         the participant's white-matter probability (native space)
+    pv_weights
+        partial-volume weights of the regional means: 1 − (GM + WM) outside the brain mask
     bias_field
         the estimated bias field
     t1w_invalid
@@ -180,7 +182,12 @@ def init_anat_wf(
         Registration,
     )
     from pipeline.interfaces.images import ExcludeVoxels, NonFiniteMask
-    from pipeline.interfaces.regional import ExtracerebralROIs, SinusPrior, TemplateZ
+    from pipeline.interfaces.regional import (
+        ExtracerebralROIs,
+        PartialVolumeWeights,
+        SinusPrior,
+        TemplateZ,
+    )
 
     from .utils import merge_dicts
 
@@ -269,6 +276,7 @@ interpolation).
                 "t1w_probseg",
                 "t1w_brain",
                 "csf_prob",
+                "pv_weights",
                 "gm_prob",
                 "t1w_tpl",
                 "anat2tpl_xfm",
@@ -443,6 +451,7 @@ interpolation).
         ),
         name="extracerebral_rois",
     )
+    pv_weights = pe.Node(PartialVolumeWeights(), name="pv_weights")
     # the template's vertical in the T1w: keeps the calvarial band on the vault
     template_z = pe.Node(TemplateZ(brain_mask=template_files["template_mask"]), name="template_z")
     template_z_to_t1w = pe.Node(
@@ -474,6 +483,10 @@ interpolation).
         (n4, mask_to_t1w, [("output_image", "reference_image")]),
         (registration, mask_to_t1w, [("inverse_composite_transform", "transforms")]),
         (segmentation, registration_qc, [("brain_mask", "brain_mask")]),
+        (segmentation, pv_weights, [("brain_mask", "brain_mask"),
+                                    (("out_probseg", pick, 1), "gm_prob"),
+                                    (("out_probseg", pick, 2), "wm_prob")]),
+        (pv_weights, outputnode, [("out_file", "pv_weights")]),
         (mask_to_t1w, registration_qc, [("output_image", "template_mask_native")]),
         (nonfinite, provenance, [("provenance", "a")]),
         (registration_qc, provenance, [("provenance", "b")]),

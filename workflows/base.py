@@ -283,6 +283,7 @@ Results included in this manuscript come from processing performed with *inflama
                     ("outputnode.wm_prob", "inputnode.wm_prob"),
                     ("outputnode.rois_native", "inputnode.rois"),
                     ("outputnode.rois_lut", "inputnode.rois_lut"),
+                    ("outputnode.pv_weights", "inputnode.pv_weights"),
                     ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm")]),
             ])  # fmt:skip
             meta = {
@@ -436,6 +437,7 @@ def _add_dce(workflow, settings, anat_wf, ses, dce, template, template_files, at
         (anat_wf, dce_wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
                            ("outputnode.rois_native", "inputnode.rois"),
                            ("outputnode.rois_lut", "inputnode.rois_lut"),
+                    ("outputnode.pv_weights", "inputnode.pv_weights"),
                            ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm")]),
     ])  # fmt:skip
     meta_d = {"ContrastAgent": agent, "AgentClass": "gadolinium", "Model": dcfg.model}
@@ -548,6 +550,7 @@ def _add_uspio(workflow, settings, anat_wf, t1w, ses, pair, template, template_f
         (anat_wf, wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
                        ("outputnode.rois_native", "inputnode.rois"),
                        ("outputnode.rois_lut", "inputnode.rois_lut"),
+                    ("outputnode.pv_weights", "inputnode.pv_weights"),
                        ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm"),
                        ("outputnode.tpl2anat_xfm", "inputnode.tpl2anat_xfm")]),
     ])  # fmt:skip
@@ -740,6 +743,7 @@ def _add_pet(workflow, settings, anat_wf, ses, pet, template, template_files, in
                        ("outputnode.t1w_mask", "inputnode.t1w_mask"),
                        ("outputnode.rois_native", "inputnode.rois"),
                        ("outputnode.rois_lut", "inputnode.rois_lut"),
+                    ("outputnode.pv_weights", "inputnode.pv_weights"),
                        ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm"),
                        ("outputnode.tpl2anat_xfm", "inputnode.tpl2anat_xfm")]),
     ])  # fmt:skip
@@ -882,6 +886,7 @@ def _add_spect(workflow, settings, anat_wf, ses, spect, template, template_files
         (anat_wf, wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
                        ("outputnode.rois_native", "inputnode.rois"),
                        ("outputnode.rois_lut", "inputnode.rois_lut"),
+                    ("outputnode.pv_weights", "inputnode.pv_weights"),
                        ("outputnode.anat2tpl_xfm", "inputnode.anat2tpl_xfm")]),
     ])  # fmt:skip
     m = {

@@ -125,7 +125,7 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
 """
     inputnode = pe.Node(
         niu.IdentityInterface(
-            fields=["dce", "vfa", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]
+            fields=["dce", "vfa", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm", "pv_weights"]
         ),
         name="inputnode",
     )
@@ -249,4 +249,16 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
             (xfms, node, [("out", "transforms")]),
             (node, outputnode, [("output_image", f"{out}_tpl")]),
         ])  # fmt:skip
+    weights_to_grid = pe.Node(
+        ApplyTransforms(
+            interpolation="Linear", dimension=3, float=True, invert_transform_flags=[True]
+        ),
+        name="pv_weights_to_grid",
+    )
+    workflow.connect([
+        (inputnode, weights_to_grid, [("pv_weights", "input_image")]),
+        (ref, weights_to_grid, [("reference", "reference_image")]),
+        (to_t1w, weights_to_grid, [("forward_transforms", "transforms")]),
+        (weights_to_grid, regional_wf, [("output_image", "inputnode.weights")]),
+    ])  # fmt:skip
     return workflow

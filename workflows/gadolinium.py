@@ -162,6 +162,7 @@ reported as enhancement findings.
                 "rois_lut",
                 "anat2tpl_xfm",
                 "pre_invalid",
+                "pv_weights",
             ]
         ),
         name="inputnode",
@@ -293,7 +294,8 @@ reported as enhancement findings.
         (inputnode, sinuses, [("rois", "labels"), ("rois_lut", "lut")]),
         (maps, sinuses, [("subtraction", "subtraction"), ("noise_sd", "noise_sd")]),
         (sinuses, regional_wf, [("out_labels", "inputnode.labels")]),
-        (inputnode, regional_wf, [("rois_lut", "inputnode.lut")]),
+        (inputnode, regional_wf, [("rois_lut", "inputnode.lut"),
+                                  ("pv_weights", "inputnode.weights")]),
         (maps, provenance, [("provenance", "a")]),
         (sinuses, provenance, [("provenance", "b")]),
         (sinuses, outputnode, [("out_labels", "rois")]),

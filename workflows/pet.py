@@ -139,6 +139,7 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
                 "t1w_mask",
                 "rois",
                 "rois_lut",
+                "pv_weights",
                 "anat2tpl_xfm",
                 "tpl2anat_xfm",
             ]
@@ -271,7 +272,8 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         (atlas_to_t1w, regional_atlas, [("output_image", "inputnode.labels")]),
         (atlas_src, regional_atlas, [("lut", "inputnode.lut")]),
         (suvr, regional_rois, [("out_file", "inputnode.in_file")]),
-        (inputnode, regional_rois, [("rois", "inputnode.labels"),
+        (inputnode, regional_rois, [("pv_weights", "inputnode.weights"),
+                                    ("rois", "inputnode.labels"),
                                     ("rois_lut", "inputnode.lut")]),
         (inputnode, tpl_xfms, [("anat2tpl_xfm", "in1")]),
         (to_t1w, tpl_xfms, [(("forward_transforms", first), "in2")]),

@@ -51,6 +51,8 @@ def init_regional_wf(
         label table (TSV: index, name, hemisphere)
     mask
         optional valid-voxel mask
+    weights
+        optional partial-volume weights on the map's grid (weighted means)
 
     Outputs
     -------
@@ -63,13 +65,16 @@ def init_regional_wf(
 
     workflow = Workflow(name=name)
     workflow.__desc__ = f"""\
-Regional statistics of the {metric} map (mean, median and standard deviation over voxels)
-were computed within each atlas region in native space; for sessions with a lateralised
+Regional statistics of the {metric} map (mean, median and standard deviation over voxels;
+the means weighted by each voxel's non-brain fraction, 1 − (GM + WM), outside the brain mask,
+so that cortex partly in a meningeal-band voxel counts only for its share) were computed
+within each atlas region in native space; for sessions with a lateralised
 headache, regions were also labelled ipsilateral or contralateral to the headache side and
 an asymmetry index AI = (ipsi − contra) / ((ipsi + contra)/2) was computed.
 """
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=["in_file", "labels", "lut", "mask"]), name="inputnode"
+        niu.IdentityInterface(fields=["in_file", "labels", "lut", "mask", "weights"]),
+        name="inputnode",
     )
     outputnode = pe.Node(niu.IdentityInterface(fields=["out_table"]), name="outputnode")
     table = pe.Node(
@@ -86,7 +91,7 @@ an asymmetry index AI = (ipsi − contra) / ((ipsi + contra)/2) was computed.
     )
     workflow.connect([
         (inputnode, table, [("in_file", "in_file"), ("labels", "labels"), ("lut", "lut"),
-                            ("mask", "mask")]),
+                            ("mask", "mask"), ("weights", "weights")]),
         (table, outputnode, [("out_table", "out_table")]),
     ])  # fmt:skip
     return workflow

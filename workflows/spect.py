@@ -102,7 +102,15 @@ ipsilateral/contralateral labels for a lateralised headache.
 """
     inputnode = pe.Node(
         niu.IdentityInterface(
-            fields=["early", "late", "t1w_preproc", "rois", "rois_lut", "anat2tpl_xfm"]
+            fields=[
+                "early",
+                "late",
+                "t1w_preproc",
+                "rois",
+                "rois_lut",
+                "anat2tpl_xfm",
+                "pv_weights",
+            ]
         ),
         name="inputnode",
     )
@@ -196,5 +204,17 @@ ipsilateral/contralateral labels for a lateralised headache.
         (early2t1w, outputnode, [(("forward_transforms", first), "early2t1w_xfm")]),
         (late2early, outputnode, [(("forward_transforms", first), "late2early_xfm")]),
         (regional, outputnode, [("outputnode.out_table", "regions")]),
+    ])  # fmt:skip
+    weights_to_grid = pe.Node(
+        ApplyTransforms(
+            interpolation="Linear", dimension=3, float=True, invert_transform_flags=[True]
+        ),
+        name="pv_weights_to_grid",
+    )
+    workflow.connect([
+        (inputnode, weights_to_grid, [("pv_weights", "input_image")]),
+        (counts["early"], weights_to_grid, [("out_file", "reference_image")]),
+        (early2t1w, weights_to_grid, [("forward_transforms", "transforms")]),
+        (weights_to_grid, regional, [("output_image", "inputnode.weights")]),
     ])  # fmt:skip
     return workflow

@@ -73,6 +73,7 @@ class _TableInputSpec(BaseInterfaceInputSpec):
     headache_side = traits.Either(None, Str, default=None, usedefault=True)
     min_voxels = traits.Int(1, usedefault=True)
     covariates = traits.Dict(traits.Str, traits.Any, desc="columns carried into the table")
+    weights = File(exists=True, desc="partial-volume weights on the map's grid")
 
 
 class _TableOutputSpec(TraitedSpec):
@@ -117,6 +118,14 @@ class RegionalTable(SimpleInterface):
         mask = None
         if self.inputs.mask:
             mask = np.asarray(nb.load(self.inputs.mask).dataobj) > 0
+        weights = None
+        if isdefined(self.inputs.weights):
+            w = nb.load(self.inputs.weights)
+            if w.shape[:3] != img.shape[:3]:
+                raise ValueError(
+                    f"{self.inputs.weights}: not on the grid of {self.inputs.in_file}"
+                )
+            weights = w.get_fdata()
         table = regional_table(
             img.get_fdata(),
             np.asarray(lab.dataobj).astype(int),
@@ -127,6 +136,7 @@ class RegionalTable(SimpleInterface):
             metric=self.inputs.metric,
             headache_side=self.inputs.headache_side,
             mask=mask,
+            weights=weights,
             extra_columns=self.inputs.covariates or None,
         )
         few = table["n_voxels"] < self.inputs.min_voxels
@@ -196,6 +206,35 @@ class SinusPrior(SimpleInterface):
             os.path.join(runtime.cwd, "sinus_prior.nii.gz"),
             np.uint8,
         )
+        self._results["out_file"] = out
+        return runtime
+
+
+class _PVInputSpec(BaseInterfaceInputSpec):
+    brain_mask = File(exists=True, mandatory=True)
+    gm_prob = File(exists=True, mandatory=True)
+    wm_prob = File(exists=True, mandatory=True)
+
+
+class PartialVolumeWeights(SimpleInterface):
+    """Weights of the regional means (:func:`pipeline.models.regional.partial_volume_weights`)."""
+
+    input_spec = _PVInputSpec
+    output_spec = _OutFileSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+
+        from pipeline.models.regional import partial_volume_weights
+
+        mask = nb.load(self.inputs.brain_mask)
+        w = partial_volume_weights(
+            np.asarray(mask.dataobj),
+            nb.load(self.inputs.gm_prob).get_fdata(),
+            nb.load(self.inputs.wm_prob).get_fdata(),
+        )
+        out = os.path.join(runtime.cwd, "pv_weights.nii.gz")
+        nb.Nifti1Image(w, mask.affine).to_filename(out)
         self._results["out_file"] = out
         return runtime
 

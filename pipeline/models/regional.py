@@ -25,7 +25,7 @@ HEMISPHERES = ("left", "right", "bilateral")
 HEADACHE_SIDES = ("left", "right", "bilateral", "none")
 
 
-def roi_statistics(values, labels, lut, mask=None):
+def roi_statistics(values, labels, lut, mask=None, weights=None):
     """Mean, median and SD of ``values`` within each label.
 
     Parameters
@@ -39,6 +39,9 @@ def roi_statistics(values, labels, lut, mask=None):
     mask : bool array or None
         voxels to consider (e.g. where the fit succeeded). Non-finite values are always
         excluded and counted out of ``n_voxels``.
+    weights : float array or None
+        partial-volume weights in [0, 1] (:func:`partial_volume_weights`): the mean is the
+        weighted mean (voxels of weight 0 are left out); median and SD stay unweighted.
 
     Returns
     -------
@@ -61,20 +64,39 @@ def roi_statistics(values, labels, lut, mask=None):
     valid = np.isfinite(values)
     if mask is not None:
         valid &= np.asarray(mask, dtype=bool)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != values.shape:
+            raise ValueError("roi_statistics: weights must share the map's grid")
+        weights = np.where(np.isfinite(weights), np.clip(weights, 0.0, 1.0), 0.0)
+        valid &= weights > 0
     rows = []
     for index, name, hemi in lut[["index", "name", "hemisphere"]].itertuples(index=False):
-        v = values[(labels == index) & valid]
+        sel = (labels == index) & valid
+        v = values[sel]
+        if weights is not None and v.size:
+            mean = float(np.average(v, weights=weights[sel]))
+        else:
+            mean = float(v.mean()) if v.size else np.nan
         rows.append(
             {
                 "roi": name,
                 "hemisphere": hemi,
                 "n_voxels": int(v.size),
-                "mean": float(v.mean()) if v.size else np.nan,
+                "mean": mean,
                 "median": float(np.median(v)) if v.size else np.nan,
                 "sd": float(v.std(ddof=1)) if v.size > 1 else np.nan,
             }
         )
     return pd.DataFrame(rows, columns=["roi", "hemisphere", "n_voxels", "mean", "median", "sd"])
+
+
+def partial_volume_weights(brain_mask, gm_prob, wm_prob):
+    """Weights of the voxels of the extra-cerebral ROIs: ``1 - (GM + WM)`` outside the brain
+    mask (a band voxel that is half cortex counts half), 1 inside it."""
+    brain = np.asarray(brain_mask) > 0
+    tissue = np.asarray(gm_prob, float) + np.asarray(wm_prob, float)
+    return np.where(brain, 1.0, np.clip(1.0 - tissue, 0.0, 1.0)).astype(np.float32)
 
 
 def asymmetry_index(ipsi, contra):
@@ -134,6 +156,7 @@ def regional_table(
     metric,
     headache_side=None,
     mask=None,
+    weights=None,
     extra_columns=None,
 ):
     """The tidy regional table of one map: per-ROI rows plus laterality rows.
@@ -141,7 +164,7 @@ def regional_table(
     Columns are :data:`TABLE_COLUMNS`, then ``extra_columns`` (a mapping of column name to
     one value for every row, e.g. the participant's ``treatment`` or ``tspo_genotype``).
     """
-    stats = roi_statistics(values, labels, lut, mask=mask)
+    stats = roi_statistics(values, labels, lut, mask=mask, weights=weights)
     lat = laterality_rows(stats, headache_side)
     out = pd.concat([stats, lat], ignore_index=True) if len(lat) else stats
     out.insert(0, "metric", metric)
