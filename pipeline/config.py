@@ -102,6 +102,29 @@ def _allowed_text(meta) -> str:
     return text + (f" ({meta['doc']})" if meta.get("doc") else "")
 
 
+def _atlas_file(section):
+    """``atlas_file``: an existing NIfTI label image with its ``.tsv`` label table beside it,
+    named by ``atlas`` (not a built-in or published atlas name)."""
+    path = getattr(section, "atlas_file", None)
+    if path is None:
+        return
+    from .atlas import BUILTIN
+    from .published_atlas import ATLASES
+
+    p = Path(path)
+    stem = p.name.removesuffix(".gz").removesuffix(".nii")
+    tsv = p.with_name(stem + ".tsv")
+    if not p.name.endswith((".nii", ".nii.gz")) or not p.is_file() or not tsv.is_file():
+        raise _Bad(
+            "atlas_file",
+            path,
+            "an existing NIfTI label image in template space with its label table "
+            f"(index, name[, hemisphere]) beside it as {tsv.name}",
+        )
+    if section.atlas is None or section.atlas in BUILTIN or section.atlas in ATLASES:
+        raise _Bad("atlas", section.atlas, "a name of your own for the atlas_file (a label)")
+
+
 class _Bad(Exception):
     """A bad value: its key, the value and what is allowed (or a whole ``message``)."""
 
@@ -321,6 +344,7 @@ class AnatSettings(_Section):
     template_resolution: int = rule(choices=(1, 2), doc="TemplateFlow res- label")
     atlas: str = rule(pattern=_LABEL)
     atlas_desc: str | None = rule(pattern=_LABEL)
+    atlas_file: str | None = rule(doc="a lab's own atlas: NIfTI in template space + .tsv")
     skull_strip: str = rule(
         choices=("deepbet", "skip"), doc="deepbet, or skip for an already brain-extracted T1w"
     )
@@ -338,6 +362,7 @@ class AnatSettings(_Section):
     )
 
     def check(self):
+        _atlas_file(self)
         _band(self, "meningeal_band_mm")
         _band(self, "calvarial_band_mm")
         if self.calvarial_band_mm[0] < self.meningeal_band_mm[1]:
@@ -401,8 +426,12 @@ class USPIOSettings(_Section):
     min_echoes: int = rule(ge=2, le=64)
     atlas: str | None = rule(pattern=_LABEL, doc="null: no territory table")
     atlas_desc: str | None = rule(pattern=_LABEL)
+    atlas_file: str | None = rule(doc="a lab's own atlas: NIfTI in template space + .tsv")
     pre_session_column: str = rule(pattern=r"[A-Za-z0-9_]+")
     registration: RigidRegistrationSettings = rule()
+
+    def check(self):
+        _atlas_file(self)
 
 
 @dataclass(frozen=True)
@@ -415,11 +444,13 @@ class PETSettings(_Section):
     )
     atlas: str = rule(pattern=_LABEL)
     atlas_desc: str | None = rule(pattern=_LABEL)
+    atlas_file: str | None = rule(doc="a lab's own atlas: NIfTI in template space + .tsv")
     body_weight_column: str = rule(pattern=r"[A-Za-z0-9_]+")
     repair_frame_end_times: bool = rule()
     registration: RigidRegistrationSettings = rule()
 
     def check(self):
+        _atlas_file(self)
         lo, hi = self.window_min
         if not lo < hi:
             raise _Bad(

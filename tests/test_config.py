@@ -185,3 +185,31 @@ def test_written_settings_reproduce_the_run(tmp_path):
     f = tmp_path / "config.yml"
     f.write_text(cfg.to_yaml())
     assert load_workflow_config(f) == cfg
+
+
+def test_atlas_file_needs_its_label_table_and_a_name_of_its_own(tmp_path):
+    """A lab's own atlas (e.g. arterial territories) is a NIfTI in template space with its
+    .tsv beside it; a missing table or a reserved name is a ConfigError (exit 64) naming the
+    key."""
+    import nibabel as nb
+    import numpy as np
+
+    from pipeline.config import load_workflow_config
+    from workflows.anat import atlas_files
+
+    img = tmp_path / "territories.nii.gz"
+    nb.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)).to_filename(img)
+    over = {"uspio": {"atlas": "LiuTerritories", "atlas_file": str(img)}}
+    with pytest.raises(ConfigError, match=r"uspio\.atlas_file.*territories\.tsv"):
+        load_workflow_config(None, overrides=over)
+    (tmp_path / "territories.tsv").write_text("index\tname\n1\taca\n")
+    cfg = load_workflow_config(None, overrides=over)
+    files = atlas_files("X", 2, cfg.uspio.atlas, None, "uspio_atlas", cfg.uspio.atlas_file)
+    assert files == {
+        "uspio_atlas": str(img.resolve()),
+        "uspio_atlas_lut": str((tmp_path / "territories.tsv").resolve()),
+    }
+    with pytest.raises(ConfigError, match=r"uspio\.atlas"):
+        load_workflow_config(
+            None, overrides={"uspio": {"atlas": "inflamapTerritories", "atlas_file": str(img)}}
+        )

@@ -29,7 +29,7 @@ def built(demo_dir, tf_home):
     settings.execution.output_dir = str(demo_dir / "graphs-out")
     plan = plan_participant(get_layout(demo_dir / "bids"), "02", settings)
     a = settings.workflow.anat
-    files = template_inputs(a.template, a.template_resolution, a.atlas, a.atlas_desc)
+    files = template_inputs(a.template, a.template_resolution, a.atlas, a.atlas_desc, a.atlas_file)
     return plan, settings, files
 
 

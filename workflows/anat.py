@@ -15,14 +15,26 @@ from .utils import atlas_source, listify, pick
 
 
 def atlas_files(
-    template: str, resolution: int, atlas: str, atlas_desc=None, key: str = "atlas"
+    template: str,
+    resolution: int,
+    atlas: str,
+    atlas_desc=None,
+    key: str = "atlas",
+    atlas_file=None,
 ) -> dict:
-    """``{key: dseg, key_lut: tsv}`` of a TemplateFlow atlas or of a published atlas
-    inflamap places on the template (:mod:`pipeline.published_atlas`, placed on first use);
-    ``{}`` for a built-in one or none."""
+    """``{key: dseg, key_lut: tsv}`` of a lab's own atlas file (``atlas_file``, its label
+    table beside it), a TemplateFlow atlas or a published atlas inflamap places on the
+    template (:mod:`pipeline.published_atlas`, placed on first use); ``{}`` for a built-in
+    one or none."""
+    from pathlib import Path
+
     from pipeline.published_atlas import ATLASES
     from pipeline.templates import get_template_file, published_atlas_files
 
+    if atlas_file:
+        path = Path(atlas_file).resolve()
+        stem = path.name.removesuffix(".gz").removesuffix(".nii")
+        return {key: str(path), f"{key}_lut": str(path.with_name(stem + ".tsv"))}
     if atlas is None or atlas in BUILTIN:
         return {}
     if atlas in ATLASES:
@@ -47,7 +59,9 @@ def atlas_files(
     }
 
 
-def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None) -> dict:
+def template_inputs(
+    template: str, resolution: int, atlas: str, atlas_desc=None, atlas_file=None
+) -> dict:
     """Files the anatomical workflow needs from TemplateFlow (resolved before the run)."""
     from pipeline.templates import get_template_file
 
@@ -58,7 +72,7 @@ def template_inputs(template: str, resolution: int, atlas: str, atlas_desc=None)
         "wm_probseg": get_template_file(template, resolution, label="WM", suffix="probseg"),
     }
     files = {k: str(v) for k, v in files.items()}
-    return {**files, **atlas_files(template, resolution, atlas, atlas_desc)}
+    return {**files, **atlas_files(template, resolution, atlas, atlas_desc, atlas_file=atlas_file)}
 
 
 def init_anat_wf(
@@ -197,7 +211,9 @@ def init_anat_wf(
     qc = settings.qc
     atlas = settings.atlas
     workflow = Workflow(name=name)
-    if atlas in PUBLISHED:
+    if settings.atlas_file:
+        atlas_text = f"The *{atlas}* atlas (the study's own file, in template space)"
+    elif atlas in PUBLISHED:
         atlas_text = (
             f"The *{atlas}* atlas (Harvard–Oxford cortical and subcortical probabilistic "
             "atlases [@harvardoxford] merged into lobes and structures by a documented table, "

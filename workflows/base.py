@@ -29,6 +29,12 @@ def _sinks(
         atlas_name = (meta or {}).get("Atlas") or entities.get("atlas")
         if meta is not None and atlas_name:  # published or approximate, in every sidecar
             meta = {"Atlas": atlas_name, **meta, **atlas_provenance(atlas_name)}
+            wcfg = settings.workflow
+            own = {
+                c.atlas: c.atlas_file for c in (wcfg.anat, wcfg.uspio, wcfg.pet) if c.atlas_file
+            }
+            if atlas_name in own:  # a lab's own file: what it is, the lab knows
+                meta.update(AtlasType="user", AtlasSource=str(own[atlas_name]))
         ds = pe.Node(
             DerivativesSink(
                 base_directory=settings.execution.output_dir,
@@ -526,6 +532,7 @@ def _add_uspio(workflow, settings, anat_wf, t1w, ses, pair, template, template_f
             ucfg.atlas,
             ucfg.atlas_desc,
             key="uspio_atlas",
+            atlas_file=ucfg.atlas_file,
         )
     )
     wf = init_uspio_wf(
@@ -720,7 +727,12 @@ def _add_pet(workflow, settings, anat_wf, ses, pet, template, template_files, in
     files = dict(template_files)
     files.update(
         atlas_files(
-            template, cfg.anat.template_resolution, pcfg.atlas, pcfg.atlas_desc, key="pet_atlas"
+            template,
+            cfg.anat.template_resolution,
+            pcfg.atlas,
+            pcfg.atlas_desc,
+            key="pet_atlas",
+            atlas_file=pcfg.atlas_file,
         )
     )
     tag = f"{ses.tag}_{index}"

@@ -36,7 +36,7 @@ def run_participant(args, settings, layout, work) -> int:
     anat = settings.workflow.anat
     try:
         tfiles = template_inputs(
-            anat.template, anat.template_resolution, anat.atlas, anat.atlas_desc
+            anat.template, anat.template_resolution, anat.atlas, anat.atlas_desc, anat.atlas_file
         )
     except TemplateError as exc:
         raise InputMissingError(str(exc)) from None
