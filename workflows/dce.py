@@ -99,7 +99,13 @@ def init_dce_wf(
     from pipeline.interfaces.dce import DCEFit, DCEReference, MergeFrames, VFAT1Map
 
     from .regional import init_regional_wf
-    from .utils import first, frames_on_reference, rigid_registration, to_template
+    from .utils import (
+        first,
+        frames_on_reference,
+        pv_weights_to_grid,
+        rigid_registration,
+        to_template,
+    )
 
     workflow = Workflow(name=name)
     patlak = settings.model == "patlak"
@@ -249,16 +255,5 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
             (xfms, node, [("out", "transforms")]),
             (node, outputnode, [("output_image", f"{out}_tpl")]),
         ])  # fmt:skip
-    weights_to_grid = pe.Node(
-        ApplyTransforms(
-            interpolation="Linear", dimension=3, float=True, invert_transform_flags=[True]
-        ),
-        name="pv_weights_to_grid",
-    )
-    workflow.connect([
-        (inputnode, weights_to_grid, [("pv_weights", "input_image")]),
-        (ref, weights_to_grid, [("reference", "reference_image")]),
-        (to_t1w, weights_to_grid, [("forward_transforms", "transforms")]),
-        (weights_to_grid, regional_wf, [("output_image", "inputnode.weights")]),
-    ])  # fmt:skip
+    pv_weights_to_grid(workflow, (ref, "reference"), to_t1w, regional_wf)
     return workflow

@@ -84,7 +84,13 @@ def init_spect_wf(
     from pipeline.interfaces.pet import LateEarlyRatio, SPECTCounts
 
     from .regional import init_regional_wf
-    from .utils import first, provenance_with_outside, rigid_registration, to_template
+    from .utils import (
+        first,
+        provenance_with_outside,
+        pv_weights_to_grid,
+        rigid_registration,
+        to_template,
+    )
 
     hours = (late_meta.start_s - late_meta.injection_start_s) / 3600.0
     minutes = (early_meta.start_s - early_meta.injection_start_s) / 60.0
@@ -205,16 +211,5 @@ ipsilateral/contralateral labels for a lateralised headache.
         (late2early, outputnode, [(("forward_transforms", first), "late2early_xfm")]),
         (regional, outputnode, [("outputnode.out_table", "regions")]),
     ])  # fmt:skip
-    weights_to_grid = pe.Node(
-        ApplyTransforms(
-            interpolation="Linear", dimension=3, float=True, invert_transform_flags=[True]
-        ),
-        name="pv_weights_to_grid",
-    )
-    workflow.connect([
-        (inputnode, weights_to_grid, [("pv_weights", "input_image")]),
-        (counts["early"], weights_to_grid, [("out_file", "reference_image")]),
-        (early2t1w, weights_to_grid, [("forward_transforms", "transforms")]),
-        (weights_to_grid, regional, [("output_image", "inputnode.weights")]),
-    ])  # fmt:skip
+    pv_weights_to_grid(workflow, (counts["early"], "out_file"), early2t1w, regional)
     return workflow

@@ -107,6 +107,7 @@ def init_uspio_wf(
     from .utils import (
         first,
         provenance_with_outside,
+        pv_weights_to_grid,
         rigid_registration,
         to_template,
     )
@@ -268,18 +269,7 @@ ipsilateral/contralateral labels for a lateralised headache, and the maps were b
             (tpl_xfms, node, [("out", "transforms")]),
             (node, outputnode, [("output_image", f"{out}_tpl")]),
         ])  # fmt:skip
-    weights_to_grid = pe.Node(
-        ApplyTransforms(
-            interpolation="Linear", dimension=3, float=True, invert_transform_flags=[True]
-        ),
-        name="pv_weights_to_grid",
-    )
-    workflow.connect([
-        (inputnode, weights_to_grid, [("pv_weights", "input_image")]),
-        (inputnode, weights_to_grid, [(("pre_echoes", first), "reference_image")]),
-        (pre2t1w, weights_to_grid, [("forward_transforms", "transforms")]),
-        (weights_to_grid, regional_rois, [("output_image", "inputnode.weights")]),
-    ])  # fmt:skip
+    pv_weights_to_grid(workflow, (inputnode, ("pre_echoes", first)), pre2t1w, regional_rois)
     return workflow
 
 

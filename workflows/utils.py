@@ -151,3 +151,30 @@ def atlas_source(atlas: str, template_files: dict, key: str = "atlas", name: str
     node.inputs.atlas = template_files[key]
     node.inputs.lut = template_files[f"{key}_lut"]
     return node
+
+
+def pv_weights_to_grid(workflow, reference, to_t1w, regional, name="pv_weights_to_grid"):
+    """The T1w's partial-volume weights (``inputnode.pv_weights``) brought to a modality's
+    grid as its ROIs are (inverse of the modality → T1w rigid ``to_t1w`` node's forward
+    transform; linear) and given to the ``regional`` workflow's weighted means.
+
+    ``reference`` is ``(node, field)`` of the grid's reference image (a connection function
+    tuple is allowed as ``field``).
+    """
+    from nipype.pipeline import engine as pe
+
+    from pipeline.interfaces.ants import ApplyTransforms
+
+    node = pe.Node(
+        ApplyTransforms(
+            interpolation="Linear", dimension=3, float=True, invert_transform_flags=[True]
+        ),
+        name=name,
+    )
+    workflow.connect([
+        (workflow.get_node("inputnode"), node, [("pv_weights", "input_image")]),
+        (reference[0], node, [(reference[1], "reference_image")]),
+        (to_t1w, node, [("forward_transforms", "transforms")]),
+        (node, regional, [("output_image", "inputnode.weights")]),
+    ])  # fmt:skip
+    return node
