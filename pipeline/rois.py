@@ -235,10 +235,12 @@ def refine_sinuses(
 
     Venous blood enhances more than anything around it. Within the geometric prior of each
     sinus grown by ``search_mm`` (:data:`VENOUS_SINUSES` of ``labels``; outside the brain
-    regions), a voxel is sinus when its subtraction exceeds ``n_sd`` noise SDs and
-    ``blood_fraction`` of the 95th percentile of the subtraction over the prior (the blood
-    level); it takes the label of the nearest prior sinus. Prior voxels that are not sinus
-    return to the band, brain or other region their nearest non-sinus neighbour belongs to.
+    regions), the sinus is the voxels whose subtraction exceeds ``blood_fraction`` of the
+    95th percentile of the subtraction over the prior (the blood level), grown through the
+    connected voxels above ``n_sd`` noise SDs (hysteresis: partial-volume blood at its edge);
+    each takes the label of the nearest prior sinus. Prior voxels left out are below the
+    noise criterion, so they cannot make an enhancement finding where they return: to the
+    band, brain or other region their nearest non-sinus neighbour belongs to.
     When less than ``min_fraction`` of the prior's volume is found (no post image of the
     sinuses, poor contrast), the prior is kept. Returns ``(labels, info)`` with
     ``info["source"]`` ``"post-contrast"`` or ``"prior"`` and the volumes (ml).
@@ -261,7 +263,13 @@ def refine_sinuses(
     brain = np.isin(labels, brain_ids.astype(int).to_numpy()) & ~prior
     near, nearest = ndimage.distance_transform_edt(~prior, sampling=zooms, return_indices=True)
     search = (near <= search_mm) & ~brain & finite
-    found = search & (diff > n_sd * noise_sd) & (diff > blood_fraction * blood)
+    # hysteresis: cores above half the blood level, grown through the connected voxels above
+    # the noise criterion (partial-volume blood at the sinus edge belongs to the sinus)
+    from skimage.filters import apply_hysteresis_threshold
+
+    low = n_sd * noise_sd
+    high = max(blood_fraction * blood, low)
+    found = search & apply_hysteresis_threshold(np.where(search, diff, -np.inf), low, high)
     info["found_ml"] = float(found.sum() * voxel_ml)
     if found.sum() < min_fraction * prior.sum():
         return labels, info

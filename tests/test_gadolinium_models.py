@@ -237,10 +237,10 @@ def test_vessel_shaped_clusters_are_not_findings_but_sheets_and_blobs_are():
 
 
 def test_sinuses_are_re_segmented_from_the_post_contrast_enhancement():
-    """The true sagittal sinus (a 4 mm-radius tube, subtraction 200) runs 4 mm beside its
-    prior (same shape, displaced); the band around enhances mildly (20), noise SD 5. The
-    re-segmented sinus overlaps the truth, the prior voxels off the sinus go back to the
-    band; without enhancement the prior is kept."""
+    """The true sagittal sinus (a 4 mm-radius tube, subtraction 200, with a partial-volume
+    rim of 60) runs 4 mm beside its prior (same shape, displaced); the band around enhances
+    a little (10), noise SD 5. The re-segmented sinus is the tube and its rim, the prior
+    voxels off the sinus go back to the band; without enhancement the prior is kept."""
     from pipeline.rois import refine_sinuses
 
     shape = (40, 60, 40)
@@ -257,15 +257,19 @@ def test_sinuses_are_re_segmented_from_the_post_contrast_enhancement():
     labels = np.where(k < 12, 1, 2)
     labels[prior_tube] = 3
     rng = np.random.default_rng(0)
-    diff = 20.0 + rng.normal(0, 5, shape)
+    rim = ((i - 20) ** 2 + (k - 20) ** 2 <= 9) & ~truth & (j > 5) & (j < 55)
+    diff = 10.0 + rng.normal(0, 5, shape)
+    diff[rim] = 60.0 + rng.normal(0, 5, rim.sum())
     diff[truth] = 200.0 + rng.normal(0, 5, truth.sum())
+    truth = truth | rim
     out, info = refine_sinuses(labels, lut, diff, 5.0, (2, 2, 2))
     found = out == 3
     dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
     prior_dice = 2 * (prior_tube & truth).sum() / (prior_tube.sum() + truth.sum())
     assert info["source"] == "post-contrast"
-    assert dice > 0.95 and prior_dice < 0.6, (dice, prior_dice)
-    assert np.all(out[prior_tube & ~truth] == 2)  # back to the band
+    assert dice > 0.75 and prior_dice < 0.5, (dice, prior_dice)  # measured 0.81 vs 0.48
+    # prior voxels off the sinus go back to the band (but for noise voxels touching the rim)
+    assert np.mean(out[prior_tube & ~truth] == 2) > 0.9
     assert np.array_equal(out == 1, labels == 1)  # the brain is untouched
     # no enhancement (a pre-contrast-like difference): the prior is kept
     flat, info = refine_sinuses(labels, lut, rng.normal(0, 5, shape), 5.0, (2, 2, 2))
