@@ -128,6 +128,24 @@ def synthetic(tmp_path, tf_home):
             [[1, "left"], [2, "right"]],
             ["index", "name"],
         )
+        # extra-cerebral ROIs: a meningeal and a calvarial shell and a midline "sinus"
+        rois = np.where(brain, labels, 0)
+        rois[(r >= 0.8) & (r < 0.88)] = 3
+        rois[(r >= 0.88) & (r < 0.96)] = 4
+        rois[(r >= 0.8) & (r < 0.96) & (np.abs(ii - c[0]) < 1.5) & (kk > c[2])] = 5
+        stem = f"{prefix}_atlas-inflamapLobes_desc-extracerebral_dseg"
+        _save(rois, aff, folder / f"{stem}.nii.gz", np.int16)
+        _tsv(
+            folder / f"{stem}.tsv",
+            [
+                [1, "left", "left"],
+                [2, "right", "right"],
+                [3, "meningeal_left", "left"],
+                [4, "calvarial_left", "left"],
+                [5, "superior_sagittal_sinus", "bilateral"],
+            ],
+            ["index", "name", "hemisphere"],
+        )
         # template space: the real template grid (2 mm), a blurred sphere
         import nibabel as nb
 
@@ -252,6 +270,7 @@ def test_report_from_synthetic_derivatives(synthetic):
     names = {Path(s).name for s in srcs}
     assert "sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w_desc-tplcontour.png" in names
     assert "sub-01_ses-01_ce-gadobutrol_desc-preproc_T1w_desc-postonpre.png" in names
+    assert "sub-01_ses-01_desc-preproc_T1w_desc-bands.png" in names  # band outlines
     assert "sub-01_ses-01_ce-gadobutrol_T1map_desc-ont1w.png" in names  # via the .mat
     assert "sub-01_ses-01_ce-gadobutrol_Ktrans_desc-map.png" in names
     assert "sub-01_ses-01_ce-gadobutrol_space-MNI152NLin2009aSym_Ktrans_desc-map.png" in names

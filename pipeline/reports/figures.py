@@ -182,9 +182,11 @@ def _anat_figure(
     cut_mask=None,
     vmax=None,
     tissues=None,
+    outlines=None,
 ):
-    """T1w-like image with contours (a mask), edges (another image), an ROI overlay or the
-    boundaries of a tissue segmentation (1 CSF, 2 GM, 3 WM)."""
+    """T1w-like image with contours (a mask), edges (another image), an ROI overlay, the
+    boundaries of a tissue segmentation (1 CSF, 2 GM, 3 WM) or ``outlines`` (``{colour:
+    mask image}``, e.g. the extra-cerebral bands)."""
     from nilearn import plotting
 
     coords = _cuts(cut_mask if cut_mask is not None else contours, cuts)
@@ -219,7 +221,36 @@ def _anat_figure(
     if tissues is not None:
         display.add_contours(tissues, levels=[1.5], colors="deepskyblue", linewidths=0.8)
         display.add_contours(tissues, levels=[2.5], colors="yellow", linewidths=0.8)
+    for colour, img in (outlines or {}).items():
+        display.add_contours(img, levels=[0.5], colors=colour, linewidths=0.8)
     return figs.save_display(display, name)
+
+
+#: colours of the extra-cerebral ROI outlines in the report (name prefix or names -> colour)
+BAND_COLOURS = {"meningeal": "lime", "calvarial": "orange", "sinus": "magenta"}
+
+
+def band_outlines(rois_img, lut) -> dict:
+    """``{colour: mask image}`` of the meningeal and calvarial bands and the sinuses of an
+    extra-cerebral ROI map and its label table."""
+    import nibabel as nb
+    import numpy as np
+
+    from pipeline.rois import SINUSES
+
+    data = np.asarray(rois_img.dataobj).astype(int)
+    names = lut["name"].astype(str)
+    groups = {
+        "meningeal": names.str.startswith("meningeal_"),
+        "calvarial": names.str.startswith("calvarial_"),
+        "sinus": names.isin([n for n, _ in SINUSES]),
+    }
+    out = {}
+    for group, sel in groups.items():
+        mask = np.isin(data, lut.loc[sel, "index"].to_numpy())
+        if mask.any():
+            out[BAND_COLOURS[group]] = nb.Nifti1Image(mask.astype(np.uint8), rois_img.affine)
+    return out
 
 
 def _map_figure(figs, img, bg, name, title, units="", cuts=5, cut_mask=None):

@@ -39,6 +39,7 @@ from .figures import (
     _template_mask,
     _template_t1w,
     _vif_chart,
+    band_outlines,
     nmi,
 )
 from .index import (
@@ -341,6 +342,41 @@ class _Builder:
                         "caption": "Tissue segmentation (Atropos): boundaries of CSF and "
                         "grey matter (blue) and of grey and white matter (yellow)",
                         "file": tissues.name,
+                    }
+                )
+        rois = next(
+            (
+                d
+                for d in ses.find("dseg", space=None, desc="extracerebral")
+                if d.get("ce") is None and d.get("trc") is None
+            ),
+            None,
+        )
+        rois_lut = rois.path.with_name(rois.path.name.replace(".nii.gz", ".tsv")) if rois else None
+        if rois is not None and rois_lut.is_file():
+            outlines = self._try(
+                "band outlines", band_outlines, _load(rois.path), _read_table(rois_lut)
+            )
+            src = self._try(
+                "band figure",
+                _anat_figure,
+                self.figs,
+                t1,
+                f"{t1w.stem}_desc-bands.png",
+                "T1w with the meningeal (green) and calvarial (orange) bands and the sinuses "
+                "(magenta)",
+                outlines=outlines,
+                cut_mask=_load(mask.path) if mask is not None else None,
+            )
+            if src:
+                sec["figures"].append(
+                    {
+                        "src": src,
+                        "kind": "registration",
+                        "caption": "Extra-cerebral regions: meningeal band (green), calvarial "
+                        "band over the vault (orange), dural venous sinuses, cavernous sinuses "
+                        "and pituitary (magenta)",
+                        "file": rois.name,
                     }
                 )
         for tpl in ses.find("T1w", desc="preproc", ce=None):
