@@ -110,9 +110,9 @@ def test_segmentation_and_labels_stay_in_the_head(posed_run):
 
 def test_default_atlas_agrees_with_aal_drawn_on_this_head(posed_run):
     """The Harvard-Oxford regions brought to Colin27 through the template vs AAL, which was
-    drawn on Colin27 itself: the share of each AAL structure the same-named region takes
-    (measured 2 mm RAS: thalamus 0.81/0.88, insula 0.65/0.68, cerebellum 0.93/0.92, lobes
-    0.68-0.90; the two atlases draw lobar borders differently), and no side swapped."""
+    drawn on Colin27 itself: of the AAL voxels the atlas labels, the share in the same-named
+    region (measured 2 mm RAS: thalamus 0.82/0.89, insula 0.67/0.69, cerebellum 0.96/0.97,
+    lobes 0.77-0.99; the two atlases draw lobar borders differently), and no side swapped."""
     from pipeline.templates import published_atlas_files
 
     labels = np.asarray(nb.load(posed_run["outs"]["exclude_nonfinite"].out_files[1]).dataobj)
@@ -123,9 +123,15 @@ def test_default_atlas_agrees_with_aal_drawn_on_this_head(posed_run):
     shares = {}
     for (group, hemi), ref in aal.items():
         other = "right" if hemi == "left" else "left"
-        shares[(group, hemi)] = float((labels[ref] == index[(group, hemi)]).mean())
+        # AAL's grey matter at the cortical edge is partly CSF at this resolution, which the
+        # atlas (restricted to the brain mask, without the intracerebral CSF) leaves out: the
+        # placement is judged on the AAL voxels the atlas labels, the coverage on the rest
+        got = labels[ref]
+        assert (got == 0).mean() < 0.3, (group, hemi, (got == 0).mean())
+        got = got[got > 0]
+        shares[(group, hemi)] = float((got == index[(group, hemi)]).mean())
         assert shares[(group, hemi)] >= minimum.get(group, 0.6), (group, hemi, shares)
-        assert (labels[ref] == index[(group, other)]).mean() < 0.02, (group, hemi)
+        assert (got == index[(group, other)]).mean() < 0.02, (group, hemi)
     print(posed_run["pose"].name, {f"{g}_{h}": round(v, 2) for (g, h), v in shares.items()})
 
 
