@@ -51,8 +51,10 @@ def test_entrypoint_user_and_templates():
 
 def test_image_prefetches_what_the_defaults_need():
     """Every `inflamap templates` call of the image parses, and the fetched templates cover
-    the default template at its default resolution (the built-in atlases need no more)."""
+    the default template at its default resolution (the built-in atlases need no more; the
+    published ones are placed on every template `inflamap templates` builds or fetches)."""
     from pipeline.atlas import BUILTIN
+    from pipeline.published_atlas import ATLASES
     from pipeline.cli import build_templates_parser
     from pipeline.config import default_config
 
@@ -65,7 +67,8 @@ def test_image_prefetches_what_the_defaults_need():
     cfg = default_config()
     assert (cfg.anat.template, cfg.anat.template_resolution) in fetched
     atlases = [sec.atlas for sec in vars(cfg).values() if hasattr(sec, "atlas")]
-    assert atlases and all(a in BUILTIN for a in atlases), atlases  # else: fetch them too
+    placed = set(BUILTIN) | set(ATLASES) | {None}
+    assert atlases and all(a in placed for a in atlases), atlases  # else: fetch them too
 
 
 def test_dockerfile_lints_clean():
