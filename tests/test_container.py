@@ -54,9 +54,9 @@ def test_image_prefetches_what_the_defaults_need():
     the default template at its default resolution (the built-in atlases need no more; the
     published ones are placed on every template `inflamap templates` builds or fetches)."""
     from pipeline.atlas import BUILTIN
-    from pipeline.published_atlas import ATLASES
     from pipeline.cli import build_templates_parser
     from pipeline.config import default_config
+    from pipeline.published_atlas import ATLASES
 
     calls = re.findall(r"inflamap templates[^&;]*", " ".join(_instructions()))
     assert calls
