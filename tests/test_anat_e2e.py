@@ -2,6 +2,7 @@
 group gathering, an untouched input and a rerun that reuses the work folder."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -29,6 +30,37 @@ def test_registration_accuracy_against_ground_truth(demo_run):
     assert (rows["label_dice_mean"] >= 0.80).all()
     assert (rows["rotation_error_deg"] <= 1.0).all()
     assert (rows["translation_error_mm"] <= 1.0).all()
+
+
+def test_participant_evaluation_prints_a_verdict_per_criterion(demo_run, tmp_path):
+    """The user's check of an installation: PASS per criterion with its threshold, exit 0;
+    an output folder without sessions is FAIL and exit 1."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def run(out):
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.demo.evaluate", str(demo_run["demo"]), str(out)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+
+    ok = run(demo_run["out"])
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for line in (
+        r"PASS  mask_dice >= 0\.9: worst 0\.9\d* over 4 session\(s\)",
+        r"PASS  label_dice_mean >= 0\.8: worst",
+        r"PASS  rotation_error_deg <= 1: worst",
+        r"PASS  translation_error_mm <= 1: worst",
+    ):
+        assert re.search(line, ok.stdout), (line, ok.stdout)
+    empty = run(tmp_path)
+    assert empty.returncode == 1
+    assert "no session evaluated" in empty.stdout and "FAIL  mask_dice" in empty.stdout
 
 
 def test_input_dataset_untouched(demo_run):

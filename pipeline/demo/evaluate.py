@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..utils import same_grid
 
@@ -116,6 +117,52 @@ def evaluate(demo_dir, output_dir, template_mask=None) -> list[dict]:
                 }
             )
     return rows
+
+
+#: what a participant-level run of the demo must reach, per session (column: (kind, bound));
+#: the tests hold the demo run to the same numbers
+CRITERIA = {
+    "mask_dice": (">=", 0.90),
+    "label_dice_mean": (">=", 0.80),
+    "rotation_error_deg": ("<=", 1.0),
+    "translation_error_mm": ("<=", 1.0),
+}
+
+
+def verdict(rows) -> list[dict]:
+    """Per criterion of :data:`CRITERIA`: the threshold, the worst session's value and
+    ``PASS``/``FAIL`` (``FAIL`` also when no session was evaluated)."""
+    out = []
+    for column, (kind, bound) in CRITERIA.items():
+        values = [float(r[column]) for r in rows]
+        worst = (min if kind == ">=" else max)(values) if values else float("nan")
+        ok = bool(values) and (worst >= bound if kind == ">=" else worst <= bound)
+        out.append(
+            {
+                "criterion": column,
+                "threshold": f"{kind} {bound:g}",
+                "worst": worst,
+                "sessions": len(values),
+                "result": "PASS" if ok else "FAIL",
+            }
+        )
+    return out
+
+
+def main_participant(argv=None) -> int:
+    """``python -m pipeline.demo.evaluate DEMO_DIR OUTPUT_DIR``: the table per session, then
+    PASS/FAIL per criterion; exit 0 when every criterion passes, else 1."""
+    demo_dir, output_dir = argv
+    rows = evaluate(demo_dir, output_dir)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(pd.DataFrame(rows).to_string(index=False) if rows else "no session evaluated")
+    checks = verdict(rows)
+    for c in checks:
+        print(
+            f"{c['result']}  {c['criterion']} {c['threshold']}: worst {c['worst']:.4g} "
+            f"over {c['sessions']} session(s)"
+        )
+    return 0 if all(c["result"] == "PASS" for c in checks) else 1
 
 
 # ----------------------------------------------------------------------------- group level
@@ -446,6 +493,4 @@ def main_group(argv=None) -> int:  # pragma: no cover - command-line wrapper
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:2] == ["--group"]:
         sys.exit(main_group(sys.argv[2:]))
-    import pandas as pd
-
-    print(pd.DataFrame(evaluate(sys.argv[1], sys.argv[2])).to_string())
+    sys.exit(main_participant(sys.argv[1:]))
