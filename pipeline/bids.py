@@ -73,6 +73,20 @@ def validator_executable() -> str | None:
     return str(here) if here.is_file() and os.access(here, os.X_OK) else None
 
 
+#: where the validator's warnings of the last validated run are kept (relative to OUTPUT_DIR)
+VALIDATOR_WARNINGS = "logs/bids-validator-warnings.txt"
+
+
+def save_validator_warnings(output_dir, lines) -> Path:
+    """Write the validator's warning lines for the reports (replacing an older list)."""
+    from .utils import atomic_write_text
+
+    path = Path(output_dir) / VALIDATOR_WARNINGS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text("".join(f"{line}\n" for line in lines), path)
+    return path
+
+
 def validate(bids_dir) -> list[str]:
     """Run the official BIDS validator (``bids-validator-deno``); raise on errors, return
     one line per kind of warning (``CODE (n files): message``)."""

@@ -701,6 +701,9 @@ class ExecutionSettings:
     stop_on_first_crash: bool = False
     verbosity: int = 0
     run_uuid: str = ""
+    #: the validator's warning lines (None: not validated), written for the reports once a
+    #: run starts
+    validator_warnings: list | None = None
 
 
 @dataclass

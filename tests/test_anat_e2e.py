@@ -20,6 +20,15 @@ def test_runs_succeed(demo_run):
 
     assert re.search(r"sub-01: \[\d+/\d+\] ses-01 anatomy: linear registration", err), err[-2000:]
     assert "min left)" in err or "under a minute left)" in err
+    # the validator's warnings, as printed, are kept for the reports and shown there
+    printed = [
+        ln.split("BIDS validator warning: ", 1)[1]
+        for ln in err.splitlines()
+        if "BIDS validator warning: " in ln
+    ]
+    kept = (demo_run["out"] / "logs" / "bids-validator-warnings.txt").read_text().splitlines()
+    assert kept == printed
+    assert "BIDS validator" in (demo_run["out"] / "sub-01.html").read_text()
 
 
 def test_registration_accuracy_against_ground_truth(demo_run):

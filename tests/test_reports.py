@@ -290,6 +290,29 @@ def test_report_from_synthetic_derivatives(synthetic):
     assert "Report notes" not in text, re.findall(r"<li>([^<]*)</li>", text)[:5]
 
 
+def test_validator_warnings_are_in_the_report(synthetic, tmp_path):
+    """The BIDS validator's warnings of the run (kept by the CLI in logs/) are shown at the
+    top of the report; an empty list says so; without a list nothing is claimed."""
+    import shutil
+
+    from pipeline.bids import VALIDATOR_WARNINGS, save_validator_warnings
+    from pipeline.reports.participant import build_participant_report
+
+    out = tmp_path / "out"
+    shutil.copytree(synthetic, out)
+    line = "SIDECAR_KEY_RECOMMENDED [Manufacturer] (2x, e.g. /sub-01/anat/sub-01_T1w.json)"
+    save_validator_warnings(out, [line])
+    assert (out / VALIDATOR_WARNINGS).read_text() == line + "\n"
+    text = build_participant_report(out, "01").read_text()
+    assert "BIDS validator warnings" in text and "SIDECAR_KEY_RECOMMENDED [Manufacturer]" in text
+    save_validator_warnings(out, [])
+    text = build_participant_report(out, "01").read_text()
+    assert "reported no warnings" in text and "SIDECAR_KEY_RECOMMENDED" not in text
+    (out / VALIDATOR_WARNINGS).unlink()
+    text = build_participant_report(out, "01").read_text()
+    assert "BIDS validator" not in text
+
+
 def test_report_of_t1w_only_participant_and_no_boilerplate(synthetic):
     from pipeline.reports.participant import build_participant_report
 

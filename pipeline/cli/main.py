@@ -151,7 +151,8 @@ def _main(argv) -> int:
     scan_dataset(bids)
     if not args.skip_bids_validation:
         _progress("validating the input dataset (bids-validator-deno)")
-        for line in validate(bids):
+        ex.validator_warnings = validate(bids)
+        for line in ex.validator_warnings:
             _progress(f"BIDS validator warning: {line}")
     if args.analysis_level == "group":
         from ..group import run_group

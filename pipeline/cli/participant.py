@@ -54,6 +54,12 @@ def run_participant(args, settings, layout, work) -> int:
     )
     if plans:
         write_dataset_description(settings.execution.output_dir, settings.execution.bids_dir)
+        if settings.execution.validator_warnings is not None:  # for the reports
+            from ..bids import save_validator_warnings
+
+            save_validator_warnings(
+                settings.execution.output_dir, settings.execution.validator_warnings
+            )
         # the console output of this run, from its first line, beside the derivatives
         path = log.log_to_file(
             Path(settings.execution.output_dir) / "logs" / f"run-{settings.execution.run_uuid}.log"

@@ -884,6 +884,10 @@ def build_participant_report(
                 }
             )
     crashes = summarise_crashes(out, label, since=run_started)
+    from pipeline.bids import VALIDATOR_WARNINGS
+
+    vfile = out / VALIDATOR_WARNINGS
+    validator = vfile.read_text().splitlines() if vfile.is_file() else None
     bp = boilerplate_path(out, label)
     boiler = None
     if bp.is_file():
@@ -903,6 +907,7 @@ def build_participant_report(
         crashes=crashes,
         errors=[*b.qc_failures, *errors],
         warnings=b.warnings if sessions else [],
+        validator=validator,
         sessions=ctx_sessions,
         boilerplate=boiler,
         n_figures=len(figs.written),
