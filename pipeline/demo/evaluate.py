@@ -491,6 +491,13 @@ def main_group(argv=None) -> int:  # pragma: no cover - command-line wrapper
 
 
 if __name__ == "__main__":  # pragma: no cover
-    if sys.argv[1:2] == ["--group"]:
+    from .truth import is_reference
+    from .truth import main as reference_main
+
+    group = sys.argv[1:2] == ["--group"]
+    args = sys.argv[2:] if group else sys.argv[1:]
+    if len(args) == 2 and is_reference(args[0]):  # the reference demo: truth on true anatomy
+        sys.exit(reference_main(*args, group=group))
+    if group:
         sys.exit(main_group(sys.argv[2:]))
     sys.exit(main_participant(sys.argv[1:]))

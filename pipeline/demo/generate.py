@@ -31,36 +31,30 @@ from .. import __version__
 from ..models.dce import patlak
 from ..models.pharmacokinetics import extended_tofts_concentration, parker_aif
 from ..models.signal import multiecho_signal, spgr_signal
-from ..utils import atomic_write_nifti, atomic_write_text
+from ..utils import atomic_write_text
+from .common import (
+    DCE,
+    ENHANCEMENT_FLOOR,
+    GAD_AGENT,
+    HEMATOCRIT,
+    IRON_AGENT,
+    MEGRE,
+    PET_FRAMES,
+    PET_FWHM_MM,
+    POST_GAD_TIME_S,
+    R1_GAD,
+    SPECT,
+    T1W,
+    VFA,
+    bias_field,
+    random_rigid,
+    rician,
+    write_dataset_files,
+)
+from .common import save_image as _save
 from .phantom import TISSUES, Phantom, build_phantom, region_mask, tissue_param
 
 TEMPLATE = "MNI152NLin2009aSym"
-GAD_AGENT = "gadobutrol"
-IRON_AGENT = "ferumoxytol"
-R1_GAD = 5.0  # 1/(mM s), gadobutrol at 3 T
-HEMATOCRIT = 0.45
-T1W = dict(tr=0.008, fa=12.0, te=0.003, snr=100.0)  # SNR of WM at 3 mm voxels
-ENHANCEMENT_FLOOR = 0.1  # percent enhancement floor: fraction of the brain median of pre
-MEGRE = dict(tr=0.040, fa=20.0, te=(0.003, 0.008, 0.013, 0.018, 0.023, 0.028), snr=60.0)
-VFA = dict(tr=0.0054, fa=(2.0, 5.0, 10.0, 15.0), snr=80.0)
-DCE = dict(tr=0.004, fa=15.0, dt=15.0, n=24, injection=30.0, snr=50.0)
-POST_GAD_TIME_S = 480.0
-PET_FRAMES = dict(
-    start=[0, 300, 600, 1200, 1800, 2700, 3600, 4200, 4800],
-    duration=[300, 300, 600, 600, 900, 900, 600, 600, 600],
-)
-PET_FWHM_MM = 6.0
-# 99mTc-albumin SPECT: early and late acquisitions (s after injection), counts, not
-# decay-corrected; blood-pool albumin falls to LATE_BLOOD of its early level
-SPECT = dict(
-    early=(1200.0, 900.0),
-    late=(10800.0, 1200.0),
-    fwhm=12.0,
-    tracer="99mTcAlbumin",
-    half_life=21624.12,
-    late_blood=0.85,
-    counts=2000.0,
-)
 # extravasated albumin at the late scan (fraction of the voxel, plasma-concentration units)
 ALBUMIN_EXTRAVASATION = {"dura": 0.02, "marrow": 0.03, "scalp": 0.02}
 
@@ -144,21 +138,6 @@ EFFECTS = [
 
 # --------------------------------------------------------------------------------------------
 # geometry
-def random_rigid(rng, max_mm=5.0, max_deg=5.0):
-    """A 4x4 rigid transform with |translation| <= max_mm and rotation angle <= max_deg."""
-    from scipy.spatial.transform import Rotation
-
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = np.deg2rad(rng.uniform(0.3, 1.0) * max_deg)
-    shift = rng.normal(size=3)
-    shift *= rng.uniform(0.3, 1.0) * max_mm / np.linalg.norm(shift)
-    m = np.eye(4)
-    m[:3, :3] = Rotation.from_rotvec(axis * angle).as_matrix()
-    m[:3, 3] = shift
-    return m
-
-
 def grid_affine(res: float, template_affine, template_shape):
     """Scanner grid covering the template's field of view at ``res`` mm (RAS, axis-aligned)."""
     lo = template_affine[:3, 3]
@@ -193,35 +172,6 @@ def sample(phantom: Phantom, world_from_template, shape, affine, order=1):
     return out, labels.astype(np.uint8), brain, xyz
 
 
-def bias_field(rng, shape, affine, amplitude=0.2):
-    """Smooth multiplicative receive-field inhomogeneity (scanner-fixed), mean ~1."""
-    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    xyz = (affine[:3, :3] @ ijk + affine[:3, 3:4]) / 100.0
-    c = rng.normal(scale=amplitude / 2, size=9)
-    x, y, z = xyz
-    field = (
-        c[0] * x
-        + c[1] * y
-        + c[2] * z
-        + c[3] * x * y
-        + c[4] * y * z
-        + c[5] * x * z
-        + c[6] * x**2
-        + c[7] * y**2
-        + c[8] * z**2
-    )
-    return np.exp(field - field.mean()).reshape(shape)
-
-
-def rician(rng, signal, sigma):
-    return np.sqrt(
-        (signal + rng.normal(scale=sigma, size=signal.shape)) ** 2
-        + rng.normal(scale=sigma, size=signal.shape) ** 2
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# per-voxel parameters with planted effects
 def effects_for(participant: dict, session: dict):
     """The planted effects that apply to this participant and session."""
     out = []
@@ -286,26 +236,6 @@ def gad_concentration(tissue, t_s, shape, masks, cp):
 
 
 # --------------------------------------------------------------------------------------------
-def _save(img_data, affine, path, dtype=np.int16, meta=None):
-    import nibabel as nb
-
-    data = np.asarray(img_data)
-    # integer images (labels, masks) are stored as they are; others are scaled into dtype
-    data = (
-        data.astype(dtype)
-        if np.issubdtype(data.dtype, np.integer) or data.dtype == bool
-        else data.astype(np.float32)
-    )
-    img = nb.Nifti1Image(data, affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header.set_qform(affine, 1)
-    img.header.set_sform(affine, 1)
-    img.set_data_dtype(dtype)
-    atomic_write_nifti(img, path)
-    if meta is not None:
-        atomic_write_text(json.dumps(meta, indent=2), str(path).replace(".nii.gz", ".json"))
-
-
 def _mix(fr, per_tissue):
     """Partial-volume mixing: sum_t fraction_t * signal_t (signal may have a trailing axis)."""
     total = None
@@ -836,7 +766,7 @@ def make_demo(
         pd.DataFrame(sess_rows).to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t", index=False)
         truth["participants"][pid] = ptruth
 
-    _write_dataset_files(bids, pd.DataFrame(part_rows), seed)
+    write_dataset_files(bids, pd.DataFrame(part_rows), seed)
     atomic_write_text(json.dumps(truth, indent=1), truth_dir / "groundtruth.json")
     config = (
         "# Configuration of the demo run (template bundled for offline use)\n"
@@ -852,69 +782,3 @@ def make_demo(
     )
     atomic_write_text(config, out_dir / "inflamap-demo.yml")
     return out_dir
-
-
-def _write_dataset_files(bids: Path, participants: pd.DataFrame, seed: int):
-    desc = {
-        "Name": "inflamap demo: digital reference object of migraine neuroinflammation imaging",
-        "BIDSVersion": "1.10.0",
-        "DatasetType": "raw",
-        "License": "CC0",
-        "Authors": ["inflamap developers"],
-        "GeneratedBy": [
-            {
-                "Name": "inflamap",
-                "Version": __version__,
-                "Description": f"inflamap demo --seed {seed}",
-            }
-        ],
-    }
-    atomic_write_text(json.dumps(desc, indent=2), bids / "dataset_description.json")
-    participants.to_csv(bids / "participants.tsv", sep="\t", index=False)
-    pjson = {
-        "group": {
-            "Description": "diagnostic group",
-            "Levels": {
-                "HC": "healthy control",
-                "MO": "migraine without aura",
-                "MA": "migraine with aura",
-                "HM": "hemiplegic migraine",
-            },
-        },
-        "age": {"Description": "age at first session", "Units": "year"},
-        "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
-        "attacks_per_month": {"Description": "migraine attacks per month"},
-        "body_weight": {"Description": "body weight", "Units": "kg"},
-        "tspo_genotype": {
-            "Description": "rs6971 TSPO binding affinity",
-            "Levels": {"HAB": "high", "MAB": "mixed", "LAB": "low"},
-        },
-    }
-    atomic_write_text(json.dumps(pjson, indent=2), bids / "participants.json")
-    sjson = {
-        "phase": {
-            "Description": "migraine phase at scan",
-            "Levels": {
-                "ictal": "during an attack",
-                "interictal": "attack-free",
-                "provoked": "attack provoked pharmacologically",
-                "n/a": "control",
-            },
-        },
-        "headache_side": {
-            "Description": "side of the headache (of the usual attacks when interictal)",
-            "Levels": {"left": "left", "right": "right", "bilateral": "bilateral", "none": "none"},
-        },
-        "hours_since_onset": {"Description": "hours since attack onset", "Units": "h"},
-        "treatment": {"Description": "acute treatment taken before the scan"},
-    }
-    for p in participants["participant_id"]:
-        atomic_write_text(json.dumps(sjson, indent=2), bids / p / f"{p}_sessions.json")
-    readme = (
-        "# inflamap demo dataset\n\nSynthetic digital reference object written by "
-        "`inflamap demo`. Ground truth is beside this folder in `../groundtruth/`.\n"
-    )
-    atomic_write_text(readme, bids / "README.md")
-    # BIDS has no DCE or SPECT datatype yet: inflamap's conventions (README) are ignored by
-    # the validator
-    atomic_write_text("*_dce.nii.gz\n*_dce.json\n**/spect\n", bids / ".bidsignore")
