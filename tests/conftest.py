@@ -59,7 +59,7 @@ def demo_dir(tmp_path_factory, tf_home):
     from pipeline.demo import make_demo
 
     out = tmp_path_factory.mktemp("demo")
-    make_demo(out, participants=2, resolution=3.0, seed=7)
+    make_demo(out, participants=2, resolution=3.0, seed=7, anatomy="template")
     return out
 
 

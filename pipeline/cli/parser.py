@@ -135,6 +135,14 @@ def build_demo_parser():
     p.add_argument("--participants", type=int, default=6)
     p.add_argument("--resolution", type=float, default=3.0, help="voxel size, mm")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--anatomy",
+        choices=("colin27", "template"),
+        default="colin27",
+        help="colin27 (default): a real head warped per participant, truth on true anatomy; "
+        "template: the older phantom drawn from the pipeline's template (fast test fixture, "
+        "no evidence of accuracy)",
+    )
     return p
 
 

@@ -30,6 +30,7 @@ def run_demo(argv) -> int:
             participants=args.participants,
             resolution=args.resolution,
             seed=args.seed,
+            anatomy=args.anatomy,
             progress=_progress,
         )
     except (ValueError, FileExistsError) as exc:

@@ -16,16 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..utils import same_grid
-
-
-def dice(a, b) -> float:
-    """Dice coefficient of two boolean arrays (1.0 when both are empty)."""
-    a = np.asarray(a, bool)
-    b = np.asarray(b, bool)
-    if a.shape != b.shape:
-        raise ValueError(f"dice: shapes differ {a.shape} vs {b.shape}")
-    den = a.sum() + b.sum()
-    return 1.0 if den == 0 else float(2.0 * np.logical_and(a, b).sum() / den)
+from .truth import JOIN, dice
 
 
 def label_dice(truth, estimate, voxel_volume_mm3: float, min_volume_cm3: float = 2.0) -> dict:
@@ -372,7 +363,6 @@ PLANTED_TESTS = [
         for hemi in ("left", "right")
     ],
 ]
-JOIN = ["contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test"]
 
 
 def evaluate_group(demo_dir, output_dir, config=None):

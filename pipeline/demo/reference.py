@@ -436,38 +436,37 @@ def truth_table(phys, present, counts) -> pd.DataFrame:
     order = np.argsort(pre[brain_codes])
     cum = np.cumsum(n_code[brain_codes][order])
     median_pre = pre[brain_codes][order][np.searchsorted(cum, cum[-1] / 2)]
-    enh = 100 * (post - pre) / np.maximum(pre, ENHANCEMENT_FLOOR * median_pre)
+    enh = 100 * (post - pre) / np.maximum(pre, ENHANCEMENT_FLOOR * median_pre)  # per tissue
     uptake, blood, window, dur = pet_curves()
     suv = (pet_values(phys, codes)[:, window] * dur[window]).sum(1) / dur[window].sum()
     suv_ref = (suv * n_code)[brain_codes].sum() / n_code[brain_codes].sum()
     early, late = spect_values(phys, codes)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(early > 0, late / early, np.nan)
+    # the same without the planted effects
     base = Physiology(phys.spread, set())
-    values = {
-        ("gadolinium", "enhancement"): (enh, None),
+    pre_b, post_b = t1w_values(base, codes, False), t1w_values(base, codes, True)
+    suv_b = (pet_values(base, codes)[:, window] * dur[window]).sum(1) / dur[window].sum()
+    suv_b_ref = (suv_b * n_code)[brain_codes].sum() / n_code[brain_codes].sum()
+    eb, lb = spect_values(base, codes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_b = np.where(eb > 0, lb / eb, np.nan)
+    values = {  # (with, without the effects) per code; gadolinium: enhancement() below
+        ("gadolinium", "enhancement"): (enh, enh),
         ("dce", "Ktrans"): (phys.param(codes, "ktrans"), base.param(codes, "ktrans")),
         ("uspio", "dR2star"): (
             phys.param(codes, "uspio_dr2star"),
             base.param(codes, "uspio_dr2star"),
         ),
-        ("pet", "SUVR"): (suv / suv_ref, None),
-        ("spect", "lateEarlyRatio"): (ratio, None),
+        ("pet", "SUVR"): (suv / suv_ref, suv_b / suv_b_ref),
+        ("spect", "lateEarlyRatio"): (ratio, ratio_b),
     }
-    # baselines that need the whole model: gadolinium, PET and SPECT without the effects
-    pre_b, post_b = t1w_values(base, codes, False), t1w_values(base, codes, True)
-    values[("gadolinium", "enhancement")] = (
-        enh,
-        100 * (post_b - pre_b) / np.maximum(pre_b, ENHANCEMENT_FLOOR * median_pre),
-    )
-    suv_b = (pet_values(base, codes)[:, window] * dur[window]).sum(1) / dur[window].sum()
-    values[("pet", "SUVR")] = (
-        suv / suv_ref,
-        suv_b / ((suv_b * n_code)[brain_codes].sum() / n_code[brain_codes].sum()),
-    )
-    eb, lb = spect_values(base, codes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values[("spect", "lateEarlyRatio")] = (ratio, np.where(eb > 0, lb / eb, np.nan))
+    floor = ENHANCEMENT_FLOOR * median_pre
+
+    def enhancement(w, post_v, pre_v):
+        """Percent enhancement of the region's tissue as a whole: of its mean signals."""
+        pre_m = (w * pre_v).sum()
+        return 100 * ((w * post_v).sum() - pre_m) / max(pre_m, floor)
 
     rows = []
     lobe_vals = np.arange(counts.shape[0]) % ACA_BIT
@@ -493,6 +492,12 @@ def truth_table(phys, present, counts) -> pd.DataFrame:
                 if not ok.any():
                     continue
                 w = n[ok] / n[ok].sum()
+                if modality == "gadolinium":
+                    true_v = enhancement(w, post[ok], pre[ok])
+                    base_v = enhancement(w, post_b[ok], pre_b[ok])
+                else:
+                    true_v = float((val[ok] * w).sum())
+                    base_v = float((baseline[ok] * w).sum())
                 rows.append(
                     {
                         "modality": modality,
@@ -501,8 +506,8 @@ def truth_table(phys, present, counts) -> pd.DataFrame:
                         "hemisphere": hemi,
                         "tissues": "+".join(tissues),
                         "volume_ml": float(n[ok].sum()) / 1000.0,
-                        "true": float((val[ok] * w).sum()),
-                        "baseline": float((baseline[ok] * w).sum()),
+                        "true": float(true_v),
+                        "baseline": float(base_v),
                     }
                 )
     return pd.DataFrame(rows)

@@ -33,6 +33,21 @@ FAMILIES = (
     ("parenchyma", lambda r: True),
 )
 _SIDES = ("left", "right", "bilateral")
+PLANTED_MIN = 0.02
+
+
+def dice(a, b) -> float:
+    """Dice coefficient of two boolean arrays (1.0 when both are empty)."""
+    a = np.asarray(a, bool)
+    b = np.asarray(b, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"dice: shapes differ {a.shape} vs {b.shape}")
+    den = a.sum() + b.sum()
+    return 1.0 if den == 0 else float(2.0 * np.logical_and(a, b).sum() / den)
+
+
+#: the columns that identify a group test
+JOIN = ["contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test"]
 
 
 def family(roi: str) -> str:
@@ -96,7 +111,11 @@ def planted_recovery(joined: pd.DataFrame, demo_dir) -> pd.DataFrame:
     session effects, measured minus the truth's own baseline otherwise."""
     gt = json.loads((Path(demo_dir) / "groundtruth" / "groundtruth.json").read_text())
     rows = []
-    planted = joined[(joined["true"] - joined["baseline"]).abs() > 1e-9 * joined["true"].abs()]
+    # planted: the truth moves by more than PLANTED_MIN of its baseline (a whole-brain
+    # reference moves every SUVR a little when one region rises: not a planted change)
+    planted = joined[
+        (joined["true"] - joined["baseline"]).abs() > PLANTED_MIN * joined["baseline"].abs()
+    ]
     for (pid, mod, met, atlas, roi, hemi), g in planted.groupby(
         ["participant_id", "modality", "metric", "atlas", "roi", "hemisphere"]
     ):
@@ -221,7 +240,6 @@ def group_truth(demo_dir, output_dir, config=None):
     """
     from ..config import load_workflow_config
     from ..group.models import group_statistics
-    from .evaluate import JOIN
 
     demo_dir, output_dir = Path(demo_dir), Path(output_dir)
     workflow = load_workflow_config(config or demo_dir / "inflamap-demo.yml")
@@ -238,7 +256,7 @@ def group_truth(demo_dir, output_dir, config=None):
     planted_units = {
         k
         for k, v in tt.groupby(unit)
-        if ((v["mean"] - v["baseline"]).abs() > 1e-9 * v["mean"].abs()).any()
+        if ((v["mean"] - v["baseline"]).abs() > PLANTED_MIN * v["baseline"].abs()).any()
     }
     joined["planted"] = [k in planted_units for k in zip(*(joined[c] for c in unit))]
     joined["family"] = [family(r) for r in joined["roi"]]
@@ -273,8 +291,6 @@ def mask_dice(demo_dir, output_dir) -> pd.DataFrame:
     """Per session: Dice of the pipeline's brain mask with the true brain (T1w grid)."""
     import nibabel as nb
 
-    from .evaluate import dice
-
     rows = []
     for tmask in sorted(
         Path(demo_dir, "groundtruth").glob("sub-*/ses-*/*_desc-brain_mask.nii.gz")
@@ -293,7 +309,8 @@ def mask_dice(demo_dir, output_dir) -> pd.DataFrame:
 CRITERIA = {
     "mask_dice": ">= 0.95 in every session",
     "meningeal_enhancement_change": "|median bias| < 25 % of the planted change",
-    "dR2star_Ktrans_means": "|median bias| <= 10 % in ROIs of >= 5 ml",
+    "dR2star_means": "|median bias| <= 10 % in parenchymal ROIs of >= 5 ml",
+    "Ktrans_means": "|median bias| <= 0.001/min (10 % of the planted change) in ROIs >= 5 ml",
 }
 
 
@@ -308,14 +325,17 @@ def verdict(masks, joined, recovery) -> list[dict]:
     )
     med = float(rec["change_bias_percent"].median()) if len(rec) else float("nan")
     out.append(("meningeal_enhancement_change", med, bool(len(rec)) and abs(med) < 25))
-    big = joined[
-        joined["metric"].isin(["dR2star", "Ktrans"])
-        & (joined["volume_ml"] >= 5)
-        & joined["family"].isin(["parenchyma", "territory"])
-    ]
-    per = big.groupby(["metric", "roi", "hemisphere"])["bias_percent"].median()
+    big = joined[(joined["volume_ml"] >= 5) & joined["family"].isin(["parenchyma", "territory"])]
+    r2 = big[big["metric"] == "dR2star"]
+    per = r2.groupby(["atlas", "roi", "hemisphere"])["bias_percent"].median()
     w = float(per.abs().max()) if len(per) else float("nan")
-    out.append(("dR2star_Ktrans_means", w, bool(len(per)) and w <= 10))
+    out.append(("dR2star_means", w, bool(len(per)) and w <= 10))
+    kt = big[big["metric"] == "Ktrans"]
+    per = (
+        (kt["measured"] - kt["true"]).groupby([kt["atlas"], kt["roi"], kt["hemisphere"]]).median()
+    )
+    w = float(per.abs().max()) if len(per) else float("nan")
+    out.append(("Ktrans_means", w, bool(len(per)) and w <= 0.001))
     return [
         {"criterion": c, "threshold": CRITERIA[c], "value": v, "result": "PASS" if ok else "FAIL"}
         for c, v, ok in out
