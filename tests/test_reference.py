@@ -269,3 +269,29 @@ def test_pipeline_on_the_reference_head(reference_demo, tmp_path, tf_home):
         (planted["roi"] == "meningeal_occipital") & (planted["modality"] == "gadolinium")
     ]
     assert len(men) == 1 and men["measured_change"].iloc[0] > 0
+
+
+def test_evaluation_recovers_a_known_bias(reference_demo, tmp_path):
+    """The evaluation itself, on a fabricated run whose every regional value is its truth
+    x 0.9 (measured = 90 % of the truth): a bias of -10 % in every family and a planted
+    change recovered at -10 %, whatever the pipeline does."""
+    from pipeline.demo.truth import bias_summary, planted_recovery, regional_bias
+
+    out = tmp_path / "out"
+    for f in sorted((reference_demo / "groundtruth").glob("sub-*/ses-*/*_desc-truth_regions.tsv")):
+        t = pd.read_csv(f, sep="\t")
+        pid, ses = f.name.split("_")[:2]
+        for (_mod, met), g in t.groupby(["modality", "metric"]):
+            table = g[["participant_id", "session_id", "modality", "metric", "roi", "hemisphere"]]
+            table = table.assign(n_voxels=10, mean=0.9 * g["true"], median=0.9 * g["true"], sd=0.0)
+            d = out / pid / ses / "anat"
+            d.mkdir(parents=True, exist_ok=True)
+            table.to_csv(d / f"{pid}_{ses}_atlas-X_desc-{met}_regions.tsv", sep="\t", index=False)
+    joined = regional_bias(reference_demo, out)
+    assert np.allclose(joined["bias_percent"].dropna(), -10.0)
+    rec = planted_recovery(joined, reference_demo)
+    assert {"gadolinium", "dce", "uspio", "spect", "pet"} <= set(rec["modality"])
+    session_effects = rec[rec["modality"] != "pet"]
+    assert np.allclose(session_effects["change_bias_percent"], -10.0)
+    summary = bias_summary(joined, rec)
+    assert np.allclose(summary["bias_percent"].dropna(), -10.0)
