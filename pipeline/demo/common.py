@@ -102,6 +102,22 @@ def save_image(img_data, affine, path, dtype=np.int16, meta=None):
         atomic_write_text(json.dumps(meta, indent=2), str(path).replace(".nii.gz", ".json"))
 
 
+def participant_row(rng, pid: str, group: str) -> dict:
+    """A participants.tsv row drawn at random (MA patients get a ``headache_side``)."""
+    side = str(rng.choice(["left", "right"])) if group == "MA" else "none"
+    weight = float(np.round(rng.uniform(55, 95), 1))
+    return {
+        "participant_id": pid,
+        "group": group,
+        "age": int(rng.integers(22, 55)),
+        "sex": str(rng.choice(["F", "M"], p=[0.7, 0.3])),
+        "attacks_per_month": int(rng.integers(2, 12)) if group != "HC" else 0,
+        "body_weight": weight,
+        "tspo_genotype": str(rng.choice(["HAB", "MAB"])),
+        "headache_side": side,
+    }
+
+
 def write_dataset_files(bids: Path, participants: pd.DataFrame, seed: int):
     desc = {
         "Name": "inflamap demo: digital reference object of migraine neuroinflammation imaging",

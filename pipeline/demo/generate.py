@@ -47,8 +47,16 @@ from .common import (
     T1W,
     VFA,
     bias_field,
+    dce_meta,
+    megre_meta,
+    participant_row,
+    pet_meta,
     random_rigid,
     rician,
+    spect_counts,
+    spect_meta,
+    t1w_meta,
+    vfa_meta,
     write_dataset_files,
 )
 from .common import save_image as _save
@@ -250,7 +258,6 @@ def _spect_pair(rng, ph, pose, w_t1w, shape, aff, effects, side, bids, gt, stem,
     """Early and late 99mTc-albumin SPECT (counts, not decay-corrected), and the true
     late/early ratio on the T1w grid and pose of the session (noise-free, same floor rule
     as the pipeline: no ratio where early < 5 % of its 99th percentile)."""
-    from ..models.pet import decay_factor
 
     vp = {t: tissue_param(t, "vp") if t != "blood" else 1.0 for t in TISSUES}
 
@@ -278,31 +285,14 @@ def _spect_pair(rng, ph, pose, w_t1w, shape, aff, effects, side, bids, gt, stem,
     early, late = early_late(w)
     pid, ses = stem.split("_")
     for acq, conc in (("early", early), ("late", late)):
-        t0, dur = SPECT[acq]
-        mid = t0 + dur / 2
-        counts = conc * SPECT["counts"] * decay_factor(mid, SPECT["half_life"]) * dur / 900.0
-        counts = np.clip(counts + rng.normal(size=shape) * np.sqrt(counts + 1.0), 0, None)
+        counts = spect_counts(rng, conc, acq)
         path = bids / pid / ses / "spect" / f"{stem}_trc-{SPECT['tracer']}_acq-{acq}_spect.nii.gz"
         _save(
             counts,
             aff,
             path,
             dtype=np.float32,
-            meta={
-                "Manufacturer": "inflamap DRO",
-                "Modality": "NM",
-                "TracerName": "99mTc-albumin",
-                "TracerRadionuclide": "Tc99m",
-                "InjectedRadioactivity": 740.0,
-                "InjectedRadioactivityUnits": "MBq",
-                "InjectionStart": 0,
-                "TimeZero": "09:00:00",
-                "FrameTimesStart": [t0],
-                "FrameDuration": [dur],
-                "Units": "counts",
-                "ImageDecayCorrected": False,
-                "ReconFilterSize": SPECT["fwhm"],
-            },
+            meta=spect_meta(acq),
         )
         files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
 
@@ -386,19 +376,9 @@ def make_demo(
     for i, group in enumerate(groups, start=1):
         pid = f"sub-{i:02d}"
         say(f"{pid} ({group})")
-        side = str(rng.choice(["left", "right"])) if group == "MA" else "none"
-        weight = float(np.round(rng.uniform(55, 95), 1))
-        part_rows.append(
-            {
-                "participant_id": pid,
-                "group": group,
-                "age": int(rng.integers(22, 55)),
-                "sex": str(rng.choice(["F", "M"], p=[0.7, 0.3])),
-                "attacks_per_month": int(rng.integers(2, 12)) if group != "HC" else 0,
-                "body_weight": weight,
-                "tspo_genotype": str(rng.choice(["HAB", "MAB"])),
-            }
-        )
+        row = participant_row(rng, pid, group)
+        side, weight = row.pop("headache_side"), row["body_weight"]
+        part_rows.append(row)
         scale = np.diag(np.r_[rng.uniform(0.94, 1.06, 3), 1.0])
         ptruth = {
             "group": group,
@@ -448,13 +428,7 @@ def make_demo(
                     sig[t] = spgr_signal(tissue_param(t, "pd"), r1, T1W["fa"], T1W["tr"])
                 return _mix(fr, sig) / wm_level * 1000.0
 
-            meta = {
-                "MagneticFieldStrength": 3,
-                "Manufacturer": "inflamap DRO",
-                "RepetitionTime": T1W["tr"],
-                "EchoTime": T1W["te"],
-                "FlipAngle": T1W["fa"],
-            }
+            meta = t1w_meta(False)
             w_pre, w_post = pose(False), pose(True)
             fr, labels, brain, xyz = sample(ph_anat, w_pre, shape, aff)
             pre_clean = t1w_signal(fr, xyz, False)
@@ -490,11 +464,7 @@ def make_demo(
                 rician(rng, t1w_signal(fr, xyz, True) * bias, 1000.0 / T1W["snr"]),
                 aff,
                 path,
-                meta={
-                    **meta,
-                    "ContrastBolusIngredient": "GADOLINIUM",
-                    "TimeSinceInjection": POST_GAD_TIME_S,
-                },
+                meta=t1w_meta(True),
             )
             files[str(path.relative_to(bids))] = {"world_from_template": w_post.tolist()}
 
@@ -542,14 +512,7 @@ def make_demo(
                         echoes[..., e - 1],
                         aff,
                         path,
-                        meta={
-                            "MagneticFieldStrength": 3,
-                            "Manufacturer": "inflamap DRO",
-                            "EchoTime": te,
-                            "RepetitionTime": MEGRE["tr"],
-                            "FlipAngle": MEGRE["fa"],
-                            "MRAcquisitionType": "3D",
-                        },
+                        meta=megre_meta(te),
                     )
                     files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
 
@@ -580,15 +543,7 @@ def make_demo(
                     img,
                     daff,
                     path,
-                    meta={
-                        "MagneticFieldStrength": 3,
-                        "Manufacturer": "inflamap DRO",
-                        "FlipAngle": fa,
-                        "RepetitionTimeExcitation": VFA["tr"],
-                        "PulseSequenceType": "SPGR",
-                        "MTState": False,
-                        "SpoilingState": True,
-                    },
+                    meta=vfa_meta(fa),
                 )
                 files[str(path.relative_to(bids))] = {"world_from_template": w.tolist()}
             t_dce = np.arange(DCE["n"]) * DCE["dt"]
@@ -652,16 +607,7 @@ def make_demo(
                 series,
                 daff,
                 path,
-                meta={
-                    "MagneticFieldStrength": 3,
-                    "Manufacturer": "inflamap DRO",
-                    "RepetitionTimeExcitation": DCE["tr"],
-                    "FlipAngle": DCE["fa"],
-                    "ContrastBolusIngredient": "GADOLINIUM",
-                    "FrameTimesStart": t_dce.tolist(),
-                    "FrameDuration": [DCE["dt"]] * DCE["n"],
-                    "InjectionStart": DCE["injection"],
-                },
+                meta=dce_meta(t_dce),
             )
             files[str(path.relative_to(bids))] = {
                 "world_from_template": w.tolist(),
@@ -715,36 +661,7 @@ def make_demo(
                     np.clip(act, 0, None),
                     aff,
                     path,
-                    meta={
-                        "Manufacturer": "inflamap DRO",
-                        "ManufacturersModelName": "synthetic",
-                        "Units": "Bq/mL",
-                        "BodyPart": "Brain",
-                        "TracerName": "PBR28",
-                        "TracerRadionuclide": "C11",
-                        "InjectedRadioactivity": dose_mbq,
-                        "InjectedRadioactivityUnits": "MBq",
-                        "InjectedMass": 2.0,
-                        "InjectedMassUnits": "ug",
-                        "SpecificRadioactivity": dose_mbq / 2.0,
-                        "SpecificRadioactivityUnits": "MBq/ug",
-                        "ModeOfAdministration": "bolus",
-                        "TimeZero": "10:00:00",
-                        "ScanStart": 0,
-                        "InjectionStart": 0,
-                        "FrameTimesStart": PET_FRAMES["start"],
-                        "FrameDuration": PET_FRAMES["duration"],
-                        "AcquisitionMode": "list mode",
-                        "ImageDecayCorrected": True,
-                        "ImageDecayCorrectionTime": 0,
-                        "ReconMethodName": "3D-OSEM",
-                        "ReconMethodParameterLabels": ["iterations", "subsets"],
-                        "ReconMethodParameterUnits": ["none", "none"],
-                        "ReconMethodParameterValues": [4, 16],
-                        "ReconFilterType": "Gaussian",
-                        "ReconFilterSize": PET_FWHM_MM,
-                        "AttenuationCorrection": "CT-based",
-                    },
+                    meta=pet_meta(dose_mbq),
                 )
                 files[str(path.relative_to(bids))] = {
                     "world_from_template": w.tolist(),

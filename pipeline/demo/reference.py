@@ -63,6 +63,7 @@ from .common import (
     bias_field,
     dce_meta,
     megre_meta,
+    participant_row,
     pet_meta,
     random_rigid,
     rician,
@@ -563,19 +564,9 @@ def make_reference(
     for i, group in enumerate(groups, start=1):
         pid = f"sub-{i:02d}"
         say(f"{pid} ({group})")
-        side = str(rng.choice(["left", "right"])) if group == "MA" else "none"
-        weight = float(np.round(rng.uniform(55, 95), 1))
-        part_rows.append(
-            {
-                "participant_id": pid,
-                "group": group,
-                "age": int(rng.integers(22, 55)),
-                "sex": str(rng.choice(["F", "M"], p=[0.7, 0.3])),
-                "attacks_per_month": int(rng.integers(2, 12)) if group != "HC" else 0,
-                "body_weight": weight,
-                "tspo_genotype": str(rng.choice(["HAB", "MAB"])),
-            }
-        )
+        row = participant_row(rng, pid, group)
+        side, weight = row.pop("headache_side"), row["body_weight"]
+        part_rows.append(row)
         head = Head(rng, anatomy)
         spread = participant_spread(rng)
         # the participant's true anatomy, 1 mm, in its own frame (for the truth tables)

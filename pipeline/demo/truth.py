@@ -273,6 +273,21 @@ def group_truth(demo_dir, output_dir, config=None):
     )
     planted["pass"] = planted["sig"] & planted["right_sign"] & planted["ci_covers_truth"]
     null = tested[~tested["planted"]]
+    per_family = []
+    for (mod, met, fam), grp in tested.groupby(["modality", "metric", "family"]):
+        pl = planted[
+            (planted["modality"] == mod) & (planted["metric"] == met) & (planted["family"] == fam)
+        ]
+        nl = grp[~grp["planted"]]
+        per_family.append(
+            {
+                "modality": mod,
+                "metric": met,
+                "family": fam,
+                "planted_found": f"{int(pl['pass'].sum())}/{len(pl)}",
+                "false_positives": f"{int(nl['sig'].sum())}/{len(nl)}",
+            }
+        )
     summary = {
         "alpha": g.alpha,
         "tests": int(len(tested)),
@@ -284,6 +299,7 @@ def group_truth(demo_dir, output_dir, config=None):
             null[null["family"] == "normal enhancing"]["sig"].sum()
         ),
     }
+    summary["per_family"] = per_family
     return planted, summary, joined
 
 
@@ -363,6 +379,12 @@ def main(demo_dir, output_dir, group=False) -> int:
     if not group:
         return 0 if ok else 1
     planted, counts, _ = group_truth(demo_dir, output_dir)
+    fam = pd.DataFrame(counts.pop("per_family"))
+    if len(fam):
+        summary = summary.merge(fam, on=["modality", "metric", "family"], how="outer")
+        summary.to_csv(out / "reference-bias.tsv", sep="\t", index=False, float_format="%.4g")
+        with pd.option_context("display.width", 250, "display.max_columns", 30):
+            print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     cols = [*("contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test")]
     cols += ["estimate", "true_estimate", "p_fdr", "sig", "right_sign", "ci_covers_truth"]
     with pd.option_context("display.width", 250, "display.max_columns", 30):
