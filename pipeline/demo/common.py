@@ -102,6 +102,18 @@ def save_image(img_data, affine, path, dtype=np.int16, meta=None):
         atomic_write_text(json.dumps(meta, indent=2), str(path).replace(".nii.gz", ".json"))
 
 
+def demo_folders(out_dir, participants: int, resolution: float) -> tuple[Path, Path]:
+    """Check a demo request; ``(bids, groundtruth)`` folders of ``out_dir``."""
+    if participants < 2:
+        raise ValueError("the demo needs at least 2 participants (one control, one patient)")
+    if not 1.0 <= resolution <= 6.0:
+        raise ValueError("--resolution must be between 1 and 6 mm")
+    bids = Path(out_dir) / "bids"
+    if bids.exists() and any(bids.iterdir()):
+        raise FileExistsError(f"{bids} exists and is not empty; choose a new demo folder")
+    return bids, Path(out_dir) / "groundtruth"
+
+
 def participant_row(rng, pid: str, group: str) -> dict:
     """A participants.tsv row drawn at random (MA patients get a ``headache_side``)."""
     side = str(rng.choice(["left", "right"])) if group == "MA" else "none"

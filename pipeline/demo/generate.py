@@ -48,6 +48,7 @@ from .common import (
     VFA,
     bias_field,
     dce_meta,
+    demo_folders,
     megre_meta,
     participant_row,
     pet_meta,
@@ -310,16 +311,9 @@ def make_demo(
 
     from ..templates import build_offline_home, get_template_file
 
-    if participants < 2:
-        raise ValueError("the demo needs at least 2 participants (one control, one patient)")
-    if not 1.0 <= resolution <= 6.0:
-        raise ValueError("--resolution must be between 1 and 6 mm")
+    bids, truth_dir = demo_folders(out_dir, participants, resolution)
     say = progress or (lambda msg: None)
     out_dir = Path(out_dir)
-    bids = out_dir / "bids"
-    truth_dir = out_dir / "groundtruth"
-    if bids.exists() and any(bids.iterdir()):
-        raise FileExistsError(f"{bids} exists and is not empty; choose a new demo folder")
     if templateflow_home is not None:
         build_offline_home(templateflow_home)
     rng = np.random.default_rng(seed)

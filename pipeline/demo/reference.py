@@ -62,6 +62,7 @@ from .common import (
     VFA,
     bias_field,
     dce_meta,
+    demo_folders,
     megre_meta,
     participant_row,
     pet_meta,
@@ -531,15 +532,9 @@ def make_reference(
     progress=None,
 ) -> Path:
     """Write the reference demo dataset (BIDS, truth, configuration) to ``out_dir``."""
-    if participants < 2:
-        raise ValueError("the demo needs at least 2 participants (one control, one patient)")
-    if not 1.0 <= resolution <= 6.0:
-        raise ValueError("--resolution must be between 1 and 6 mm")
+    bids, truth_dir = demo_folders(out_dir, participants, resolution)
     say = progress or (lambda msg: None)
     out_dir = Path(out_dir)
-    bids, truth_dir = out_dir / "bids", out_dir / "groundtruth"
-    if bids.exists() and any(bids.iterdir()):
-        raise FileExistsError(f"{bids} exists and is not empty; choose a new demo folder")
     rng = np.random.default_rng(seed)
     anatomy = load_anatomy()
     k = max(1, int(np.ceil(resolution - 1e-6))) if resolution > 1 else 2
