@@ -631,3 +631,24 @@ def test_rank_tests_have_bootstrap_cis():
     assert gs.wilcoxon_test(d, np.zeros(6))["effect_size"] == pytest.approx(
         (ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum()
     )
+
+
+def test_spearman_p_is_exact_in_small_samples():
+    """A perfect rank correlation of 4 participants is not p = 0 (scipy's t approximation)
+    but 2/4! = 0.083: every ordering of 4 values is equally likely under the null; with 5,
+    2/5!. The exact p agrees with scipy's permutation test where both apply."""
+    from scipy import stats
+
+    from pipeline.group.models import spearman_test
+
+    assert spearman_test([1, 2, 3, 4], [2, 3, 5, 9])["p"] == pytest.approx(2 / 24)
+    assert spearman_test([1, 2, 3, 4, 5], [9, 5, 3, 2, 1])["p"] == pytest.approx(2 / 120)
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=7), rng.normal(size=7)
+    ref = stats.permutation_test(
+        (y,),
+        lambda v: stats.spearmanr(x, v).statistic,
+        permutation_type="pairings",
+        alternative="two-sided",
+    ).pvalue
+    assert spearman_test(x, y)["p"] == pytest.approx(ref, abs=1e-9)

@@ -602,6 +602,23 @@ def wilcoxon_test(a, b, ci_level=0.95, min_n=3):
     }
 
 
+#: up to this many participants Spearman's p is exact (all n! orderings; 8! = 40,320)
+EXACT_SPEARMAN_MAX_N = 8
+
+
+def _exact_spearman_p(x, y, r) -> float:
+    """Two-sided permutation p of Spearman's ``r`` over every ordering of ``y``."""
+    from itertools import permutations
+
+    rx = stats.rankdata(x)
+    ry = stats.rankdata(y)
+    rx = (rx - rx.mean()) / np.sqrt(((rx - rx.mean()) ** 2).sum())
+    ry = ry - ry.mean()
+    perms = np.array(list(permutations(range(len(ry)))))
+    rp = (ry[perms] @ rx) / np.sqrt((ry**2).sum())
+    return float(np.mean(np.abs(rp) >= abs(r) - 1e-12))
+
+
 @_quiet
 def spearman_test(x, y, ci_level=0.95, min_n=3):
     """Spearman's r (scipy) with the Fisher-z CI of the Pearson r of the ranks."""
@@ -616,6 +633,9 @@ def spearman_test(x, y, ci_level=0.95, min_n=3):
     res = stats.spearmanr(x, y)
     ci = stats.pearsonr(stats.rankdata(x), stats.rankdata(y)).confidence_interval(ci_level)
     r = float(res.statistic)
+    # scipy's p comes from a t approximation: a perfect correlation of 4 participants gets
+    # p = 0, where the exact permutation p is 2/4! = 0.083; small samples get the exact p
+    p = _exact_spearman_p(x, y, r) if n <= EXACT_SPEARMAN_MAX_N else float(res.pvalue)
     return {
         "estimate": r,
         "estimate_ci_low": ci.low,
@@ -626,7 +646,7 @@ def spearman_test(x, y, ci_level=0.95, min_n=3):
         "ci_high": ci.high,
         "statistic": r,
         "df": np.nan,
-        "p": float(res.pvalue),
+        "p": p,
         "reason": None,
         "power_es": r,
     }
