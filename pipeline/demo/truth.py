@@ -46,6 +46,50 @@ def dice(a, b) -> float:
     return 1.0 if den == 0 else float(2.0 * np.logical_and(a, b).sum() / den)
 
 
+#: the tests designed to find each planted effect (effect id, contrast, modality, metric,
+#: atlas, roi, hemisphere, test)
+PRIMARY_TESTS = [
+    *[
+        (e, c, mod, met, atlas, roi, hemi, "paired_t")
+        for e, mod, met, atlas, roi in (
+            (
+                "gad_meningeal_occipital",
+                "gadolinium",
+                "enhancement",
+                "HarvardOxfordLobes",
+                "meningeal_occipital",
+            ),
+            ("dce_ktrans_occipital", "dce", "Ktrans", "HarvardOxfordLobes", "occipital"),
+            ("uspio_dr2star_aca", "uspio", "dR2star", "inflamapTerritories", "aca"),
+        )
+        for c, hemi in (("ictalVsInterictal", "ipsi"), ("ipsiVsContraIctal", "ipsi-contra"))
+    ],
+    (
+        "spect_late_meningeal_occipital",
+        "ipsiVsContraIctal",
+        "spect",
+        "lateEarlyRatio",
+        "HarvardOxfordLobes",
+        "meningeal_occipital",
+        "ipsi-contra",
+        "paired_t",
+    ),
+    *[
+        (
+            "pet_suv_occipital",
+            "patientsVsHC",
+            "pet",
+            "SUVR",
+            "HarvardOxfordLobes",
+            roi,
+            hemi,
+            "welch",
+        )
+        for roi in ("occipital", "meningeal_occipital", "calvarial_occipital")
+        for hemi in ("left", "right")
+    ],
+]
+
 #: the columns that identify a group test
 JOIN = ["contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test"]
 
@@ -262,15 +306,19 @@ def group_truth(demo_dir, output_dir, config=None):
     joined["family"] = [family(r) for r in joined["roi"]]
     tested = joined[joined["p"].notna()].copy()
     tested["sig"] = tested["significant"].astype(str).str.lower().isin(["true", "1"])
-    # planted: a test of a planted ROI whose truth moves (the contrast sees the effect)
-    moves = tested["planted"] & (tested["true_estimate"].abs() > 1e-9)
-    planted = tested[moves].assign(
+    # planted: the primary test of each planted effect (PRIMARY_TESTS)
+    keys = pd.MultiIndex.from_frame(tested[JOIN])
+    primary = {tuple(t[1:]): t[0] for t in PRIMARY_TESTS}
+    is_primary = np.array([k in primary for k in keys])
+    planted = tested[is_primary].assign(
+        effect=[primary[k] for k in keys[is_primary]],
         right_sign=lambda d: np.sign(d["estimate"]) == np.sign(d["true_estimate"]),
         ci_covers_truth=lambda d: (
             (d["estimate_ci_low"] <= d["true_estimate"])
             & (d["true_estimate"] <= d["estimate_ci_high"])
         ),
     )
+    missing = [t for t in PRIMARY_TESTS if tuple(t[1:]) not in set(keys)]
     planted["pass"] = planted["sig"] & planted["right_sign"] & planted["ci_covers_truth"]
     null = tested[~tested["planted"]]
     per_family = []
@@ -291,7 +339,8 @@ def group_truth(demo_dir, output_dir, config=None):
     summary = {
         "alpha": g.alpha,
         "tests": int(len(tested)),
-        "planted_tests": int(len(planted)),
+        "planted_tests": int(len(planted)) + len(missing),
+        "planted_not_tested": [t[0] + ": " + " ".join(t[1:]) for t in missing],
         "planted_pass": int(planted["pass"].sum()),
         "null_tests": int(len(null)),
         "null_significant": int(null["sig"].sum()),
@@ -385,7 +434,7 @@ def main(demo_dir, output_dir, group=False) -> int:
         summary.to_csv(out / "reference-bias.tsv", sep="\t", index=False, float_format="%.4g")
         with pd.option_context("display.width", 250, "display.max_columns", 30):
             print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    cols = [*("contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test")]
+    cols = ["effect", *("contrast", "modality", "metric", "atlas", "roi", "hemisphere", "test")]
     cols += ["estimate", "true_estimate", "p_fdr", "sig", "right_sign", "ci_covers_truth"]
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(planted[cols].to_string(index=False))
