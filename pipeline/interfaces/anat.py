@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 import nibabel as nb
 import numpy as np
@@ -151,6 +152,22 @@ class _SegmentationOutputSpec(TraitedSpec):
     volumes_ml = traits.Dict(desc="CSF, GM, WM and brain volumes (ml)")
 
 
+@contextmanager
+def _private_tempdir(parent):
+    """``tempfile``'s folder set to a new folder under ``parent`` (removed on exit)."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="tmp-", dir=parent)
+    before = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class TissueSegmentation(SimpleInterface):
     """Three-class segmentation (CSF, GM, WM) with ANTs Atropos, k-means initialised, with
     a Markov random field prior, inside the brain-extraction mask; the brain mask at the
@@ -187,17 +204,21 @@ class TissueSegmentation(SimpleInterface):
             spacing=image.spacing,
             direction=image.direction,
         )
-        seg = ants.atropos(
-            a=image,
-            x=mask,
-            i="kmeans[3]",
-            m=f"[{self.inputs.mrf_smoothing:g},1x1x1]",
-            c=f"[{int(self.inputs.iterations)},0]",
-            v=0,
-            r=0,  # a constant seed: the same labels on every run and thread count
-        )
-        labels = seg["segmentation"].numpy().astype(np.int16)
-        probs = [p.numpy().astype(np.float32) for p in seg["probabilityimages"]]
+        # antspyx writes Atropos' probability images to the system temporary folder and
+        # never removes them (3 files, ~2 MB each at 1 mm, per call: 600 MB in /tmp after
+        # the test suite): they go to a folder of the node's own, removed once read
+        with _private_tempdir(runtime.cwd):
+            seg = ants.atropos(
+                a=image,
+                x=mask,
+                i="kmeans[3]",
+                m=f"[{self.inputs.mrf_smoothing:g},1x1x1]",
+                c=f"[{int(self.inputs.iterations)},0]",
+                v=0,
+                r=0,  # a constant seed: the same labels on every run and thread count
+            )
+            labels = seg["segmentation"].numpy().astype(np.int16)
+            probs = [p.numpy().astype(np.float32) for p in seg["probabilityimages"]]
         # classes by mean intensity (CSF < GM < WM on a T1w), whatever Atropos numbered
         means = [float(data[labels == k + 1].mean()) if (labels == k + 1).any() else np.inf
                  for k in range(3)]  # fmt: skip
