@@ -520,6 +520,14 @@ class VoxelwiseSettings(_Section):
     cluster_height_p: float = rule(gt=0, le=0.1)
     cluster_min_voxels: int = rule(ge=1, le=10**7)
 
+    def check(self):
+        from .derivatives.registry import voxelwise_endings
+
+        allowed = voxelwise_endings()  # the template-space maps inflamap writes
+        for i, ending in enumerate(self.maps):
+            if ending not in allowed:
+                raise _Bad(f"maps[{i}]", ending, "one of " + ", ".join(allowed))
+
 
 @dataclass(frozen=True)
 class GroupSettings(_Section):
@@ -552,7 +560,7 @@ class GroupSettings(_Section):
         )
 
     def check(self):
-        from .group.models import check_contrasts, check_rules
+        from .group.contrasts import check_contrasts, check_rules
 
         try:
             contrasts = check_contrasts(self.contrasts)

@@ -207,7 +207,8 @@ def test_installed_command_runs_without_an_activated_environment(small_ds, tmp_p
     "fullname,label",
     [
         ("sub_01_wf.anat_ses_01_wf.linear_registration", "ses-01 anatomy: linear registration"),
-        ("sub_01_wf.ds_anat_ses_01_10", "ses-01 anatomy: saved a derivative"),
+        ("sub_01_wf.ds_anat_ses_01_wf.ds_t1w_mask", "ses-01 anatomy: saved a derivative"),
+        ("sub_01_wf.ds_dce_gadobutrol_ses_02_wf.ds_ktrans", "ses-02 DCE: saved a derivative"),
         ("sub_01_wf.gad_gadobutrol_ses_02_wf.percent", "ses-02 gadolinium: percent"),
         (
             "sub_01_wf.dce_gadobutrol_ses_01_wf._motion_correction13",

@@ -72,3 +72,29 @@ def test_graph_of_each_modality_combination_builds_and_expands(keep, built):
     assert sinks and all(
         str(n.inputs.source_file).startswith(settings.execution.bids_dir) for n in sinks
     )
+
+
+def test_every_sink_writes_a_declared_output_under_a_name_of_its_own(built):
+    """The full demo participant: each sink is a registry output, and no two sinks write
+    the same file (a label table and its image share a stem, not an extension)."""
+    from pipeline.derivatives import derivative_relpath
+    from pipeline.derivatives.registry import OUTPUTS
+    from workflows.base import init_single_subject_wf
+
+    plan, settings, files = built
+    wf = init_single_subject_wf(plan, settings, files)
+    declared = {(o.suffix, o.key) for o in OUTPUTS}
+    names, clashes = {}, []
+    sinks = [wf.get_node(n) for n in wf.list_node_names() if n.split(".")[-1].startswith("ds_")]
+    assert len(sinks) > 100
+    for node in sinks:
+        i = node.inputs
+        assert (i.suffix, node.name.removeprefix("ds_")) in declared, node.fullname
+        rel = derivative_relpath(i.source_file, i.suffix, "", **i.entities)
+        key = (rel, i.sidecar)
+        if key in names:
+            clashes.append(f"{node.fullname} and {names[key]} both write {rel}")
+        names[key] = node.fullname
+        if i.sidecar:  # every sidecar says what the file is
+            assert i.meta_dict.get("Description"), node.fullname
+    assert not clashes, clashes

@@ -18,6 +18,7 @@ from scipy import stats as sst
 from statsmodels.stats.power import NormalIndPower, TTestIndPower, TTestPower
 
 from pipeline.config import ConfigError, Settings, default_config, load_workflow_config
+from pipeline.group import contrasts, inference, power
 from pipeline.group import models as gs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def _row(res, contrast, modality, roi, hemisphere, test):
 
 def test_result_columns_and_families(planted):
     _, res = planted
-    assert list(res.columns) == gs.RESULT_COLUMNS
+    assert list(res.columns) == contrasts.RESULT_COLUMNS
     assert set(res["contrast"]) == set(PLANTED_CONTRASTS)
     # every family is corrected on its own: p_fdr >= p, and BH is monotone within a family
     ok = res["p"].notna()
@@ -165,7 +166,7 @@ def test_null_fdr_share_over_repeated_families():
 def test_tests_match_scipy_and_hand_values():
     rng = np.random.default_rng(1)
     a, b = rng.normal(1.0, 1.0, 15), rng.normal(0.0, 2.0, 22)
-    w = gs.welch_test(a, b)
+    w = inference.welch_test(a, b)
     ref = sst.ttest_ind(a, b, equal_var=False)
     assert w["statistic"] == pytest.approx(ref.statistic)
     assert w["p"] == pytest.approx(ref.pvalue)
@@ -176,20 +177,20 @@ def test_tests_match_scipy_and_hand_values():
     g = (a.mean() - b.mean()) / sp * (1 - 3 / (4 * (n1 + n2) - 9))
     assert w["effect_size"] == pytest.approx(g, rel=1e-3)
     assert w["ci_low"] < g < w["ci_high"]
-    m = gs.mann_whitney_test(a, b)
+    m = inference.mann_whitney_test(a, b)
     assert m["p"] == pytest.approx(sst.mannwhitneyu(a, b).pvalue)
     u = sst.mannwhitneyu(a, b).statistic
     assert m["effect_size"] == pytest.approx(2 * u / (n1 * n2) - 1)
     d = rng.normal(0.5, 1.0, 12)
-    p = gs.paired_t_test(d, np.zeros_like(d))
+    p = inference.paired_t_test(d, np.zeros_like(d))
     assert p["p"] == pytest.approx(sst.ttest_1samp(d, 0).pvalue)
     assert p["effect_size"] == pytest.approx(d.mean() / d.std(ddof=1))
     assert p["ci_low"] < p["effect_size"] < p["ci_high"]
-    wx = gs.wilcoxon_test(d, np.zeros_like(d))
+    wx = inference.wilcoxon_test(d, np.zeros_like(d))
     assert wx["p"] == pytest.approx(sst.wilcoxon(d).pvalue)
     x, y = rng.normal(size=30), rng.normal(size=30)
     y = y + 0.6 * x
-    s = gs.spearman_test(x, y)
+    s = inference.spearman_test(x, y)
     assert s["effect_size"] == pytest.approx(sst.spearmanr(x, y).statistic)
     z, se = math.atanh(s["effect_size"]), 1 / math.sqrt(27)
     assert (s["ci_low"], s["ci_high"]) == pytest.approx(
@@ -199,7 +200,7 @@ def test_tests_match_scipy_and_hand_values():
 
 def test_power_and_required_n_equal_statsmodels():
     # hand-checked: d = 0.5 needs 64 per group for 80 % power (Cohen 1988, table 2.4.1)
-    out = gs.power_analysis("two_group", 0.5, 20, 20)
+    out = power.power_analysis("two_group", 0.5, 20, 20)
     assert out["power"] == pytest.approx(TTestIndPower().power(0.5, 20, 0.05, ratio=1.0))
     # by hand: P(|T| > t_0.975,38) with T ~ noncentral t(38, 0.5 sqrt(20 * 20 / 40))
     tc, nc = sst.t.ppf(0.975, 38), 0.5 * math.sqrt(10)
@@ -211,20 +212,20 @@ def test_power_and_required_n_equal_statsmodels():
         == math.ceil(TTestIndPower().solve_power(0.5, None, 0.05, 0.8, ratio=1.0))
     )
     assert out["mde"] == pytest.approx(TTestIndPower().solve_power(None, 20, 0.05, 0.8, ratio=1.0))
-    out = gs.power_analysis("two_group", -0.8, 12, 30)  # sign and unequal groups
+    out = power.power_analysis("two_group", -0.8, 12, 30)  # sign and unequal groups
     assert out["power"] == pytest.approx(TTestIndPower().power(0.8, 12, 0.05, ratio=2.5))
     assert out["mde"] == pytest.approx(TTestIndPower().solve_power(None, 12, 0.05, 0.8, 2.5))
-    out = gs.power_analysis("paired", 0.5, 20)
+    out = power.power_analysis("paired", 0.5, 20)
     assert out["power"] == pytest.approx(TTestPower().power(0.5, 20, 0.05))
     assert out["n_required"] == math.ceil(TTestPower().solve_power(0.5, None, 0.05, 0.8)) == 34
-    out = gs.power_analysis("correlation", 0.3, 40)
+    out = power.power_analysis("correlation", 0.3, 40)
     assert out["power"] == pytest.approx(
         NormalIndPower().power(math.atanh(0.3), 37, 0.05, ratio=0)
     )
     assert out["n_required"] == 85  # the classic Fisher-z value for r = 0.3
     es = np.array([0.05, 0.2, 0.35, 0.8, 1.2, 2.5])
     ref = [math.ceil(TTestIndPower().solve_power(e, None, 0.05, 0.8, ratio=1.0)) for e in es]
-    assert gs.n_required("two_group", es).tolist() == ref
+    assert power.n_required("two_group", es).tolist() == ref
 
 
 def test_result_rows_carry_statsmodels_power(planted):
@@ -282,9 +283,9 @@ def test_nan_rows_with_reasons_not_crashes():
 
 def test_contrast_validation_messages():
     with pytest.raises(ValueError, match=r"contrasts\[0\].*'type'"):
-        gs.check_contrasts([{"name": "x", "type": "anova"}])
+        contrasts.check_contrasts([{"name": "x", "type": "anova"}])
     with pytest.raises(ValueError, match="not available for paired_sessions"):
-        gs.check_contrasts(
+        contrasts.check_contrasts(
             [
                 {
                     "name": "x",
@@ -297,7 +298,7 @@ def test_contrast_validation_messages():
             ]
         )
     with pytest.raises(ValueError, match="letters and digits"):
-        gs.check_contrasts([{"name": "a b", "type": "correlation", "column": "age"}])
+        contrasts.check_contrasts([{"name": "a b", "type": "correlation", "column": "age"}])
     with pytest.raises(
         ConfigError,
         match=r"'group.voxelwise.designs\[0\]' is 'attacksPerMonth'; "
@@ -479,7 +480,7 @@ def test_run_group_end_to_end(tmp_path, capsys):
     assert "group" in allr and "group_x" not in allr and "phase" in allr
     # ROI statistics with sidecar
     res = pd.read_csv(g / "desc-roistats_stats.tsv", sep="\t")
-    assert list(res.columns) == gs.RESULT_COLUMNS
+    assert list(res.columns) == contrasts.RESULT_COLUMNS
     side = json.loads((g / "desc-roistats_stats.json").read_text())
     assert side["FDR"]["Method"] == "fdr_bh" and "n_for_80_power" in side["Columns"]
     r = res[
@@ -575,7 +576,7 @@ def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
                 }
             )
     maps = pd.DataFrame(rows)
-    contrasts = {c["name"]: c for c in gs.check_contrasts(default_config().group.contrasts)}
+    by_name = {c["name"]: c for c in contrasts.check_contrasts(default_config().group.contrasts)}
     left = np.zeros(SHAPE, bool)
     left[left_blob] = True
     right = np.zeros(SHAPE, bool)
@@ -586,11 +587,11 @@ def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
         ("ictalVsInterictal", False),
         ("ipsiVsContraIctal", True),
     ):
-        inputs, reason = _design_inputs(maps, contrasts[name], flip=flip)
+        inputs, reason = _design_inputs(maps, by_name[name], flip=flip)
         assert reason is None
         mirrored = sum(m for es in inputs["a"] for _, m in es)
         assert mirrored == (6 if flip else 0)
-        res = fit_voxelwise(inputs, contrasts[name], smoothing_fwhm=None)
+        res = fit_voxelwise(inputs, by_name[name], smoothing_fwhm=None)
         fdr = np.asarray(res["fdr_img"].dataobj)
         found[(name, flip)] = (
             (fdr[left] > 0).mean(),
@@ -613,22 +614,22 @@ def test_rank_tests_have_bootstrap_cis():
     covered = {"mw": 0, "wx": 0}
     for _ in range(60):
         a, b = rng.normal(1.0, 1.0, 20), rng.normal(0.0, 1.0, 20)
-        m = gs.mann_whitney_test(a, b)
+        m = inference.mann_whitney_test(a, b)
         assert m["estimate_ci_low"] <= m["estimate"] <= m["estimate_ci_high"]
         covered["mw"] += m["estimate_ci_low"] <= 1.0 <= m["estimate_ci_high"]
         d = rng.normal(0.5, 1.0, 20)
-        w = gs.wilcoxon_test(d, np.zeros_like(d))
+        w = inference.wilcoxon_test(d, np.zeros_like(d))
         assert w["estimate_ci_low"] <= w["estimate"] <= w["estimate_ci_high"]
         assert -1 <= w["ci_low"] <= w["effect_size"] <= w["ci_high"] <= 1
         covered["wx"] += w["estimate_ci_low"] <= 0.5 <= w["estimate_ci_high"]
     assert covered["mw"] >= 50 and covered["wx"] >= 50  # 95 % nominal: >= 83 % of 60
-    again = gs.wilcoxon_test(d, np.zeros_like(d))
+    again = inference.wilcoxon_test(d, np.zeros_like(d))
     assert (again["ci_low"], again["estimate_ci_high"]) == (w["ci_low"], w["estimate_ci_high"])
     # r with ties and zeros: zeros dropped, average ranks (as scipy's wilcoxon)
     d = np.array([0.0, 1.0, -1.0, 2.0, 2.0, 3.0])
     ranks = sst.rankdata(np.abs(d[d != 0]))
     nz = d[d != 0]
-    assert gs.wilcoxon_test(d, np.zeros(6))["effect_size"] == pytest.approx(
+    assert inference.wilcoxon_test(d, np.zeros(6))["effect_size"] == pytest.approx(
         (ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum()
     )
 
@@ -639,7 +640,7 @@ def test_spearman_p_is_exact_in_small_samples():
     2/5!. The exact p agrees with scipy's permutation test where both apply."""
     from scipy import stats
 
-    from pipeline.group.models import spearman_test
+    from pipeline.group.inference import spearman_test
 
     assert spearman_test([1, 2, 3, 4], [2, 3, 5, 9])["p"] == pytest.approx(2 / 24)
     assert spearman_test([1, 2, 3, 4, 5], [9, 5, 3, 2, 1])["p"] == pytest.approx(2 / 120)

@@ -56,6 +56,7 @@ def anatomy():
     return load_anatomy()
 
 
+@pytest.mark.slow  # the whole 1 mm segmentation of Colin27 (~15 s)
 @pytest.mark.skipif(not anat_mod.MRICRON.joinpath("ch2.nii.gz").is_file(), reason="mricron-data")
 def test_shipped_anatomy_is_rebuilt_from_colin27(anatomy):
     """The shipped tissue/region maps are what build_anatomy makes from mricron-data."""
@@ -124,6 +125,7 @@ def reference_demo(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # writes the reference demo (~35 s, once)
 def test_reference_demo_layout_and_truth(reference_demo):
     """A valid-looking BIDS dataset with truth tables per session; the planted effects move
     the truth only where they were planted and only in patients."""
@@ -175,6 +177,7 @@ def test_effects_are_defined_on_anatomy_classes():
         assert eff["region"] in (*anat_mod.LOBES, "aca")
 
 
+@pytest.mark.slow  # writes the reference demo (~35 s, once)
 def test_reference_demo_is_valid_bids(reference_demo):
     proc = subprocess.run(
         [
@@ -192,6 +195,7 @@ def test_reference_demo_is_valid_bids(reference_demo):
     assert errors == []
 
 
+@pytest.mark.slow  # writes the reference demo (~35 s, once)
 def test_partial_volume_in_the_images(reference_demo):
     """Independent of the pipeline: in the noise-free model the pre-contrast T1w of a voxel is
     the fraction-weighted mix of its tissues; in the written image, voxels straddling the
@@ -271,6 +275,7 @@ def test_pipeline_on_the_reference_head(reference_demo, tmp_path, tf_home):
     assert len(men) == 1 and men["measured_change"].iloc[0] > 0
 
 
+@pytest.mark.slow  # writes the reference demo (~35 s, once)
 def test_evaluation_recovers_a_known_bias(reference_demo, tmp_path):
     """The evaluation itself, on a fabricated run whose every regional value is its truth
     x 0.9 (measured = 90 % of the truth): a bias of -10 % in every family and a planted

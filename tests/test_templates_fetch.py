@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+# each test places the published atlases on a template (an ANTs SyN registration, ~40 s)
+pytestmark = pytest.mark.slow
+
 TEMPLATE = "MNI152NLin2009cAsym"
 RUN_TEMPLATES = (
     "import sys; from pipeline.cli import templates_main as m; sys.exit(m(sys.argv[1:]))"

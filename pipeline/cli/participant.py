@@ -341,6 +341,8 @@ def describe_step(fullname: str) -> str:
     context = parts[-2] if len(parts) > 1 else step
     ses = re.search(r"ses_([A-Za-z0-9]+)", context if len(parts) > 1 else step)
     words = context.removesuffix("_wf").split("_")
+    if words[0] == "ds" and len(words) > 1:  # a modality's derivatives (ds_<modality>_..._wf)
+        words = words[1:]
     what = _STAGES.get(words[0], "")
     if len(parts) == 1:  # a node of the participant workflow itself (sinks, tables)
         words = step.split("_")

@@ -178,7 +178,7 @@ TRUTH_SOURCES = [
     ),
     (
         r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-Ktrans_regions",
-        ["anat/{s}_ce-{agent}_atlas-{atlas}_desc-extracerebral_dseg"],
+        ["anat/{s}_ce-{agent}_atlas-{atlas}_space-dce_desc-extracerebral_dseg"],
         "anat/{s}_ce-{agent}_Ktrans",
         "{s}_ce-{agent}_desc-{dce_effect}_Ktrans",
         "effect",

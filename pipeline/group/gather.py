@@ -41,7 +41,7 @@ def read_regional_table(path: Path, out: Path) -> pd.DataFrame:
     from ..models.regional import TABLE_COLUMNS
 
     rel = path.relative_to(out)
-    ents = parse_entities("/" + path.name)  # pybids' subject pattern needs a separator
+    ents = parse_entities(path)
     sub, ses = ents.get("subject"), ents.get("session")
     if not sub or rel.parts[0] != f"sub-{sub}" or (ses and rel.parts[1] != f"ses-{ses}"):
         raise DamagedTable(f"{path}: its name (sub-{sub}, ses-{ses}) does not match its folder")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import __version__
 from ..utils import atomic_output, atomic_write_text
-from .models import UNIT
+from .contrasts import UNIT
 
 TEMPLATES = Path(__file__).parents[1] / "reports" / "templates"
 SIG_COLOUR, NS_COLOUR = "#c0392b", "#7f8c8d"

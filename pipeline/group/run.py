@@ -22,7 +22,8 @@ from .voxelwise import (
 
 
 def _roistats_sidecar(gcfg, results, table):
-    from .models import COLUMN_DESCRIPTIONS, power_column
+    from .contrasts import COLUMN_DESCRIPTIONS
+    from .models import power_column
 
     desc = dict(COLUMN_DESCRIPTIONS)
     desc[power_column(gcfg.target_power)] = desc.pop("n_for_80_power")

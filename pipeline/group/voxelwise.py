@@ -17,15 +17,16 @@ from .tables import NIFTI, _dumps, _sidecar_path, write_table
 
 
 def _entities(name: str) -> tuple[dict, str]:
-    stem = name.removesuffix(NIFTI)
-    parts = stem.split("_")
-    ents = dict(p.split("-", 1) for p in parts[:-1] if "-" in p)
-    return ents, parts[-1]
+    """Entities (long names) and suffix of a file name (pybids' parser)."""
+    from ..derivatives import parse_entities
+
+    ents = parse_entities(name)
+    return ents, ents.pop("suffix", "")
 
 
 def metric_label(ending: str) -> str:
     """``desc-percent_enhancement`` → ``percent``; ``Ktrans`` → ``Ktrans``."""
-    ents, suffix = _entities(ending + NIFTI)
+    ents, suffix = _entities(f"sub-x_{ending}{NIFTI}")
     return re.sub(r"[^A-Za-z0-9]", "", ents.get("desc", suffix))
 
 
@@ -41,6 +42,7 @@ def find_template_maps(output_dir, template: str, endings) -> pd.DataFrame:
         ents, _ = _entities(path.name)
         if ents.get("space") != template:
             continue
+        ents = {"sub": ents["subject"], **({"ses": ents["session"]} if "session" in ents else {})}
         for ending in endings:
             if path.name.endswith(f"_{ending}{NIFTI}"):
                 rows.append(
@@ -72,7 +74,7 @@ def _design_inputs(maps: pd.DataFrame, contrast: dict, flip: bool = False):
     """Per-participant groups of maps for a design: ``a``/``b`` hold lists of
     ``(path, mirrored)`` (``mirrored``: a session whose headache side is right, when
     ``flip``). Paired hemispheres: every map of a lateral headache in ``a``."""
-    from .models import apply_where, isin_values
+    from .contrasts import apply_where, isin_values
 
     if contrast["type"] == "paired_hemispheres":
         if "headache_side" not in maps:

@@ -8,51 +8,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.derivatives import registry
+
+# what each derivative is comes from the output registry (pipeline/derivatives/registry.py)
 # derivative suffix -> modality section; 'residual' follows its siblings (see _modality)
-SUFFIX_MODALITY = {
-    "enhancement": "gadolinium",
-    "Ktrans": "dce",
-    "vp": "dce",
-    "ve": "dce",
-    "T1map": "dce",
-    "dR2star": "uspio",
-    "R2starmap": "uspio",
-    "SUV": "pet",
-    "SUVR": "pet",
-    "pet": "pet",
-    "ratio": "spect",
-}
-
-
+SUFFIX_MODALITY = registry.map_sections()
 # suffixes used only as registration references (not drawn as quantitative maps)
-REFERENCE_ONLY = {"pet"}
-
-
+REFERENCE_ONLY = registry.reference_only()
 # drawn in native space only (their values are in the QC tables; fewer figures keep the
-# report quick to make): fit residuals, the post-agent R2* (ΔR2* is drawn)
-NATIVE_ONLY = {"T1map", "R2starmap", "SUV", "ve", ("enhancement", "subtraction")}
-
-
-NOT_DRAWN = {"residual", ("R2starmap", "post")}
-
-
+# report quick to make)
+NATIVE_ONLY = registry.native_only()
+# never drawn (fit residuals)
+NOT_DRAWN = registry.not_drawn()
 # regional tables: ``modality`` column (or desc) -> section
-TABLE_MODALITY = {
-    "anat": "anat",
-    "gadolinium": "gadolinium",
-    "dce": "dce",
-    "uspio": "uspio",
-    "iron_oxide": "uspio",
-    "pet": "pet",
-    "spect": "spect",
-    "nT1w": "anat",
-    "percent": "gadolinium",
-    "dR2star": "uspio",
-    "SUV": "pet",
-    "SUVR": "pet",
-    "ratio": "spect",
-    "lateEarlyRatio": "spect",
-}
+TABLE_MODALITY = registry.table_sections()
 
 
 TITLES = {
@@ -69,38 +38,11 @@ TITLES = {
 ORDER = ["anat", "gadolinium", "dce", "uspio", "pet", "spect", "other"]
 
 
-# image used to check a modality's registration to the T1w (on the modality's own grid)
-REGISTRATION_REFERENCE = {
-    "dce": ["T1map", "Ktrans"],
-    "uspio": ["R2starmap", "dR2star"],
-    "pet": ["pet", "SUV", "SUVR"],
-    "spect": ["ratio"],
-}
-
-
-# the 'from-' label of the rigid transform to the T1w written for each modality
-XFM_FROM = {
-    "dce": ["dce"],
-    "uspio": ["MEGRE"],
-    "pet": ["pet", "PET"],
-    "spect": ["spect", "SPECT"],
-    "gadolinium": ["postcontrast"],
-}
-
-
-MAP_ORDER = [
-    "enhancement",
-    "Ktrans",
-    "vp",
-    "ve",
-    "T1map",
-    "dR2star",
-    "R2starmap",
-    "SUVR",
-    "SUV",
-    "ratio",
-    "residual",
-]
+# images used to check a modality's registration to the T1w (on the modality's own grid)
+REGISTRATION_REFERENCE = registry.registration_references()
+# the 'from-' labels of the rigid transforms to the T1w written for each modality
+XFM_FROM = registry.xfm_from()
+MAP_ORDER = registry.map_order()
 
 
 # sidecar fields shown as QC metrics (label, format); plus any key matching QC_PATTERN
@@ -162,25 +104,23 @@ class Deriv:
 
 
 def parse_name(path) -> Deriv | None:
-    """Entities of a BIDS(-Derivatives) file name, or None if it is not one."""
+    """Entities of a BIDS(-Derivatives) file name (pybids' parser, short entity names), or
+    None if it is not one."""
+    from pipeline.derivatives import ENTITY_ORDER, parse_entities
+
     path = Path(path)
-    name = path.name
-    ext = ""
-    for e in (".nii.gz", ".nii", ".tsv", ".json", ".mat", ".h5", ".txt"):
-        if name.endswith(e):
-            ext = e
-            break
-    base = name[: -len(ext)] if ext else name
-    parts = base.split("_")
-    if len(parts) < 2 or not parts[0].startswith("sub-"):
+    if not path.name.startswith("sub-"):
         return None
-    ents = {}
-    for part in parts[:-1]:
-        if "-" not in part:
-            return None
-        k, v = part.split("-", 1)
-        ents[k] = v
-    return Deriv(path, ents, parts[-1], ext)
+    ents = parse_entities(path)
+    suffix = ents.pop("suffix", None)
+    if suffix is None or "subject" not in ents:
+        return None
+    ext = next((e for e in EXTENSIONS if path.name.endswith(e)), "")
+    short = dict(ENTITY_ORDER)
+    return Deriv(path, {short.get(k, k): str(v) for k, v in ents.items()}, suffix, ext)
+
+
+EXTENSIONS = (".nii.gz", ".nii", ".tsv", ".json", ".mat", ".h5", ".txt")
 
 
 @dataclass

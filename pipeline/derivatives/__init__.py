@@ -12,8 +12,9 @@ import json
 import os
 from pathlib import Path
 
-from . import __version__
-from .utils import write_once_text
+from .. import __version__
+from ..utils import write_once_text
+from .registry import bidsignore_patterns
 
 ENTITY_ORDER = (
     ("subject", "sub"),
@@ -45,10 +46,11 @@ INHERITED = ("subject", "session", "acquisition", "ceagent", "tracer", "reconstr
 
 
 def parse_entities(path) -> dict:
-    """BIDS entities of ``path`` (pybids' parser), keyed by long names (subject, session...)."""
+    """BIDS entities of ``path``'s file name (pybids' parser), keyed by long names (subject,
+    session...). Only the name is parsed: folders above a dataset never leak in."""
     from bids.layout import parse_file_entities
 
-    ents = parse_file_entities(str(path))
+    ents = parse_file_entities("/" + Path(path).name)
     return {k: v for k, v in ents.items() if k not in ("extension", "datatype")}
 
 
@@ -97,35 +99,8 @@ def in_container() -> str | None:
 
 # Derivatives that the BIDS specification does not (yet) describe: listed in the derivatives'
 # .bidsignore so that the validator accepts the dataset (as the demo's raw .bidsignore does
-# for DCE). New non-standard outputs add their pattern here.
-NON_BIDS_PATTERNS = (
-    "*_xfm.h5",
-    "*_xfm.mat",
-    "*_xfm.json",  # transforms (BEP014, not yet merged)
-    "*_regions.tsv",
-    "*_regions.json",  # regional tables
-    "*_findings.tsv",
-    "*_findings.json",  # enhancement findings
-    "*_enhancement.nii.gz",
-    "*_enhancement.json",  # gadolinium maps
-    "*_Ktrans.*",
-    "*_vp.*",
-    "*_ve.*",
-    "*_residual.*",
-    "*_timeseries.*",  # DCE maps
-    "*_ce-*_T1map.*",  # DCE T1 map (ce is not a T1map entity)
-    "*_dR2star.*",
-    "*_ce-*_R2starmap.*",  # USPIO (ce is not an R2starmap entity)
-    "*_SUV.*",
-    "*_SUVR.*",
-    "*_desc-mean_pet.*",  # PET maps (SUV/SUVR: no BIDS suffix yet)
-    "/sub-*/ses-*/spect",
-    "/sub-*/spect",  # SPECT (no BIDS datatype)
-    "/group",
-    "/logs",  # group tables, logs
-    "/sub-*.html",
-    "/sub-*/figures",  # participant reports
-)
+# for DCE). Declared with each output in the registry.
+NON_BIDS_PATTERNS = bidsignore_patterns()
 
 
 def write_dataset_description(output_dir, bids_dir) -> Path:
