@@ -250,3 +250,62 @@ def fetch_templates(templates, resolution: int = 2, home=None, s3_root=None) -> 
             got.extend(files)
         got.extend(install_published_atlases(home, tpl))
     return got
+
+
+def atlas_files(
+    template: str,
+    resolution: int,
+    atlas: str,
+    atlas_desc=None,
+    key: str = "atlas",
+    atlas_file=None,
+) -> dict:
+    """``{key: dseg, key_lut: tsv}`` of a lab's own atlas file (``atlas_file``, its label
+    table beside it), a TemplateFlow atlas or a published atlas inflamap places on the
+    template (:mod:`pipeline.published_atlas`, placed on first use); ``{}`` for a built-in
+    one or none."""
+    from pathlib import Path
+
+    from .atlas import BUILTIN
+    from .published_atlas import ATLASES
+
+    if atlas_file:
+        path = Path(atlas_file).resolve()
+        stem = path.name.removesuffix(".gz").removesuffix(".nii")
+        return {key: str(path), f"{key}_lut": str(path.with_name(stem + ".tsv"))}
+    if atlas is None or atlas in BUILTIN:
+        return {}
+    if atlas in ATLASES:
+        dseg, lut = published_atlas_files(template, resolution, atlas)
+        return {key: str(dseg), f"{key}_lut": str(lut)}
+    return {
+        key: str(
+            get_template_file(
+                template,
+                resolution,
+                atlas=atlas,
+                desc=atlas_desc,
+                suffix="dseg",
+                extension=".nii.gz",
+            )
+        ),
+        f"{key}_lut": str(
+            get_template_file(
+                template, None, atlas=atlas, desc=atlas_desc, suffix="dseg", extension=".tsv"
+            )
+        ),
+    }
+
+
+def template_inputs(
+    template: str, resolution: int, atlas: str, atlas_desc=None, atlas_file=None
+) -> dict:
+    """Files the anatomical workflow needs from TemplateFlow (resolved before the run)."""
+    files = {
+        "template": get_template_file(template, resolution, desc="brain", suffix="T1w"),
+        "template_mask": get_template_file(template, resolution, desc="brain", suffix="mask"),
+        "gm_probseg": get_template_file(template, resolution, label="GM", suffix="probseg"),
+        "wm_probseg": get_template_file(template, resolution, label="WM", suffix="probseg"),
+    }
+    files = {k: str(v) for k, v in files.items()}
+    return {**files, **atlas_files(template, resolution, atlas, atlas_desc, atlas_file=atlas_file)}

@@ -195,7 +195,7 @@ def test_atlas_file_needs_its_label_table_and_a_name_of_its_own(tmp_path):
     import numpy as np
 
     from pipeline.config import load_workflow_config
-    from workflows.anat import atlas_files
+    from pipeline.templates import atlas_files
 
     img = tmp_path / "territories.nii.gz"
     nb.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)).to_filename(img)

@@ -92,8 +92,9 @@ def test_vif_mask_setting_resolution(tmp_path):
     """``dce.vif_mask`` resolved per participant/session by the plan, its grid and content
     checked by the preflight."""
     from pipeline.errors import DataError, InputMissingError
+    from pipeline.nifti_check import check_nifti
     from pipeline.plan import resolve_vif_mask
-    from pipeline.preflight import check_nifti, check_vif_mask
+    from pipeline.preflight import check_vif_mask
 
     _, paths = _series(tmp_path)
     series = check_nifti(paths["series"], "DCE series", (4,))

@@ -22,7 +22,7 @@ def built(demo_dir, tf_home):
     from pipeline.bids import get_layout
     from pipeline.config import Settings, load_workflow_config
     from pipeline.plan import plan_participant
-    from workflows.anat import template_inputs
+    from pipeline.templates import template_inputs
 
     settings = Settings(workflow=load_workflow_config(demo_dir / "inflamap-demo.yml"))
     settings.execution.bids_dir = str(demo_dir / "bids")

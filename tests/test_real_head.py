@@ -39,7 +39,8 @@ POSES = {
 def _run_anat(t1w, base, omp_nthreads=2):
     """The anatomical workflow on ``t1w`` (demo template, defaults otherwise)."""
     from pipeline.config import load_workflow_config
-    from workflows.anat import init_anat_wf, template_inputs
+    from pipeline.templates import template_inputs
+    from workflows.anat import init_anat_wf
 
     cfg = load_workflow_config(None, overrides={"anat": {"template": "MNI152NLin2009aSym"}})
     files = template_inputs("MNI152NLin2009aSym", 2, cfg.anat.atlas)

@@ -11,68 +11,8 @@ from nipype.pipeline import engine as pe
 from pipeline.atlas import BUILTIN
 from pipeline.published_atlas import ATLASES as PUBLISHED
 
+from .carry_rois import carry_rois
 from .utils import atlas_source, listify, pick
-
-
-def atlas_files(
-    template: str,
-    resolution: int,
-    atlas: str,
-    atlas_desc=None,
-    key: str = "atlas",
-    atlas_file=None,
-) -> dict:
-    """``{key: dseg, key_lut: tsv}`` of a lab's own atlas file (``atlas_file``, its label
-    table beside it), a TemplateFlow atlas or a published atlas inflamap places on the
-    template (:mod:`pipeline.published_atlas`, placed on first use); ``{}`` for a built-in
-    one or none."""
-    from pathlib import Path
-
-    from pipeline.published_atlas import ATLASES
-    from pipeline.templates import get_template_file, published_atlas_files
-
-    if atlas_file:
-        path = Path(atlas_file).resolve()
-        stem = path.name.removesuffix(".gz").removesuffix(".nii")
-        return {key: str(path), f"{key}_lut": str(path.with_name(stem + ".tsv"))}
-    if atlas is None or atlas in BUILTIN:
-        return {}
-    if atlas in ATLASES:
-        dseg, lut = published_atlas_files(template, resolution, atlas)
-        return {key: str(dseg), f"{key}_lut": str(lut)}
-    return {
-        key: str(
-            get_template_file(
-                template,
-                resolution,
-                atlas=atlas,
-                desc=atlas_desc,
-                suffix="dseg",
-                extension=".nii.gz",
-            )
-        ),
-        f"{key}_lut": str(
-            get_template_file(
-                template, None, atlas=atlas, desc=atlas_desc, suffix="dseg", extension=".tsv"
-            )
-        ),
-    }
-
-
-def template_inputs(
-    template: str, resolution: int, atlas: str, atlas_desc=None, atlas_file=None
-) -> dict:
-    """Files the anatomical workflow needs from TemplateFlow (resolved before the run)."""
-    from pipeline.templates import get_template_file
-
-    files = {
-        "template": get_template_file(template, resolution, desc="brain", suffix="T1w"),
-        "template_mask": get_template_file(template, resolution, desc="brain", suffix="mask"),
-        "gm_probseg": get_template_file(template, resolution, label="GM", suffix="probseg"),
-        "wm_probseg": get_template_file(template, resolution, label="WM", suffix="probseg"),
-    }
-    files = {k: str(v) for k, v in files.items()}
-    return {**files, **atlas_files(template, resolution, atlas, atlas_desc, atlas_file=atlas_file)}
 
 
 def init_anat_wf(
@@ -113,8 +53,9 @@ def init_anat_wf(
     template : :obj:`str`
         TemplateFlow identifier (e.g. ``MNI152NLin2009cAsym``)
     template_files : :obj:`dict`
-        paths from :func:`template_inputs` (``template``, ``template_mask``, ``gm_probseg``,
-        ``wm_probseg`` and, for a TemplateFlow atlas, ``atlas``/``atlas_lut``)
+        paths from :func:`pipeline.templates.template_inputs` (``template``,
+        ``template_mask``, ``gm_probseg``, ``wm_probseg`` and, for a TemplateFlow atlas,
+        ``atlas``/``atlas_lut``)
     settings : :class:`pipeline.config.AnatSettings`
         the ``anat`` section of the configuration
     omp_nthreads : :obj:`int`
@@ -527,7 +468,7 @@ interpolation).
         (atlas_src, outputnode, [("lut", "atlas_lut")]),
     ])  # fmt:skip
     if reference_session:
-        _carry_rois(workflow, reg, omp_nthreads, mem_gb)
+        carry_rois(workflow, reg, omp_nthreads, mem_gb)
         return workflow
     workflow.connect([
         (extracerebral, labels, [("out_atlas", "in2"), ("out_labels", "in3")]),
@@ -553,65 +494,3 @@ interpolation).
             (template_z_to_t1w, extracerebral, [("output_image", "template_z")]),
         ])  # fmt:skip
     return workflow
-
-
-def _carry_rois(workflow, reg, omp_nthreads, mem_gb):
-    """Atlas labels and extra-cerebral ROIs of the reference session, brought to this
-    session's T1w by a rigid registration of the extracted brains (this session → the
-    reference; its inverse brings the labels back, nearest neighbour)."""
-    from pipeline.interfaces.ants import ApplyTransforms, Registration
-
-    inputnode = workflow.get_node("inputnode")
-    outputnode = workflow.get_node("outputnode")
-    labels = workflow.get_node("masks_and_labels")
-    n4 = workflow.get_node("n4")
-    skull_stripped = workflow.get_node("skull_stripped")
-    to_reference = pe.Node(
-        Registration(
-            initial_moving_transform_com=1,
-            transforms=["Rigid"],
-            transform_parameters=[(0.1,)],
-            metric=["MI"],
-            metric_weight=[1.0],
-            radius_or_number_of_bins=[32],
-            sampling_strategy=["Regular"],
-            sampling_percentage=[0.25],
-            number_of_iterations=[reg.rigid_iterations],
-            shrink_factors=[reg.shrink_factors],
-            smoothing_sigmas=[reg.smoothing_sigmas],
-            sigma_units=["vox"],
-            convergence_threshold=[1e-6],
-            convergence_window_size=[10],
-            winsorize_lower_quantile=0.005,
-            winsorize_upper_quantile=0.995,
-            collapse_output_transforms=True,
-            float=True,
-            num_threads=omp_nthreads,
-        ),
-        name="to_reference_session",
-        mem_gb=mem_gb,
-    )
-    carried = {}
-    for field in ("atlas", "rois"):
-        carried[field] = pe.Node(
-            ApplyTransforms(
-                interpolation="NearestNeighbor",
-                dimension=3,
-                invert_transform_flags=[True],
-                num_threads=omp_nthreads,
-            ),
-            name=f"{field}_from_reference",
-            mem_gb=mem_gb,
-        )
-        workflow.connect([
-            (inputnode, carried[field], [(f"ref_{field}", "input_image")]),
-            (n4, carried[field], [("output_image", "reference_image")]),
-            (to_reference, carried[field], [("forward_transforms", "transforms")]),
-        ])  # fmt:skip
-    workflow.connect([
-        (skull_stripped, to_reference, [("out_file", "moving_image")]),
-        (inputnode, to_reference, [("ref_t1w_brain", "fixed_image")]),
-        (carried["atlas"], labels, [("output_image", "in2")]),
-        (carried["rois"], labels, [("output_image", "in3")]),
-        (inputnode, outputnode, [("ref_rois_lut", "rois_lut")]),
-    ])  # fmt:skip

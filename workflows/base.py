@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from nipype.pipeline import engine as pe
 
-from .anat import atlas_files
+from pipeline.templates import atlas_files
+
 from .outputs import (
     connect_outputs,
     init_ds_anat_wf,
@@ -40,7 +41,7 @@ def init_single_subject_wf(plan, settings, template_files: dict, name: str | Non
     settings : :class:`pipeline.config.Settings`
         the run's settings
     template_files : :obj:`dict`
-        template and atlas files (:func:`workflows.anat.template_inputs`)
+        template and atlas files (:func:`pipeline.templates.template_inputs`)
     name : :obj:`str`
         workflow name (default ``sub_<label>_wf``)
 

@@ -130,7 +130,7 @@ def atlas_source(atlas: str, template_files: dict, key: str = "atlas", name: str
     A built-in atlas (:data:`pipeline.atlas.BUILTIN`) is built from the template's GM/WM
     probability maps (``template_files["gm_probseg"]``/``["wm_probseg"]``); any other comes
     from TemplateFlow as ``template_files[key]`` and ``template_files[key + "_lut"]``
-    (:func:`workflows.anat.atlas_files`).
+    (:func:`pipeline.templates.atlas_files`).
     """
     from nipype.interfaces import utility as niu
     from nipype.pipeline import engine as pe

@@ -20,7 +20,6 @@ from .slurm import _wait_for_graph_jobs
 def run_participant(args, settings, layout, work) -> int:
     from nipype import config as ncfg
 
-    from workflows.anat import template_inputs
     from workflows.base import init_single_subject_wf
 
     from ..bids import select_participants
@@ -29,7 +28,7 @@ def run_participant(args, settings, layout, work) -> int:
     from ..reports.boilerplate import boilerplate_for_run
     from ..reports.participant import report_after_run
     from ..resources import ResourceRecorder
-    from ..templates import TemplateError
+    from ..templates import TemplateError, template_inputs
     from ..utils import atomic_write_text, remove_stale_temporaries
 
     subjects = select_participants(layout, args.participant_label)

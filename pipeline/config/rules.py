@@ -234,5 +234,3 @@ def _levels_match(obj, names, where=""):
             raise _Bad(
                 n, getattr(obj, n), f"one value per level, like {first} ({lengths[first]} levels)"
             )
-
-

@@ -379,5 +379,3 @@ class WorkflowSettings(_Section):
     def to_yaml(self) -> str:
         """A complete ``--config`` file giving these settings."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=99)
-
-

@@ -1,0 +1,68 @@
+"""Carrying the reference session's atlas labels and ROIs to another session's T1w
+(``anat.same_rois_across_sessions``), inside the anatomical workflow."""
+
+from __future__ import annotations
+
+from nipype.pipeline import engine as pe
+
+
+def carry_rois(workflow, reg, omp_nthreads, mem_gb):
+    """Atlas labels and extra-cerebral ROIs of the reference session, brought to this
+    session's T1w by a rigid registration of the extracted brains (this session → the
+    reference; its inverse brings the labels back, nearest neighbour)."""
+    from pipeline.interfaces.ants import ApplyTransforms, Registration
+
+    inputnode = workflow.get_node("inputnode")
+    outputnode = workflow.get_node("outputnode")
+    labels = workflow.get_node("masks_and_labels")
+    n4 = workflow.get_node("n4")
+    skull_stripped = workflow.get_node("skull_stripped")
+    to_reference = pe.Node(
+        Registration(
+            initial_moving_transform_com=1,
+            transforms=["Rigid"],
+            transform_parameters=[(0.1,)],
+            metric=["MI"],
+            metric_weight=[1.0],
+            radius_or_number_of_bins=[32],
+            sampling_strategy=["Regular"],
+            sampling_percentage=[0.25],
+            number_of_iterations=[reg.rigid_iterations],
+            shrink_factors=[reg.shrink_factors],
+            smoothing_sigmas=[reg.smoothing_sigmas],
+            sigma_units=["vox"],
+            convergence_threshold=[1e-6],
+            convergence_window_size=[10],
+            winsorize_lower_quantile=0.005,
+            winsorize_upper_quantile=0.995,
+            collapse_output_transforms=True,
+            float=True,
+            num_threads=omp_nthreads,
+        ),
+        name="to_reference_session",
+        mem_gb=mem_gb,
+    )
+    carried = {}
+    for field in ("atlas", "rois"):
+        carried[field] = pe.Node(
+            ApplyTransforms(
+                interpolation="NearestNeighbor",
+                dimension=3,
+                invert_transform_flags=[True],
+                num_threads=omp_nthreads,
+            ),
+            name=f"{field}_from_reference",
+            mem_gb=mem_gb,
+        )
+        workflow.connect([
+            (inputnode, carried[field], [(f"ref_{field}", "input_image")]),
+            (n4, carried[field], [("output_image", "reference_image")]),
+            (to_reference, carried[field], [("forward_transforms", "transforms")]),
+        ])  # fmt:skip
+    workflow.connect([
+        (skull_stripped, to_reference, [("out_file", "moving_image")]),
+        (inputnode, to_reference, [("ref_t1w_brain", "fixed_image")]),
+        (carried["atlas"], labels, [("output_image", "in2")]),
+        (carried["rois"], labels, [("output_image", "in3")]),
+        (inputnode, outputnode, [("ref_rois_lut", "rois_lut")]),
+    ])  # fmt:skip
