@@ -532,7 +532,7 @@ def test_run_group_end_to_end(tmp_path, capsys):
 
 
 def test_mirror_lr_exact_on_symmetric_grid_and_resampled_otherwise():
-    from pipeline.group.voxelwise import mirror_lr
+    from pipeline.group.maps import mirror_lr
 
     data = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
     data[0, 3, 4] = np.nan
@@ -552,7 +552,8 @@ def test_voxelwise_designs_mirror_right_sided_headaches(tmp_path):
     """Leaks on the headache side (left or right): after mirroring right-sided sessions the
     ictal-vs-interictal and ipsi-vs-contra designs find them on the left only; without
     mirroring the ictal design blurs them over both sides."""
-    from pipeline.group.voxelwise import _design_inputs, fit_voxelwise
+    from pipeline.group.maps import _design_inputs
+    from pipeline.group.voxelwise import fit_voxelwise
 
     rng = np.random.default_rng(3)
     rows = []
