@@ -14,14 +14,9 @@ import pytest
 
 from pipeline.demo import anatomy as anat_mod
 from pipeline.demo.anatomy import TISSUE, load_anatomy, region_value
-from pipeline.demo.reference import (
-    EFFECTS,
-    Head,
-    acquisition_grid,
-    codes_of,
-    fractions,
-    make_reference,
-)
+from pipeline.demo.head import Head, acquisition_grid, codes_of, fractions
+from pipeline.demo.physiology import EFFECTS
+from pipeline.demo.reference import make_reference
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

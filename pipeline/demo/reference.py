@@ -35,14 +35,13 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from .. import __version__
-from ..models.pharmacokinetics import extended_tofts_concentration, parker_aif
+from ..models.pharmacokinetics import parker_aif
 from ..models.signal import spgr_signal
 from ..utils import atomic_write_text
 from .anatomy import (
     ACA_BIT,
     LOBES,
     TISSUE,
-    TISSUE_NAMES,
     load_anatomy,
     region_value,
 )
@@ -53,9 +52,7 @@ from .common import (
     HEMATOCRIT,
     IRON_AGENT,
     MEGRE,
-    PET_FRAMES,
     PET_FWHM_MM,
-    POST_GAD_TIME_S,
     R1_GAD,
     SPECT,
     T1W,
@@ -75,350 +72,23 @@ from .common import (
     vfa_meta,
     write_dataset_files,
 )
-
-PARAM_NAMES = ("pd", "t1", "r2star", "vp", "ve", "ktrans", "uspio_dr2star", "suv", "albumin")
-_SKULL = (0.08, 0.50, 200.0, 0.005, 0.05, 0.005, 0.0, 0.30, 0.0)
-_BLOOD = (0.85, 1.90, 30.0, 0.550, 0.00, 0.0, 100.0, -1.0, 0.0)  # SUV -1: the blood curve
-_CSF = (1.00, 4.00, 4.0, 0.000, 0.00, 0.0, 0.0, 0.10, 0.0)
-#: tissue parameters at 3 T: PD (relative), T1 (s), R2* (1/s), vp, ve (fractions), Ktrans
-#: (1/min), ferumoxytol ΔR2* at ~24 h (1/s), [11C]PBR28 SUV at 60-90 min, extravasated
-#: albumin at the late SPECT (fraction of the voxel, plasma units). Choroid plexus and
-#: pituitary have no blood-brain barrier (fenestrated capillaries): they enhance.
-TISSUE_PARAMS = {
-    "air": (0.0, 1.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
-    "gm": (0.80, 1.40, 17.0, 0.040, 0.20, 0.0005, 2.5, 1.20, 0.0),
-    "wm": (0.70, 0.85, 21.0, 0.020, 0.20, 0.0003, 1.2, 0.90, 0.0),
-    "csf": _CSF,
-    "csf_ext": _CSF,
-    "dura": (0.60, 1.10, 25.0, 0.050, 0.30, 0.10, 5.0, 0.80, 0.02),
-    "inner_table": _SKULL,
-    "marrow": (0.90, 0.37, 60.0, 0.030, 0.20, 0.05, 8.0, 1.50, 0.03),
-    "outer_table": _SKULL,
-    "scalp": (0.80, 0.60, 40.0, 0.030, 0.20, 0.08, 3.0, 0.50, 0.02),
-    "sinus": _BLOOD,
-    "vein": _BLOOD,
-    "choroid_plexus": (0.85, 1.60, 20.0, 0.200, 0.30, 0.30, 20.0, 1.00, 0.05),
-    "pituitary": (0.75, 1.00, 20.0, 0.100, 0.30, 0.40, 6.0, 1.00, 0.05),
-    "cavernous_sinus": _BLOOD,
-}
-#: between-participant SD (log scale) of every tissue parameter but PD and blood's
-SPREAD = 0.05
-BLOOD = ("sinus", "vein", "cavernous_sinus")
-
-#: planted effects (MA patients); regions of the anatomy (:mod:`.anatomy`): an AAL lobe or
-#: the ACA territory, on the headache side or both sides
-EFFECTS = [
-    {
-        "id": "gad_meningeal_occipital",
-        "modality": "gadolinium",
-        "phase": "ictal",
-        "region": "occipital",
-        "side": "headache",
-        "tissues": ["dura", "csf_ext"],
-        "parameter": ["ktrans", "ve"],
-        "size": [0.01, 0.3],
-        "change": "+",
-        "expect": "enhancement of the dura and subarachnoid space over the occipital lobe on "
-        "the headache side",
-    },
-    {
-        "id": "dce_ktrans_occipital",
-        "modality": "dce",
-        "phase": "ictal",
-        "region": "occipital",
-        "side": "headache",
-        "tissues": ["gm"],
-        "parameter": ["ktrans"],
-        "size": [0.01],
-        "change": "+",
-        "expect": "Ktrans +0.01/min in occipital cortex on the headache side",
-    },
-    {
-        "id": "uspio_dr2star_aca",
-        "modality": "uspio",
-        "phase": "ictal",
-        "region": "aca",
-        "side": "headache",
-        "tissues": ["gm", "wm"],
-        "parameter": ["uspio_dr2star"],
-        "size": [3.0],
-        "change": "+",
-        "expect": "ΔR2* +3/s in the ACA territory (AAL medial frontal/parietal) on the "
-        "headache side",
-    },
-    {
-        "id": "spect_late_meningeal_occipital",
-        "modality": "spect",
-        "phase": "ictal",
-        "region": "occipital",
-        "side": "headache",
-        "tissues": ["dura"],
-        "parameter": ["albumin"],
-        "size": [0.08],
-        "change": "+",
-        "expect": "late albumin extravasation in the occipital dura on the headache side",
-    },
-    {
-        "id": "pet_suv_occipital",
-        "modality": "pet",
-        "phase": "any",
-        "region": "occipital",
-        "side": "both",
-        "tissues": ["gm", "dura", "marrow"],
-        "parameter": ["suv"],
-        "size": [1.15],
-        "change": "x",
-        "expect": "SUV x1.15 in occipital cortex, dura and diploic marrow",
-    },
-]
-N_EFFECT_BITS = len(EFFECTS)
-CODE_STRIDE = 16  # code = tissue + CODE_STRIDE * effect bits
-
-#: truth of inflamap's regional names: roi -> (tissues, region kind, lobe/territory)
-_PARENCHYMA = ("gm", "wm")
-TRUTH_ROIS = {
-    **{lobe: (_PARENCHYMA, "lobe", lobe) for lobe in LOBES},
-    **{f"meningeal_{lobe}": (("dura", "csf_ext"), "lobe", lobe) for lobe in LOBES},
-    **{
-        f"calvarial_{lobe}": (("inner_table", "marrow", "outer_table"), "lobe", lobe)
-        for lobe in LOBES
-    },
-    "aca": (_PARENCHYMA, "aca", None),
-    "superior_sagittal_sinus": (("sinus",), "any", None),
-    "transverse_sinus": (("sinus",), "any", None),
-    "straight_sinus": (("sinus",), "any", None),
-    "sigmoid_sinus": (("sinus",), "any", None),
-    "cavernous_sinus_pituitary": (("pituitary", "cavernous_sinus"), "any", None),
-    "intracerebral_csf": (("csf", "choroid_plexus"), "any", None),
-}
-_BILATERAL = {"superior_sagittal_sinus", "straight_sinus", "cavernous_sinus_pituitary"}
-_BILATERAL |= {"intracerebral_csf"}
-
-#: scanner field of view (mm, RAS): lower corner and size
-FOV_LO = np.array([-96.0, -132.0, -80.0])
-FOV_MM = np.array([192.0, 228.0, 184.0])
-
-
-# ----------------------------------------------------------------------------- geometry
-def acquisition_grid(res: float):
-    shape = tuple(int(np.ceil(s / res)) for s in FOV_MM)
-    aff = np.diag([res, res, res, 1.0])
-    aff[:3, 3] = FOV_LO + res / 2
-    return shape, aff
-
-
-class Head:
-    """One participant: the anatomy under a smooth random diffeomorphism and a scaling.
-
-    ``anatomy_mm(subject_mm)`` maps a point of the participant's head (its own frame,
-    before any head motion) to the anatomy: ``a = u + d(u)``, ``u = subject / scale``, with
-    ``d`` the displacement of ``exp(v)`` (scaling and squaring of a stationary velocity
-    field ``v`` on a coarse grid).
-    """
-
-    SPACING = 6.0  # mm, coarse grid of the velocity field
-
-    def __init__(self, rng, anatomy, warp_mm=3.0, smooth_mm=14.0, squarings=6):
-        self.anatomy = anatomy
-        self.scale = rng.uniform(0.94, 1.06, 3)
-        lo = FOV_LO - 20
-        shape = tuple(int(np.ceil((FOV_MM[i] + 40) / self.SPACING)) + 1 for i in range(3))
-        self.grid_lo = lo
-        v = rng.normal(size=(3, *shape))
-        sigma = smooth_mm / self.SPACING
-        v = np.stack([ndi.gaussian_filter(c, sigma) for c in v])
-        v *= warp_mm / np.sqrt((v**2).sum(0)).mean()  # mean |v| = warp_mm
-        d = v / 2**squarings
-        idx = np.indices(shape, dtype=float)
-        for _ in range(squarings):
-            at = idx + d / self.SPACING
-            d = d + np.stack([ndi.map_coordinates(c, at, order=1, mode="nearest") for c in d])
-        self.disp = d.astype(np.float32)
-        grads = [np.gradient(d[i], self.SPACING) for i in range(3)]
-        jac = np.array([[grads[i][j] for j in range(3)] for i in range(3)])
-        jac = jac + np.eye(3)[:, :, None, None, None]
-        self.min_jacobian = float(np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1))).min())
-        self.max_displacement_mm = float(np.sqrt((d**2).sum(0)).max())
-
-    def anatomy_mm(self, pts):
-        """(3, n) participant mm -> (3, n) anatomy mm."""
-        u = pts / self.scale[:, None]
-        at = (u - self.grid_lo[:, None]) / self.SPACING
-        return u + np.stack(
-            [ndi.map_coordinates(c, at, order=1, mode="nearest") for c in self.disp]
-        )
-
-    def sample(self, world_from_subject, shape, affine, k, chunk=16):
-        """Tissue and region labels of the fine grid (``shape * k``) of an acquisition grid
-        ``(shape, affine)``, with the head at ``world_from_subject``.
-
-        The warp is evaluated at the acquisition voxel centres and carried to the sub-voxels
-        by the pose and scaling alone (its gradient is below 0.2: < 0.3 mm at 3 mm voxels).
-        """
-        inv_a = np.linalg.inv(self.anatomy.affine)
-        subj_from_world = np.linalg.inv(world_from_subject)
-        packed = self.packed
-        fshape = tuple(s * k for s in shape)
-        out = np.zeros(fshape, np.uint16)
-        sub = (np.arange(k) + 0.5) / k - 0.5
-        offs = np.stack(np.meshgrid(sub, sub, sub, indexing="ij")).reshape(3, -1)
-        # sub-voxel offsets in anatomy voxels (pose rotation, scaling, grid spacing)
-        lin = inv_a[:3, :3] @ np.diag(1 / self.scale) @ subj_from_world[:3, :3] @ affine[:3, :3]
-        doff = lin @ offs  # (3, k^3)
-        jy, jz = np.arange(shape[1]), np.arange(shape[2])
-        for i0 in range(0, shape[0], chunk):
-            i1 = min(shape[0], i0 + chunk)
-            grid = np.stack(np.meshgrid(np.arange(i0, i1), jy, jz, indexing="ij")).reshape(3, -1)
-            world = affine[:3, :3] @ grid + affine[:3, 3:4]
-            subj = subj_from_world[:3, :3] @ world + subj_from_world[:3, 3:4]
-            avox = inv_a[:3, :3] @ self.anatomy_mm(subj) + inv_a[:3, 3:4]
-            pts = (avox[:, :, None] + doff[:, None, :]).reshape(3, -1)
-            lab = ndi.map_coordinates(packed, pts, order=0, cval=0)
-            # (vox, sub) -> fine grid
-            lab = lab.reshape(i1 - i0, shape[1], shape[2], k, k, k)
-            out[i0 * k : i1 * k] = lab.transpose(0, 3, 1, 4, 2, 5).reshape(
-                (i1 - i0) * k, fshape[1], fshape[2]
-            )
-        return (out % 256).astype(np.uint8), (out // 256).astype(np.uint8)
-
-    @property
-    def packed(self):
-        if getattr(self, "_packed", None) is None:
-            self._packed = self.anatomy.tissues + 256 * self.anatomy.regions.astype(np.uint16)
-        return self._packed
-
-
-def region_match(regions, region: str, side: str):
-    """Fine voxels of ``region`` (a lobe or ``aca``) on ``side`` (left, right, both)."""
-    lobe_val = regions % ACA_BIT
-    sides = ("left", "right") if side == "both" else (side,)
-    if region == "aca":
-        sel = regions >= ACA_BIT
-        hemi = np.isin(lobe_val, [region_value(lb, s) for lb in LOBES for s in sides])
-        return sel & hemi
-    return np.isin(lobe_val, [region_value(region, s) for s in sides])
-
-
-def codes_of(tissues, regions, headache_side: str):
-    """Per fine voxel: tissue + CODE_STRIDE x (bits of the planted effects covering it)."""
-    code = tissues.astype(np.uint16)
-    for b, eff in enumerate(EFFECTS):
-        side = headache_side if eff["side"] == "headache" else "both"
-        sel = region_match(regions, eff["region"], side)
-        sel &= np.isin(tissues, [TISSUE[t] for t in eff["tissues"]])
-        code[sel] += CODE_STRIDE << b
-    return code
-
-
-def _compact(code):
-    """``np.unique(code, return_inverse=True)`` for small non-negative integers, fast."""
-    present = np.flatnonzero(np.bincount(code.ravel()))
-    lut = np.zeros(int(present[-1]) + 1, np.int64)
-    lut[present] = np.arange(len(present))
-    return present, lut[code]
-
-
-def fractions(code, shape, k):
-    """``(present codes, (n_voxels, n_codes) volume fractions)`` of each acquisition voxel."""
-    present, inverse = _compact(code)
-    vox = (
-        np.arange(int(np.prod(shape)))
-        .reshape(shape)
-        .repeat(k, 0)
-        .repeat(k, 1)
-        .repeat(k, 2)
-        .ravel()
-    )
-    counts = np.bincount(
-        vox * len(present) + inverse.ravel(), minlength=int(np.prod(shape)) * len(present)
-    )
-    frac = counts.reshape(-1, len(present)).astype(np.float32) / k**3
-    return present, frac
-
-
-# ----------------------------------------------------------------------------- tissue values
-class Physiology:
-    """Parameters of every code for one participant and session (planted effects applied)."""
-
-    def __init__(self, spread: dict, active: set):
-        self.spread = spread
-        self.active = active
-
-    def param(self, codes, name):
-        codes = np.asarray(codes, int)
-        tissue = codes % CODE_STRIDE
-        bits = codes // CODE_STRIDE
-        j = PARAM_NAMES.index(name)
-        val = np.array([TISSUE_PARAMS[TISSUE_NAMES[t]][j] for t in tissue], float)
-        val = val * np.array([self.spread[TISSUE_NAMES[t]][j] for t in tissue])
-        for b, eff in enumerate(EFFECTS):
-            if eff["id"] not in self.active or name not in eff["parameter"]:
-                continue
-            size = eff["size"][eff["parameter"].index(name)]
-            on = (bits >> b) & 1 == 1
-            val = np.where(on, val + size if eff["change"] == "+" else val * size, val)
-        return val
-
-
-def participant_spread(rng) -> dict:
-    out = {}
-    for t in TISSUE_NAMES:
-        f = np.exp(rng.normal(scale=SPREAD, size=len(PARAM_NAMES)))
-        f[0] = 1.0  # PD: the scale of the images
-        if t in BLOOD or t == "air":
-            f[:] = 1.0
-        out[t] = f
-    return out
-
-
-def gad_conc(phys, codes, t_s, cp):
-    """Tissue gadolinium concentration (mM), (n_codes, n_times)."""
-    kt = phys.param(codes, "ktrans")
-    ve = phys.param(codes, "ve")
-    vp = phys.param(codes, "vp")
-    out = np.zeros((len(codes), len(t_s)))
-    for i in range(len(codes)):
-        if kt[i] > 0 or vp[i] > 0:
-            out[i] = extended_tofts_concentration(cp, t_s, kt[i], max(ve[i], 1e-6), vp[i])
-    return out
-
-
-def t1w_values(phys, codes, post: bool):
-    r1 = 1.0 / phys.param(codes, "t1")
-    if post:
-        t = np.array([0.0, 60.0, 120.0, 240.0, POST_GAD_TIME_S])
-        r1 = r1 + R1_GAD * gad_conc(phys, codes, t, parker_aif(t, 0.0, HEMATOCRIT))[:, -1]
-    wm = spgr_signal(0.7, 1 / 0.85, T1W["fa"], T1W["tr"])
-    return spgr_signal(phys.param(codes, "pd"), r1, T1W["fa"], T1W["tr"]) / wm * 1000.0
-
-
-def pet_curves():
-    start = np.asarray(PET_FRAMES["start"], float)
-    dur = np.asarray(PET_FRAMES["duration"], float)
-    mid = (start + dur / 2) / 60.0
-    uptake = 1 - np.exp(-mid / 12.0)
-    blood = 3.0 * np.exp(-mid / 2.0) + 0.8
-    window = (start >= 3600) & (start < 5400)
-    return uptake, blood, window, dur
-
-
-def pet_values(phys, codes):
-    """SUV per code and frame, (n_codes, n_frames)."""
-    uptake, blood, _, _ = pet_curves()
-    suv = phys.param(codes, "suv")
-    out = suv[:, None] * uptake[None]
-    is_blood = suv < 0
-    out[is_blood] = blood[None]
-    return out
-
-
-def spect_values(phys, codes):
-    """Early and late albumin concentration per code (plasma units)."""
-    tissue = np.asarray(codes) % CODE_STRIDE
-    vp = np.where(np.isin(tissue, [TISSUE[b] for b in BLOOD]), 1.0, phys.param(codes, "vp"))
-    early = vp
-    late = vp * SPECT["late_blood"] + phys.param(codes, "albumin")
-    return early, late
+from .head import Head, acquisition_grid, codes_of, fractions, region_counts
+from .physiology import (
+    _BILATERAL,
+    CODE_STRIDE,
+    EFFECTS,
+    PARAM_NAMES,
+    SPREAD,
+    TISSUE_PARAMS,
+    TRUTH_ROIS,
+    Physiology,
+    gad_conc,
+    participant_spread,
+    pet_curves,
+    pet_values,
+    spect_values,
+    t1w_values,
+)
 
 
 # ----------------------------------------------------------------------------- truth
@@ -513,14 +183,6 @@ def truth_table(phys, present, counts) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def region_counts(regions, code):
-    """``(present codes, counts[region value, code index])`` of a fine sampling."""
-    present, inverse = _compact(code)
-    flat = regions.astype(np.int64).ravel() * len(present) + inverse.ravel()
-    counts = np.bincount(flat, minlength=128 * len(present)).reshape(128, len(present))
-    return present, counts
 
 
 # ----------------------------------------------------------------------------- writing
