@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .derivatives import parse_entities
+
 #: lobes of the default anatomical atlas: region -> Harvard-Oxford label names without side
 LOBES = {
     "frontal": (
@@ -272,7 +274,7 @@ def _template_grids(tdir: Path, template: str) -> dict:
     """``{res label: (brain T1w, brain mask)}`` of the resolutions the home holds."""
     grids = {}
     for t1w in sorted(tdir.glob(f"tpl-{template}_res-*_desc-brain_T1w.nii.gz")):
-        res = t1w.name.split("_res-")[1].split("_")[0]
+        res = parse_entities(t1w)["res"]
         mask = tdir / f"tpl-{template}_res-{res}_desc-brain_mask.nii.gz"
         if t1w.stat().st_size and mask.is_file() and mask.stat().st_size:
             grids[res] = (t1w, mask)

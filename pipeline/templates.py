@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .derivatives import parse_entities
+
 OFFLINE_TEMPLATE = "MNI152NLin2009aSym"
 
 
@@ -135,7 +137,7 @@ def published_atlas_files(template: str, resolution: int, atlas: str) -> tuple:
     tdir = home / f"tpl-{template}"
     install_published_atlases(home, template)
     for dseg in sorted(tdir.glob(f"tpl-{template}_res-*_atlas-{atlas}_dseg.nii.gz")):
-        res = dseg.name.split("_res-")[1].split("_")[0]
+        res = parse_entities(dseg)["res"]
         if res.isdigit() and int(res) == int(resolution):
             return dseg, atlas_paths(tdir, template, atlas, res)[1]
     raise TemplateError(

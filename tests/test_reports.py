@@ -290,6 +290,7 @@ def test_report_from_synthetic_derivatives(synthetic):
     assert "Report notes" not in text, re.findall(r"<li>([^<]*)</li>", text)[:5]
 
 
+@pytest.mark.slow  # the official validator on a dataset (~13 s)
 def test_validator_warnings_are_in_the_report(synthetic, tmp_path):
     """The BIDS validator's warnings of the run (kept by the CLI in logs/) are shown at the
     top of the report; an empty list says so; without a list nothing is claimed."""

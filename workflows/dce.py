@@ -95,7 +95,6 @@ def init_dce_wf(
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-    from pipeline.interfaces.ants import ApplyTransforms
     from pipeline.interfaces.dce import DCEFit, DCEReference, MergeFrames, VFAT1Map
 
     from .regional import init_regional_wf
@@ -104,6 +103,7 @@ def init_dce_wf(
         frames_on_reference,
         pv_weights_to_grid,
         rigid_registration,
+        rois_to_grid,
         to_template,
     )
 
@@ -175,12 +175,7 @@ and the fit residual; these and the T1 map were brought to *{template}* space.
         name="dce_to_t1w",
         n_procs=omp_nthreads,
     )
-    rois_to_dce = pe.Node(
-        ApplyTransforms(
-            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
-        ),
-        name="rois_to_dce",
-    )
+    rois_to_dce = rois_to_grid("rois_to_dce")
     fit = pe.Node(
         DCEFit(
             times=list(meta.times),

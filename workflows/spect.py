@@ -89,6 +89,7 @@ def init_spect_wf(
         provenance_with_outside,
         pv_weights_to_grid,
         rigid_registration,
+        rois_to_grid,
         to_template,
     )
 
@@ -160,12 +161,7 @@ ipsilateral/contralateral labels for a lateralised headache.
         name="late_on_early",
     )
     ratio = pe.Node(LateEarlyRatio(floor_fraction=settings.ratio_floor_fraction), name="ratio")
-    rois = pe.Node(
-        ApplyTransforms(
-            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
-        ),
-        name="rois_to_spect",
-    )
+    rois = rois_to_grid("rois_to_spect")
     regional = init_regional_wf(
         participant_id,
         session_id,

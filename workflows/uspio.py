@@ -109,6 +109,7 @@ def init_uspio_wf(
         provenance_with_outside,
         pv_weights_to_grid,
         rigid_registration,
+        rois_to_grid,
         to_template,
     )
 
@@ -203,12 +204,7 @@ ipsilateral/contralateral labels for a lateralised headache, and the maps were b
     )
     delta = pe.Node(DeltaR2Star(), name="delta_r2star")
 
-    rois_to_pre = pe.Node(
-        ApplyTransforms(
-            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
-        ),
-        name="rois_to_megre",
-    )
+    rois_to_pre = rois_to_grid("rois_to_megre")
     tables = dict(headache_side=headache_side, covariates=covariates, min_voxels=min_voxels)
     regional_rois = init_regional_wf(
         participant_id, session_id, "uspio", "dR2star", **tables, name="regional_rois_wf"

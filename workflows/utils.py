@@ -153,6 +153,22 @@ def atlas_source(atlas: str, template_files: dict, key: str = "atlas", name: str
     return node
 
 
+def rois_to_grid(name: str):
+    """A node bringing the T1w's ROI label image to a modality's grid: the inverse of the
+    modality → T1w rigid transform (connect its ``forward_transforms``), nearest neighbour.
+    :func:`pv_weights_to_grid` brings the partial-volume weights the same way."""
+    from nipype.pipeline import engine as pe
+
+    from pipeline.interfaces.ants import ApplyTransforms
+
+    return pe.Node(
+        ApplyTransforms(
+            interpolation="NearestNeighbor", dimension=3, invert_transform_flags=[True]
+        ),
+        name=name,
+    )
+
+
 def pv_weights_to_grid(workflow, reference, to_t1w, regional, name="pv_weights_to_grid"):
     """The T1w's partial-volume weights (``inputnode.pv_weights``) brought to a modality's
     grid as its ROIs are (inverse of the modality → T1w rigid ``to_t1w`` node's forward
