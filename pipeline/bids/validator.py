@@ -10,18 +10,39 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import BIDSValidationError
+from ..errors import BIDSValidationError, UsageError
+
+#: environment variable naming the validator executable explicitly (a site install)
+VALIDATOR_ENV = "INFLAMAP_BIDS_VALIDATOR"
 
 
 def validator_executable() -> str | None:
-    """``bids-validator-deno`` on ``PATH``, else beside this Python (a virtual environment's
-    ``bin/``, where pip installs it, when inflamap is called by its absolute path without
-    activating the environment)."""
+    """``bids-validator-deno``: the file ``$INFLAMAP_BIDS_VALIDATOR`` names, else the one on
+    ``PATH``, else beside this Python (a virtual environment's ``bin/``, where pip installs
+    it, when inflamap is called by its absolute path without activating the environment),
+    else beside the base Python of that environment (``--system-site-packages``).
+
+    A ``$INFLAMAP_BIDS_VALIDATOR`` that is not an executable file is a usage error naming it.
+    """
+    named = os.environ.get(VALIDATOR_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise UsageError(
+                f"{VALIDATOR_ENV}={named}: not an executable file; point it at "
+                "bids-validator-deno or unset it"
+            )
+        return str(path)
     exe = shutil.which("bids-validator-deno")
     if exe:
         return exe
-    here = Path(sys.executable).parent / "bids-validator-deno"
-    return str(here) if here.is_file() and os.access(here, os.X_OK) else None
+    for folder in dict.fromkeys(
+        [Path(sys.executable).parent, Path(sys.base_prefix) / "bin", Path(sys.prefix) / "bin"]
+    ):
+        here = folder / "bids-validator-deno"
+        if here.is_file() and os.access(here, os.X_OK):
+            return str(here)
+    return None
 
 
 #: where the validator's warnings of the last validated run are kept (relative to OUTPUT_DIR)
