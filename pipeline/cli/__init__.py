@@ -14,7 +14,7 @@ The package: :mod:`.parser` (options), :mod:`.paths` (folders), :mod:`.plugin`
 (entry points).
 """
 
-from .main import demo_main, main, templates_main
+from .main import demo_main, dicom_main, main, templates_main
 from .parser import build_demo_parser, build_parser, build_templates_parser
 from .participant import _ParticipantLock, _status_callback
 from .plugin import _plugin
@@ -31,4 +31,5 @@ __all__ = [
     "demo_main",
     "main",
     "templates_main",
+    "dicom_main",
 ]

@@ -1,4 +1,5 @@
-"""Entry points: ``inflamap`` (BIDS-App), ``inflamap-demo``, ``inflamap-templates``."""
+"""Entry points: ``inflamap`` (BIDS-App), ``inflamap-demo``, ``inflamap-templates``,
+``inflamap-dicom``."""
 
 from __future__ import annotations
 
@@ -52,6 +53,13 @@ def main(argv=None) -> int:
 def demo_main(argv=None) -> int:
     """``inflamap-demo DIR [--participants N] [--resolution MM] [--seed S]``."""
     return _guarded(run_demo, list(sys.argv[1:] if argv is None else argv))
+
+
+def dicom_main(argv=None) -> int:
+    """``inflamap-dicom dce|spect ...`` (DICOM to inflamap's DCE/SPECT convention)."""
+    from ..dicom import run
+
+    return _guarded(run, list(sys.argv[1:] if argv is None else argv))
 
 
 def templates_main(argv=None) -> int:
