@@ -13,6 +13,8 @@ nipype's own loggers keep their configuration (``-v`` raises them).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,12 +34,68 @@ class _Format(logging.Formatter):
         return text
 
 
+#: the progress bar shown on the last line of a terminal (None: no bar)
+_BAR = {"text": None}
+CLEAR_LINE = "\r\x1b[K"
+
+
+def bar_enabled() -> bool:
+    """A progress bar only on an interactive terminal: not when standard error is a file or
+    a pipe, not under SLURM (its output files are not terminals), not with ``TERM=dumb`` or
+    ``INFLAMAP_PLAIN_PROGRESS`` set; plain lines then."""
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return (
+        tty
+        and not os.environ.get("SLURM_JOB_ID")
+        and os.environ.get("TERM", "") != "dumb"
+        and not os.environ.get("INFLAMAP_PLAIN_PROGRESS")
+    )
+
+
+def show_bar(text: str) -> None:
+    """Draw (or redraw) the progress bar on the last line of the terminal."""
+    width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+    _BAR["text"] = text[:width]
+    sys.stderr.write(CLEAR_LINE + _BAR["text"])
+    sys.stderr.flush()
+
+
+def clear_bar() -> None:
+    """Remove the bar (before the lines that follow a participant)."""
+    if _BAR["text"] is not None:
+        sys.stderr.write(CLEAR_LINE)
+        sys.stderr.flush()
+    _BAR["text"] = None
+
+
+def to_file(name: str, msg: str) -> None:
+    """A line for the run's log file only (the step lines a terminal shows as a bar)."""
+    logger = logging.getLogger(f"{ROOT}.{name}")
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, None, None)
+    for h in logging.getLogger(ROOT).handlers:
+        if not isinstance(h, _Stderr):
+            h.handle(record)
+
+
 class _Stderr(logging.StreamHandler):
     """Standard error as it is when a record is written (so a caller, or pytest, that
-    replaced ``sys.stderr`` gets the lines)."""
+    replaced ``sys.stderr`` gets the lines); a progress bar on the last line is cleared
+    before a line and drawn again after it."""
 
     def __init__(self):
         super().__init__(sys.stderr)
+
+    def emit(self, record):
+        bar = _BAR["text"]
+        if bar is not None:
+            sys.stderr.write(CLEAR_LINE)
+        super().emit(record)
+        if bar is not None:
+            sys.stderr.write(bar)
+            sys.stderr.flush()
 
     @property
     def stream(self):

@@ -128,6 +128,7 @@ def run_participant(args, settings, layout, work) -> int:
                     f"sub-{subject}: removed {len(stale)} partial file(s) left by an "
                     "interrupted run"
                 )
+            started = time.time()
             _progress(f"sub-{subject} ({i}/{len(plans)}): building workflow")
             wf = init_single_subject_wf(plan, settings, tfiles)
             wf.base_dir = str(sub_work)
@@ -162,7 +163,8 @@ def run_participant(args, settings, layout, work) -> int:
                 execgraph = wf.run(plugin=plugin, plugin_args=plugin_args)
             if tag is not None:
                 _wait_for_graph_jobs(subject, tag, execgraph, crash_dir)
-            _progress(f"sub-{subject} ({i}/{len(plans)}): done")
+            log.clear_bar()
+            _progress(f"sub-{subject} ({i}/{len(plans)}): done in {_clock(time.time() - started)}")
         except InflamapError as exc:
             failures.append((subject, FailureMessage(str(exc), "workflow build", exc.code), None))
         except (Terminated, KeyboardInterrupt) as exc:
@@ -200,6 +202,7 @@ def run_participant(args, settings, layout, work) -> int:
                     )
                 )
         finally:
+            log.clear_bar()  # the lines that follow start on a clean line
             lock.release()
             recorder.stop()
             _write_resources(
@@ -357,9 +360,21 @@ def describe_step(fullname: str) -> str:
     return f"{where}: {label}" if where else label
 
 
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(round(width * done / total)) if total else 0
+    return "█" * filled + "·" * (width - filled)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
 class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
-    """Progress line for every finished step of a participant: ``[k/N]``, what the step
-    is, and the time left at the pace so far."""
+    """Progress of a participant's run: on a terminal, one bar (``[k/N]``, elapsed, time
+    left at the pace so far, the step just finished) redrawn in place; elsewhere (a file, a
+    pipe, SLURM) one plain line per finished step. The run's log file always gets the
+    lines."""
 
     def __init__(self, subject, total=None):
         self.subject, self.total, self.done = subject, total, 0
@@ -374,9 +389,17 @@ class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle pl
             return
         self.done += 1
         count = f"{min(self.done, self.total)}/{self.total}" if self.total else f"{self.done}"
+        elapsed = time.time() - self.start
         left = ""
         if self.total and 3 <= self.done < self.total:
-            elapsed = time.time() - self.start
             minutes = elapsed / self.done * (self.total - self.done) / 60
             left = f" (about {minutes:.0f} min left)" if minutes >= 1 else " (under a minute left)"
-        _progress(f"sub-{self.subject}: [{count}] {describe_step(node.fullname)}{left}")
+        step = describe_step(node.fullname)
+        line = f"sub-{self.subject}: [{count}] {step}{left}"
+        if not log.bar_enabled():
+            _progress(line)
+            return
+        log.to_file("cli", line)
+        bar = _bar(min(self.done, self.total or self.done), self.total or self.done)
+        rest = left.replace(" (", ", ")[:-1] if left else ""
+        log.show_bar(f"sub-{self.subject} {bar} {count} {_clock(elapsed)}{rest}  {step}")
