@@ -3,42 +3,32 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from nipype.pipeline import engine as pe
+
+from .utils import rigid_registration
 
 
 def carry_rois(workflow, reg, omp_nthreads, mem_gb):
     """Atlas labels and extra-cerebral ROIs of the reference session, brought to this
     session's T1w by a rigid registration of the extracted brains (this session → the
     reference; its inverse brings the labels back, nearest neighbour)."""
-    from pipeline.interfaces.ants import ApplyTransforms, Registration
+    from pipeline.interfaces.ants import ApplyTransforms
 
     inputnode = workflow.get_node("inputnode")
     outputnode = workflow.get_node("outputnode")
     labels = workflow.get_node("masks_and_labels")
     n4 = workflow.get_node("n4")
     skull_stripped = workflow.get_node("skull_stripped")
+    # the anatomical registration's rigid schedule (its levels), started at the centres of mass
+    levels = SimpleNamespace(
+        iterations=reg.rigid_iterations,
+        shrink_factors=reg.shrink_factors,
+        smoothing_sigmas=reg.smoothing_sigmas,
+    )
     to_reference = pe.Node(
-        Registration(
-            initial_moving_transform_com=1,
-            transforms=["Rigid"],
-            transform_parameters=[(0.1,)],
-            metric=["MI"],
-            metric_weight=[1.0],
-            radius_or_number_of_bins=[32],
-            sampling_strategy=["Regular"],
-            sampling_percentage=[0.25],
-            number_of_iterations=[reg.rigid_iterations],
-            shrink_factors=[reg.shrink_factors],
-            smoothing_sigmas=[reg.smoothing_sigmas],
-            sigma_units=["vox"],
-            convergence_threshold=[1e-6],
-            convergence_window_size=[10],
-            winsorize_lower_quantile=0.005,
-            winsorize_upper_quantile=0.995,
-            collapse_output_transforms=True,
-            float=True,
-            num_threads=omp_nthreads,
-        ),
+        rigid_registration(levels, omp_nthreads, initial_moving_transform_com=1),
         name="to_reference_session",
         mem_gb=mem_gb,
     )

@@ -9,6 +9,7 @@ from pipeline.utils import same_grid
 from .classify import (
     QC_NAMES,
     _fmt,
+    new_section,
 )
 from .figures import (
     _anat_figure,
@@ -20,7 +21,6 @@ from .figures import (
     nmi,
 )
 from .index import (
-    TITLES,
     SessionFiles,
 )
 
@@ -35,16 +35,7 @@ class AnatSection:
         import numpy as np
         from scipy import ndimage
 
-        sec = {
-            "key": "anat",
-            "title": TITLES["anat"],
-            "agent": None,
-            "figures": [],
-            "charts": [],
-            "qc": [],
-            "tables": [],
-            "notes": [],
-        }
+        sec = new_section("anat")
         t1w = ses.one("T1w", desc="preproc", space=None, ce=None)
         mask = ses.one("mask", desc="brain", space=None)
         if t1w is None:

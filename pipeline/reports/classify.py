@@ -16,6 +16,7 @@ from .index import (
     QC_KEYS,
     QC_PATTERN,
     SUFFIX_MODALITY,
+    TITLES,
     XFM_FROM,
     Deriv,
     SessionFiles,
@@ -138,3 +139,17 @@ def _map_title(f: Deriv) -> str:
     return f"{f.suffix}" + (
         f" ({desc})" if desc and desc != "fit" else " (fit residual)" if desc == "fit" else ""
     )
+
+
+def new_section(key: str, agent=None, notes=()) -> dict:
+    """An empty report section of ``key`` (a modality or ``anat``), filled by the builder."""
+    return {
+        "key": key,
+        "title": TITLES.get(key, key),
+        "agent": agent,
+        "figures": [],
+        "charts": [],
+        "qc": [],
+        "tables": [],
+        "notes": list(notes),
+    }

@@ -17,6 +17,7 @@ from .classify import (
     _sidecar_qc,
     _units,
     _xfm_for,
+    new_section,
 )
 from .figures import (
     _anat_figure,
@@ -33,7 +34,6 @@ from .index import (
     REFERENCE_ONLY,
     REGISTRATION_REFERENCE,
     TABLE_MODALITY,
-    TITLES,
     Deriv,
     SessionFiles,
 )
@@ -99,16 +99,7 @@ class ModalitySections:
                 ):
                     continue
                 (drawn if _drawn(f, mod) else undrawn).append(f)
-            sec = {
-                "key": mod,
-                "title": TITLES.get(mod, mod),
-                "agent": agent,
-                "figures": [],
-                "charts": [],
-                "qc": [],
-                "tables": [],
-                "notes": [],
-            }
+            sec = new_section(mod, agent)
             if mod == "gadolinium":
                 self._gadolinium_registration(sec, ses, agent, t1w, mask)
             elif mod in REGISTRATION_REFERENCE and t1w is not None:

@@ -26,11 +26,11 @@ from pathlib import Path
 from pipeline import log
 
 from .anat_section import AnatSection
+from .classify import new_section
 from .figures import (
     Figures,
 )
 from .index import (
-    TITLES,
     _sessions,
     summarise_crashes,
 )
@@ -120,16 +120,9 @@ def build_participant_report(
         warnings.simplefilter("ignore")  # nilearn's notes (empty masks...) on every figure
         b = _Builder(out, label, figs, tmpdir)
         for ses in sessions:
-            anat = b._try("anatomy section", b.anat_section, ses) or {
-                "key": "anat",
-                "title": TITLES["anat"],
-                "agent": None,
-                "figures": [],
-                "charts": [],
-                "qc": [],
-                "tables": [],
-                "notes": ["failed: see notes"],
-            }
+            anat = b._try("anatomy section", b.anat_section, ses) or new_section(
+                "anat", notes=["failed: see notes"]
+            )
             res = b._try("modality sections", b.modality_sections, ses, by_label)
             mods, anat_tables = res if res else ([], [])
             for tsv in anat_tables:
