@@ -34,6 +34,7 @@ CONTEXT = {
     "registration": {},
     "meningeal_band_mm": [0, 5],
     "calvarial_band_mm": [4, 12],
+    "ve_estimated": True,
 }
 #: a source file of each sink (what its derivatives are named after)
 SOURCES = {
@@ -89,6 +90,14 @@ def test_placeholders_fill_in_and_a_missing_atlas_drops_its_outputs():
     assert resolve(dr2, CONTEXT)[1]["Description"]
     r2 = next(o for o in outputs("uspio") if o.key == "dr2star")
     assert resolve(r2, CONTEXT)[1]["FitModel"] == "monoexponential"
+
+
+def test_ve_is_written_only_by_a_model_that_estimates_it():
+    ve = [o for o in outputs("dce") if o.suffix == "ve"]
+    assert len(ve) == 2  # native and template space
+    for out in ve:
+        assert resolve(out, CONTEXT) is not None
+        assert resolve(out, {**CONTEXT, "ve_estimated": False}) is None
 
 
 def test_bidsignore_hides_exactly_what_bids_has_no_name_for(tmp_path):

@@ -608,3 +608,23 @@ def test_chromium_renders_group_report(tmp_path):
     kinds = {re.sub(r"_.*", "", Path(s).name) for s in _img_sources(html)}
     assert {"forest", "strip", "glass"} <= kinds, kinds
     assert result["total"] >= 6
+
+
+def test_methods_text_keeps_r2_star_literal(tf_home):
+    """'ΔR2* = R2*post − R2*pre' in the USPIO methods is text, not Markdown emphasis."""
+    from pipeline.config import default_config
+    from pipeline.reports.boilerplate import parse_markdown
+    from pipeline.templates import get_template_file
+    from workflows.uspio import init_uspio_wf
+
+    tpl = "MNI152NLin2009aSym"
+    files = {"template": str(get_template_file(tpl, 2, desc="brain", suffix="T1w"))}
+    wf = init_uspio_wf(
+        "ferumoxytol", [0.005, 0.01], [0.005, 0.01], tpl, files, default_config().uspio,
+        "sub-01", "ses-01",
+    )  # fmt:skip
+    blocks = parse_markdown(wf.__desc__)
+    tokens = [t for b in blocks for t in b.get("inline", [])]
+    text = "".join(t[1] for t in tokens)
+    assert "ΔR2* = R2*post − R2*pre" in text
+    assert not [t for t in tokens if t[0] == "em" and ("post" in t[1] or "R2" in t[1])]

@@ -248,6 +248,7 @@ def init_ds_dce_wf(*, settings, ses, dce, name="ds_dce_wf"):
     context = {
         **_session_context(settings, ses),
         "vif_description": f"venous input function from {vif}",
+        "ve_estimated": settings.workflow.dce.model != "patlak",
     }
     return init_ds_wf(
         sink="dce",

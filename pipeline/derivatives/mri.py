@@ -187,7 +187,7 @@ GADOLINIUM = (
 )
 
 
-def _dce_map(field, suffix, units, description, drawn_tpl=True):
+def _dce_map(field, suffix, units, description, drawn_tpl=True, requires=None):
     native = Output(
         "dce",
         f"outputnode.{field}",
@@ -198,6 +198,7 @@ def _dce_map(field, suffix, units, description, drawn_tpl=True):
         report="map",
         qc_reference=1 if suffix == "Ktrans" else None,
         bidsignore=(f"*_{suffix}.*",),
+        requires=requires,
     )
     tpl = Output(
         "dce",
@@ -207,6 +208,7 @@ def _dce_map(field, suffix, units, description, drawn_tpl=True):
         units,
         f"{description}, in template space",
         report="map" if drawn_tpl else None,
+        requires=requires,
     )
     return native, tpl
 
@@ -216,7 +218,15 @@ T1_META = (("Method", "VFA (DESPOT1)"), ("SkullStripped", False))
 DCE = (
     *_dce_map("ktrans", "Ktrans", "1/min", "volume transfer constant Ktrans"),
     *_dce_map("vp", "vp", "fraction", "plasma volume fraction"),
-    *_dce_map("ve", "ve", "fraction", "extravascular extracellular volume fraction", False),
+    # ve only from a model that estimates it (Patlak has no backflux term: no ve)
+    *_dce_map(
+        "ve",
+        "ve",
+        "fraction",
+        "extravascular extracellular volume fraction",
+        False,
+        requires="ve_estimated",
+    ),
     Output(
         "dce",
         "outputnode.t1",

@@ -53,7 +53,10 @@ _MISSING = object()
 
 def resolve(output: Output, context: dict):
     """``(entities, sidecar)`` of ``output`` for a wiring ``context``, or ``None`` when an
-    entity placeholder resolves to ``None`` (the output does not apply)."""
+    entity placeholder resolves to ``None`` or its ``requires`` key is not true in the
+    context (the output does not apply)."""
+    if output.requires is not None and not context.get(output.requires):
+        return None
     entities = {}
     for name, value in output.entities:
         filled = _fill(value, context)

@@ -47,6 +47,8 @@ class Output:
     ``"reference"`` (an image the report uses to check a registration), or ``None``.
     ``qc_reference``: rank among the images that check the modality's registration.
     ``bidsignore``: patterns hiding it from the validator (BIDS has no name for it yet).
+    ``requires``: a context key that must be true for the output to be written (e.g. ``ve``
+    only from a model that estimates it).
     """
 
     sink: str
@@ -60,6 +62,7 @@ class Output:
     report: str | None = None
     qc_reference: int | None = None
     bidsignore: tuple = ()
+    requires: str | None = None
 
     @property
     def key(self) -> str:

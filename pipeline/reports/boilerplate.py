@@ -199,25 +199,36 @@ def boilerplate_for_run(
         return None
 
 
-_INLINE = re.compile(r"(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)")
+_INLINE = re.compile(r"(\\[\\`*_])|(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)")
 
 
 def _inline(text: str) -> list[tuple[str, str]]:
-    """Tokens ``(kind, text)`` of a line of the boilerplate's Markdown subset."""
+    """Tokens ``(kind, text)`` of a line of the boilerplate's Markdown subset; ``\\*``,
+    ``\\_``, ``\\``` and ``\\\\`` are the characters themselves (``R2\\*`` is R2*, not the
+    start of an emphasis)."""
     out, pos = [], 0
+
+    def text_token(chunk):
+        if out and out[-1][0] == "text":
+            out[-1] = ("text", out[-1][1] + chunk)
+        else:
+            out.append(("text", chunk))
+
     for m in _INLINE.finditer(text):
         if m.start() > pos:
-            out.append(("text", text[pos : m.start()]))
+            text_token(text[pos : m.start()])
         tok = m.group(0)
         if m.group(1):
-            out.append(("code", tok[1:-1]))
+            text_token(tok[1])
         elif m.group(2):
+            out.append(("code", tok[1:-1]))
+        elif m.group(3):
             out.append(("strong", tok[2:-2]))
         else:
             out.append(("em", tok[1:-1]))
         pos = m.end()
     if pos < len(text):
-        out.append(("text", text[pos:]))
+        text_token(text[pos:])
     return out
 
 
