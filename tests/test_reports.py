@@ -628,3 +628,32 @@ def test_methods_text_keeps_r2_star_literal(tf_home):
     text = "".join(t[1] for t in tokens)
     assert "ΔR2* = R2*post − R2*pre" in text
     assert not [t for t in tokens if t[0] == "em" and ("post" in t[1] or "R2" in t[1])]
+
+
+def test_region_chart_leaves_out_empty_rois_and_reads_in_words(tmp_path):
+    """A regional table with an empty ROI (no voxels: NaN) and snake_case names: the chart
+    shows the others, in words, with the table's units on its axis."""
+    import json as _json
+
+    import pandas as pd
+
+    from pipeline.reports.figures import Figures, _region_chart
+    from pipeline.reports.index import parse_name
+
+    folder = tmp_path / "sub-01" / "anat"
+    folder.mkdir(parents=True)
+    stem = folder / "sub-01_ce-gd_atlas-HarvardOxfordLobes_desc-percent_regions"
+    rows = []
+    for roi, value in (("meningeal_occipital", 12.0), ("superior_sagittal_sinus", 40.0),
+                       ("pituitary_gland", float("nan"))):  # fmt:skip
+        for hemi in ("left", "right"):
+            rows.append({"roi": roi, "hemisphere": hemi, "metric": "percent", "mean": value,
+                         "sd": 1.0, "n_voxels": 0 if value != value else 50})  # fmt:skip
+    pd.DataFrame(rows).to_csv(f"{stem}.tsv", sep="\t", index=False, na_rep="n/a")
+    Path(f"{stem}.json").write_text(_json.dumps({"Units": "%", "HeadacheSide": "left"}))
+    rel, why = _region_chart(Figures(tmp_path, "01"), parse_name(Path(f"{stem}.tsv")))
+    assert why is None, why
+    svg = (tmp_path / rel).read_text()
+    assert "meningeal occipital" in svg and "superior sagittal sinus" in svg
+    assert "pituitary" not in svg and "meningeal_occipital" not in svg
+    assert "percent [%]" in svg

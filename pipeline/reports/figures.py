@@ -17,6 +17,8 @@ def _plt():
         matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    plt.rcParams["svg.fonttype"] = "none"  # labels stay text: searchable, smaller files
+
     return plt
 
 
@@ -288,14 +290,19 @@ def _read_table(path):
 
 
 def _region_chart(figs, tsv: Deriv, title_extra=""):
-    """Bar chart of a regional table: mean ± sd per ROI, ipsi/contra (or left/right)."""
+    """Bar chart of a regional table: mean ± sd per ROI, ipsi/contra (or left/right), ROIs
+    without a value left out, names in words, the table's units on the axis."""
     import numpy as np
+    import pandas as pd
 
     df = _read_table(tsv.path)
     if df is None or df.empty or not {"roi", "hemisphere", "mean"} <= set(df.columns):
         return None, "table unreadable or empty"
     hemis = set(df["hemisphere"].astype(str))
     sides = ("ipsi", "contra") if {"ipsi", "contra"} <= hemis else ("left", "right")
+    df = df[np.isfinite(pd.to_numeric(df["mean"], errors="coerce"))]  # empty ROIs: no bar
+    if df.empty:
+        return None, "no ROI with a value"
     rois = []
     for roi in df["roi"].astype(str):
         if roi not in rois:
@@ -354,18 +361,25 @@ def _region_chart(figs, tsv: Deriv, title_extra=""):
                 fontsize=7,
             )
     ax.set_yticks(y)
-    ax.set_yticklabels(rois, fontsize=7)
+    ax.set_yticklabels([r.replace("_", " ") for r in rois], fontsize=7)
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.5)
     metric = str(df["metric"].iloc[0]) if "metric" in df else tsv.get("desc", "")
-    ax.set_xlabel(f"{metric} (mean ± sd over voxels)", fontsize=8)
+    units = tsv.sidecar().get("Units")
+    unit_text = f" [{units}]" if units else ""
+    ax.set_xlabel(f"{metric}{unit_text} (mean ± sd over voxels)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
-    ax.legend(fontsize=7, loc="lower right", frameon=False)
+    # the legend above the bars, never over them
+    ax.legend(
+        fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False,
+        borderaxespad=0.2,
+    )  # fmt:skip
     side = tsv.sidecar().get("HeadacheSide")
     ax.set_title(
         f"{tsv.get('atlas', '')} {metric}{title_extra}"
         + (f" (headache side: {side})" if side not in (None, "", "n/a", "none") else ""),
         fontsize=9,
+        pad=16,
     )
     fig.tight_layout()
     return figs.save_fig(fig, f"{tsv.stem}_chart.svg"), None
