@@ -453,13 +453,16 @@ def test_run_group_end_to_end(tmp_path, capsys):
 
     bids, out = _write_dataset(tmp_path)
     keep = ("patientsVsHC", "ictalVsInterictal", "ipsiVsContraIctal", "attacksPerMonth")
+    # a contrast that selects no session (no postictal phase here): no report section
+    nobody = {**next(c for c in CFG.contrasts if c["name"] == "patientsVsHC")}
+    nobody.update(name="postictalVsHC", where={"phase": ["postictal"]})
     settings = Settings(
         workflow=load_workflow_config(
             overrides={
                 "anat": {"template": TEMPLATE},
                 "group": {
                     "voxelwise": {"smoothing_fwhm": None},  # fewer contrasts: faster report
-                    "contrasts": [c for c in CFG.contrasts if c["name"] in keep],
+                    "contrasts": [c for c in CFG.contrasts if c["name"] in keep] + [nobody],
                 },
             }
         )
@@ -528,6 +531,18 @@ def test_run_group_end_to_end(tmp_path, capsys):
     assert any("strip_ipsiVsContraIctal" in s for s in parser.src)
     for src in parser.src:
         assert (g / src).read_bytes()[:4] == b"\x89PNG", src
+    # sections only for contrasts that ran; the others named once with their reason
+    for name in (*keep, "postictalVsHC"):
+        ran = res.loc[res["contrast"] == name, "p"].notna().any()
+        assert (f'id="contrast-{name}"' in html) == ran, name
+    assert not res.loc[res["contrast"] == "postictalVsHC", "p"].notna().any()
+    assert "Contrasts that did not run" in html and "<b>postictalVsHC</b>" in html
+    # a small-sample warning wherever fewer than 10 per group were tested
+    tested = res[res["p"].notna()]
+    small = tested.groupby("contrast")[["n1", "n2"]].max().max(axis=1) < 10
+    assert small.any() and html.count("Small sample: at most") == int(small.sum())
+    # the glass brains use one fixed threshold: the cluster-forming height (p 0.001 -> 3.29)
+    assert html.count("shown above |z| = 3.29") == len(done)
     assert "sub-999" in html and "<script" not in html
 
 

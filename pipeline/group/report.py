@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .. import __version__
 from ..utils import atomic_output, atomic_write_text
@@ -21,6 +22,8 @@ from .contrasts import UNIT
 TEMPLATES = Path(__file__).parents[1] / "reports" / "templates"
 SIG_COLOUR, NS_COLOUR = "#c0392b", "#7f8c8d"
 STRIP_TYPES = ("paired_sessions", "paired_hemispheres")  # box/strip plots in the report
+#: fewer participants per group (or pairs) than this: effect sizes are flagged as unstable
+SMALL_N = 10
 
 
 def _figure(width, height):
@@ -212,7 +215,7 @@ def write_group_report(
     fdir = gdir / "figures"
     fdir.mkdir(parents=True, exist_ok=True)
     ncol = power_column(gcfg.target_power)
-    sections = []
+    sections, not_run = [], []
     for c in gcfg.contrasts:
         rows = _primary(results, c)
         allrows = results[results["contrast"] == c["name"]]
@@ -231,6 +234,13 @@ def write_group_report(
         if shown.empty:
             shown = allrows[allrows["p"].notna()].sort_values("p").head(5)
         reasons = allrows.loc[allrows["reason"].notna(), "reason"].value_counts()
+        tested = allrows[allrows["p"].notna()]
+        if tested.empty:  # no section for a contrast that did not run: one line, its reason
+            not_run.append({"name": c["name"], "reason": reasons.index[0] if len(reasons) else
+                            "no rows selected"})  # fmt:skip
+            continue
+        n_per_group = pd.concat([tested["n1"], tested["n2"]]).dropna()
+        small_n = int(n_per_group.max()) if len(n_per_group) else 0
         sections.append(
             {
                 **c,
@@ -241,19 +251,15 @@ def write_group_report(
                 "rows": _records(shown.head(40)),
                 "any_significant": bool(allrows["significant"].any()),
                 "skipped": [{"reason": k, "count": int(v)} for k, v in reasons.items()],
+                "small_n": small_n if small_n < SMALL_N else None,
             }
         )
     vox = []
     for r in _records(voxel) if len(voxel) else []:
         if r["status"] == "done":
-            thr = next(
-                (
-                    t
-                    for t in (r["fdr_threshold"], r["cluster_threshold"])
-                    if t is not None and np.isfinite(t)
-                ),
-                3.09,
-            )
+            # one fixed, stated threshold per map (the cluster-forming height), whatever
+            # passes FDR: the figure does not change its rule with the result
+            thr = float(stats.norm.isf(gcfg.voxelwise.cluster_height_p / 2))
             png = fdir / f"glass_{r['contrast']}_{r['metric']}.png"
             glass_brain(gdir / r["z_map"], thr, png, f"{r['contrast']} {r['metric']} (z)")
             r["glass_brain"] = png.relative_to(gdir).as_posix()
@@ -283,6 +289,8 @@ def write_group_report(
         missing=_records(missing),
         cfg=gcfg,
         sections=sections,
+        not_run=not_run,
+        small_n_limit=SMALL_N,
         voxelwise=vox,
         n_col=ncol,
         n_tests=int(results["p"].notna().sum()),
