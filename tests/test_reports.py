@@ -657,3 +657,24 @@ def test_region_chart_leaves_out_empty_rois_and_reads_in_words(tmp_path):
     assert "meningeal occipital" in svg and "superior sagittal sinus" in svg
     assert "pituitary" not in svg and "meningeal_occipital" not in svg
     assert "percent [%]" in svg
+
+
+def test_maps_are_drawn_within_the_head_only():
+    """Background noise farther than the margin from the brain is not drawn; the extra-
+    cerebral bands (within the margin) are; another grid leaves the map as it is."""
+    import nibabel as nb
+    import numpy as np
+
+    from pipeline.reports.figures import HEAD_MARGIN_MM, mask_to_head
+
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    brain = np.zeros((60, 60, 60), np.uint8)
+    brain[20:40, 20:40, 20:40] = 1
+    data = np.random.default_rng(0).normal(5, 1, brain.shape).astype(np.float32)
+    out = np.asarray(mask_to_head(nb.Nifti1Image(data, aff), nb.Nifti1Image(brain, aff)).dataobj)
+    steps = int(HEAD_MARGIN_MM // 2)
+    assert (out[20:40, 20:40, 20:40] == data[20:40, 20:40, 20:40]).all()
+    assert out[30, 30, 40 + steps - 1] == data[30, 30, 40 + steps - 1]  # a band voxel
+    assert (out[:, :, 40 + steps + 1 :] == 0).all() and (out[:2] == 0).all()
+    other = nb.Nifti1Image(brain[:50], aff)
+    assert np.array_equal(np.asarray(mask_to_head(nb.Nifti1Image(data, aff), other).dataobj), data)

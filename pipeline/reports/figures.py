@@ -53,6 +53,30 @@ def _apply_rigid(moving_path, fixed_path, xfm_path, tmpdir, interp="linear"):
     return _load(tmp_out)
 
 
+#: how far outside the brain a displayed map is kept (mm): the meninges, skull and sinuses
+HEAD_MARGIN_MM = 15.0
+
+
+def mask_to_head(img, brain_mask, margin_mm: float = HEAD_MARGIN_MM):
+    """``img`` with every voxel farther than ``margin_mm`` from the brain set to 0 (nothing
+    drawn there): the background noise of the field of view goes, the extra-cerebral
+    bands stay. Unchanged when the mask is missing or on another grid."""
+    import nibabel as nb
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    if brain_mask is None or brain_mask.shape[:3] != img.shape[:3]:
+        return img
+    brain = np.asarray(brain_mask.dataobj) > 0
+    if not brain.any():
+        return img
+    zooms = np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(axis=0))
+    head = ndi.distance_transform_edt(~brain, sampling=zooms) <= margin_mm
+    data = np.asarray(img.dataobj, dtype=np.float32).copy()
+    data[~head] = 0
+    return nb.Nifti1Image(data, img.affine)
+
+
 def _range(img, mask=None):
     """Colour range of a map: (vmin, vmax, symmetric) from robust percentiles."""
     import numpy as np

@@ -27,6 +27,7 @@ from .figures import (
     _read_table,
     _region_chart,
     _vif_chart,
+    mask_to_head,
 )
 from .index import (
     NUMERIC_TABLE_COLUMNS,
@@ -292,6 +293,7 @@ class ModalitySections:
             name = f"{f.stem}_desc-map.png"
             mask = ref_ses.one("mask", desc="brain", space=None)
             cut_mask = _load(mask.path) if mask is not None and bg is not None else None
+        img = mask_to_head(img, cut_mask)  # no background noise around the head
         src = self._try(
             f"map figure {f.name}",
             _map_figure,
