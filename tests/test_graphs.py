@@ -98,3 +98,15 @@ def test_every_sink_writes_a_declared_output_under_a_name_of_its_own(built):
         if i.sidecar:  # every sidecar says what the file is
             assert i.meta_dict.get("Description"), node.fullname
     assert not clashes, clashes
+
+
+def test_methods_name_each_step_once(built):
+    """The full demo participant's methods: the regional-statistics paragraph once, not once
+    per regional table; no paragraph twice."""
+    from pipeline.reports.boilerplate import workflow_descriptions
+    from workflows.base import init_single_subject_wf
+
+    plan, settings, files = built
+    paragraphs = workflow_descriptions(init_single_subject_wf(plan, settings, files))
+    assert sum(p.startswith("Regional statistics") for p in paragraphs) == 1
+    assert len(paragraphs) == len(set(paragraphs))

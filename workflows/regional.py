@@ -64,8 +64,9 @@ def init_regional_wf(
     from pipeline.interfaces.regional import RegionalTable
 
     workflow = Workflow(name=name)
-    workflow.__desc__ = f"""\
-Regional statistics of the {metric} map (mean, median and standard deviation over voxels;
+    # one text for every map (the methods show it once, not once per table)
+    workflow.__desc__ = """\
+Regional statistics of each map (mean, median and standard deviation over voxels;
 the means weighted by each voxel's non-brain fraction, 1 − (GM + WM), outside the brain mask,
 so that cortex partly in a meningeal-band voxel counts only for its share) were computed
 within each atlas region in native space; for sessions with a lateralised
