@@ -541,6 +541,15 @@ def test_run_group_end_to_end(tmp_path, capsys):
     tested = res[res["p"].notna()]
     small = tested.groupby("contrast")[["n1", "n2"]].max().max(axis=1) < 10
     assert small.any() and html.count("Small sample: at most") == int(small.sum())
+    # the group methods cite their methods and name the software versions
+    from markupsafe import escape
+
+    from pipeline.reports.references import REFERENCES
+
+    for key in ("hedges1981", "efron1993", "bh1995"):  # cited in the text, listed in full
+        ref = REFERENCES[key]
+        assert ref["short"] in html and str(escape(ref["full"])) in html, key
+    assert "statsmodels " in html
     # the glass brains use one fixed threshold: the cluster-forming height (p 0.001 -> 3.29)
     assert html.count("shown above |z| = 3.29") == len(done)
     assert "sub-999" in html and "<script" not in html

@@ -117,17 +117,18 @@ def init_dce_wf(
     )
     workflow.__desc__ = f"""\
 Dynamic contrast-enhanced (DCE, {agent}) MRI was analysed as follows. A T1 map was estimated
-from the variable-flip-angle images (DESPOT1). Every frame of the dynamic series was rigidly
-registered (`antsRegistration`, mutual information) to the mean of the pre-contrast frames,
-which was rigidly registered to the T1w to bring the atlas and extra-cerebral regions to the
-DCE grid. Signal was converted to concentration with the spoiled gradient-echo equation
-(r1 = {settings.relaxivity:g} /mM/s). The venous input function was taken from the
-frame-wise median of the {settings.vif_voxels} {source} voxels with the largest area under
-the curve after excluding partial-volume voxels (peak below
+from the variable-flip-angle images (DESPOT1 [@despot1]). Every frame of the dynamic series
+was rigidly registered (`antsRegistration`, mutual information) to the mean of the
+pre-contrast frames, which was rigidly registered to the T1w to bring the atlas and
+extra-cerebral regions to the DCE grid. Signal was converted to concentration with the
+spoiled gradient-echo equation (r1 = {settings.relaxivity:g} /mM/s). The venous input
+function was taken from the frame-wise median of the {settings.vif_voxels} {source} voxels
+with the largest area under the curve after excluding partial-volume voxels (peak below
 {settings.vif_min_peak_fraction:g} of the 95th percentile) and converted to plasma with a
 haematocrit of {settings.hematocrit:g}. The {settings.model.replace("_", " ")} model
-was fitted in every voxel of the regions{fit_how}, giving Ktrans, vp{"" if patlak else ", ve"}
-and the fit residual; these and the T1 map were brought to *{template}* space.
+{"[@patlak]" if patlak else "[@tofts]"} was fitted in every voxel of the regions{fit_how},
+giving Ktrans, vp{"" if patlak else ", ve"} and the fit residual; these and the T1 map were
+brought to *{template}* space.
 """
     inputnode = pe.Node(
         niu.IdentityInterface(

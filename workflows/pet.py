@@ -126,8 +126,9 @@ duration-weighted mean (`antsRegistration`, mutual information) and the aligned 
 averaged with their durations as weights. The average was rigidly registered to the T1w
 (mutual information). Standardised uptake values (SUV) were computed as the activity
 concentration divided by the injected dose per body weight (dose at the images'
-decay-correction time), and SUV ratios (SUVR) relative to the {reference} mean on the T1w
-grid. Regional SUVR was summarised in the *{atlas}* regions and in the
+decay-correction time) [@boellaard2009], and SUV ratios (SUVR) relative to the {reference}
+mean on the T1w grid [@lyoo2015]; the acquisition metadata were read as PET-BIDS
+[@petbids]. Regional SUVR was summarised in the *{atlas}* regions and in the
 meningeal and calvarial bands by lobe, with ipsilateral/contralateral labels for a
 lateralised headache; SUV and SUVR maps were brought to *{template}* space.
 """

@@ -125,14 +125,14 @@ def init_uspio_wf(
 Iron-oxide ({agent}) uptake was mapped as the change of R2\\* between {pair} and the
 post-infusion series. R2\\* was estimated in every voxel of each multi-echo gradient-echo
 series by a {"nonlinear (Levenberg–Marquardt)" if method == "nonlinear" else "weighted log-linear"}
-monoexponential fit on the original grid, excluding echoes below three times the background
-noise level. The first echo of the pre series was rigidly registered to the T1w and that of
-the post series to the pre series (`antsRegistration`, mutual information); the post R2\\* map
-was resampled once onto the pre grid and ΔR2\\* = R2\\*post − R2\\*pre computed where both fits
-were valid. Regional ΔR2\\* was summarised in the anatomical atlas regions, the meningeal and
-calvarial bands and the dural sinuses{f" and in the *{atlas}* atlas" if atlas else ""}, with
-ipsilateral/contralateral labels for a lateralised headache, and the maps were brought to
-*{template}* space.
+monoexponential fit on the original grid [@chavhan2009], excluding echoes below three times
+the background noise level. The first echo of the pre series was rigidly registered to the
+T1w and that of the post series to the pre series (`antsRegistration`, mutual
+information); the post R2\\* map was resampled once onto the pre grid and
+ΔR2\\* = R2\\*post − R2\\*pre computed where both fits were valid. Regional ΔR2\\* was
+summarised in the anatomical atlas regions, the meningeal and calvarial bands and the dural
+sinuses{f" and in the *{atlas}* atlas" if atlas else ""}, with ipsilateral/contralateral
+labels for a lateralised headache, and the maps were brought to *{template}* space.
 """
     inputnode = pe.Node(
         niu.IdentityInterface(

@@ -16,12 +16,15 @@ import pandas as pd
 from scipy import stats
 
 from .. import __version__
+from ..reports.references import REFERENCES
 from ..utils import atomic_output, atomic_write_text
 from .contrasts import UNIT
 
 TEMPLATES = Path(__file__).parents[1] / "reports" / "templates"
 SIG_COLOUR, NS_COLOUR = "#c0392b", "#7f8c8d"
 STRIP_TYPES = ("paired_sessions", "paired_hemispheres")  # box/strip plots in the report
+#: the references of the group methods (pipeline/reports/references.py)
+GROUP_REFERENCES = ("hedges1981", "efron1993", "bh1995")
 #: fewer participants per group (or pairs) than this: effect sizes are flagged as unstable
 SMALL_N = 10
 
@@ -197,6 +200,19 @@ def _records(df: pd.DataFrame) -> list[dict]:
     ]
 
 
+def _versions() -> dict:
+    """Versions of the software the group statistics ran with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"inflamap": __version__}
+    for name in ("statsmodels", "scipy", "numpy", "pandas", "nilearn", "matplotlib"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
 def write_group_report(
     gdir,
     results: pd.DataFrame,
@@ -290,6 +306,8 @@ def write_group_report(
         cfg=gcfg,
         sections=sections,
         not_run=not_run,
+        refs={k: REFERENCES[k] for k in GROUP_REFERENCES},
+        versions=_versions(),
         small_n_limit=SMALL_N,
         voxelwise=vox,
         n_col=ncol,

@@ -105,4 +105,38 @@ REFERENCES = {
         "structure, a format for organizing and describing outputs of neuroimaging "
         "experiments. Sci Data. 2016;3:160044. doi:10.1038/sdata.2016.44",
     },
+    "boellaard2009": {
+        "short": "Boellaard 2009",
+        "full": "Boellaard R. Standards for PET image acquisition and quantitative data "
+        "analysis. J Nucl Med. 2009;50 Suppl 1:11S-20S. doi:10.2967/jnumed.108.057182",
+    },
+    "lyoo2015": {
+        "short": "Lyoo et al. 2015",
+        "full": "Lyoo CH, Ikawa M, Liow JS, et al. Cerebellum can serve as a pseudo-reference "
+        "region in Alzheimer disease to detect neuroinflammation measured with PET "
+        "radioligand binding to translocator protein. J Nucl Med. 2015;56(5):701-6. "
+        "doi:10.2967/jnumed.114.146027",
+    },
+    "chavhan2009": {
+        "short": "Chavhan et al. 2009",
+        "full": "Chavhan GB, Babyn PS, Thomas B, Shroff MM, Haacke EM. Principles, "
+        "techniques, and applications of T2*-based MR imaging and its special "
+        "applications. Radiographics. 2009;29(5):1433-49. doi:10.1148/rg.295095034",
+    },
+    "bh1995": {
+        "short": "Benjamini and Hochberg 1995",
+        "full": "Benjamini Y, Hochberg Y. Controlling the false discovery rate: a practical "
+        "and powerful approach to multiple testing. J R Stat Soc Series B. "
+        "1995;57(1):289-300. doi:10.1111/j.2517-6161.1995.tb02031.x",
+    },
+    "efron1993": {
+        "short": "Efron and Tibshirani 1993",
+        "full": "Efron B, Tibshirani RJ. An Introduction to the Bootstrap. New York: "
+        "Chapman & Hall; 1993. doi:10.1201/9780429246593",
+    },
+    "hedges1981": {
+        "short": "Hedges 1981",
+        "full": "Hedges LV. Distribution theory for Glass's estimator of effect size and "
+        "related estimators. J Educ Stat. 1981;6(2):107-28. doi:10.3102/10769986006002107",
+    },
 }
