@@ -11,7 +11,8 @@ import pandas as pd
 from ..errors import DataError, InputMissingError
 
 
-def _read_tsv(path: Path) -> pd.DataFrame:
+def read_tsv(path) -> pd.DataFrame:
+    """A BIDS TSV table (``n/a`` missing, ids as text); DataError naming an unreadable file."""
     try:
         return pd.read_csv(
             path,
@@ -76,7 +77,7 @@ def read_participants(bids_dir, covariates) -> pd.DataFrame:
     path = Path(bids_dir) / "participants.tsv"
     if not path.exists():
         return pd.DataFrame(columns=["participant_id"])
-    df = _read_tsv(path)
+    df = read_tsv(path)
     if "participant_id" not in df:
         raise DataError(f"{path}: no 'participant_id' column; add it (sub-<label> per row)")
     _check_ids(df, "participant_id", path, _folders(Path(bids_dir), "sub-"))
@@ -92,7 +93,7 @@ def read_sessions(bids_dir, subject: str, covariates) -> pd.DataFrame:
     path = folder / f"sub-{subject}_sessions.tsv"
     if not path.exists():
         return pd.DataFrame(columns=["session_id"])
-    df = _read_tsv(path)
+    df = read_tsv(path)
     if "session_id" not in df:
         raise DataError(f"{path}: no 'session_id' column; add it (ses-<label> per row)")
     _check_ids(df, "session_id", path, _folders(folder, "ses-"))

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..bids.tables import read_tsv
+
 #: ROI families (by name) for the summary
 FAMILIES = (
     ("meningeal", lambda r: r.startswith("meningeal_")),
@@ -98,16 +100,6 @@ def family(roi: str) -> str:
     return next(name for name, test in FAMILIES if test(roi))
 
 
-def _read(path):
-    return pd.read_csv(
-        path,
-        sep="\t",
-        na_values=["n/a"],
-        keep_default_na=False,
-        dtype={"participant_id": str, "session_id": str},
-    )
-
-
 def is_reference(demo_dir) -> bool:
     gt = Path(demo_dir) / "groundtruth" / "groundtruth.json"
     return "reference" in json.loads(gt.read_text()).get("generator", "")
@@ -115,14 +107,14 @@ def is_reference(demo_dir) -> bool:
 
 def truth_tables(demo_dir) -> pd.DataFrame:
     files = sorted(Path(demo_dir, "groundtruth").glob("sub-*/ses-*/*_desc-truth_regions.tsv"))
-    return pd.concat([_read(f) for f in files], ignore_index=True)
+    return pd.concat([read_tsv(f) for f in files], ignore_index=True)
 
 
 def measured_tables(output_dir) -> pd.DataFrame:
     """Every participant-level regional table, with its atlas (from the file name)."""
     frames = []
     for f in sorted(Path(output_dir).glob("sub-*/ses-*/*/*_regions.tsv")):
-        t = _read(f)
+        t = read_tsv(f)
         if not {"modality", "metric", "roi", "hemisphere", "mean"} <= set(t.columns):
             continue
         atlas = next((p[6:] for p in f.name.split("_") if p.startswith("atlas-")), "n/a")
@@ -243,7 +235,7 @@ def truth_group_table(demo_dir, output_dir) -> pd.DataFrame:
     from ..models.regional import laterality_rows
 
     output_dir = Path(output_dir)
-    measured = _read(output_dir / "group" / "desc-all_regions.tsv")
+    measured = read_tsv(output_dir / "group" / "desc-all_regions.tsv")
     truth = truth_tables(demo_dir)
     gt = json.loads((Path(demo_dir) / "groundtruth" / "groundtruth.json").read_text())
     frames = []
@@ -288,7 +280,7 @@ def group_truth(demo_dir, output_dir, config=None):
     demo_dir, output_dir = Path(demo_dir), Path(output_dir)
     workflow = load_workflow_config(config or demo_dir / "inflamap-demo.yml")
     g = workflow.group
-    measured = _read(output_dir / "group" / "desc-roistats_stats.tsv")
+    measured = read_tsv(output_dir / "group" / "desc-roistats_stats.tsv")
     tt = truth_group_table(demo_dir, output_dir)
     truth = group_statistics(tt.drop(columns=["baseline"]), **g.statistics_options())
     joined = measured.merge(
