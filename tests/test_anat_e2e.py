@@ -31,6 +31,24 @@ def test_runs_succeed(demo_run):
     assert "BIDS validator" in (demo_run["out"] / "sub-01.html").read_text()
 
 
+def test_derivatives_pass_the_official_validator(demo_run):
+    """The demo's derivatives (both participants, every modality, the group level) are a
+    BIDS-Derivatives dataset the official validator accepts: no error."""
+    import subprocess
+
+    from pipeline.bids import validator_executable
+
+    exe = validator_executable()
+    assert exe, "bids-validator-deno not installed"
+    p = subprocess.run(
+        [exe, str(demo_run["out"]), "--format", "json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt:skip
+    issues = json.loads(p.stdout)["issues"]["issues"]
+    errors = [f"{i['code']} {i.get('location', '')}" for i in issues if i["severity"] == "error"]
+    assert not errors, errors[:10]
+
+
 def test_registration_accuracy_against_ground_truth(demo_run):
     rows = pd.DataFrame(evaluate(demo_run["demo"], demo_run["out"]))
     assert len(rows) == 4  # 2 participants x 2 sessions

@@ -35,6 +35,7 @@ CONTEXT = {
     "meningeal_band_mm": [0, 5],
     "calvarial_band_mm": [4, 12],
     "ve_estimated": True,
+    "dce_ref": "bids:raw:sub-01/ses-01/anat/sub-01_ses-01_ce-gadobutrol_dce.nii.gz",
 }
 #: a source file of each sink (what its derivatives are named after)
 SOURCES = {

@@ -249,6 +249,7 @@ def init_ds_dce_wf(*, settings, ses, dce, name="ds_dce_wf"):
         **_session_context(settings, ses),
         "vif_description": f"venous input function from {vif}",
         "ve_estimated": settings.workflow.dce.model != "patlak",
+        "dce_ref": raw_ref(settings, dce.series),
     }
     return init_ds_wf(
         sink="dce",

@@ -178,7 +178,7 @@ TRUTH_SOURCES = [
     ),
     (
         r"ce-(?P<agent>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-Ktrans_regions",
-        ["anat/{s}_ce-{agent}_atlas-{atlas}_space-dce_desc-extracerebral_dseg"],
+        ["anat/{s}_ce-{agent}_space-dce_atlas-{atlas}_desc-extracerebral_dseg"],
         "anat/{s}_ce-{agent}_Ktrans",
         "{s}_ce-{agent}_desc-{dce_effect}_Ktrans",
         "effect",
@@ -197,7 +197,7 @@ TRUTH_SOURCES = [
         r"trc-(?P<trc>[A-Za-z0-9]+)_atlas-(?P<atlas>[A-Za-z0-9]+)_desc-SUVR_regions",
         [
             "anat/{s}_atlas-{atlas}_desc-extracerebral_dseg",
-            "pet/{s}_trc-{trc}_atlas-{atlas}_space-T1w_dseg",
+            "pet/{s}_trc-{trc}_space-T1w_atlas-{atlas}_dseg",
         ],
         "pet/{s}_trc-{trc}_space-T1w_SUVR",
         "{s}_trc-{trc}_desc-true_SUV",

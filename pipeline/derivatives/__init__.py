@@ -33,9 +33,9 @@ ENTITY_ORDER = (
     ("to", "to"),
     ("mode", "mode"),
     ("hemi", "hemi"),
+    ("space", "space"),  # before atlas, as the BIDS schema (and its validator) orders them
     ("atlas", "atlas"),
     ("roi", "roi"),
-    ("space", "space"),
     ("cohort", "cohort"),
     ("res", "res"),
     ("label", "label"),

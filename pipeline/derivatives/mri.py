@@ -284,7 +284,14 @@ DCE = (
     ),  # fmt:skip
     _regions("dce", "outputnode.regions", "Ktrans", "1/min", "per-ROI Ktrans on the DCE grid"),
     # on the DCE grid: space-dce keeps it apart from the post-contrast T1w's ROIs (same ce-)
-    *_rois("dce", "outputnode.rois", "regional Ktrans", "DCE", entities=(("space", "dce"),)),
+    *_rois(
+        "dce",
+        "outputnode.rois",
+        "regional Ktrans",
+        "DCE",
+        entities=(("space", "dce"),),
+        meta=(("SpatialReference", Ctx("dce_ref")),),  # a non-template space: its image
+    ),
 )
 
 TA = Ctx("territory_atlas")

@@ -115,8 +115,9 @@ def _rois(sink, field, table, grid, atlas=A, **extra):
     """The ROI label image of a regional table and its label table."""
     ents = (("atlas", atlas), *extra.pop("entities", ()), ("desc", "extracerebral"))
     desc = ROIS_DESC.format(table=table, grid=grid)
+    meta = (("Atlas", atlas), *extra.pop("meta", ()))
     return (
-        Output(sink, field, "dseg", ents, description=desc, meta=(("Atlas", atlas),), **extra),
+        Output(sink, field, "dseg", ents, description=desc, meta=meta, **extra),
         Output(sink, "inputnode.rois_lut", "dseg", ents, sidecar=False),
     )
 
