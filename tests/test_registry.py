@@ -39,22 +39,22 @@ CONTEXT = {
 }
 #: a source file of each sink (what its derivatives are named after)
 SOURCES = {
-    "anat": "sub-01_ses-01_T1w.nii.gz",
-    "nt1w": "sub-01_ses-01_T1w.nii.gz",
-    "gadolinium": "sub-01_ses-01_ce-gadobutrol_T1w.nii.gz",
-    "dce": "sub-01_ses-01_ce-gadobutrol_dce.nii.gz",
-    "uspio": "sub-01_ses-01_ce-ferumoxytol_echo-1_MEGRE.nii.gz",
-    "uspio_pre": "sub-01_ses-01_echo-1_MEGRE.nii.gz",
-    "pet": "sub-01_ses-01_trc-PBR28_pet.nii.gz",
-    "spect": "sub-01_ses-01_trc-99mTcAlbumin_acq-early_spect.nii.gz",
+    "anat": "anat/sub-01_ses-01_T1w.nii.gz",
+    "nt1w": "anat/sub-01_ses-01_T1w.nii.gz",
+    "gadolinium": "anat/sub-01_ses-01_ce-gadobutrol_T1w.nii.gz",
+    "dce": "anat/sub-01_ses-01_ce-gadobutrol_dce.nii.gz",
+    "uspio": "anat/sub-01_ses-01_ce-ferumoxytol_echo-1_MEGRE.nii.gz",
+    "uspio_pre": "anat/sub-01_ses-01_echo-1_MEGRE.nii.gz",
+    "pet": "pet/sub-01_ses-01_trc-PBR28_pet.nii.gz",
+    "spect": "spect/sub-01_ses-01_trc-99mTcAlbumin_acq-early_spect.nii.gz",
 }
 #: suffixes BIDS (or BIDS-Derivatives) defines for the entities inflamap gives them
 BIDS_NAMES = {"T1w", "mask", "dseg", "probseg"}
 
 
-def _name(out, ext=".nii.gz"):
+def _relpath(out, ext=".nii.gz") -> str:
     ents, _ = resolve(out, CONTEXT)
-    return derivative_relpath(SOURCES[out.sink], out.suffix, ext, **ents).name
+    return derivative_relpath(SOURCES[out.sink], out.suffix, ext, **ents).as_posix()
 
 
 def test_keys_are_unique_within_each_sink_and_every_sink_is_known():
@@ -101,17 +101,29 @@ def test_ve_is_written_only_by_a_model_that_estimates_it():
         assert resolve(out, {**CONTEXT, "ve_estimated": False}) is None
 
 
+def _ignored(rel: str, pattern: str) -> bool:
+    """gitignore-like: a pattern without ``/`` matches a name; with one, the path or a
+    folder above the file."""
+    if "/" not in pattern.strip("/"):
+        return fnmatch.fnmatch(rel.rsplit("/", 1)[-1], pattern.strip("/"))
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatch(x, pattern.lstrip("/")) for x in prefixes)
+
+
 def test_bidsignore_hides_exactly_what_bids_has_no_name_for(tmp_path):
     patterns = bidsignore_patterns()
     for out in OUTPUTS:
         ext = ".tsv" if not out.sidecar or out.suffix in ("regions", "findings") else ".nii.gz"
         if out.suffix == "xfm":
             ext = ".h5"
-        name = _name(out, ext)
-        hidden = any(fnmatch.fnmatch(name, p) for p in patterns if not p.startswith("/"))
+        rel = _relpath(out, ext)
+        name = rel.rsplit("/", 1)[-1]
+        hidden = any(_ignored(rel, p) for p in patterns)
         if out.sink == "spect":
-            continue  # the whole spect/ folder is hidden (no BIDS datatype)
-        standard = out.suffix in BIDS_NAMES or (
+            assert hidden, rel  # the whole spect/ folder (no BIDS datatype)
+            continue
+        standard = (out.suffix in BIDS_NAMES and "/pet/" not in rel) or (
             out.suffix in ("T1map", "R2starmap") and "_ce-" not in name
         )
         assert hidden != standard, (name, hidden)

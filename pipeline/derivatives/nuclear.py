@@ -92,6 +92,9 @@ PET = (
         (("atlas", PA), ("space", "T1w")),
         description="the TSPO-region atlas on the T1w grid (labels of the regional table)",
         meta=(("Atlas", PA), *ON_T1W),
+        # BIDS has label images for anat/func/dwi only, not beside a PET series
+        # (the validator ignores it by folder: a name pattern with trc- does not match)
+        bidsignore=("**/pet/*_dseg.*",),
     ),
     Output(
         "pet", "outputnode.atlas_lut", "dseg", (("atlas", PA), ("space", "T1w")), sidecar=False
