@@ -28,7 +28,7 @@ from .plugin import (
 )
 from .progress import _progress
 from .signals import Terminated, handle_signals
-from .tools import run_demo, run_templates
+from .tools import run_demo, run_dicom, run_templates
 
 #: the tools that have console scripts of their own (``inflamap-demo``, ``inflamap-templates``)
 TOOLS = {"demo": "run_demo", "templates": "run_templates"}
@@ -57,9 +57,7 @@ def demo_main(argv=None) -> int:
 
 def dicom_main(argv=None) -> int:
     """``inflamap-dicom dce|spect ...`` (DICOM to inflamap's DCE/SPECT convention)."""
-    from ..dicom import run
-
-    return _guarded(run, list(sys.argv[1:] if argv is None else argv))
+    return _guarded(run_dicom, list(sys.argv[1:] if argv is None else argv))
 
 
 def templates_main(argv=None) -> int:

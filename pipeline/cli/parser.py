@@ -160,6 +160,31 @@ def build_templates_parser():
     return p
 
 
+def build_dicom_parser():
+    p = _Parser(
+        prog="inflamap-dicom",
+        description="Convert DICOM series BIDS has no convention for (DCE, early/late "
+        "SPECT) into inflamap's convention inside an existing BIDS dataset.",
+    )
+    sub = p.add_subparsers(dest="kind", required=True)
+    dce = sub.add_parser("dce", help="one dynamic contrast-enhanced series")
+    dce.add_argument("dicom_dir", help="folder of the DCE series' DICOM files")
+    spect = sub.add_parser("spect", help="an early/late SPECT pair")
+    spect.add_argument("early_dir", help="folder of the early acquisition")
+    spect.add_argument("late_dir", help="folder of the late acquisition")
+    for q in (dce, spect):
+        q.error = p.error  # usage errors exit 64 here too
+        q.add_argument("bids_dir", help="root of the BIDS dataset to write into")
+        q.add_argument("--subject", required=True, help="participant label (without sub-)")
+        q.add_argument("--session", help="session label (without ses-)")
+        q.add_argument("--injection-time", help="HH:MM:SS of the injection (scanner clock)")
+    dce.add_argument("--agent", required=True, help="ce- label, e.g. gadobutrol")
+    dce.add_argument("--injection-frame", type=int, help="injection at the start of frame N")
+    spect.add_argument("--tracer", required=True, help="trc- label, e.g. 99mTcAlbumin")
+    spect.add_argument("--radionuclide", help="e.g. Tc99m (default: from the headers)")
+    return p
+
+
 #: nipype execution plugins inflamap supports
 PLUGINS = ("MultiProc", "Linear", "SLURMGraph", "SLURM")
 

@@ -1,4 +1,4 @@
-"""``inflamap-demo`` and ``inflamap-templates``."""
+"""``inflamap-demo``, ``inflamap-templates`` and ``inflamap-dicom``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import InputMissingError, UsageError
 from .parser import (
     build_demo_parser,
+    build_dicom_parser,
     build_templates_parser,
 )
 from .progress import _progress
@@ -53,4 +54,35 @@ def run_templates(argv) -> int:
                 print(f)
         except TemplateError as exc:
             raise InputMissingError(str(exc)) from None
+    return 0
+
+
+def run_dicom(argv) -> int:
+    """``inflamap-dicom dce|spect ...``: DICOM into inflamap's DCE/SPECT convention."""
+    from ..dicom import dce_to_bids, spect_to_bids
+
+    args = build_dicom_parser().parse_args(argv)
+    if args.kind == "dce":
+        out = dce_to_bids(
+            args.dicom_dir,
+            args.bids_dir,
+            args.subject,
+            args.session,
+            args.agent,
+            injection_time=args.injection_time,
+            injection_frame=args.injection_frame,
+        )
+        print(out)
+    else:
+        for out in spect_to_bids(
+            args.early_dir,
+            args.late_dir,
+            args.bids_dir,
+            args.subject,
+            args.session,
+            args.tracer,
+            radionuclide=args.radionuclide,
+            injection_time=args.injection_time,
+        ):
+            print(out)
     return 0
