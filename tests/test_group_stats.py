@@ -528,6 +528,11 @@ def test_run_group_end_to_end(tmp_path, capsys):
     parser = _Images()
     parser.feed(html)
     assert any("forest_" in s for s in parser.src) and any("glass_" in s for s in parser.src)
+    # one forest plot per modality/metric family (own units), not one axis for everything
+    forests = [src for src in parser.src if "forest_" in src]
+    assert "figures/forest_ipsiVsContraIctal_gadolinium-enhancement.png" in forests
+    families = {src.split("_", 2)[2] for src in forests}
+    assert len(families) > 1
     assert any("strip_ipsiVsContraIctal" in s for s in parser.src)
     for src in parser.src:
         assert (g / src).read_bytes()[:4] == b"\x89PNG", src

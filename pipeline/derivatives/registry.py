@@ -193,3 +193,12 @@ def table_sections() -> dict:
         if o.suffix == "regions":
             out.setdefault(o.entity("desc"), o.section)
     return out
+
+
+def table_units() -> dict:
+    """Regional tables: section (the tables' ``modality`` column) → units of their values."""
+    out = {}
+    for o in OUTPUTS:
+        if o.suffix == "regions" and o.units:
+            out.setdefault(o.section, o.units)
+    return out

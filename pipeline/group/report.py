@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from .. import __version__
+from ..derivatives.registry import table_units
 from ..reports.references import REFERENCES
 from ..utils import atomic_output, atomic_write_text
 from .contrasts import UNIT
@@ -48,26 +49,42 @@ def _primary(results: pd.DataFrame, contrast: dict) -> pd.DataFrame:
     return rows[np.isfinite(rows["effect_size"].astype(float))]
 
 
-def forest_plot(rows: pd.DataFrame, path: Path, title: str, max_rows: int = 30) -> Path | None:
-    """Effect sizes with their CIs, the ``max_rows`` smallest p first (FDR hits in colour)."""
+#: what the estimate of each test is (a difference in the metric's units, or r)
+ESTIMATES = {
+    "welch": "mean difference",
+    "mannwhitney": "median difference",
+    "ols": "coefficient",
+    "paired_t": "mean paired difference",
+    "wilcoxon": "median paired difference",
+    "spearman": "Spearman r",
+}
+
+
+def forest_plot(
+    rows: pd.DataFrame, path: Path, title: str, max_rows: int = 30, units: str = ""
+) -> Path | None:
+    """One modality/metric family: the estimate (a difference in the metric's own units, or
+    Spearman r) with its CI per ROI, the ``max_rows`` smallest p (FDR hits in colour)."""
+    rows = rows[np.isfinite(rows["estimate"].astype(float))]
     rows = rows.sort_values("p").head(max_rows)
     if rows.empty:
         return None
-    rows = rows.sort_values(["modality", "metric", "effect_size"], ascending=[True, True, True])
+    rows = rows.sort_values("estimate")
     n = len(rows)
-    fig = _figure(8.0, 1.2 + 0.28 * n)
+    height = 1.3 + 0.28 * n
+    fig = _figure(8.0, height)
     ax = fig.subplots()
     y = np.arange(n)[::-1]
-    es = rows["effect_size"].to_numpy(float)
-    lo = rows["ci_low"].to_numpy(float)
-    hi = rows["ci_high"].to_numpy(float)
+    est = rows["estimate"].to_numpy(float)
+    lo = rows["estimate_ci_low"].to_numpy(float)
+    hi = rows["estimate_ci_high"].to_numpy(float)
     sig = rows["significant"].to_numpy(bool)
-    err = np.vstack([es - lo, hi - es])
+    err = np.vstack([est - lo, hi - est])
     err[~np.isfinite(err)] = 0.0
     for mask, colour in ((sig, SIG_COLOUR), (~sig, NS_COLOUR)):
         if mask.any():
             ax.errorbar(
-                es[mask],
+                est[mask],
                 y[mask],
                 xerr=err[:, mask],
                 fmt="o",
@@ -77,17 +94,15 @@ def forest_plot(rows: pd.DataFrame, path: Path, title: str, max_rows: int = 30) 
                 capsize=0,
             )
     ax.axvline(0, color="k", lw=0.8, ls="--")
-    ax.set_yticks(y, [_label(r) for r in rows.to_dict("records")], fontsize=8)
-    kind = (
-        rows["effect_size_type"].dropna().iloc[0]
-        if rows["effect_size_type"].notna().any()
-        else "effect size"
-    )
-    ax.set_xlabel(f"{kind} (95 % CI); red: FDR-significant")
+    labels = [f"{r['roi'].replace('_', ' ')} {r['hemisphere']}" for r in rows.to_dict("records")]
+    ax.set_yticks(y, labels, fontsize=8)
+    test = rows["test"].iloc[0]
+    kind = ESTIMATES.get(test, "estimate")
+    unit = "" if test == "spearman" or not units else f" [{units}]"
+    ax.set_xlabel(f"{kind}{unit} (CI); red: FDR-significant", fontsize=9)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    height = 1.2 + 0.28 * n
-    fig.subplots_adjust(left=0.42, right=0.97, top=1 - 0.45 / height, bottom=0.6 / height)
+    fig.subplots_adjust(left=0.34, right=0.97, top=1 - 0.5 / height, bottom=0.65 / height)
     with atomic_output(path) as tmp:
         fig.savefig(tmp)
     return path
@@ -235,12 +250,18 @@ def write_group_report(
     for c in gcfg.contrasts:
         rows = _primary(results, c)
         allrows = results[results["contrast"] == c["name"]]
-        forest = forest_plot(
-            rows,
-            fdir / f"forest_{c['name']}.png",
-            f"{c['name']}: {c['label_a']} vs {c['label_b'] or c['column']} ({c['tests'][0]})",
-            gcfg.report_max_rows,
-        )
+        units = table_units()
+        forests = []
+        for (mod, met), fam in rows.groupby(["modality", "metric"], sort=True):
+            png = forest_plot(
+                fam,
+                fdir / f"forest_{c['name']}_{mod}-{met}.png",
+                f"{c['name']}: {mod} {met} ({c['tests'][0]})",
+                gcfg.report_max_rows,
+                units.get(mod, ""),
+            )
+            if png is not None:
+                forests.append({"src": png.relative_to(gdir).as_posix(), "family": f"{mod} {met}"})
         strip = (
             strip_plot(datas.get(c["name"]), rows, c, fdir / f"strip_{c['name']}.png")
             if c["type"] in STRIP_TYPES
@@ -262,7 +283,7 @@ def write_group_report(
                 **c,
                 "n_tests": int(allrows["p"].notna().sum()),
                 "n_significant": int(allrows["significant"].sum()),
-                "forest": forest.relative_to(gdir).as_posix() if forest else None,
+                "forests": forests,
                 "strip": strip.relative_to(gdir).as_posix() if strip else None,
                 "rows": _records(shown.head(40)),
                 "any_significant": bool(allrows["significant"].any()),
