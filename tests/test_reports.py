@@ -678,3 +678,32 @@ def test_maps_are_drawn_within_the_head_only():
     assert (out[:, :, 40 + steps + 1 :] == 0).all() and (out[:2] == 0).all()
     other = nb.Nifti1Image(brain[:50], aff)
     assert np.array_equal(np.asarray(mask_to_head(nb.Nifti1Image(data, aff), other).dataobj), data)
+
+
+def test_atlas_overlay_has_a_colour_key_that_matches_it(tmp_path):
+    """Each atlas region gets one colour in the overlay and the same colour, with its name,
+    in the key (names in words; absent labels left out)."""
+    import nibabel as nb
+    import numpy as np
+    import pandas as pd
+    from matplotlib.colors import to_hex
+
+    from pipeline.reports.figures import Figures, atlas_colours, legend_figure
+
+    data = np.zeros((10, 10, 10), np.int16)
+    data[:5] = 3
+    data[5:, :5] = 7
+    lut = pd.DataFrame(
+        {"index": [3, 7, 9], "name": ["frontal_lobe", "thalamus", "absent"],
+         "hemisphere": ["left", "right", "left"]}
+    )  # fmt:skip
+    img, cmap, entries = atlas_colours(nb.Nifti1Image(data, np.eye(4)), lut)
+    out = np.asarray(img.dataobj)
+    assert set(np.unique(out)) == {0, 1, 2} and (out[:5] == 1).all()
+    assert [(n, h) for n, h, _ in entries] == [("frontal lobe", "left"), ("thalamus", "right")]
+    assert [c for *_, c in entries] == [to_hex(cmap(i)) for i in range(cmap.N)]
+    src = legend_figure(Figures(tmp_path, "01"), entries, "key.svg", "inflamapLobes regions")
+    svg = (tmp_path / src).read_text()
+    assert "frontal lobe (left)" in svg and "thalamus (right)" in svg and "absent" not in svg
+    for *_, colour in entries:
+        assert colour.lower() in svg.lower()

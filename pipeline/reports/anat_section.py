@@ -17,7 +17,9 @@ from .figures import (
     _read_table,
     _template_mask,
     _template_t1w,
+    atlas_colours,
     band_outlines,
+    legend_figure,
     nmi,
 )
 from .index import (
@@ -32,6 +34,7 @@ class AnatSection:
 
     # anatomy ------------------------------------------------------------------------
     def anat_section(self, ses: SessionFiles):
+        import nibabel as nb
         import numpy as np
         from scipy import ndimage
 
@@ -115,6 +118,13 @@ class AnatSection:
                     f"{side.get('AtlasDescription', 'geometric, not a published atlas')}; "
                     "its regions are coarse stand-ins for the anatomy they are named after."
                 )
+            rois, rois_cmap, legend = None, None, []
+            if atlas is not None:
+                lut_path = atlas.path.with_name(atlas.stem + ".tsv")
+                lut = _read_table(lut_path) if lut_path.is_file() else None
+                coloured = self._try("atlas colours", atlas_colours, nb.load(str(atlas.path)), lut)
+                if coloured:
+                    rois, rois_cmap, legend = coloured
             src = self._try(
                 "brain mask figure",
                 _anat_figure,
@@ -123,7 +133,8 @@ class AnatSection:
                 f"{t1w.stem}_desc-brainmask.png",
                 "T1w (native) with the brain mask (red)" + (" and atlas labels" if atlas else ""),
                 contours=m,
-                rois=_load(atlas.path) if atlas else None,
+                rois=rois,
+                rois_cmap=rois_cmap,
             )
             if src:
                 sec["figures"].append(
@@ -136,6 +147,24 @@ class AnatSection:
                         "file": t1w.name,
                     }
                 )
+            if src and legend:  # the colour key of the atlas overlay
+                key = self._try(
+                    "atlas legend",
+                    legend_figure,
+                    self.figs,
+                    legend,
+                    f"{atlas.stem}_desc-legend.svg",
+                    f"{atlas.get('atlas')} regions",
+                )
+                if key:
+                    sec["figures"].append(
+                        {
+                            "src": key,
+                            "kind": "registration",
+                            "caption": f"Colour key of the {atlas.get('atlas')} atlas overlay",
+                            "file": atlas.name,
+                        }
+                    )
         tissues = next(
             (d for d in ses.find("dseg", space=None) if not d.get("atlas") and not d.get("desc")),
             None,

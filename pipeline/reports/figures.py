@@ -196,6 +196,49 @@ def _cuts(mask_img, n, axes="xyz"):
     return out
 
 
+def atlas_colours(labels_img, lut):
+    """The atlas relabelled 1..N with one fixed colour per region, and the legend entries
+    ``[(name, hemisphere, hex colour)]``: what the overlay shows is what the legend says."""
+    import nibabel as nb
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap, to_hex
+
+    data = np.asarray(labels_img.dataobj).astype(int)
+    present = [int(v) for v in np.unique(data) if v > 0]
+    table = lut.set_index("index") if lut is not None and "index" in lut else None
+    base = colormaps["tab20"]
+    colours = [to_hex(base(i % 20)) for i in range(len(present))]
+    relabelled = np.zeros(data.shape, np.int16)
+    entries = []
+    for i, value in enumerate(present, start=1):
+        relabelled[data == value] = i
+        name, hemi = str(value), ""
+        if table is not None and value in table.index:
+            name = str(table.loc[value, "name"]).replace("_", " ")
+            hemi = str(table.loc[value].get("hemisphere", "") or "")
+            hemi = "" if hemi in ("nan", "n/a", "bilateral") else hemi
+        entries.append((name, hemi, colours[i - 1]))
+    img = nb.Nifti1Image(relabelled, labels_img.affine)
+    return img, ListedColormap(colours), entries
+
+
+def legend_figure(figs, entries, name, title):
+    """A colour key: one swatch per atlas region, in columns."""
+    from matplotlib.patches import Patch
+
+    plt = _plt()
+    ncol = 3 if len(entries) > 12 else 2
+    rows = -(-len(entries) // ncol)
+    fig = plt.figure(figsize=(7.5, 0.5 + 0.22 * rows))
+    handles = [
+        Patch(facecolor=c, edgecolor="none", label=f"{n} ({h})" if h else n) for n, h, c in entries
+    ]
+    fig.legend(handles=handles, loc="center", ncol=ncol, fontsize=7, frameon=False, title=title,
+               title_fontsize=8)  # fmt:skip
+    return figs.save_fig(fig, name)
+
+
 def _anat_figure(
     figs,
     bg,
@@ -209,6 +252,7 @@ def _anat_figure(
     vmax=None,
     tissues=None,
     outlines=None,
+    rois_cmap=None,
 ):
     """T1w-like image with contours (a mask), edges (another image), an ROI overlay, the
     boundaries of a tissue segmentation (1 CSF, 2 GM, 3 WM) or ``outlines`` (``{colour:
@@ -224,7 +268,8 @@ def _anat_figure(
             cut_coords=coords,
             title=title,
             alpha=0.45,
-            cmap="tab20",
+            cmap=rois_cmap if rois_cmap is not None else "tab20",
+            **({"vmin": 0.5, "vmax": rois_cmap.N + 0.5} if rois_cmap is not None else {}),
             draw_cross=False,
             annotate=True,
             colorbar=False,
