@@ -269,6 +269,12 @@ def test_report_from_synthetic_derivatives(synthetic):
     # registration overlays, maps in both spaces, charts
     names = {Path(s).name for s in srcs}
     assert "sub-01_ses-01_space-MNI152NLin2009aSym_desc-preproc_T1w_desc-tplcontour.png" in names
+    # fMRIPrep's before/after view of the template registration (niworkflows): an <object>
+    # whose SVG holds the template and the participant's T1w, the latter fading in on hover
+    flicker = re.findall(r'<object type="image/svg\+xml" data="([^"]+)"', text)
+    assert any("space-MNI152NLin2009aSym_desc-preproc_T1w_desc-flicker.svg" in f for f in flicker)
+    svg = (html.parent / flicker[0]).read_text()
+    assert "foreground-svg" in svg and "background-svg" in svg and ":hover" in svg
     assert "sub-01_ses-01_ce-gadobutrol_desc-preproc_T1w_desc-postonpre.png" in names
     assert "sub-01_ses-01_desc-preproc_T1w_desc-bands.png" in names  # band outlines
     assert "sub-01_ses-01_ce-gadobutrol_T1map_desc-ont1w.png" in names  # via the .mat

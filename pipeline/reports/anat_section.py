@@ -253,10 +253,43 @@ class AnatSection:
                 )
             tt1 = self._try("template T1w", _template_t1w, space, timg)
             if tt1 and tmask:
+                flick = self._try(
+                    "before/after view",
+                    self._before_after,
+                    _load(tt1),
+                    timg,
+                    _load(tmask),
+                    f"{tpl.stem}_desc-flicker.svg",
+                    (f"{space} template", "participant T1w"),
+                )
+                if flick:
+                    sec["figures"].append(
+                        {
+                            "src": flick,
+                            "kind": "registration",
+                            "flicker": True,
+                            "caption": f"Registration to {space}: the template, and the "
+                            "participant's T1w fading in while the pointer is over the image",
+                            "file": tpl.name,
+                        }
+                    )
                 self._similarity(
                     sec, timg, _load(tt1), _load(tmask), f"T1w ↔ {space} template", tpl.name
                 )
         return sec
+
+    def _before_after(self, fixed, moving, mask, name, labels):
+        from nilearn.image import resample_to_img
+
+        if not same_grid(fixed, moving):
+            fixed = resample_to_img(
+                fixed, moving, interpolation="continuous", force_resample=True, copy_header=True
+            )
+        if not same_grid(mask, moving):
+            mask = resample_to_img(
+                mask, moving, interpolation="nearest", force_resample=True, copy_header=True
+            )
+        return self.figs.save_before_after(fixed, moving, mask, name, labels)
 
     def _similarity(self, sec, a, b, mask_img, what, source):
         import numpy as np
