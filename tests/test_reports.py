@@ -33,7 +33,11 @@ def _files(root: Path) -> dict:
 
 
 def _img_sources(html: Path) -> list[str]:
-    return re.findall(r'<img[^>]+src="([^"]+)"', html.read_text())
+    """Every figure a report shows: images and the before/after SVG objects."""
+    text = html.read_text()
+    return re.findall(r'<img[^>]+src="([^"]+)"', text) + re.findall(
+        r'<object[^>]+data="([^"]+)"', text
+    )
 
 
 def _report_bytes(html: Path) -> int:
@@ -547,7 +551,7 @@ def _render_and_check(html: Path, tmp_path: Path, min_dark: float = 0.02):
     m = re.search(r"IMGCHECK (\{.*?\})</pre>", dom.stdout)
     assert m, f"chromium did not run the check: {dom.stderr[-2000:]}"
     result = json.loads(m.group(1).replace("&quot;", '"'))
-    assert result["total"] == len(_img_sources(html)), result
+    assert result["total"] == len(re.findall(r'<img[^>]+src="', html.read_text())), result
     assert result["broken"] == [], result["broken"]
     proc = subprocess.run(
         args

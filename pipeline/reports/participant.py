@@ -201,7 +201,10 @@ def report_size(html_path) -> int:
     """Bytes of a report and of the figures it references."""
     html_path = Path(html_path)
     total = html_path.stat().st_size
-    for src in set(re.findall(r'<img[^>]+src="([^"]+)"', html_path.read_text())):
+    text = html_path.read_text()
+    sources = re.findall(r'<img[^>]+src="([^"]+)"', text)
+    sources += re.findall(r'<object[^>]+data="([^"]+)"', text)  # the before/after views
+    for src in set(sources):
         p = html_path.parent / src
         if p.is_file():
             total += p.stat().st_size
