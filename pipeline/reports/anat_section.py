@@ -278,7 +278,7 @@ class AnatSection:
                 )
         return sec
 
-    def _before_after(self, fixed, moving, mask, name, labels):
+    def _before_after(self, fixed, moving, mask, name, labels, cuts=7):
         from nilearn.image import resample_to_img
 
         if not same_grid(fixed, moving):
@@ -289,7 +289,7 @@ class AnatSection:
             mask = resample_to_img(
                 mask, moving, interpolation="nearest", force_resample=True, copy_header=True
             )
-        return self.figs.save_before_after(fixed, moving, mask, name, labels)
+        return self.figs.save_before_after(fixed, moving, mask, name, labels, cuts=cuts)
 
     def _similarity(self, sec, a, b, mask_img, what, source):
         import numpy as np

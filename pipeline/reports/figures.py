@@ -166,16 +166,15 @@ class Figures:
         display.close()
         return self.add(name)
 
-    def save_before_after(self, fixed_img, moving_img, mask_img, name, labels):
+    def save_before_after(self, fixed_img, moving_img, mask_img, name, labels, cuts=7):
         """fMRIPrep's before/after registration view (niworkflows): the fixed image, and
-        the moving one fading in while the pointer is over it, in 7 cuts per axis through
-        the mask."""
+        the moving one fading in while the pointer is over it, in ``cuts`` cuts per axis
+        through the mask."""
         from niworkflows.viz.utils import compose_view, cuts_from_bbox, plot_registration
 
         from pipeline.utils import atomic_output
 
-        cuts = cuts_from_bbox(mask_img, cuts=7)
-        kw = dict(estimate_brightness=True, cuts=cuts)
+        kw = dict(estimate_brightness=True, cuts=cuts_from_bbox(mask_img, cuts=cuts))
         fixed = plot_registration(fixed_img, "fixed-image", label=labels[0], **kw)
         moving = plot_registration(moving_img, "moving-image", label=labels[1], **kw)
         with atomic_output(self.folder / name) as tmp:

@@ -239,6 +239,28 @@ class ModalitySections:
                     "file": ref.name,
                 }
             )
+        if m is not None:  # fMRIPrep's before/after view: the T1w, the modality fading in
+            flick = self._try(
+                "before/after view",
+                self._before_after,
+                t1,
+                moved,
+                m,
+                f"{ref.stem}_desc-flicker.svg",
+                ("T1w", ref.suffix if ref.suffix == mod else f"{ref.suffix} ({mod})"),
+                cuts=4,  # the modalities' grids are coarse; four cuts keep the report light
+            )
+            if flick:
+                sec["figures"].append(
+                    {
+                        "src": flick,
+                        "kind": "registration",
+                        "flicker": True,
+                        "caption": f"Registration of the {ref.suffix} to the T1w: the T1w, "
+                        f"and the {ref.suffix} fading in while the pointer is over the image",
+                        "file": ref.name,
+                    }
+                )
         self._similarity(sec, moved, t1, m, f"{ref.suffix} ↔ T1w", ref.name)
 
     def _to_t1w(self, f, t1w, xfm):
