@@ -152,4 +152,5 @@ def new_section(key: str, agent=None, notes=()) -> dict:
         "qc": [],
         "tables": [],
         "notes": list(notes),
+        "other_files": [],
     }

@@ -107,12 +107,9 @@ class ModalitySections:
                 self._modality_registration(sec, ses, sessions, mod, files, mask)
             for f in drawn:
                 self._map(sec, f, mod, ses, sessions)
-            if undrawn:
-                sec["notes"].append(
-                    "Written but not drawn (template-space copies of maps "
-                    "drawn in native space, fit residuals summarised in the "
-                    "QC table, post-infusion R2*): " + ", ".join(f.name for f in undrawn)
-                )
+            # listed, not drawn: template copies of native-only maps, fit residuals (in the QC
+            # table), the post-infusion R2* (its ΔR2* is drawn); information, not a warning
+            sec["other_files"] = [f.name for f in undrawn]
             extra = [
                 g
                 for g in ses.files
