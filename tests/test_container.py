@@ -31,7 +31,13 @@ def test_same_python_as_ci_and_package():
     assert m, _base_image()
     assert (int(m.group(1)), int(m.group(2))) == sys.version_info[:2]
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert meta["project"]["requires-python"] == ">=3.11,<3.12"
+    from packaging.specifiers import SpecifierSet
+
+    allowed = SpecifierSet(meta["project"]["requires-python"])
+    assert f"{m.group(1)}.{m.group(2)}" in allowed  # the image's Python is a supported one
+    # every allowed minor version is named in the classifiers (what the README states)
+    named = {c.rsplit(" ", 1)[-1] for c in meta["project"]["classifiers"] if "Python ::" in c}
+    assert {v for v in ("3.10", "3.11", "3.12", "3.13", "3.14") if v in allowed} == named
 
 
 def test_image_and_ci_use_the_same_install_script():
