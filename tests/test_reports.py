@@ -278,6 +278,7 @@ def test_report_from_synthetic_derivatives(synthetic):
     flicker = re.findall(r'<object type="image/svg\+xml" data="([^"]+)"', text)
     assert any("space-MNI152NLin2009aSym_desc-preproc_T1w_desc-flicker.svg" in f for f in flicker)
     assert any("_T1map_desc-flicker.svg" in f for f in flicker)  # DCE → T1w, also
+    assert any("ce-gadobutrol_desc-preproc_T1w_desc-flicker.svg" in f for f in flicker)
     # the derivatives not drawn are listed as information, not as a warning note
     assert "Written but not drawn" not in text and "Other derivatives of this section" in text
     svg = (html.parent / flicker[0]).read_text()

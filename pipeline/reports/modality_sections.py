@@ -175,7 +175,36 @@ class ModalitySections:
                 }
             )
         m = _load(mask.path) if mask is not None else None
+        if m is not None:  # before/after: the pre-contrast T1w, the post fading in
+            self._flicker(
+                sec, pre_img, post_img, m, post, ("pre-contrast T1w", f"post-contrast ({agent})"),
+                f"Registration of the post-contrast ({agent}) T1w to the pre-contrast T1w: the "
+                "pre, and the post fading in while the pointer is over the image",
+            )  # fmt:skip
         self._similarity(sec, pre_img, post_img, m, "post ↔ pre T1w", post.name)
+
+    def _flicker(self, sec, fixed, moving, mask, source, labels, caption, cuts=4):
+        """Add the before/after view of a registration (fixed image, moving one on hover)."""
+        src = self._try(
+            "before/after view",
+            self._before_after,
+            fixed,
+            moving,
+            mask,
+            f"{source.stem}_desc-flicker.svg",
+            labels,
+            cuts=cuts,
+        )
+        if src:
+            sec["figures"].append(
+                {
+                    "src": src,
+                    "kind": "registration",
+                    "flicker": True,
+                    "caption": caption,
+                    "file": source.name,
+                }
+            )
 
     def _modality_registration(self, sec, ses, sessions, mod, files, mask):
         ref = None
@@ -237,27 +266,12 @@ class ModalitySections:
                 }
             )
         if m is not None:  # fMRIPrep's before/after view: the T1w, the modality fading in
-            flick = self._try(
-                "before/after view",
-                self._before_after,
-                t1,
-                moved,
-                m,
-                f"{ref.stem}_desc-flicker.svg",
+            self._flicker(
+                sec, t1, moved, m, ref,
                 ("T1w", ref.suffix if ref.suffix == mod else f"{ref.suffix} ({mod})"),
-                cuts=4,  # the modalities' grids are coarse; four cuts keep the report light
-            )
-            if flick:
-                sec["figures"].append(
-                    {
-                        "src": flick,
-                        "kind": "registration",
-                        "flicker": True,
-                        "caption": f"Registration of the {ref.suffix} to the T1w: the T1w, "
-                        f"and the {ref.suffix} fading in while the pointer is over the image",
-                        "file": ref.name,
-                    }
-                )
+                f"Registration of the {ref.suffix} to the T1w: the T1w, and the {ref.suffix} "
+                "fading in while the pointer is over the image",
+            )  # fmt:skip
         self._similarity(sec, moved, t1, m, f"{ref.suffix} ↔ T1w", ref.name)
 
     def _to_t1w(self, f, t1w, xfm):
