@@ -341,6 +341,7 @@ def test_report_of_t1w_only_participant_and_no_boilerplate(synthetic):
     assert "No methods boilerplate was found" in text
 
 
+@pytest.mark.slow  # builds whole reports, registration views included (~15-20 s)
 def test_stale_crash_files_are_marked(synthetic):
     from pipeline.reports.participant import build_participant_report, summarise_crashes
 
@@ -351,6 +352,7 @@ def test_stale_crash_files_are_marked(synthetic):
     assert "No errors were recorded for this participant in this run" in text
 
 
+@pytest.mark.slow  # builds whole reports, registration views included (~15-20 s)
 def test_reports_only_cli_on_synthetic(synthetic, tmp_path):
     bids = tmp_path / "bids"
     bids.mkdir()

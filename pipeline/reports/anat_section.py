@@ -278,7 +278,7 @@ class AnatSection:
                 )
         return sec
 
-    def _before_after(self, fixed, moving, mask, name, labels, cuts=7):
+    def _before_after(self, fixed, moving, mask, name, labels, cuts=4):
         from nilearn.image import resample_to_img
 
         if not same_grid(fixed, moving):

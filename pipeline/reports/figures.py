@@ -166,7 +166,7 @@ class Figures:
         display.close()
         return self.add(name)
 
-    def save_before_after(self, fixed_img, moving_img, mask_img, name, labels, cuts=7):
+    def save_before_after(self, fixed_img, moving_img, mask_img, name, labels, cuts=4):
         """fMRIPrep's before/after registration view (niworkflows): the fixed image, and
         the moving one fading in while the pointer is over it, in ``cuts`` cuts per axis
         through the mask."""
