@@ -582,6 +582,7 @@ def _render_and_check(html: Path, tmp_path: Path, min_dark: float = 0.02):
     return result
 
 
+@pytest.mark.slow  # a browser over a whole report, registration views included (~16 s)
 def test_chromium_renders_synthetic_report(synthetic, tmp_path):
     from pipeline.reports.participant import build_participant_report
 
