@@ -70,11 +70,18 @@ def test_lobar_atlas_regions_sit_where_anatomy_puts_them(tf_home, resolution):
             assert y < -65, (x, y, z)
         if row.name == "frontal":
             assert y > 5, (x, y, z)
-    # left and right of one region differ by less than 10 % (symmetric template)
-    vols = {(r.name, r.hemisphere): (labels == r.index).sum() for r in lut.itertuples()}
-    for (name, hemi), v in vols.items():
-        if hemi == "left":
-            assert abs(v / vols[(name, "right")] - 1) < 0.1, name
+    # the left/right balance of each region is the published atlas's own (Harvard-Oxford's
+    # cingulate is 11 % larger on the right on FSL's template): placing it on the symmetric
+    # template moves that balance by under 10 percentage points. Registrations differ a little
+    # between machines (threads), so the balance is not compared with a fixed 10 %.
+    source, _, _ = published_atlas.labels_on_source("HarvardOxfordLobes")
+    for row in lut.itertuples():
+        if row.hemisphere != "left":
+            continue
+        right = lut[(lut.name == row.name) & (lut.hemisphere == "right")]["index"].iloc[0]
+        placed = (labels == row.index).sum() / (labels == right).sum() - 1
+        published = (source == row.index).sum() / (source == right).sum() - 1
+        assert abs(placed - published) < 0.1, (row.name, placed, published)
 
 
 def test_tspo_atlas_keeps_only_its_regions(tf_home):
