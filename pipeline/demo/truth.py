@@ -173,6 +173,8 @@ def planted_recovery(joined: pd.DataFrame, demo_dir) -> pd.DataFrame:
             else:  # no attack-free session of this modality (PET): against the baseline
                 measured_change = r["measured"] - r["measured"] / r["true"] * r["baseline"]
                 true_change = r["true"] - r["baseline"]
+            if true_change == 0:  # planted alike in both sessions: no change to recover
+                continue
             rows.append(
                 {
                     "participant_id": pid,
