@@ -509,6 +509,7 @@ def test_run_group_end_to_end(tmp_path, capsys):
     blob[BLOB] = True
     assert (fdr[blob] > 0).mean() > 0.9 and (fdr[~blob] != 0).mean() < 0.05
     meta = json.loads(Path(f"{stem}_stat-z_desc-fdr_statmap.json").read_text())
+    assert "brain mask (TemplateFlow desc-brain_mask) widened by 10 mm" in meta["Mask"]
     assert (
         meta["HeightControl"] == "fdr"
         and len(meta["Sources"]) == 2 * done.loc["ictalVsInterictal", "n1"]
@@ -520,6 +521,7 @@ def test_run_group_end_to_end(tmp_path, capsys):
         "stat-effect_statmap.nii.gz",
         "stat-z_desc-cluster_statmap.nii.gz",
         "desc-fdr_clusters.tsv",
+        "mask.nii.gz",
     ):
         assert Path(f"{stem}_{suffix}").exists()
         assert Path(re.sub(r"\.(nii\.gz|tsv)$", ".json", f"{stem}_{suffix}")).exists()
@@ -555,6 +557,7 @@ def test_run_group_end_to_end(tmp_path, capsys):
         ref = REFERENCES[key]
         assert ref["short"] in html and str(escape(ref["full"])) in html, key
     assert "statsmodels " in html
+    assert "widened for <code>desc-percent_enhancement</code> by 10.0 mm" in html
     # the glass brains use one fixed threshold: the cluster-forming height (p 0.001 -> 3.29)
     assert html.count("shown above |z| = 3.29") == len(done)
     assert "sub-999" in html and "<script" not in html
@@ -683,3 +686,60 @@ def test_spearman_p_is_exact_in_small_samples():
         alternative="two-sided",
     ).pvalue
     assert spearman_test(x, y)["p"] == pytest.approx(ref, abs=1e-9)
+
+
+def test_voxelwise_tests_the_brain_and_its_bands_never_the_background(tf_home, tmp_path):
+    """Maps finite over the whole field of view (background noise included): the design is
+    tested inside the template brain mask only, widened by the band width where asked; a
+    voxel above the vertex counts only within that width; nothing outside is ever
+    significant, even where every participant has a strong effect."""
+    from pipeline.group.maps import _design_inputs
+    from pipeline.group.voxelwise import analysis_region, fit_voxelwise
+    from pipeline.templates import get_template_file
+
+    affine = np.array([[4.0, 0, 0, -92], [0, 4.0, 0, -128], [0, 0, 4.0, -76], [0, 0, 0, 1]])
+    shape = (47, 56, 48)  # x -92..92, y -128..92, z -76..112 mm: the whole head box
+    grid = nb.Nifti1Image(np.zeros(shape, np.float32), affine)
+    brain = analysis_region(TEMPLATE, 2, grid, 0.0)
+    widened = analysis_region(TEMPLATE, 2, grid, 10.0)
+    b, w = np.asarray(brain.dataobj) > 0, np.asarray(widened.dataobj) > 0
+    assert 1400 < b.sum() * 64 / 1000 < 2200  # ml: the MNI brain (1.9 l on its own grid)
+    assert (w >= b).all() and w.sum() > 1.3 * b.sum()
+    # straight above the vertex at x = 0, y = -20 (read from the template's own mask)
+    mask = nb.load(get_template_file(TEMPLATE, 2, desc="brain", suffix="mask"))
+    m = np.asarray(mask.dataobj) > 0
+    i, j, _ = np.round(np.linalg.solve(mask.affine, [0, -20, 0, 1])[:3]).astype(int)
+    top = nb.affines.apply_affine(mask.affine, [i, j, np.flatnonzero(m[i, j]).max()])[2]
+
+    def voxel(z):
+        return tuple(np.round(np.linalg.solve(affine, [0, -20, z, 1])[:3]).astype(int))
+
+    assert w[voxel(top + 6)] and not b[voxel(top + 6)]
+    assert not w[voxel(top + 20)]
+    assert not w[0, 0, 0] and not w[-1, -1, -1]  # the corners of the field of view
+    # a design whose "effect" is everywhere, background included
+    rng = np.random.default_rng(1)
+    rows = []
+    for k in range(6):
+        for ses, phase in (("ses-01", "interictal"), ("ses-02", "ictal")):
+            data = rng.normal(10.0, 1.0, shape).astype(np.float32)
+            data += 5.0 if phase == "ictal" else 0.0
+            path = tmp_path / f"vox-{k}-{ses}.nii.gz"
+            nb.Nifti1Image(data, affine).to_filename(path)
+            rows.append(
+                {
+                    "participant_id": f"sub-{k}",
+                    "session_id": ses,
+                    "phase": phase,
+                    "headache_side": "left",
+                    "path": str(path),
+                }
+            )
+    by_name = {c["name"]: c for c in contrasts.check_contrasts(default_config().group.contrasts)}
+    inputs, reason = _design_inputs(pd.DataFrame(rows), by_name["ictalVsInterictal"])
+    assert reason is None
+    res = fit_voxelwise(inputs, by_name["ictalVsInterictal"], smoothing_fwhm=None, region=widened)
+    tested = np.asarray(res["mask"].dataobj) > 0
+    assert (tested == w).all() and res["n_mask_voxels"] == w.sum()
+    fdr = np.asarray(res["fdr_img"].dataobj)
+    assert (fdr[~w] == 0).all() and (fdr[w] != 0).mean() > 0.99

@@ -283,6 +283,9 @@ class VoxelwiseSettings(_Section):
     fdr_alpha: float = rule(gt=0, le=0.5)
     cluster_height_p: float = rule(gt=0, le=0.1)
     cluster_min_voxels: int = rule(ge=1, le=10**7)
+    extracerebral_mm: dict = rule(
+        doc="map ending -> mm the template brain mask is widened by for that map"
+    )
 
     def check(self):
         from ..derivatives.registry import voxelwise_endings
@@ -291,6 +294,13 @@ class VoxelwiseSettings(_Section):
         for i, ending in enumerate(self.maps):
             if ending not in allowed:
                 raise _Bad(f"maps[{i}]", ending, "one of " + ", ".join(allowed))
+        for ending, mm in self.extracerebral_mm.items():
+            if ending not in allowed:
+                raise _Bad(
+                    f"extracerebral_mm.{ending}", mm, "a key that is one of " + ", ".join(allowed)
+                )
+            if isinstance(mm, bool) or not isinstance(mm, (int, float)) or not 0 <= mm <= 30:
+                raise _Bad(f"extracerebral_mm.{ending}", mm, "a number of mm from 0 to 30")
 
 
 @dataclass(frozen=True)

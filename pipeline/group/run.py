@@ -159,7 +159,14 @@ def run_group(settings) -> int:
                 if len(info)
                 else participants.copy()
             )
-        voxel = run_voxelwise(out, gdir, info, gcfg, settings.workflow.anat.template)
+        voxel = run_voxelwise(
+            out,
+            gdir,
+            info,
+            gcfg,
+            settings.workflow.anat.template,
+            settings.workflow.anat.template_resolution,
+        )
         write_table(
             voxel,
             gdir / "desc-voxelwise_designs.tsv",

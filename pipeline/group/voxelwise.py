@@ -99,13 +99,15 @@ def fit_voxelwise(
     fdr_alpha=0.05,
     cluster_height_p=0.001,
     cluster_min_voxels=10,
+    region=None,
 ):
     """Second-level model of one design; images and tables in a dict.
 
     ``inputs``: per participant (index) the map paths of condition ``a`` and ``b``. Two
     groups: a cell-means design (one indicator column per group), contrast ``a − b``. Paired
     sessions: the participant's ``a − b`` difference maps in a one-sample (intercept)
-    design. The mask holds the voxels finite in every map and non-zero in any. FDR: voxel
+    design. The mask holds the voxels finite in every map and non-zero in any, and inside
+    ``region`` (an image, resampled by nearest neighbour to the maps' grid) when given. FDR: voxel
     level, two-sided; cluster: two-sided ``p < cluster_height_p`` and at least
     ``cluster_min_voxels`` voxels.
     """
@@ -142,6 +144,8 @@ def fit_voxelwise(
         imgs.append(nb.Nifti1Image(np.nan_to_num(data).astype(np.float32), ref.affine))
         design.append({"a": 1.0, "b": 0.0} if paired or conds[0] == "a" else {"a": 0.0, "b": 1.0})
     keep = finite & anyz
+    if region is not None:
+        keep &= _on_grid(region, ref) > 0
     if hemis:  # the difference is antisymmetric: test the headache (left) half only
         ijk = np.indices(keep.shape).reshape(3, -1)
         x = (ref.affine[0, :3] @ ijk + ref.affine[0, 3]).reshape(keep.shape)
@@ -196,7 +200,45 @@ def fit_voxelwise(
     }
 
 
-def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg, template: str) -> pd.DataFrame:
+def _on_grid(img, ref) -> np.ndarray:
+    """The values of ``img`` on the grid of ``ref`` (nearest neighbour where they differ)."""
+    if img.shape[:3] == ref.shape[:3] and np.allclose(img.affine, ref.affine, atol=1e-3):
+        return np.asarray(img.dataobj)
+    from nilearn.image import resample_to_img
+
+    return np.asarray(
+        resample_to_img(
+            img, ref, interpolation="nearest", force_resample=True, copy_header=True
+        ).dataobj
+    )
+
+
+def analysis_region(template: str, resolution: int, grid, band_mm: float):
+    """The voxels a voxelwise design may test, on ``grid`` (an image): the template's brain
+    mask (TemplateFlow ``desc-brain_mask``) widened by ``band_mm`` millimetres (Euclidean
+    distance on the grid) for maps whose findings lie outside the brain (the meningeal and
+    calvarial bands). :class:`pipeline.templates.TemplateError` when TemplateFlow does not
+    have the mask."""
+    import nibabel as nb
+    from scipy import ndimage
+
+    from ..templates import get_template_file
+
+    brain = (
+        _on_grid(
+            nb.load(get_template_file(template, resolution, desc="brain", suffix="mask")), grid
+        )
+        > 0
+    )
+    if band_mm > 0:
+        zooms = nb.affines.voxel_sizes(grid.affine)[:3]
+        brain = ndimage.distance_transform_edt(~brain, sampling=zooms) <= band_mm
+    return nb.Nifti1Image(brain.astype(np.uint8), grid.affine)
+
+
+def run_voxelwise(
+    out: Path, gdir: Path, info: pd.DataFrame, gcfg, template: str, resolution: int = 2
+) -> pd.DataFrame:
     """Every design × metric of ``group.voxelwise``: derivatives written, a summary row each."""
     vcfg = gcfg.voxelwise
     cols = [
@@ -236,12 +278,36 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg, template: str
             f"voxelwise: {template} is not a symmetric template; maps are not mirrored to "
             "the headache side and paired-hemisphere designs are skipped"
         )
+    regions = {}  # metric -> (region image, its description) or (None, why not)
+
+    def region_of(metric, mmaps):
+        if metric not in regions:
+            import nibabel as nb
+
+            from ..templates import TemplateError
+
+            ending = mmaps["ending"].iloc[0]
+            band = float(vcfg.extracerebral_mm.get(ending, 0.0))
+            try:
+                img = analysis_region(template, resolution, nb.load(mmaps["path"].iloc[0]), band)
+            except TemplateError as exc:
+                regions[metric] = (None, f"no template brain mask to restrict it to: {exc}")
+            else:
+                text = f"the {template} brain mask (TemplateFlow desc-brain_mask)" + (
+                    f" widened by {band:g} mm (extra-cerebral bands)" if band else ""
+                )
+                regions[metric] = (img, text)
+        return regions[metric]
+
     for name in vcfg.designs:
         contrast = by_name[name]
         hemis = contrast["type"] == "paired_hemispheres"
         for metric, mmaps in maps.groupby("metric", sort=True):
             row = {"contrast": name, "metric": metric, "status": "skipped"}
-            if hemis and not symmetric:
+            region, region_text = region_of(metric, mmaps)
+            if region is None:
+                inputs, reason = None, region_text
+            elif hemis and not symmetric:
                 inputs, reason = None, f"paired hemispheres need a symmetric template ({template})"
             else:
                 inputs, reason = _design_inputs(mmaps, contrast, flip=flip or hemis)
@@ -271,6 +337,7 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg, template: str
                     fdr_alpha=vcfg.fdr_alpha,
                     cluster_height_p=vcfg.cluster_height_p,
                     cluster_min_voxels=vcfg.cluster_min_voxels,
+                    region=region,
                 )
             except Exception as exc:  # noqa: BLE001 - a design that cannot be fitted is reported
                 row["reason"] = f"model failed: {type(exc).__name__}: {exc}"
@@ -300,6 +367,7 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg, template: str
                 ),
                 "SmoothingFWHM": vcfg.smoothing_fwhm,
                 "MaskVoxels": res["n_mask_voxels"],
+                "Mask": f"voxels finite in every map, non-zero in any, inside {region_text}",
                 "Software": "nilearn SecondLevelModel",
                 "Sources": sources,
             }
@@ -341,10 +409,15 @@ def run_voxelwise(out: Path, gdir: Path, info: pd.DataFrame, gcfg, template: str
                     },
                 ),
             }
+            files["mask"] = (
+                vdir / f"{stem}_mask{NIFTI}",
+                res["mask"],
+                {**meta, "Type": "Brain", "Description": "the voxels tested"},
+            )
             for key, (path, img, side) in files.items():
                 atomic_write_nifti(img, path)
                 atomic_write_text(_dumps(side), _sidecar_path(path))
-                if key != "effect":
+                if key not in ("effect", "mask"):
                     row[key] = str(path.relative_to(gdir))
             notes = []
             for kind in ("fdr", "cluster"):
