@@ -724,3 +724,35 @@ def test_atlas_overlay_has_a_colour_key_that_matches_it(tmp_path):
     assert "frontal lobe (left)" in svg and "thalamus (right)" in svg and "absent" not in svg
     for *_, colour in entries:
         assert colour.lower() in svg.lower()
+
+
+def test_map_mosaics_cut_through_the_largest_effect(tmp_path):
+    """A smooth 8 mm blob of +6 in noise, and one stray voxel of +40 elsewhere: every axis
+    of the mosaic has a cut through the blob (within a voxel), not through the stray voxel,
+    and the other cuts spread over the brain."""
+    import nibabel as nb
+
+    from pipeline.reports.figures import Figures, _map_figure, peak_cuts
+
+    aff = np.array([[2.0, 0, 0, -60], [0, 2.0, 0, -70], [0, 0, 2.0, -40], [0, 0, 0, 1]])
+    shape = (60, 70, 50)
+    rng = np.random.default_rng(4)
+    data = rng.normal(0, 1, shape).astype(np.float32)
+    ijk = np.indices(shape).transpose(1, 2, 3, 0) @ aff[:3, :3].T + aff[:3, 3]
+    centre = np.array([24.0, -30.0, 12.0])  # mm
+    data += 6 * np.exp(-((ijk - centre) ** 2).sum(-1) / (2 * 4.0**2))
+    data[10, 10, 10] = 40.0  # one stray voxel
+    brain = np.zeros(shape, np.uint8)
+    brain[5:55, 5:65, 5:45] = 1
+    img, mask = nb.Nifti1Image(data, aff), nb.Nifti1Image(brain, aff)
+    cuts, peak = peak_cuts(img, mask, 4)
+    assert np.abs(np.array(peak) - centre).max() <= 2.0, peak
+    for i, ax in enumerate("xyz"):
+        assert len(cuts[ax]) == 4
+        assert min(abs(c - centre[i]) for c in cuts[ax]) <= 2.0, (ax, cuts[ax])
+        assert cuts[ax][-1] - cuts[ax][0] > 40  # spread over the brain, not bunched
+    # nothing finite: no peak, nilearn's own cuts
+    assert peak_cuts(nb.Nifti1Image(np.full(shape, np.nan, np.float32), aff), mask)[1] is None
+    figs = Figures(tmp_path, "01")
+    src = _map_figure(figs, img, None, "blob.png", "test map", "%", cut_mask=mask)
+    assert (tmp_path / src).read_bytes()[:4] == b"\x89PNG"

@@ -211,6 +211,54 @@ def _cuts(mask_img, n, axes="xyz"):
     return out
 
 
+#: the peak of a map is looked for this far inside the brain mask (mm), so that the dural
+#: sinuses and surface vessels beside it (large in enhancement and ΔR2* maps) are not it
+PEAK_INSET_MM = 4.0
+
+
+def peak_cuts(img, mask_img, n=4, inset_mm=PEAK_INSET_MM):
+    """Cuts per axis (``{"x": [...], "y": [...], "z": [...]}``, world mm) through the region
+    of largest effect of ``img`` and spread over the extent of ``mask_img`` (or of the
+    image's finite voxels): the |value| smoothed over ~2 voxels (so that one noisy voxel is
+    not the peak), its maximum at least ``inset_mm`` inside the mask (the whole mask when
+    nothing is that deep), and for each axis the cut nearest to it moved onto it.
+    Returns ``(cuts, peak_xyz)``; ``(n, None)`` when nothing is finite."""
+    import nibabel as nb
+    import numpy as np
+    from scipy import ndimage
+
+    data = np.asarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3])
+    ok = np.isfinite(data)
+    if mask_img is not None and mask_img.shape[:3] == img.shape[:3]:
+        inside = np.asarray(mask_img.dataobj).reshape(img.shape[:3]) > 0.5
+        ok &= inside
+        zooms = nb.affines.voxel_sizes(img.affine)
+        deep = ndimage.distance_transform_edt(inside, sampling=zooms) > inset_mm
+        if (ok & deep).sum() >= 10:
+            ok &= deep
+    if ok.sum() < 10:
+        return n, None
+    weight = ndimage.gaussian_filter(ok.astype(np.float32), 1.0)
+    smooth = ndimage.gaussian_filter(np.where(ok, np.abs(data), 0.0), 1.0)
+    smooth = np.where(ok & (weight > 0.2), smooth / np.maximum(weight, 1e-6), -np.inf)
+    peak_ijk = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+    peak = img.affine[:3, :3] @ np.asarray(peak_ijk, float) + img.affine[:3, 3]
+    extent = _cuts(
+        mask_img
+        if mask_img is not None and mask_img.shape[:3] == img.shape[:3]
+        else nb.Nifti1Image(ok.astype(np.uint8), img.affine),
+        n,
+    )
+    if not isinstance(extent, dict):
+        return n, None
+    cuts = {}
+    for i, ax in enumerate("xyz"):
+        axis = list(extent[ax])
+        axis[int(np.argmin([abs(c - peak[i]) for c in axis]))] = float(peak[i])
+        cuts[ax] = sorted(axis)
+    return cuts, tuple(float(v) for v in peak)
+
+
 def atlas_colours(labels_img, lut):
     """The atlas relabelled 1..N with one fixed colour per region, and the legend entries
     ``[(name, hemisphere, hex colour)]``: what the overlay shows is what the legend says."""
@@ -339,28 +387,39 @@ def band_outlines(rois_img, lut) -> dict:
     return out
 
 
-def _map_figure(figs, img, bg, name, title, units="", cuts=5, cut_mask=None):
-    """A quantitative map over an anatomical background, with a colour bar."""
+def _map_figure(figs, img, bg, name, title, units="", cuts=4, cut_mask=None):
+    """A quantitative map over an anatomical background, with a colour bar: sagittal,
+    coronal and axial rows of ``cuts`` slices, one of each through the region of largest
+    |value| (:func:`peak_cuts`, named in the title)."""
     from nilearn import plotting
 
     vmin, vmax, sym = _range(img)
+    coords, peak = peak_cuts(img, cut_mask, cuts)
+    where = f"; peak |value| at ({peak[0]:.0f}, {peak[1]:.0f}, {peak[2]:.0f}) mm" if peak else ""
     kw = dict(
         cmap="cold_hot" if sym else "inferno",
         vmax=vmax,
         symmetric_cbar=sym,
         threshold=abs(vmax) * 1e-4,
         colorbar=True,
-        display_mode="z",
-        cut_coords=_cuts(cut_mask, cuts, "z"),
+        display_mode="mosaic" if peak else "z",
+        cut_coords=coords,
         draw_cross=False,
         annotate=True,
-        title=f"{title}" + (f" [{units}]" if units else ""),
+        title=f"{title}" + (f" [{units}]" if units else "") + where,
     )
     if not sym:
         kw["vmin"] = vmin
-    display = plotting.plot_stat_map(
-        img, bg_img=bg if bg is not None else False, black_bg=True, dim=-0.3, **kw
-    )
+    if bg is None:  # no anatomy: a black background on the map's own grid
+        import nibabel as nb
+        import numpy as np
+
+        bg = nb.Nifti1Image(np.zeros(img.shape[:3], np.float32), img.affine)
+    import warnings
+
+    with warnings.catch_warnings():  # the all-zero background has no "brain" to find
+        warnings.filterwarnings("ignore", message="empty mask")
+        display = plotting.plot_stat_map(img, bg_img=bg, black_bg=True, dim=-0.3, **kw)
     return figs.save_display(display, name)
 
 
