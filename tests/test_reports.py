@@ -457,6 +457,18 @@ def test_demo_report_and_boilerplate(demo_run):
             "SUVR": any(sub.rglob("*_SUVR.nii.gz")),
         }
         assert ran["The post-contrast ("]  # every demo participant has gadolinium
+        # every registration has its before/after view, USPIO post -> pre included
+        views = re.findall(r'<object type="image/svg\+xml" data="([^"]+)"', text)
+        for ending in (
+            "space-MNI152NLin2009aSym_desc-preproc_T1w_desc-flicker.svg",  # T1w -> template
+            "ce-gadobutrol_desc-preproc_T1w_desc-flicker.svg",  # post -> pre T1w
+            "_T1map_desc-flicker.svg",  # DCE -> T1w
+            "_R2starmap_desc-flicker.svg",  # MEGRE -> T1w
+            "_ce-ferumoxytol_R2starmap_desc-flicker.svg",  # post -> pre ferumoxytol
+        ):
+            assert any(v.endswith(ending) for v in views) == (
+                ending != "_ce-ferumoxytol_R2starmap_desc-flicker.svg" or ran["Iron-oxide ("]
+            ), (label, ending)
         for marker, present in ran.items():
             assert (marker in md) == present, (label, marker, present)
 

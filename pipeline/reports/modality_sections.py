@@ -105,6 +105,8 @@ class ModalitySections:
                 self._gadolinium_registration(sec, ses, agent, t1w, mask)
             elif mod in REGISTRATION_REFERENCE and t1w is not None:
                 self._modality_registration(sec, ses, sessions, mod, files, mask)
+            if mod == "uspio" and mask is not None:
+                self._uspio_registration(sec, files, agent, mask)
             for f in drawn:
                 self._map(sec, f, mod, ses, sessions)
             # listed, not drawn: template copies of native-only maps, fit residuals (in the QC
@@ -182,6 +184,31 @@ class ModalitySections:
                 "pre, and the post fading in while the pointer is over the image",
             )  # fmt:skip
         self._similarity(sec, pre_img, post_img, m, "post ↔ pre T1w", post.name)
+
+    def _uspio_registration(self, sec, files, agent, mask):
+        """Before/after view of the post-ferumoxytol series registered to the pre one: their
+        R2* maps on the pre grid (the anatomy must not move; vessels brighten)."""
+        native = [f for f in files if f.suffix == "R2starmap" and f.get("space") is None]
+        pre = next((f for f in native if f.get("ce") is None), None)
+        post = next((f for f in native if f.get("ce") is not None), None)
+        if pre is None or post is None:
+            return
+        import numpy as np
+
+        def clipped(path):  # R2* of the post series is large in vessels: clip for display
+            img = _load(path)
+            data = np.asarray(img.dataobj, dtype=np.float32)
+            finite = data[np.isfinite(data)]
+            hi = float(np.percentile(finite, 98)) if finite.size else 1.0
+            return type(img)(np.clip(np.nan_to_num(data), 0, hi), img.affine)
+
+        self._flicker(
+            sec, clipped(pre.path), clipped(post.path), _load(mask.path), post,
+            ("R2* pre-ferumoxytol", f"R2* post ({agent or post.get('ce')}), registered"),
+            "Registration of the post-ferumoxytol series to the pre-ferumoxytol series: the "
+            "pre R2* map, and the post R2* map on the pre grid fading in while the pointer is "
+            "over the image (the anatomy must not move; vessels brighten)",
+        )  # fmt: skip
 
     def _flicker(self, sec, fixed, moving, mask, source, labels, caption, cuts=4):
         """Add the before/after view of a registration (fixed image, moving one on hover)."""
