@@ -185,7 +185,7 @@ def synthetic(tmp_path, tf_home):
             "QCWhiteMatterMeanAbsDiffPercent": 1.08,
         },
     )
-    _save(pct - 2, aff, a / f"{g}_desc-subtraction_enhancement.nii.gz")
+    _save(pct - 2, aff, a / f"{g}_desc-subtraction_enhancement.nii.gz")  # no sidecar
     _tsv(
         a / f"{g}_desc-enhancement_findings.tsv",
         [["sub-01", "ses-01", 1, "meningeal_occipital", "left", 270.0, 10, 73.5, 61.2]],
@@ -289,6 +289,9 @@ def test_report_from_synthetic_derivatives(synthetic):
     assert "sub-01_ses-01_ce-gadobutrol_Ktrans_desc-map.png" in names
     assert "sub-01_ses-01_ce-gadobutrol_space-MNI152NLin2009aSym_Ktrans_desc-map.png" in names
     assert "sub-01_ses-01_trc-PBR28_SUVR_desc-map.png" in names
+    assert _check_map_units(text) >= 4
+    # a map whose sidecar is missing says so instead of showing a bare scale
+    assert "enhancement (subtraction) [units not recorded]" in text
     assert (
         "sub-01_ses-01_ce-gadobutrol_atlas-inflamapLobes_desc-percent_regions_chart.svg" in names
     )
@@ -457,6 +460,7 @@ def test_demo_report_and_boilerplate(demo_run):
             "SUVR": any(sub.rglob("*_SUVR.nii.gz")),
         }
         assert ran["The post-contrast ("]  # every demo participant has gadolinium
+        _check_map_units(text)
         # every registration has its before/after view, USPIO post -> pre included
         views = re.findall(r'<object type="image/svg\+xml" data="([^"]+)"', text)
         for ending in (
@@ -517,6 +521,16 @@ window.addEventListener('load', function () {
 });
 </script>
 """
+
+
+def _check_map_units(text: str) -> int:
+    """Every quantitative map of a report names its units (its caption and the title
+    over its colour bar); returns how many maps there are."""
+    maps = re.findall(r'<img src="([^"]+_desc-map\.png)" alt="([^"]*)"', text)
+    assert maps
+    for src, alt in maps:
+        assert re.search(r"\[[^\]]+\]", alt), (src, alt)
+    return len(maps)
 
 
 def _chromium():

@@ -131,7 +131,9 @@ def _map_sort_key(f: Deriv):
 
 def _units(f: Deriv) -> str:
     u = f.sidecar().get("Units")
-    return str(u) if u not in (None, "", "arbitrary") else ""
+    if u in ("arbitrary", "a.u."):  # e.g. a subtraction: the scanner's signal scale
+        return "a.u."
+    return str(u) if u not in (None, "") else "units not recorded"
 
 
 def _map_title(f: Deriv) -> str:
