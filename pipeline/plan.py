@@ -124,6 +124,8 @@ class SessionPlan:
     pet: tuple = ()
     spect: tuple = ()
     uspio: tuple = ()
+    #: the anatomy reused from sMRIPrep/fMRIPrep (``--derivatives``), or None: computed
+    anatomy: object = None
 
     @property
     def participant_id(self) -> str:
@@ -148,6 +150,8 @@ class ParticipantPlan:
     subject: str
     bids_dir: str
     sessions: tuple
+    #: what the plan decided that the user should know (e.g. derivatives not reused)
+    notes: tuple = ()
 
     def images(self):
         """``(path, role, ndim, n_volumes)`` of every image the run reads, once each, with
@@ -161,6 +165,12 @@ class ParticipantPlan:
 
         for s in self.sessions:
             add(s.t1w, "T1w")
+            if s.anatomy is not None:
+                add(s.anatomy.t1w_preproc, f"reused preprocessed T1w ({s.anatomy.generated_by})")
+                add(s.anatomy.brain_mask, "reused brain mask")
+                add(s.anatomy.dseg, "reused tissue segmentation")
+                for f in s.anatomy.probseg:
+                    add(f, "reused tissue probability map")
             for g in s.gadolinium:
                 add(g.post, f"post-contrast T1w (ce-{g.agent})")
             for d in s.dce:
@@ -363,10 +373,33 @@ def plan_participant(layout, subject: str, settings) -> ParticipantPlan:
             "(sub-<label>[_ses-<label>]_T1w.nii.gz) found; every session needs one"
         )
     uspio = _uspio_inputs(layout, all_files, rows, set(with_t1w), settings)
-    sessions = []
+    sessions, notes = [], []
+    n_with_t1w = sum(1 for f in all_files.values() if f["t1w"] is not None)
     for ses in with_t1w:
         files = all_files[ses]
         carry = tables.carried(subject, ses, cfg.regional.carry_columns)
+        anatomy = None
+        if ex.derivatives:
+            from .bids.reuse import find_anatomy
+
+            anatomy, note = find_anatomy(
+                [Path(r) for r in ex.derivatives],
+                subject,
+                ses,
+                n_with_t1w,
+                cfg.anat.template,
+                files["t1w"],
+            )
+            if note:
+                notes.append(note)
+            elif anatomy is not None:
+                notes.append(
+                    f"ses-{ses}: anatomy reused from {anatomy.generated_by} "
+                    f"({Path(anatomy.t1w_preproc).parent})"
+                    if ses
+                    else f"anatomy reused from {anatomy.generated_by} "
+                    f"({Path(anatomy.t1w_preproc).parent})"
+                )
         sessions.append(
             SessionPlan(
                 subject=subject,
@@ -383,9 +416,12 @@ def plan_participant(layout, subject: str, settings) -> ParticipantPlan:
                 pet=_pet_inputs(layout, files, tables, subject, ses, settings, carry),
                 spect=_spect_inputs(layout, files, settings),
                 uspio=tuple(uspio.get(ses, ())),
+                anatomy=anatomy,
             )
         )
-    return ParticipantPlan(subject=subject, bids_dir=str(ex.bids_dir), sessions=tuple(sessions))
+    return ParticipantPlan(
+        subject=subject, bids_dir=str(ex.bids_dir), sessions=tuple(sessions), notes=tuple(notes)
+    )
 
 
 __all__ = [

@@ -160,7 +160,7 @@ def preflight_participants(
 
                 traceback.print_exc()
         else:
-            for note in report.notes:
+            for note in (*plan.notes, *report.notes):
                 progress(f"sub-{subject}: {note}")
             progress(
                 f"sub-{subject}: inputs checked ({len(report.images)} image(s), "

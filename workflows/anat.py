@@ -23,6 +23,7 @@ def init_anat_wf(
     mem_gb: float = 1.0,
     label: str = "",
     reference_session: str | None = None,
+    reuse=None,
     name: str = "anat_wf",
 ):
     r"""
@@ -69,6 +70,11 @@ def init_anat_wf(
         session takes, through a rigid within-subject registration of the extracted brains
         (inputs ``ref_*``), so that a band is the same tissue in every session; ``None``:
         this session's own (the reference, or a single session)
+    reuse : :class:`pipeline.bids.reuse.AnatomyReuse` or None
+        sMRIPrep/fMRIPrep anatomy of this T1w (``--derivatives``): its bias-corrected T1w,
+        brain mask, tissue classes and template transforms are used; N4, Atropos and the
+        template registration are not run (the registration QC is, on the reused
+        transforms); ``inputnode.t1w`` is then the reused preprocessed T1w
     name : :obj:`str`
         name of workflow (default: ``anat_wf``)
 
@@ -124,9 +130,11 @@ def init_anat_wf(
     from niworkflows.interfaces.nibabel import ApplyMask
 
     from pipeline.interfaces.anat import (
+        BiasFieldFromPair,
         BrainExtraction,
         NonZeroMask,
         RegistrationQC,
+        ReusedSegmentation,
         TissueSegmentation,
         deepbet_version,
     )
@@ -183,6 +191,21 @@ def init_anat_wf(
             "The T1w was already brain-extracted (`skull_strip: skip`): its non-zero voxels "
             "(holes filled, largest component) were taken as the extraction mask"
         )
+    if reuse is not None:
+        steps = f"""\
+The anatomical preprocessing of the T1-weighted (T1w) image was reused from
+*{reuse.generated_by}* (BIDS derivatives; files {", ".join(f"`{f}`" for f in reuse.relative())}):
+its bias-corrected T1w, brain mask, tissue classes (relabelled to CSF, GM, WM) and
+tissue probabilities, and its composite transforms to and from the *{template}* template;
+inflamap did not rerun bias correction, segmentation or the template registration. The
+bias field that tool removed was recovered as the ratio of the T1w as acquired to the reused
+one (a Gaussian-smoothed field, 5 mm, where they disagree by more than 5 % and outside
+the head), for the correction of the post-contrast T1w below.
+{extraction} (on the T1w as acquired, its mask then taken to the reused T1w's grid), for
+the intracranial extent of the calvarial band.
+The reused registration was checked: the template brain mask"""
+    else:
+        steps = None
     workflow.__desc__ = f"""\
 The T1-weighted (T1w) image was corrected for intensity non-uniformity with
 `N4BiasFieldCorrection` [@n4] (ANTs {ANTS_VERSION}, run in-process through antspyx).
@@ -211,6 +234,9 @@ were excluded from both bands. Voxels without a finite
 value in the input images, if any, were set to zero for registration and excluded from the
 brain mask, every region and every quantitative map (their number is in the sidecars).
 """
+    if steps:  # the reused steps replace N4, Atropos and the registration
+        marker = "Every registration was checked: the template brain mask"
+        workflow.__desc__ = steps + workflow.__desc__.split(marker, 1)[1]
     if reference_session:
         workflow.__desc__ += f"""\
 To make every region the same tissue in every session, the atlas labels and extra-cerebral
@@ -258,21 +284,28 @@ interpolation).
     labels = pe.Node(niu.Merge(4), name="masks_and_labels")
     exclude = pe.Node(ExcludeVoxels(), name="exclude_nonfinite")
 
-    n4 = pe.Node(
-        N4BiasFieldCorrection(
-            dimension=3,
-            save_bias=True,
-            copy_header=True,
-            n_iterations=n4s.iterations,
-            convergence_threshold=n4s.convergence_threshold,
-            shrink_factor=n4s.shrink_factor,
-            bspline_fitting_distance=n4s.bspline_fitting_distance,
-            num_threads=omp_nthreads,
-        ),
-        name="n4",
-        n_procs=omp_nthreads,
-        mem_gb=mem_gb,
-    )
+    if reuse is not None:  # the reused T1w is already bias-corrected
+        n4 = pe.Node(
+            niu.Function(function=_same, input_names=["input_image"],
+                         output_names=["output_image"]),
+            name="reused_t1w",
+        )  # fmt: skip
+    else:
+        n4 = pe.Node(
+            N4BiasFieldCorrection(
+                dimension=3,
+                save_bias=True,
+                copy_header=True,
+                n_iterations=n4s.iterations,
+                convergence_threshold=n4s.convergence_threshold,
+                shrink_factor=n4s.shrink_factor,
+                bspline_fitting_distance=n4s.bspline_fitting_distance,
+                num_threads=omp_nthreads,
+            ),
+            name="n4",
+            n_procs=omp_nthreads,
+            mem_gb=mem_gb,
+        )
     if settings.skull_strip == "deepbet":
         brain_extraction = pe.Node(
             BrainExtraction(num_threads=omp_nthreads),
@@ -282,17 +315,25 @@ interpolation).
         )
     else:
         brain_extraction = pe.Node(NonZeroMask(), name="brain_extraction")
-    segmentation = pe.Node(
-        TissueSegmentation(
-            mrf_smoothing=seg.mrf_smoothing,
-            iterations=seg.iterations,
-            closing_mm=seg.closing_mm,
-            num_threads=omp_nthreads,
-        ),
-        name="segmentation",
-        n_procs=omp_nthreads,
-        mem_gb=mem_gb * 2,
-    )
+    if reuse is not None:
+        segmentation = pe.Node(
+            ReusedSegmentation(
+                dseg=reuse.dseg, probseg=list(reuse.probseg), brain_mask=reuse.brain_mask
+            ),
+            name="reused_segmentation",
+        )
+    else:
+        segmentation = pe.Node(
+            TissueSegmentation(
+                mrf_smoothing=seg.mrf_smoothing,
+                iterations=seg.iterations,
+                closing_mm=seg.closing_mm,
+                num_threads=omp_nthreads,
+            ),
+            name="segmentation",
+            n_procs=omp_nthreads,
+            mem_gb=mem_gb * 2,
+        )
     skull_stripped = pe.Node(ApplyMask(), name="skull_stripped")
 
     import nibabel as nb
@@ -360,6 +401,27 @@ interpolation).
         n_procs=omp_nthreads,
         mem_gb=mem_gb * 2,
     )
+    if reuse is not None:  # the reused transforms stand in for the registration's outputs
+        registration = pe.Node(
+            niu.IdentityInterface(
+                fields=["composite_transform", "inverse_composite_transform", "warped_image"]
+            ),
+            name="reused_transforms",
+        )
+        registration.inputs.composite_transform = reuse.anat2tpl_xfm
+        registration.inputs.inverse_composite_transform = reuse.tpl2anat_xfm
+        to_template = pe.Node(
+            ApplyTransforms(
+                reference_image=template_files["template"],
+                transforms=[reuse.anat2tpl_xfm],
+                interpolation="Linear",
+                dimension=3,
+                float=True,
+                num_threads=omp_nthreads,
+            ),
+            name="t1w_to_template",
+            mem_gb=mem_gb,
+        )
 
     mask_to_t1w = pe.Node(
         ApplyTransforms(
@@ -423,20 +485,37 @@ interpolation).
         mem_gb=mem_gb,
     )
 
+    if reuse is not None:
+        # the reused T1w is the image labelled; the raw one gives the bias field and, as in
+        # a run of its own, the head the brain extraction sees (its mask on the reused grid)
+        nonfinite.inputs.in_file = reuse.t1w_preproc
+        raw_finite = pe.Node(NonFiniteMask(), name="nonfinite_raw_t1w")
+        field = pe.Node(BiasFieldFromPair(), name="reused_bias_field", mem_gb=mem_gb)
+        extraction = pe.Node(
+            niu.Function(function=_mask_on_grid, input_names=["mask", "reference"],
+                         output_names=["out_mask"]),
+            name="extraction_on_reused_grid",
+        )  # fmt: skip
+        workflow.connect([
+            (inputnode, raw_finite, [("t1w", "in_file")]),
+            (raw_finite, field, [("out_file", "raw")]),
+            (nonfinite, field, [("out_file", "corrected")]),
+            (field, outputnode, [("bias_image", "bias_field")]),
+            (raw_finite, brain_extraction, [("out_file", "in_file")]),
+            (brain_extraction, extraction, [("out_mask", "mask")]),
+            (nonfinite, extraction, [("out_file", "reference")]),
+        ])  # fmt:skip
+    else:
+        extraction = brain_extraction
+        workflow.connect([
+            (inputnode, nonfinite, [("t1w", "in_file")]),
+            (nonfinite, brain_extraction, [("out_file", "in_file")]),
+        ])  # fmt:skip
     workflow.connect([
-        (inputnode, nonfinite, [("t1w", "in_file")]),
         (nonfinite, n4, [("out_file", "input_image")]),
-        (nonfinite, brain_extraction, [("out_file", "in_file")]),
         (nonfinite, exclude, [("mask", "exclude")]),
-        (n4, segmentation, [("output_image", "in_file")]),
-        (brain_extraction, segmentation, [("out_mask", "mask")]),
         (n4, skull_stripped, [("output_image", "in_file")]),
         (segmentation, skull_stripped, [("brain_mask", "in_mask")]),
-        (skull_stripped, linear_registration, [("out_file", "moving_image")]),
-        (dilate, linear_registration, [(("out_mask", listify), "fixed_image_masks")]),
-        (skull_stripped, registration, [("out_file", "moving_image")]),
-        (linear_registration, registration, [("forward_transforms", "initial_moving_transform")]),
-        (dilate, registration, [(("out_mask", listify), "fixed_image_masks")]),
         (n4, mask_to_t1w, [("output_image", "reference_image")]),
         (registration, mask_to_t1w, [("inverse_composite_transform", "transforms")]),
         (segmentation, registration_qc, [("brain_mask", "brain_mask")]),
@@ -461,12 +540,29 @@ interpolation).
                                     (("out_probseg", pick, 0), "csf_prob"),
                                     (("out_probseg", pick, 1), "gm_prob"),
                                     (("out_probseg", pick, 2), "wm_prob")]),
-        (n4, outputnode, [("output_image", "t1w_preproc"), ("bias_image", "bias_field")]),
+        (n4, outputnode, [("output_image", "t1w_preproc")]),
         (registration, outputnode, [("warped_image", "t1w_tpl"),
                                     ("composite_transform", "anat2tpl_xfm"),
                                     ("inverse_composite_transform", "tpl2anat_xfm")]),
         (atlas_src, outputnode, [("lut", "atlas_lut")]),
     ])  # fmt:skip
+    if reuse is not None:
+        workflow.connect([
+            (skull_stripped, to_template, [("out_file", "input_image")]),
+            (to_template, registration, [("output_image", "warped_image")]),
+        ])  # fmt:skip
+    else:
+        workflow.connect([
+            (n4, segmentation, [("output_image", "in_file")]),
+            (brain_extraction, segmentation, [("out_mask", "mask")]),
+            (skull_stripped, linear_registration, [("out_file", "moving_image")]),
+            (dilate, linear_registration, [(("out_mask", listify), "fixed_image_masks")]),
+            (skull_stripped, registration, [("out_file", "moving_image")]),
+            (linear_registration, registration,
+             [("forward_transforms", "initial_moving_transform")]),
+            (dilate, registration, [(("out_mask", listify), "fixed_image_masks")]),
+            (n4, outputnode, [("bias_image", "bias_field")]),
+        ])  # fmt:skip
     if reference_session:
         carry_rois(workflow, reg, omp_nthreads, mem_gb)
         return workflow
@@ -490,7 +586,30 @@ interpolation).
     if settings.skull_strip != "skip":  # the T1w shows the skull: the band follows it
         workflow.connect([
             (n4, extracerebral, [("output_image", "t1w")]),
-            (brain_extraction, extracerebral, [("out_mask", "intracranial")]),
+            (extraction, extracerebral, [("out_mask", "intracranial")]),
             (template_z_to_t1w, extracerebral, [("output_image", "template_z")]),
         ])  # fmt:skip
     return workflow
+
+
+def _same(input_image):
+    """The reused, already bias-corrected T1w, passed on as the N4 output would be."""
+    return input_image
+
+
+def _mask_on_grid(mask, reference):
+    """``mask`` on the grid of ``reference`` (nearest neighbour in scanner coordinates;
+    the file itself when the grids agree)."""
+    import os
+
+    import nibabel as nb
+    import numpy as np
+    from nibabel.processing import resample_from_to
+
+    m, ref = nb.load(mask), nb.load(reference)
+    if m.shape[:3] == ref.shape[:3] and np.allclose(m.affine, ref.affine, atol=1e-3):
+        return mask
+    out = os.path.abspath("extraction_mask_on_reused_grid.nii.gz")
+    moved = resample_from_to(m, (ref.shape[:3], ref.affine), order=0, cval=0)
+    nb.Nifti1Image((np.asarray(moved.dataobj) > 0).astype(np.uint8), ref.affine).to_filename(out)
+    return out

@@ -82,6 +82,7 @@ Results included in this manuscript come from processing performed with *inflama
             omp_nthreads=settings.nipype.omp_nthreads,
             label=f"{pid} {sid}" if sid else pid,
             reference_session=reference[0] if reference else None,
+            reuse=ses.anatomy,
             name=f"anat_{tag}_wf",
         )
         anat_wf.inputs.inputnode.t1w = t1w

@@ -19,7 +19,7 @@ def carry_rois(workflow, reg, omp_nthreads, mem_gb):
     inputnode = workflow.get_node("inputnode")
     outputnode = workflow.get_node("outputnode")
     labels = workflow.get_node("masks_and_labels")
-    n4 = workflow.get_node("n4")
+    n4 = workflow.get_node("n4") or workflow.get_node("reused_t1w")  # --derivatives
     skull_stripped = workflow.get_node("skull_stripped")
     # the anatomical registration's rigid schedule (its levels), started at the centres of mass
     levels = SimpleNamespace(

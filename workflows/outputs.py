@@ -156,10 +156,25 @@ def init_ds_anat_wf(*, settings, ses, reference_session=None, name="ds_anat_wf")
         "bias_correction": {"Method": "N4BiasFieldCorrection", **acfg.n4.to_dict()},
         "mask_method": method + ", then GM+WM of the Atropos segmentation closed at the pial hull",
         "segmentation": acfg.segmentation.to_dict(),
+        "segmentation_method": "ANTs Atropos",
         "registration": {"Software": ANTS_SOFTWARE, **acfg.registration.to_dict()},
         "meningeal_band_mm": acfg.meningeal_band_mm,
         "calvarial_band_mm": acfg.calvarial_band_mm,
     }
+    reuse = ses.anatomy
+    if reuse is not None:  # sMRIPrep/fMRIPrep's anatomy (--derivatives)
+        rel = dict(zip(("t1w", "mask", "dseg", "csf", "gm", "wm", "fwd", "inv"), reuse.relative()))
+        by = f"reused from {reuse.generated_by}"
+        context.update(
+            bias_correction={"Method": by, "ReusedFile": rel["t1w"], "Root": reuse.root},
+            mask_method=f"{by} ({rel['mask']})",
+            segmentation={
+                "Method": by,
+                "ReusedFiles": [rel[k] for k in ("dseg", "csf", "gm", "wm")],
+            },
+            segmentation_method=f"{by}, relabelled from BIDS 1 GM, 2 WM, 3 CSF",
+            registration={"Method": by, "ReusedFiles": [rel["fwd"], rel["inv"]]},
+        )
     if reference_session:
         context["reference_session"] = reference_session
     return init_ds_wf(sink="anat", settings=settings, source_file=ses.t1w, context=context,

@@ -135,6 +135,12 @@ def _main(argv) -> int:
     ex.participant_label = participant_label
     ex.session_label = session_label
     ex.bids_filters = filters
+    if args.derivatives:
+        from ..bids.reuse import check_derivatives_roots
+
+        ex.derivatives = [
+            str(r) for r in check_derivatives_roots(args.derivatives, bids, out, work)
+        ]
     ex.skip_bids_validation = args.skip_bids_validation
     ex.stop_on_first_crash = args.stop_on_first_crash
     ex.verbosity = args.verbose

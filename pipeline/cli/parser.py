@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON of extra BIDS entities per file role, e.g. {"t1w": {"acquisition": "mprage"}}',
     )
     g.add_argument(
+        "--derivatives",
+        nargs="+",
+        metavar="PATH",
+        help="sMRIPrep/fMRIPrep derivatives folders: their preprocessed T1w, brain mask, "
+        "tissue classes and template transforms are used instead of being recomputed",
+    )
+    g.add_argument(
         "--skip-bids-validation",
         "--skip_bids_validation",
         action="store_true",

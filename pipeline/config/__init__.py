@@ -114,6 +114,8 @@ class ExecutionSettings:
     participant_label: list = field(default_factory=list)
     session_label: list = field(default_factory=list)
     bids_filters: dict = field(default_factory=dict)
+    #: sMRIPrep/fMRIPrep derivatives folders whose anatomy is reused (``--derivatives``)
+    derivatives: list = field(default_factory=list)
     skip_bids_validation: bool = False
     stop_on_first_crash: bool = False
     verbosity: int = 0

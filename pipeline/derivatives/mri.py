@@ -31,7 +31,10 @@ ANAT = (
         "outputnode.t1w_dseg",
         "dseg",
         description="tissue classes of the T1w",
-        meta=(("Labels", {"1": "CSF", "2": "GM", "3": "WM"}), ("Method", "ANTs Atropos")),
+        meta=(
+            ("Labels", {"1": "CSF", "2": "GM", "3": "WM"}),
+            ("Method", Ctx("segmentation_method")),
+        ),
     ),
     *(
         Output(
@@ -40,7 +43,7 @@ ANAT = (
             "probseg",
             (("label", tissue),),
             description=f"{tissue} probability of the T1w",
-            meta=(("Method", "ANTs Atropos posterior probability"),),
+            meta=(("Method", Ctx("segmentation_method")),),
         )
         for tissue in ("CSF", "GM", "WM")
     ),

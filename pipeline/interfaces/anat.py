@@ -254,6 +254,131 @@ class TissueSegmentation(SimpleInterface):
         return runtime
 
 
+class _ReusedSegmentationInputSpec(BaseInterfaceInputSpec):
+    dseg = File(exists=True, mandatory=True, desc="BIDS tissue classes: 1 GM, 2 WM, 3 CSF")
+    probseg = traits.List(
+        File(exists=True), minlen=3, maxlen=3, mandatory=True, desc="CSF, GM, WM probabilities"
+    )
+    brain_mask = File(exists=True, mandatory=True, desc="the brain mask of the same tool")
+
+
+class ReusedSegmentation(SimpleInterface):
+    """Tissue classes, probabilities and brain mask of another pipeline (sMRIPrep/fMRIPrep,
+    ``--derivatives``) in inflamap's convention: classes relabelled from BIDS' 1 GM, 2 WM,
+    3 CSF to 1 CSF, 2 GM, 3 WM; probabilities clipped to [0, 1]; the mask binarised. The
+    outputs of :class:`TissueSegmentation`, without recomputing them."""
+
+    input_spec = _ReusedSegmentationInputSpec
+    output_spec = _SegmentationOutputSpec
+
+    def _run_interface(self, runtime):
+        from pipeline.bids.reuse import DSEG_TO_INFLAMAP
+        from pipeline.models.brain import TISSUES
+
+        ref = nb.load(self.inputs.dseg)
+        raw = np.asarray(ref.dataobj)
+        if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
+            raise ValueError(f"{self.inputs.dseg}: tissue classes must be whole numbers 0-3")
+        values = set(np.unique(raw).astype(int).tolist())
+        if not values <= set(DSEG_TO_INFLAMAP):
+            raise ValueError(
+                f"{self.inputs.dseg}: classes {sorted(values)}; a BIDS tissue segmentation "
+                "has 0 background, 1 GM, 2 WM, 3 CSF"
+            )
+        lut = np.zeros(4, np.uint8)
+        for old, new in DSEG_TO_INFLAMAP.items():
+            lut[old] = new
+        labels = lut[raw.astype(np.int16)]
+        brain = np.asarray(nb.load(self.inputs.brain_mask).dataobj) > 0.5
+
+        def save(arr, suffix, dtype):
+            hdr = ref.header.copy()
+            hdr.set_data_dtype(dtype)
+            hdr.set_intent("none")
+            path = out_path(self.inputs.dseg, suffix, runtime.cwd)
+            nb.Nifti1Image(np.asarray(arr, dtype), ref.affine, hdr).to_filename(path)
+            return path
+
+        self._results["out_dseg"] = save(labels, "_inflamap_dseg", np.uint8)
+        probs = []
+        for name, f in zip(TISSUES, self.inputs.probseg):
+            data = np.nan_to_num(np.asarray(nb.load(f).dataobj, dtype=np.float32))
+            probs.append(save(np.clip(data, 0, 1), f"_label-{name}_probseg", np.float32))
+        self._results["out_probseg"] = probs
+        self._results["brain_mask"] = save(brain, "_brain_mask", np.uint8)
+        self._results["csf_mask"] = save((labels == 1) & ~brain, "_csf_mask", np.uint8)
+        voxel_ml = float(np.prod(ref.header.get_zooms()[:3])) / 1e3
+        vols = {name: float((labels == k + 1).sum() * voxel_ml) for k, name in enumerate(TISSUES)}
+        vols["brain"] = float(brain.sum() * voxel_ml)
+        self._results["volumes_ml"] = {k: round(v, 2) for k, v in vols.items()}
+        return runtime
+
+
+class _FieldFromPairInputSpec(BaseInterfaceInputSpec):
+    raw = File(exists=True, mandatory=True, desc="the T1w as acquired")
+    corrected = File(exists=True, mandatory=True, desc="the same T1w, bias-corrected")
+    sigma_mm = traits.Float(5.0, usedefault=True, desc="smoothing of the log ratio (mm)")
+
+
+class _FieldFromPairOutputSpec(TraitedSpec):
+    bias_image = File(exists=True, desc="multiplicative field on the corrected T1w's grid")
+
+
+class BiasFieldFromPair(SimpleInterface):
+    """The bias field another pipeline removed from a T1w, recovered as raw / corrected.
+
+    sMRIPrep/fMRIPrep keep the N4-corrected T1w but not N4's field; the gadolinium
+    workflow divides the post-contrast T1w by the pre-contrast T1w's field (they share the
+    receive coil), so the field is recovered: the raw T1w is resampled to the corrected
+    one's grid in scanner coordinates, and the log of their ratio over the head (both
+    above 2 % of the corrected image's 99th percentile) is smoothed by normalised
+    convolution (Gaussian, ``sigma_mm``). Head voxels whose ratio is within 5 % of that
+    smooth field keep their exact ratio (so that raw / field is the corrected T1w there);
+    the others (intensities the other pipeline clipped) and the voxels outside the head
+    take the smooth field (1 where no head voxel is near). The global scale is kept: raw /
+    field is on the corrected T1w's scale.
+    """
+
+    input_spec = _FieldFromPairInputSpec
+    output_spec = _FieldFromPairOutputSpec
+
+    def _run_interface(self, runtime):
+        from nibabel.processing import resample_from_to
+        from scipy import ndimage
+
+        from pipeline.utils import same_grid
+
+        ref = nb.load(self.inputs.corrected)
+        raw = nb.load(self.inputs.raw)
+        if not same_grid(raw, ref):
+            raw = resample_from_to(raw, (ref.shape[:3], ref.affine), order=1, cval=0.0)
+        a = np.asarray(raw.dataobj, dtype=np.float64).reshape(ref.shape[:3])
+        b = np.asarray(ref.dataobj, dtype=np.float64).reshape(ref.shape[:3])
+        ok = np.isfinite(a) & np.isfinite(b)
+        floor = 0.02 * np.percentile(b[ok & (b > 0)], 99) if (ok & (b > 0)).any() else np.inf
+        head = ok & (a > floor) & (b > floor)
+        if head.sum() < 100:
+            raise ValueError(
+                f"{self.inputs.corrected}: fewer than 100 head voxels in common with "
+                f"{self.inputs.raw}; the bias field cannot be recovered"
+            )
+        log_ratio = np.where(head, np.log(np.where(head, a, 1.0) / np.where(head, b, 1.0)), 0.0)
+        sigma = self.inputs.sigma_mm / np.asarray(ref.header.get_zooms()[:3], float)
+        weight = ndimage.gaussian_filter(head.astype(np.float64), sigma)
+        smooth = ndimage.gaussian_filter(log_ratio, sigma)
+        smooth = np.where(weight > 1e-3, smooth / np.maximum(weight, 1e-3), 0.0)
+        # the exact ratio where it agrees with the smooth field (within 5 %); the smooth
+        # field where it does not (clipped intensities) and outside the head
+        exact = head & (np.abs(log_ratio - smooth) < 0.05)
+        field = np.exp(np.where(exact, log_ratio, smooth))
+        hdr = ref.header.copy()
+        hdr.set_data_dtype(np.float32)
+        out = out_path(self.inputs.corrected, "_biasfield", runtime.cwd)
+        nb.Nifti1Image(field.astype(np.float32), ref.affine, hdr).to_filename(out)
+        self._results["bias_image"] = out
+        return runtime
+
+
 class _RegistrationQCInputSpec(BaseInterfaceInputSpec):
     brain_mask = File(exists=True, mandatory=True, desc="the participant's brain mask")
     template_mask_native = File(
