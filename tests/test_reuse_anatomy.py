@@ -75,9 +75,9 @@ def _tables(folder: Path) -> dict:
 def test_reused_anatomy_gives_the_same_regional_tables(demo_run, tmp_path):
     """sub-01 ses-01 of the demo with its anatomy handed over as sMRIPrep derivatives: no
     N4, segmentation or template registration runs, and every regional table (nT1w,
-    enhancement, Ktrans, ΔR2*, SUVR) equals the run that computed that anatomy: within 1 %
-    per row on the same voxels; at most two rows per table may differ in their voxels (a
-    dural sinus re-detected on the subtraction map), within 2 %."""
+    enhancement, Ktrans, ΔR2*, SUVR) equals the run that computed that anatomy within 1 %
+    per row (the acceptance of issue #19), on the same voxels but where a dural sinus is
+    re-detected on the subtraction map (within 2 % of a row's voxels)."""
     out0 = demo_run["out"]
     anat = out0 / "sub-01" / "ses-01" / "anat"
     smriprep = tmp_path / "smriprep"
@@ -106,7 +106,9 @@ def test_reused_anatomy_gives_the_same_regional_tables(demo_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ses-01: anatomy reused from sMRIPrep 0.16.1" in proc.stderr
     # the graph that ran: no bias correction, segmentation or registration of the T1w
-    ran = {p.name for p in (work / "sub_01_wf" / "anat_ses_01_wf").iterdir() if p.is_dir()}
+    ran = {
+        p.name for p in (work / "sub-01" / "sub_01_wf" / "anat_ses_01_wf").iterdir() if p.is_dir()
+    }
     assert {"reused_segmentation", "reused_bias_field", "t1w_to_template"} <= ran, ran
     assert not ran & {"n4", "segmentation", "registration", "linear_registration"}, ran
     assert "registration_qc" in ran  # the reused transforms are checked like our own
@@ -114,6 +116,7 @@ def test_reused_anatomy_gives_the_same_regional_tables(demo_run, tmp_path):
     before = _tables(out0 / "sub-01" / "ses-01")
     after = _tables(out / "sub-01" / "ses-01")
     assert set(after) == set(before) and len(before) >= 5, sorted(before)
+    worst = {}
     for name, a in before.items():
         b = after[name]
         a, b = a[a["hemisphere"] != "AI"], b[b["hemisphere"] != "AI"]
@@ -122,9 +125,15 @@ def test_reused_anatomy_gives_the_same_regional_tables(demo_run, tmp_path):
         m = m[m["mean_a"].notna()]
         assert m["mean_b"].notna().all(), name
         rel = (m["mean_b"] - m["mean_a"]).abs() / m["mean_a"].abs().clip(lower=1e-9)
-        same = m["n_voxels_a"] == m["n_voxels_b"]
-        assert (rel[same] <= 0.01).all(), (name, m[same & (rel > 0.01)].to_dict("records"))
-        assert (~same).sum() <= 2 and (rel[~same] <= 0.02).all(), (name, m[~same])
+        assert (rel <= 0.01).all(), (
+            name,
+            m.loc[rel > 0.01, ["roi", "hemisphere", "mean_a", "mean_b"]].to_dict("records"),
+        )
+        worst[name] = float(rel.max())
+        # the voxels are the same but where a dural sinus is re-detected on the subtraction
+        nvox = (m["n_voxels_b"] - m["n_voxels_a"]).abs() / m["n_voxels_a"]
+        assert (nvox <= 0.02).all(), (name, m.loc[nvox > 0.02, ["roi", "hemisphere"]])
+    print("largest relative difference per table:", worst)
     # what was reused, and from where, is in the sidecars and the methods
     side = json.loads((out / "sub-01/ses-01/anat/sub-01_ses-01_desc-preproc_T1w.json").read_text())
     assert side["BiasCorrection"]["Method"] == "reused from sMRIPrep 0.16.1"

@@ -330,8 +330,9 @@ class BiasFieldFromPair(SimpleInterface):
     sMRIPrep/fMRIPrep keep the N4-corrected T1w but not N4's field; the gadolinium
     workflow divides the post-contrast T1w by the pre-contrast T1w's field (they share the
     receive coil), so the field is recovered: the raw T1w is resampled to the corrected
-    one's grid in scanner coordinates, and the log of their ratio over the head (both
-    above 2 % of the corrected image's 99th percentile) is smoothed by normalised
+    one's grid in scanner coordinates, and the log of their ratio wherever both have
+    signal (above 0.1 % of the corrected image's 99th percentile and, for images stored as
+    integers, 100 storage steps, so that rounding moves it by under 1 %) is smoothed by normalised
     convolution (Gaussian, ``sigma_mm``). Head voxels whose ratio is within 5 % of that
     smooth field keep their exact ratio (so that raw / field is the corrected T1w there);
     the others (intensities the other pipeline clipped) and the voxels outside the head
@@ -350,13 +351,23 @@ class BiasFieldFromPair(SimpleInterface):
 
         ref = nb.load(self.inputs.corrected)
         raw = nb.load(self.inputs.raw)
+
+        def step(img):  # the stored precision of an integer image (its scaling slope)
+            if np.issubdtype(img.get_data_dtype(), np.integer):
+                slope = img.dataobj.slope
+                return float(slope) if slope is not None and np.isfinite(slope) else 1.0
+            return 0.0
+
+        steps = step(raw), step(ref)
         if not same_grid(raw, ref):
             raw = resample_from_to(raw, (ref.shape[:3], ref.affine), order=1, cval=0.0)
         a = np.asarray(raw.dataobj, dtype=np.float64).reshape(ref.shape[:3])
         b = np.asarray(ref.dataobj, dtype=np.float64).reshape(ref.shape[:3])
         ok = np.isfinite(a) & np.isfinite(b)
-        floor = 0.02 * np.percentile(b[ok & (b > 0)], 99) if (ok & (b > 0)).any() else np.inf
-        head = ok & (a > floor) & (b > floor)
+        floor = 1e-3 * np.percentile(b[ok & (b > 0)], 99) if (ok & (b > 0)).any() else np.inf
+        # a ratio is kept where both values are at least 100 storage steps (integer images):
+        # rounding then moves it by under 1 %
+        head = ok & (a > max(floor, 100 * steps[0])) & (b > max(floor, 100 * steps[1]))
         if head.sum() < 100:
             raise ValueError(
                 f"{self.inputs.corrected}: fewer than 100 head voxels in common with "
