@@ -516,7 +516,13 @@ window.addEventListener('load', function () {
                    .map(function (i) { return i.getAttribute('src'); });
   var pre = document.createElement('pre');
   pre.id = 'imgcheck';
-  pre.textContent = 'IMGCHECK ' + JSON.stringify({total: imgs.length, broken: broken});
+  var root = document.documentElement;
+  // the widest elements that stick out of the 1400 px window (horizontal scrolling)
+  var wide = Array.prototype.slice.call(document.body.querySelectorAll('*'))
+    .filter(function (e) { return e.getBoundingClientRect().right > root.clientWidth + 1; })
+    .slice(0, 5).map(function (e) { return e.tagName + '.' + e.className + '#' + e.id; });
+  pre.textContent = 'IMGCHECK ' + JSON.stringify({total: imgs.length, broken: broken,
+    overflow: root.scrollWidth - root.clientWidth, wide: wide});
   document.body.appendChild(pre);
 });
 </script>
@@ -575,7 +581,8 @@ def _render_and_check(html: Path, tmp_path: Path, min_dark: float = 0.02):
     shot = tmp_path / "shot.png"
     args = _chromium_args(exe, tmp_path / "profile")
     dom = subprocess.run(
-        args + ["--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
+        args
+        + ["--virtual-time-budget=20000", "--window-size=1400,4000", "--dump-dom", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=300,
@@ -585,6 +592,8 @@ def _render_and_check(html: Path, tmp_path: Path, min_dark: float = 0.02):
     result = json.loads(m.group(1).replace("&quot;", '"'))
     assert result["total"] == len(re.findall(r'<img[^>]+src="', html.read_text())), result
     assert result["broken"] == [], result["broken"]
+    # no horizontal scrolling at 1400 px (wide tables scroll inside their own box)
+    assert result["overflow"] <= 0, (result["overflow"], result["wide"])
     proc = subprocess.run(
         args
         + [
