@@ -221,6 +221,17 @@ def test_which_anatomy_is_reused_and_which_refused(tmp_path):
     _set(other / "sub-04" / "anat", "sub-04", shift=30.0)
     with pytest.raises(DataError, match=r"sub-04_desc-preproc_T1w.nii.gz: its field of view"):
         find_anatomy([other], "04", None, 1, TEMPLATE, str(raw))
+    # the T1w's own entities kept in the names (sub-06_acq-mprage_...)
+    _set(other / "sub-06" / "anat", "sub-06_acq-mprage")
+    found, note = find_anatomy([other], "06", None, 1, TEMPLATE, str(raw))
+    assert found is not None and found.dseg.endswith("sub-06_acq-mprage_dseg.nii.gz")
+    # two candidates: which one is this session's is not known
+    _set(other / "sub-06" / "anat", "sub-06_acq-fast")
+    found, note = find_anatomy([other], "06", None, 1, TEMPLATE, str(raw))
+    assert found is None and "several preprocessed T1w" in note
+    # nothing at all: said, not silent
+    found, note = find_anatomy([other], "07", "02", 1, TEMPLATE, str(raw))
+    assert found is None and "no sMRIPrep/fMRIPrep anatomy for sub-07_ses-02" in note
     # a mask on another grid: refused
     _set(other / "sub-05" / "anat", "sub-05")
     _img(other / "sub-05" / "anat" / "sub-05_desc-brain_mask.nii.gz", zoom=1.0, shape=(40, 44, 36))

@@ -154,11 +154,26 @@ def find_anatomy(
                 )
             )
         candidates.append((root / f"sub-{subject}" / "anat", f"sub-{subject}"))
-        for folder, prefix in candidates:
-            t1w = folder / f"{prefix}_desc-preproc_T1w.nii.gz"
-            if not t1w.is_file():
+        for folder, base in candidates:
+            # sub-<l>[_ses-<s>] with the T1w's own entities (acq-, rec-...) when it had
+            # them; never a resampled copy (space-, res-)
+            found_t1w = sorted(
+                p
+                for p in folder.glob(f"{base}_*desc-preproc_T1w.nii.gz")
+                if not any(e in p.name for e in ("_space-", "_res-", "_den-"))
+                and (p.name.startswith(f"{base}_desc-") or "_ses-" not in p.name[len(base) :])
+            )
+            if len(found_t1w) > 1:
+                notes.append(
+                    f"{folder}: several preprocessed T1w ({', '.join(p.name for p in found_t1w)});"
+                    " not reused (which one is this session's is not known); anatomy computed"
+                )
                 continue
-            if session and prefix == f"sub-{subject}" and n_sessions > 1:
+            if not found_t1w:
+                continue
+            t1w = found_t1w[0]
+            prefix = t1w.name[: -len("_desc-preproc_T1w.nii.gz")]
+            if session and base == f"sub-{subject}" and n_sessions > 1:
                 notes.append(
                     f"{t1w}: subject-level anatomy, but sub-{subject} has {n_sessions} "
                     "sessions here; each session's images are compared with its own T1w, so "
@@ -198,4 +213,11 @@ def find_anatomy(
             )
             _check_set(found, raw_t1w)
             return found, None
-    return None, "; ".join(notes) or None
+    if not notes:
+        where = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+        notes.append(
+            f"no sMRIPrep/fMRIPrep anatomy for {where} in "
+            f"{', '.join(str(r) for r in roots)} (looked for {where}[_<entities>]"
+            "_desc-preproc_T1w.nii.gz); anatomy computed"
+        )
+    return None, "; ".join(notes)
