@@ -248,6 +248,7 @@ def synthetic(tmp_path, tf_home):
 # ----------------------------------------------------------------------------- synthetic
 
 
+@pytest.mark.slow  # a whole report with its registration views and mosaics (~19 s)
 def test_report_from_synthetic_derivatives(synthetic):
     from pipeline.reports.participant import build_participant_report
 
