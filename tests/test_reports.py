@@ -768,7 +768,8 @@ def test_map_mosaics_cut_through_the_largest_effect(tmp_path):
     and the other cuts spread over the brain."""
     import nibabel as nb
 
-    from pipeline.reports.figures import Figures, _map_figure, peak_cuts
+    from pipeline.reports.cuts import peak_cuts
+    from pipeline.reports.figures import Figures, _map_figure
 
     aff = np.array([[2.0, 0, 0, -60], [0, 2.0, 0, -70], [0, 0, 2.0, -40], [0, 0, 0, 1]])
     shape = (60, 70, 50)
