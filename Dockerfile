@@ -1,7 +1,7 @@
 # inflamap BIDS-App image.
-#   docker build -t inflamap:0.1.0 .
-#   docker run --rm -v /data/bids:/data:ro -v /data/out:/out inflamap:0.1.0 /data /out participant
-#   apptainer build inflamap.sif docker-daemon://inflamap:0.1.0   (clusters: README, HPC section)
+#   docker build -t inflamap:0.2.0 .
+#   docker run --rm -v /data/bids:/data:ro -v /data/out:/out inflamap:0.2.0 /data /out participant
+#   apptainer build inflamap.sif docker-daemon://inflamap:0.2.0   (clusters: README, HPC section)
 # Build arguments:
 #   BASE_IMAGE  Debian bookworm with Python 3.11 and pip (default python:3.11-slim-bookworm)
 #   TEMPLATES   fetch (default): download the default template from TemplateFlow at build

@@ -72,6 +72,8 @@ class PETInput:
     path: str
     metadata: PETMetadata
     genotype: str = "n/a"
+    #: PETPrep's motion correction (and transform to the T1w) reused (``--derivatives``)
+    reuse: object = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ class ParticipantPlan:
                     add(f, "VFA image")
             for p in s.pet:
                 add(p.path, "PET series", (3, 4), p.metadata.n_frames)
+                if p.reuse is not None:
+                    add(p.reuse.petref, f"reused PET reference ({p.reuse.generated_by})")
             for sp in s.spect:
                 add(sp.early, "SPECT early image", (3, 4), 1)
                 add(sp.late, "SPECT late image", (3, 4), 1)
@@ -186,6 +190,34 @@ class ParticipantPlan:
                 for f in u.pre.images + u.post.images:
                     add(f, "MEGRE echo")
         return out
+
+
+def _reused_pet(pets: tuple, ex, subject, session, t1w, notes: list) -> tuple:
+    """The PET inputs with PETPrep's motion correction found in ``--derivatives``."""
+    if not ex.derivatives:
+        return pets
+    from dataclasses import replace
+
+    from .bids.reuse import find_pet
+
+    out = []
+    for p in pets:
+        found, note = find_pet(
+            [Path(r) for r in ex.derivatives],
+            subject,
+            session,
+            p.path,
+            ex.bids_dir,
+            t1w,
+            p.metadata.n_frames,
+        )
+        if note:
+            notes.append(note)
+        if found is not None:
+            what = "motion correction" + (" and transform to the T1w" if found.pet2t1w_xfm else "")
+            notes.append(f"{Path(p.path).name}: {what} reused from {found.generated_by}")
+        out.append(replace(p, reuse=found) if found is not None else p)
+    return tuple(out)
 
 
 def resolve_vif_mask(pattern, bids_dir, subject: str, session: str | None) -> str | None:
@@ -413,7 +445,14 @@ def plan_participant(layout, subject: str, settings) -> ParticipantPlan:
                     if cfg.agent_class(agent) == "gadolinium"
                 ),
                 dce=_dce_inputs(layout, files, subject, ses, settings),
-                pet=_pet_inputs(layout, files, tables, subject, ses, settings, carry),
+                pet=_reused_pet(
+                    _pet_inputs(layout, files, tables, subject, ses, settings, carry),
+                    ex,
+                    subject,
+                    ses,
+                    files["t1w"],
+                    notes,
+                ),
                 spect=_spect_inputs(layout, files, settings),
                 uspio=tuple(uspio.get(ses, ())),
                 anatomy=anatomy,

@@ -1667,20 +1667,20 @@ def test_nonfinite_voxels_masked_through_t1w_post_contrast_and_pet(tmp_path, off
     side = json.loads((anat / f"{stem}_desc-preproc_T1w.json").read_text())
     assert side["NonFiniteVoxels"] == 3
     # post-contrast: no value where either image had none, a value everywhere else
-    pct = nb.load(anat / f"{stem}_ce-gadobutrol_desc-percent_enhancement.nii.gz").get_fdata()
+    pct = nb.load(anat / f"{stem}_ce-gadobutrol_desc-percent_T1w.nii.gz").get_fdata()
     assert np.isnan(pct[bad_t1]).all()
     assert np.isnan(pct[5, 5, 5])  # post-to-pre is close to identity here
     assert np.isfinite(pct).sum() >= pct.size - 3 - 2
-    side = json.loads((anat / f"{stem}_ce-gadobutrol_desc-percent_enhancement.json").read_text())
+    side = json.loads((anat / f"{stem}_ce-gadobutrol_desc-percent_T1w.json").read_text())
     assert side["NonFiniteVoxels"] >= 4
     # PET: the voxel has no SUV on its own grid, and the sidecar counts it
     petdir = out / "sub-01" / f"ses-{SES}" / "pet"
-    suv = nb.load(petdir / f"{stem}_trc-PBR28_SUV.nii.gz").get_fdata()
+    suv = nb.load(petdir / f"{stem}_trc-PBR28_desc-SUV_pet.nii.gz").get_fdata()
     assert np.isnan(suv[1, 6, 3]) and np.isfinite(suv).sum() == suv.size - 1
-    side = json.loads((petdir / f"{stem}_trc-PBR28_SUV.json").read_text())
+    side = json.loads((petdir / f"{stem}_trc-PBR28_desc-SUV_pet.json").read_text())
     assert side["NonFiniteVoxels"] == 1
-    suvr_t1w = nb.load(petdir / f"{stem}_trc-PBR28_space-T1w_SUVR.nii.gz").get_fdata()
-    t1w_side = json.loads((petdir / f"{stem}_trc-PBR28_space-T1w_SUVR.json").read_text())
+    suvr_t1w = nb.load(petdir / f"{stem}_trc-PBR28_space-T1w_desc-SUVR_pet.nii.gz").get_fdata()
+    t1w_side = json.loads((petdir / f"{stem}_trc-PBR28_space-T1w_desc-SUVR_pet.json").read_text())
     # the voxel, brought to the T1w grid, and the T1w voxels the (moved) PET does not cover
     outside = t1w_side["OutsideFieldOfViewVoxels"]
     assert 1 <= np.isnan(suvr_t1w).sum() - outside <= 8, (np.isnan(suvr_t1w).sum(), outside)

@@ -97,9 +97,7 @@ def test_post_to_pre_registration_and_normalisation(demo_run):
     for pid in _truth(demo_run)["participants"]:
         for ses in ("ses-01", "ses-02"):
             side = json.loads(
-                open(
-                    f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_desc-percent_enhancement.json"
-                ).read()
+                open(f"{_anat(demo_run, pid, ses)}_ce-{AGENT}_desc-percent_T1w.json").read()
             )
             assert side["QCWhiteMatterMeanAbsDiffPercent"] < 2.0
             assert side["ReferenceVoxels"] > 500
@@ -109,9 +107,9 @@ def test_post_to_pre_registration_and_normalisation(demo_run):
 def test_sidecars_record_provenance(demo_run):
     a = _anat(demo_run, "sub-01", "ses-01")
     for name in (
-        "desc-percent_enhancement",
-        "desc-subtraction_enhancement",
-        "space-MNI152NLin2009aSym_desc-percent_enhancement",
+        "desc-percent_T1w",
+        "desc-subtraction_T1w",
+        "space-MNI152NLin2009aSym_desc-percent_T1w",
         "atlas-inflamapLobes_desc-percent_regions",
         "desc-enhancement_findings",
         "desc-preproc_T1w",
@@ -125,7 +123,7 @@ def test_sidecars_record_provenance(demo_run):
             f"bids:raw:sub-01/ses-01/anat/sub-01_ses-01_ce-{AGENT}_T1w.nii.gz",
             "bids:raw:sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz",
         ]
-    tpl = nb.load(f"{a}_ce-{AGENT}_space-MNI152NLin2009aSym_desc-percent_enhancement.nii.gz")
+    tpl = nb.load(f"{a}_ce-{AGENT}_space-MNI152NLin2009aSym_desc-percent_T1w.nii.gz")
     ref = nb.load(f"{a}_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
     assert tpl.shape == ref.shape and np.allclose(tpl.affine, ref.affine)
 

@@ -429,7 +429,7 @@ def _write_dataset(root: Path, n=14, seed=5):
         if row.group != "HC" and row.phase == "ictal":
             data[BLOB] += 8.0
         stem = f"{row.participant_id}_{row.session_id}_ce-gadobutrol_space-{TEMPLATE}"
-        nb.Nifti1Image(data, AFFINE).to_filename(d / f"{stem}_desc-percent_enhancement.nii.gz")
+        nb.Nifti1Image(data, AFFINE).to_filename(d / f"{stem}_desc-percent_T1w.nii.gz")
         nb.Nifti1Image(data, AFFINE).to_filename(d / f"{stem}_desc-preproc_T1w.nii.gz")
         if row.participant_id in ("sub-001", "sub-014"):
             nb.Nifti1Image(data / 1000, AFFINE).to_filename(d / f"{stem}_Ktrans.nii.gz")
@@ -557,7 +557,7 @@ def test_run_group_end_to_end(tmp_path, capsys):
         ref = REFERENCES[key]
         assert ref["short"] in html and str(escape(ref["full"])) in html, key
     assert "statsmodels " in html
-    assert "widened for <code>desc-percent_enhancement</code> by 10.0 mm" in html
+    assert "widened for <code>desc-percent_T1w</code> by 10.0 mm" in html
     # the glass brains use one fixed threshold: the cluster-forming height (p 0.001 -> 3.29)
     assert html.count("shown above |z| = 3.29") == len(done)
     assert "sub-999" in html and "<script" not in html

@@ -76,7 +76,7 @@ def test_suv_sidecar_and_tspo_table(demo_run):
     part = pd.read_csv(demo_run["bids"] / "participants.tsv", sep="\t").set_index("participant_id")
     for pid, p in truth["participants"].items():
         f = demo_run["out"] / pid / "ses-01" / "pet" / f"{pid}_ses-01_trc-PBR28"
-        meta = json.loads(open(f"{f}_SUV.json").read())
+        meta = json.loads(open(f"{f}_desc-SUV_pet.json").read())
         info = _pet_file(p)
         assert meta["InjectedDoseBq"] == pytest.approx(info["injected_MBq"] * 1e6)
         assert meta["BodyWeightKg"] == pytest.approx(info["body_weight_kg"])
@@ -91,10 +91,10 @@ def test_suv_sidecar_and_tspo_table(demo_run):
             "spinal_trigeminal",
         }
         assert (t["tspo_genotype"] == part.loc[pid, "tspo_genotype"]).all()
-        suvr = json.loads(open(f"{f}_SUVR.json").read())
+        suvr = json.loads(open(f"{f}_desc-SUVR_pet.json").read())
         assert suvr["SUVRReference"] == "whole_brain" and suvr["ReferenceValue"] > 0
         # SUV of white matter: the phantom's 0.9 (PET blur spares the deep white matter)
-        suv = nb.load(f"{f}_space-T1w_SUV.nii.gz").get_fdata()
+        suv = nb.load(f"{f}_space-T1w_desc-SUV_pet.nii.gz").get_fdata()
         base = nb.load(
             demo_run["demo"]
             / "groundtruth"

@@ -175,9 +175,9 @@ def synthetic(tmp_path, tf_home):
     g = f"{p}_ce-gadobutrol"
     _save(t1 * 1.05, aff, a / f"{g}_desc-preproc_T1w.nii.gz")
     pct = np.where(head & ~brain, 30.0, 2.0) + rng.normal(0, 1, shape)
-    _save(pct, aff, a / f"{g}_desc-percent_enhancement.nii.gz")
+    _save(pct, aff, a / f"{g}_desc-percent_T1w.nii.gz")
     _json(
-        a / f"{g}_desc-percent_enhancement.json",
+        a / f"{g}_desc-percent_T1w.json",
         {
             "Units": "%",
             "NormalisationFactor": 0.9693,
@@ -185,7 +185,7 @@ def synthetic(tmp_path, tf_home):
             "QCWhiteMatterMeanAbsDiffPercent": 1.08,
         },
     )
-    _save(pct - 2, aff, a / f"{g}_desc-subtraction_enhancement.nii.gz")  # no sidecar
+    _save(pct - 2, aff, a / f"{g}_desc-subtraction_T1w.nii.gz")  # no sidecar
     _tsv(
         a / f"{g}_desc-enhancement_findings.tsv",
         [["sub-01", "ses-01", 1, "meningeal_occipital", "left", 270.0, 10, 73.5, 61.2]],
@@ -228,8 +228,8 @@ def synthetic(tmp_path, tf_home):
     )
     # PET on the T1w grid (no transform)
     pet = out / "sub-01" / "ses-01" / "pet"
-    _save(np.where(brain, 1.1, 0.0), aff, pet / f"{p}_trc-PBR28_SUVR.nii.gz")
-    _json(pet / f"{p}_trc-PBR28_SUVR.json", {"Units": "unitless"})
+    _save(np.where(brain, 1.1, 0.0), aff, pet / f"{p}_trc-PBR28_desc-SUVR_pet.nii.gz")
+    _json(pet / f"{p}_trc-PBR28_desc-SUVR_pet.json", {"Units": "unitless"})
     # ses-02: T1w only
     anat(out / "sub-01" / "ses-02" / "anat", "sub-01_ses-02")
     # sub-02 without sessions, T1w only
@@ -455,10 +455,10 @@ def test_demo_report_and_boilerplate(demo_run):
         # a modality paragraph is there exactly when its derivatives are
         sub = out / f"sub-{label}"
         ran = {
-            "The post-contrast (": any(sub.rglob("*_desc-percent_enhancement.nii.gz")),
+            "The post-contrast (": any(sub.rglob("*_desc-percent_T1w.nii.gz")),
             "Dynamic contrast-enhanced": any(sub.rglob("*_Ktrans.nii.gz")),
-            "Iron-oxide (": any(sub.rglob("*_dR2star.nii.gz")),
-            "SUVR": any(sub.rglob("*_SUVR.nii.gz")),
+            "Iron-oxide (": any(sub.rglob("*_desc-delta_R2starmap.nii.gz")),
+            "SUVR": any(sub.rglob("*_desc-SUVR_pet.nii.gz")),
         }
         assert ran["The post-contrast ("]  # every demo participant has gadolinium
         _check_map_units(text)

@@ -53,8 +53,10 @@ def smriprep_folder(root: Path, anat: Path, prefix: str, sub_path: str, template
         f"from-T1w_to-{template}_mode-image_xfm.h5",
         f"from-{template}_to-T1w_mode-image_xfm.h5",
     ):
-        shutil.copy(next(anat.glob(f"*_{ending}")), dst / f"{prefix}_{ending}")
-    dseg = nb.load(next(anat.glob("*_ses-*_dseg.nii.gz")))
+        # the exact name: *_desc-preproc_T1w would also match the post-contrast and the
+        # template-space T1w, *_dseg the atlas label images
+        shutil.copy(anat / f"{prefix}_{ending}", dst / f"{prefix}_{ending}")
+    dseg = nb.load(anat / f"{prefix}_dseg.nii.gz")
     lut = np.zeros(4, np.uint8)
     for ours, bids in TO_BIDS.items():
         lut[ours] = bids

@@ -36,7 +36,7 @@ def _true_effect(demo_run, pid, ses, hemisphere):
         / "groundtruth"
         / pid
         / ses
-        / f"{pid}_{ses}_ce-{AGENT}_desc-effect_dR2star.nii.gz"
+        / f"{pid}_{ses}_ce-{AGENT}_desc-effect_desc-delta_R2starmap.nii.gz"
     ).get_fdata()
     assert eff.shape == labels.shape
     return float(eff[labels == idx].mean())
@@ -78,11 +78,13 @@ def test_r2star_maps_and_tissue_values(demo_run):
             terr = np.asarray(
                 nb.load(f"{_stem(demo_run, pid, ses)}_atlas-{TERR}_dseg.nii.gz").dataobj
             )
-            d = nb.load(f"{_stem(demo_run, pid, ses)}_dR2star.nii.gz").get_fdata()
+            d = nb.load(f"{_stem(demo_run, pid, ses)}_desc-delta_R2starmap.nii.gz").get_fdata()
             core = (terr > 0) & np.isfinite(r2) & (r2 > 18) & (r2 < 24)  # WM-like voxels
             assert core.sum() > 100
             assert abs(np.nanmedian(d[core]) - 1.2) < 0.4
-            tpl = nb.load(f"{_stem(demo_run, pid, ses)}_space-MNI152NLin2009aSym_dR2star.nii.gz")
+            tpl = nb.load(
+                f"{_stem(demo_run, pid, ses)}_space-MNI152NLin2009aSym_desc-delta_R2starmap.nii.gz"
+            )
             ref = nb.load(f"{a}_space-MNI152NLin2009aSym_desc-preproc_T1w.nii.gz")
             assert tpl.shape == ref.shape
 
@@ -114,7 +116,9 @@ def test_tables_carry_covariates_and_sidecars(demo_run):
             sep="\t",
         )
         assert "meningeal_occipital" in set(rois["roi"])
-        meta = json.loads(open(f"{_stem(demo_run, pid, 'ses-02')}_dR2star.json").read())
+        meta = json.loads(
+            open(f"{_stem(demo_run, pid, 'ses-02')}_desc-delta_R2starmap.json").read()
+        )
         assert meta["Units"] == "1/s" and meta["FitMethod"] == "nonlinear"
         assert meta["ContrastAgent"] == AGENT and meta["PreSession"] == "ses-02"
         assert meta["NoiseSigma"] > 0 and meta["InvalidFraction"] < 0.2

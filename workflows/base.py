@@ -295,6 +295,7 @@ def _add_pet(workflow, settings, anat_wf, ses, pet, template, template_files, in
         covariates=ses.carry,
         min_voxels=cfg.regional.min_voxels,
         omp_nthreads=settings.nipype.omp_nthreads,
+        reuse=pet.reuse,
         name=f"pet_{tag}_wf",
     )
     wf.inputs.inputnode.pet = pet.path

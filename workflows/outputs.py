@@ -283,7 +283,6 @@ def _uspio_fit(settings) -> dict:
         "FitModel": "monoexponential",
         "FitMethod": u.fit,
         "MinEchoes": u.min_echoes,
-        "SkullStripped": False,
     }
 
 

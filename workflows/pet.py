@@ -6,6 +6,8 @@ meningeal and calvarial bands.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
@@ -21,6 +23,7 @@ def init_pet_wf(
     covariates=None,
     min_voxels: int = 1,
     omp_nthreads: int = 1,
+    reuse=None,
     name: str = "pet_wf",
 ):
     r"""
@@ -62,6 +65,11 @@ def init_pet_wf(
         ROIs with fewer valid voxels get n/a statistics
     omp_nthreads : :obj:`int`
         maximum number of threads an individual process may use
+    reuse : :class:`pipeline.bids.reuse.PETReuse` or None
+        PETPrep's motion correction of this series (``--derivatives``): its per-frame
+        transforms and reference replace steps 2's registrations (one resampling per frame
+        onto PETPrep's reference, as before); its transform to the T1w, when given, replaces
+        step 3
     name : :obj:`str`
         name of workflow (default: ``pet_wf``)
 
@@ -95,7 +103,13 @@ def init_pet_wf(
 
     from pipeline.interfaces.ants import ApplyTransforms
     from pipeline.interfaces.images import MaskMap, NonFiniteMask
-    from pipeline.interfaces.pet import SelectFrames, SUVMap, SUVRMap, WeightedAverage
+    from pipeline.interfaces.pet import (
+        FrameTransforms,
+        SelectFrames,
+        SUVMap,
+        SUVRMap,
+        WeightedAverage,
+    )
     from pipeline.models.pet import frame_decay_factors
 
     from .regional import init_regional_wf
@@ -119,18 +133,33 @@ def init_pet_wf(
         else " The frames, not decay-corrected by the scanner, were corrected to the "
         f"injection time ({meta.radionuclide}, half-life {meta.half_life_s:g} s)."
     )
+    motion = (
+        "Each selected frame was rigidly registered to their duration-weighted mean "
+        "(`antsRegistration`, mutual information) and the aligned frames were averaged with "
+        "their durations as weights."
+        if reuse is None
+        else "The head-motion correction of "
+        f"{reuse.generated_by} was reused: each selected frame was resampled once onto its "
+        f"reference (`{Path(reuse.petref).name}`) with its frame's transform "
+        f"(`{Path(reuse.hmc_xfm).name}`), and the aligned frames were averaged with their "
+        "durations as weights."
+    )
+    coreg = (
+        f"The transform of {reuse.generated_by} from that reference to the same T1w "
+        f"(`{Path(reuse.pet2t1w_xfm).name}`) was reused."
+        if reuse is not None and reuse.pet2t1w_xfm
+        else "The average was rigidly registered to the T1w (mutual information)."
+    )
     workflow.__desc__ = f"""\
 The {meta.tracer_name} PET frames lying mostly within {lo:g}–{hi:g} min after injection
-were selected.{decay_note} Each selected frame was rigidly registered to their
-duration-weighted mean (`antsRegistration`, mutual information) and the aligned frames were
-averaged with their durations as weights. The average was rigidly registered to the T1w
-(mutual information). Standardised uptake values (SUV) were computed as the activity
-concentration divided by the injected dose per body weight (dose at the images'
-decay-correction time) [@boellaard2009], and SUV ratios (SUVR) relative to the {reference}
-mean on the T1w grid [@lyoo2015]; the acquisition metadata were read as PET-BIDS
-[@petbids]. Regional SUVR was summarised in the *{atlas}* regions and in the
-meningeal and calvarial bands by lobe, with ipsilateral/contralateral labels for a
-lateralised headache; SUV and SUVR maps were brought to *{template}* space.
+were selected.{decay_note} {motion} {coreg}
+Standardised uptake values (SUV) were computed as the activity concentration divided by
+the injected dose per body weight (dose at the images' decay-correction time)
+[@boellaard2009], and SUV ratios (SUVR) relative to the {reference} mean on the T1w grid
+[@lyoo2015]; the acquisition metadata were read as PET-BIDS [@petbids]. Regional SUVR was
+summarised in the *{atlas}* regions and in the meningeal and calvarial bands by lobe, with
+ipsilateral/contralateral labels for a lateralised headache; SUV and SUVR maps were brought
+to *{template}* space.
 """
     inputnode = pe.Node(
         niu.IdentityInterface(
@@ -186,19 +215,42 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
             reference_s=meta.injection_start_s,
         ).tolist()
     reg = settings.registration
-    mc = pe.MapNode(
-        rigid_registration(reg, omp_nthreads),
-        iterfield=["moving_image"],
-        name="motion_correction",
-        n_procs=omp_nthreads,
-    )
     on_ref = frames_on_reference(omp_nthreads=omp_nthreads)
+    if reuse is None:
+        mc = pe.MapNode(
+            rigid_registration(reg, omp_nthreads),
+            iterfield=["moving_image"],
+            name="motion_correction",
+            n_procs=omp_nthreads,
+        )
+        workflow.connect([
+            (select, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
+            (select, on_ref, [("reference", "reference_image")]),
+            (mc, on_ref, [("forward_transforms", "transforms")]),
+        ])  # fmt:skip
+    else:  # PETPrep's motion correction: its per-frame transforms onto its reference
+        hmc = pe.Node(FrameTransforms(in_file=reuse.hmc_xfm), name="reused_hmc")
+        on_ref.inputs.reference_image = reuse.petref
+        workflow.connect([
+            (select, hmc, [("selected", "selected")]),
+            (hmc, on_ref, [("transforms", "transforms")]),
+        ])  # fmt:skip
     average = pe.Node(WeightedAverage(), name="weighted_average")
-    to_t1w = pe.Node(
-        rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
-        name="pet_to_t1w",
-        n_procs=omp_nthreads,
-    )
+    if reuse is not None and reuse.pet2t1w_xfm:
+        to_t1w = pe.Node(
+            niu.IdentityInterface(fields=["forward_transforms"]), name="reused_to_t1w"
+        )
+        to_t1w.inputs.forward_transforms = [reuse.pet2t1w_xfm]
+    else:
+        to_t1w = pe.Node(
+            rigid_registration(reg, omp_nthreads, initial_moving_transform_com=1),
+            name="pet_to_t1w",
+            n_procs=omp_nthreads,
+        )
+        workflow.connect([
+            (inputnode, to_t1w, [("t1w_preproc", "fixed_image")]),
+            (average, to_t1w, [("out_file", "moving_image")]),
+        ])  # fmt:skip
     suv = pe.Node(
         SUVMap(
             activity_scale=meta.activity_scale_bq_per_ml,
@@ -251,13 +303,9 @@ lateralised headache; SUV and SUVR maps were brought to *{template}* space.
         (suvr, provenance, [("provenance", "a")]),
         (nonfinite, provenance, [("provenance", "b")]),
         (suv_t1w, provenance, [("n_outside", "n_outside")]),
-        (select, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
-        (select, on_ref, [("reference", "reference_image"), ("frames", "input_image")]),
-        (mc, on_ref, [("forward_transforms", "transforms")]),
+        (select, on_ref, [("frames", "input_image")]),
         (on_ref, average, [("output_image", "in_files")]),
         (select, average, [("durations", "durations")]),
-        (inputnode, to_t1w, [("t1w_preproc", "fixed_image")]),
-        (average, to_t1w, [("out_file", "moving_image")]),
         (average, suv, [("out_file", "in_file")]),
         (suv_masked, suv_t1w, [("out_file", "input_image")]),
         (inputnode, suv_t1w, [("t1w_preproc", "reference_image")]),

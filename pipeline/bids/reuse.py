@@ -1,5 +1,5 @@
-"""Anatomical derivatives of sMRIPrep or fMRIPrep reused instead of recomputed
-(``--derivatives``, fMRIPrep's option).
+"""Derivatives of sMRIPrep or fMRIPrep (anatomy) and PETPrep (PET head-motion correction)
+reused instead of recomputed (``--derivatives``, fMRIPrep's option).
 
 What is read (their BIDS-Derivatives names, one T1w reference per session or per participant):
 
@@ -71,7 +71,7 @@ def check_derivatives_roots(paths, bids: Path, out: Path, work: Path) -> list:
         if not (root / "dataset_description.json").is_file():
             raise UsageError(
                 f"--derivatives {p}: not a BIDS-Derivatives folder (no dataset_description.json); "
-                "pass the folder holding sMRIPrep's or fMRIPrep's sub-<label>/ folders"
+                "pass the folder holding sMRIPrep's, fMRIPrep's or PETPrep's sub-<label>/ folders"
             )
         for other, what in ((out, "output"), (work, "work"), (bids, "input dataset")):
             if root == other:
@@ -221,3 +221,147 @@ def find_anatomy(
             "_desc-preproc_T1w.nii.gz); anatomy computed"
         )
     return None, "; ".join(notes)
+
+
+# --- PETPrep ------------------------------------------------------------------------------
+#
+# PETPrep writes, beside each PET series (its BIDS-Derivatives names, ``<prefix>`` the
+# series' name without ``_pet.nii.gz``):
+#
+# * ``<prefix>_desc-hmc_petref.nii.gz`` — the head-motion-correction reference (PET space)
+# * ``<prefix>_from-orig_to-petref_mode-image_xfm.txt`` — one ITK affine per frame
+# * ``<prefix>_from-petref_to-T1w_mode-image_xfm.txt`` — the reference to PETPrep's T1w
+#
+# The motion correction is reused whenever the three are there and fit the series (one
+# transform per frame, the reference where the series lies). The transform to the T1w only
+# when PETPrep's T1w is this session's T1w: the sidecars of its anatomical derivatives name
+# one raw T1w (``Sources``/``RawSources``) and it is the session's. Otherwise PET is
+# registered to the T1w here (a note says why).
+
+
+@dataclass(frozen=True)
+class PETReuse:
+    """One PET series' reused motion correction (and transform to the T1w)."""
+
+    root: str
+    generated_by: str
+    petref: str
+    hmc_xfm: str
+    #: PETPrep's reference → T1w, or None when its T1w is not this session's
+    pet2t1w_xfm: str | None = None
+
+    def files(self) -> list:
+        return [f for f in (self.petref, self.hmc_xfm, self.pet2t1w_xfm) if f]
+
+    def relative(self) -> list:
+        return [str(Path(f).relative_to(self.root)) for f in self.files()]
+
+
+def itk_transform_blocks(path) -> list:
+    """The transforms of an ITK text transform file, each as the text of a one-transform
+    file (``#Insight Transform File V1.0`` + one ``#Transform`` block)."""
+    text = Path(path).read_text()
+    blocks, current = [], None
+    for line in text.splitlines():
+        if line.startswith("#Transform"):
+            current = []
+            blocks.append(current)
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    if not text.startswith("#Insight Transform File") or not blocks:
+        raise DataError(f"{path}: not an ITK text transform file (#Insight Transform File)")
+    out = []
+    for lines in blocks:
+        if not any(x.startswith("Transform:") for x in lines) or not any(
+            x.startswith("Parameters:") for x in lines
+        ):
+            raise DataError(f"{path}: a #Transform block without Transform/Parameters lines")
+        out.append("#Insight Transform File V1.0\n#Transform 0\n" + "\n".join(lines) + "\n")
+    return out
+
+
+def _t1w_sources(folder: Path, prefix: str) -> list:
+    """Raw T1w files PETPrep's anatomy names in its sidecars (``Sources``/``RawSources``)."""
+    found = []
+    for side in sorted(folder.glob(f"{prefix}_*.json")):
+        if not any(k in side.name for k in ("desc-preproc_T1w", "desc-brain_mask")):
+            continue
+        if any(e in side.name for e in ("_space-", "_res-")):
+            continue
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in ("Sources", "RawSources"):
+            for src in meta.get(key) or []:
+                if isinstance(src, str) and src.endswith(("_T1w.nii.gz", "_T1w.nii")):
+                    found.append(src)
+    return sorted(set(found))
+
+
+def _same_t1w(sources: list, bids_dir: Path, t1w: str) -> bool:
+    rel = Path(t1w).resolve().relative_to(Path(bids_dir).resolve()).as_posix()
+    names = {s.split(":", 2)[-1] if s.startswith("bids:") else s for s in sources}
+    return len(names) == 1 and next(iter(names)).endswith(rel)
+
+
+def find_pet(roots, subject: str, session, pet: str, bids_dir, t1w: str, n_frames: int):
+    """``(PETReuse or None, note or None)`` for the PET series ``pet``: the first folder of
+    ``roots`` with PETPrep's motion correction of it, checked against the series (one
+    transform per frame, the reference's field of view on the series'); :class:`DataError`
+    when it does not fit the series."""
+    import nibabel as nb
+
+    rel = Path(pet).resolve().relative_to(Path(bids_dir).resolve())
+    prefix = rel.name[: -len("_pet.nii.gz")] if rel.name.endswith(".nii.gz") else rel.stem[:-4]
+    for root in roots:
+        folder = root / rel.parent
+        petref = folder / f"{prefix}_desc-hmc_petref.nii.gz"
+        hmc = folder / f"{prefix}_from-orig_to-petref_mode-image_xfm.txt"
+        to_t1w = folder / f"{prefix}_from-petref_to-T1w_mode-image_xfm.txt"
+        if not petref.is_file() and not hmc.is_file():
+            continue
+        if not (petref.is_file() and hmc.is_file()):
+            missing = hmc if petref.is_file() else petref
+            return None, f"{pet}: PETPrep's motion correction not reused, missing {missing}"
+        blocks = itk_transform_blocks(hmc)
+        if len(blocks) != n_frames:
+            raise DataError(
+                f"{hmc}: {len(blocks)} transforms for the {n_frames} frames of {pet}: not "
+                "this series' motion correction; remove it from --derivatives"
+            )
+        share = _overlap(nb.load(petref), nb.load(pet))
+        if share < MIN_OVERLAP:
+            raise DataError(
+                f"{petref}: its field of view overlaps that of {pet} by {100 * share:.0f} % "
+                f"(at least {100 * MIN_OVERLAP:.0f} % expected): not this series' reference"
+            )
+        note, xfm = None, None
+        if to_t1w.is_file():
+            anat_folders = [(root / f"sub-{subject}" / "anat", f"sub-{subject}")]
+            if session:
+                anat_folders.insert(
+                    0,
+                    (root / f"sub-{subject}" / f"ses-{session}" / "anat",
+                     f"sub-{subject}_ses-{session}"),
+                )  # fmt:skip
+            sources = []
+            for folder_a, base in anat_folders:
+                sources = _t1w_sources(folder_a, base)
+                if sources:
+                    break
+            if _same_t1w(sources, Path(bids_dir), t1w):
+                xfm = str(to_t1w)
+            else:
+                why = (
+                    f"its T1w was made from {', '.join(sources)}"
+                    if sources
+                    else "its anatomical sidecars do not name the T1w it was made from"
+                )
+                note = (
+                    f"{to_t1w.name}: not reused, {why}, not this session's "
+                    f"{Path(t1w).name}; PET registered to the T1w here"
+                )
+        found = PETReuse(str(root), _generated_by(root), str(petref), str(hmc), xfm)
+        return found, note
+    return None, None

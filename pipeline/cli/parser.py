@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--derivatives",
         nargs="+",
         metavar="PATH",
-        help="sMRIPrep/fMRIPrep derivatives folders: their preprocessed T1w, brain mask, "
-        "tissue classes and template transforms are used instead of being recomputed",
+        help="sMRIPrep/fMRIPrep/PETPrep derivatives folders: their preprocessed T1w, brain "
+        "mask, tissue classes, template transforms and PET head-motion correction are used "
+        "instead of being recomputed",
     )
     g.add_argument(
         "--skip-bids-validation",

@@ -35,6 +35,12 @@ def default_dict() -> dict:
     return yaml.safe_load(text)
 
 
+#: mappings whose keys are the user's (map endings...): merged over the defaults key by key
+#: and checked by their settings section (e.g. ``VoxelwiseSettings.check``), not against
+#: the default keys
+OPEN_MAPPINGS = {"group.voxelwise.extracerebral_mm"}
+
+
 def _merge(base: dict, user: dict, where: str, source: str) -> dict:
     """``user`` over ``base``; unknown keys are errors naming the closest valid key.
     Mappings merge key by key; anything else (lists included) replaces the default."""
@@ -53,7 +59,10 @@ def _merge(base: dict, user: dict, where: str, source: str) -> dict:
                 raise ConfigError(
                     f"{source}: '{where}{key}' must be a mapping of settings, got {_short(value)}"
                 )
-            out[key] = _merge(base[key], value, f"{where}{key}.", source)
+            if f"{where}{key}" in OPEN_MAPPINGS:  # keys checked by their section instead
+                out[key] = {**base[key], **value}
+            else:
+                out[key] = _merge(base[key], value, f"{where}{key}.", source)
         else:
             out[key] = value
     return out
@@ -114,7 +123,8 @@ class ExecutionSettings:
     participant_label: list = field(default_factory=list)
     session_label: list = field(default_factory=list)
     bids_filters: dict = field(default_factory=dict)
-    #: sMRIPrep/fMRIPrep derivatives folders whose anatomy is reused (``--derivatives``)
+    #: sMRIPrep/fMRIPrep/PETPrep derivatives folders whose anatomy and PET motion correction
+    #: are reused (``--derivatives``)
     derivatives: list = field(default_factory=list)
     skip_bids_validation: bool = False
     stop_on_first_crash: bool = False

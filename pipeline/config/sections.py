@@ -269,12 +269,28 @@ FDR_METHODS = (
 VOXELWISE_TYPES = ("two_group", "paired_sessions", "paired_hemispheres")
 
 
+#: map endings before the BIDS names (0.1): a config written for them is told the new name
+RENAMED_ENDINGS = {
+    "desc-percent_enhancement": "desc-percent_T1w",
+    "desc-subtraction_enhancement": "desc-subtraction_T1w",
+    "dR2star": "desc-delta_R2starmap",
+    "SUVR": "desc-SUVR_pet",
+    "SUV": "desc-SUV_pet",
+}
+
+
+def _allowed_ending(ending: str, allowed) -> str:
+    if ending in RENAMED_ENDINGS:
+        return f"{RENAMED_ENDINGS[ending]} (the file's BIDS name since inflamap 0.2)"
+    return "one of " + ", ".join(allowed)
+
+
 @dataclass(frozen=True)
 class VoxelwiseSettings(_Section):
     enabled: bool = rule()
     maps: list[str] = rule(
         pattern=r"([A-Za-z0-9]+-[A-Za-z0-9]+_)*[A-Za-z0-9]+",
-        doc="BIDS file-name endings such as desc-percent_enhancement",
+        doc="BIDS file-name endings such as desc-percent_T1w",
     )
     designs: list[str] = rule(pattern=_LABEL, doc="contrast names")
     flip_to_headache_side: bool = rule()
@@ -293,11 +309,11 @@ class VoxelwiseSettings(_Section):
         allowed = voxelwise_endings()  # the template-space maps inflamap writes
         for i, ending in enumerate(self.maps):
             if ending not in allowed:
-                raise _Bad(f"maps[{i}]", ending, "one of " + ", ".join(allowed))
+                raise _Bad(f"maps[{i}]", ending, _allowed_ending(ending, allowed))
         for ending, mm in self.extracerebral_mm.items():
             if ending not in allowed:
                 raise _Bad(
-                    f"extracerebral_mm.{ending}", mm, "a key that is one of " + ", ".join(allowed)
+                    f"extracerebral_mm.{ending}", mm, "a key: " + _allowed_ending(ending, allowed)
                 )
             if isinstance(mm, bool) or not isinstance(mm, (int, float)) or not 0 <= mm <= 30:
                 raise _Bad(f"extracerebral_mm.{ending}", mm, "a number of mm from 0 to 30")

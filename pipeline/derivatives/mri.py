@@ -110,6 +110,11 @@ ANAT = (
     ),
 )
 
+#: the enhancement maps are T1w-derived images (``desc-subtraction_T1w``, ``desc-percent_T1w``):
+#: BIDS has no suffix for enhancement; derived anatomical images must say whether the skull
+#: was stripped
+ENH_META = (("SkullStripped", False),)
+
 GADOLINIUM = (
     Output(
         "gadolinium",
@@ -123,38 +128,45 @@ GADOLINIUM = (
     Output(
         "gadolinium",
         "outputnode.subtraction",
-        "enhancement",
+        "T1w",
         (("desc", "subtraction"),),
         "arbitrary",
         "post - pre (normalised)",
+        ENH_META,
         report="map",
-        bidsignore=("*_enhancement.nii.gz", "*_enhancement.json"),
+        kind="enhancement",
     ),
     Output(
         "gadolinium",
         "outputnode.percent",
-        "enhancement",
+        "T1w",
         (("desc", "percent"),),
         "%",
-        "100 (post - pre) / max(pre, floor)",
+        "percent enhancement 100 (post - pre) / max(pre, floor)",
+        ENH_META,
         report="map",
+        kind="enhancement",
     ),
     Output(
         "gadolinium",
         "outputnode.subtraction_tpl",
-        "enhancement",
+        "T1w",
         (("space", T), ("desc", "subtraction")),
         "arbitrary",
         "post - pre (normalised), in template space",
+        ENH_META,
+        kind="enhancement",
     ),
     Output(
         "gadolinium",
         "outputnode.percent_tpl",
-        "enhancement",
+        "T1w",
         (("space", T), ("desc", "percent")),
         "%",
-        "100 (post - pre) / max(pre, floor), in template space",
+        "percent enhancement 100 (post - pre) / max(pre, floor), in template space",
+        ENH_META,
         report="map",
+        kind="enhancement",
     ),
     _xfm(
         "gadolinium",
@@ -240,7 +252,6 @@ DCE = (
         T1_META,
         report="map",
         qc_reference=0,
-        bidsignore=("*_ce-*_T1map.*",),  # ce is not a T1map entity
     ),
     Output(
         "dce",
@@ -299,29 +310,34 @@ DCE = (
 
 TA = Ctx("territory_atlas")
 FIT = (MERGE, Ctx("fit"))
+#: the R2* maps: the fit settings, and not skull-stripped (required of derived images)
+FIT_META = (FIT, ("SkullStripped", False))
 
 USPIO = (
     Output(
         "uspio",
         "outputnode.dr2star",
-        "dR2star",
-        (),
+        "R2starmap",
+        (("desc", "delta"),),
         "1/s",
-        "R2*post - R2*pre on the pre-infusion grid (valid fits only)",
-        (FIT,),
+        "change of R2* with the agent (post-infusion R2* minus pre-infusion R2*) on the "
+        "pre-infusion grid (valid fits only)",
+        FIT_META,
         report="map",
         qc_reference=1,
-        bidsignore=("*_dR2star.*",),
+        kind="dR2star",
     ),
     Output(
         "uspio",
         "outputnode.dr2star_tpl",
-        "dR2star",
-        (("space", T),),
+        "R2starmap",
+        (("space", T), ("desc", "delta")),
         "1/s",
-        "R2*post - R2*pre, in template space",
-        (FIT,),
+        "change of R2* with the agent (post-infusion R2* minus pre-infusion R2*), in "
+        "template space",
+        FIT_META,
         report="map",
+        kind="dR2star",
     ),
     Output(
         "uspio",
@@ -330,8 +346,7 @@ USPIO = (
         (),
         "1/s",
         "post-infusion R2*, resampled once onto the pre-infusion grid",
-        (FIT,),
-        bidsignore=("*_ce-*_R2starmap.*",),  # ce is not an R2starmap entity
+        FIT_META,
     ),
     Output(
         "uspio",
@@ -340,7 +355,7 @@ USPIO = (
         (("space", T),),
         "1/s",
         "post-infusion R2*, in template space",
-        (FIT,),
+        FIT_META,
     ),
     Output(
         "uspio",
@@ -349,7 +364,7 @@ USPIO = (
         (("desc", "fit"),),
         "fraction",
         "fit residual RMS / S0 of the post series (its own grid)",
-        (FIT,),
+        FIT_META,
     ),
     _xfm(
         "uspio",
@@ -393,7 +408,7 @@ USPIO = (
         (),
         "1/s",
         "pre-infusion R2*",
-        (FIT,),
+        FIT_META,
         report="map",
         qc_reference=0,
     ),
@@ -404,7 +419,7 @@ USPIO = (
         (("space", T),),
         "1/s",
         "pre-infusion R2*, in template space",
-        (FIT,),
+        FIT_META,
     ),
     Output(
         "uspio_pre",
@@ -413,7 +428,7 @@ USPIO = (
         (("desc", "fit"),),
         "fraction",
         "fit residual RMS / S0",
-        (FIT,),
+        FIT_META,
     ),
     _xfm(
         "uspio_pre",

@@ -10,61 +10,36 @@ SUV = "standardised uptake value, duration-weighted mean of the window's frames"
 SUVR = "SUV divided by the reference region's SUV"
 ON_T1W = (("SpatialReference", Ctx("t1w_ref")),)
 
+#: PET maps are PET derivatives (``desc-SUV_pet``, ``desc-SUVR_pet``, like PETPrep's
+#: ``desc-preproc_pet``): BIDS has no suffix for SUV(R); derived images say whether the skull
+#: was stripped (it is not)
+PET_META = (("SkullStripped", False),)
+
+
+def _pet_map(field, kind, space, units, description, report, qc=None):
+    entities = (("space", space),) if space is not None else ()
+    meta = PET_META + (ON_T1W if space == "T1w" else ())
+    return Output(
+        "pet",
+        f"outputnode.{field}",
+        "pet",
+        (*entities, ("desc", kind)),
+        units,
+        description,
+        meta,
+        report="map" if report else None,
+        qc_reference=qc,
+        kind=kind,
+    )
+
+
 PET = (
-    Output(
-        "pet",
-        "outputnode.suvr",
-        "SUVR",
-        (),
-        "ratio",
-        SUVR,
-        report="map",
-        qc_reference=2,
-        bidsignore=("*_SUVR.*",),
-    ),  # fmt:skip
-    Output(
-        "pet",
-        "outputnode.suv",
-        "SUV",
-        (),
-        "g/mL",
-        SUV,
-        report="map",
-        qc_reference=1,
-        bidsignore=("*_SUV.*",),
-    ),  # fmt:skip
-    Output(
-        "pet",
-        "outputnode.suvr_t1w",
-        "SUVR",
-        (("space", "T1w"),),
-        "ratio",
-        f"{SUVR}, on the T1w grid",
-        ON_T1W,
-        report="map",
-    ),  # fmt:skip
-    Output(
-        "pet",
-        "outputnode.suv_t1w",
-        "SUV",
-        (("space", "T1w"),),
-        "g/mL",
-        f"{SUV}, on the T1w grid",
-        ON_T1W,
-        report="map",
-    ),  # fmt:skip
-    Output(
-        "pet",
-        "outputnode.suvr_tpl",
-        "SUVR",
-        (("space", T),),
-        "ratio",
-        f"{SUVR}, in template space",
-        report="map",
-    ),  # fmt:skip
-    Output(
-        "pet", "outputnode.suv_tpl", "SUV", (("space", T),), "g/mL", f"{SUV}, in template space"
-    ),  # fmt:skip
+    _pet_map("suvr", "SUVR", None, "ratio", SUVR, True, qc=2),
+    _pet_map("suv", "SUV", None, "g/mL", SUV, True, qc=1),
+    _pet_map("suvr_t1w", "SUVR", "T1w", "ratio", f"{SUVR}, on the T1w grid", True),
+    _pet_map("suv_t1w", "SUV", "T1w", "g/mL", f"{SUV}, on the T1w grid", True),
+    _pet_map("suvr_tpl", "SUVR", T, "ratio", f"{SUVR}, in template space", True),
+    _pet_map("suv_tpl", "SUV", T, "g/mL", f"{SUV}, in template space", False),
     Output(
         "pet",
         "outputnode.pet_ref",
@@ -72,9 +47,9 @@ PET = (
         (("desc", "mean"),),
         description="motion-corrected, duration-weighted mean of the window's frames "
         "(image units)",
+        meta=PET_META,
         report="reference",
         qc_reference=0,
-        bidsignore=("*_desc-mean_pet.*",),
     ),
     _xfm("pet", "outputnode.pet2t1w_xfm", "pet", "T1w", "PET to the T1w", (("Type", "rigid"),)),
     _regions(

@@ -102,6 +102,38 @@ def voxelwise_endings() -> tuple:
 
 
 # --- what the participant report reads ----------------------------------------------------
+# (by ``label``: the kind of a map written as a ``desc-`` of a standard BIDS suffix, else its
+# suffix; :func:`kind_of` turns a file's suffix and ``desc`` into it)
+
+
+def kind_of(suffix: str, desc: str | None) -> str:
+    """What a file of ``suffix`` and ``desc`` holds (``R2starmap``, ``delta`` →
+    ``dR2star``); its suffix when no output declares a kind for that pair."""
+    return _KINDS.get((suffix, desc), suffix)
+
+
+_KINDS = {(o.suffix, o.entity("desc")): o.kind for o in OUTPUTS if o.kind}
+
+
+def desc_names_kind(kind: str, desc: str | None) -> bool:
+    """Whether ``desc`` only says which kind a file is (``dR2star``'s ``delta``), not which
+    of several maps of the kind (``enhancement``'s ``percent``/``subtraction``)."""
+    descs = {d for (_, d), k in _KINDS.items() if k == kind}
+    return descs == {desc}
+
+
+def metric_label(ending: str) -> str:
+    """The group level's name for the template-space maps of ``ending``: the kind, or the
+    ``desc-`` label where one kind has several (``desc-percent_T1w`` → ``percent``;
+    ``desc-delta_R2starmap`` → ``dR2star``; ``Ktrans`` → ``Ktrans``), else the ``desc-``
+    label or the suffix."""
+    for o in OUTPUTS:
+        if o.template_space and o.ending == ending:
+            if o.kind:
+                descs = {x.entity("desc") for x in OUTPUTS if x.kind == o.kind}
+                return o.entity("desc") if len(descs) > 1 else o.kind
+            return o.entity("desc") or o.suffix
+    raise KeyError(f"no template-space output ends with {ending!r}")
 
 
 def map_sections() -> dict:
@@ -109,20 +141,20 @@ def map_sections() -> dict:
     out = {}
     for o in OUTPUTS:
         if o.report is not None:
-            out.setdefault(o.suffix, o.section)
+            out.setdefault(o.label, o.section)
     return out
 
 
 def reference_only() -> set:
     """Suffixes used only to check a registration (never drawn as a map)."""
-    drawn = {o.suffix for o in OUTPUTS if o.report == "map"}
-    return {o.suffix for o in OUTPUTS if o.report == "reference"} - drawn
+    drawn = {o.label for o in OUTPUTS if o.report == "map"}
+    return {o.label for o in OUTPUTS if o.report == "reference"} - drawn
 
 
 def _map_key(o: Output):
     """Suffix, or ``(suffix, desc)`` when maps of that suffix differ by ``desc``."""
-    descs = {x.entity("desc") for x in OUTPUTS if x.suffix == o.suffix and x.report}
-    return (o.suffix, o.entity("desc")) if len(descs) > 1 else o.suffix
+    descs = {x.entity("desc") for x in OUTPUTS if x.label == o.label and x.report}
+    return (o.label, o.entity("desc")) if len(descs) > 1 else o.label
 
 
 def native_only() -> set:
@@ -134,12 +166,12 @@ def native_only() -> set:
 
 def not_drawn() -> set:
     """Image suffixes of the modalities that the report never draws (fit residuals...)."""
-    drawn = {o.suffix for o in OUTPUTS if o.report}
+    drawn = {o.label for o in OUTPUTS if o.report}
     return {
-        o.suffix
+        o.label
         for o in OUTPUTS
-        if o.sink not in ("anat", "nt1w") and o.suffix not in drawn and o.sidecar
-        and o.suffix not in ("xfm", "regions", "dseg", "findings", "timeseries", "T1w")
+        if o.sink not in ("anat", "nt1w") and o.label not in drawn and o.sidecar
+        and o.label not in ("xfm", "regions", "dseg", "findings", "timeseries", "T1w")
     }  # fmt:skip
 
 
@@ -148,7 +180,7 @@ def undrawn_native(section: str, suffix: str, with_ceagent: bool) -> bool:
     the file carries ``ce-`` (named after a contrast-agent series, e.g. the post R2*)."""
     agent_sinks = ("gadolinium", "dce", "uspio")
     for o in OUTPUTS:
-        if o.section != section or o.suffix != suffix or o.template_space:
+        if o.section != section or o.label != suffix or o.template_space:
             continue
         if o.entity("space") is not None or (o.sink in agent_sinks) != with_ceagent:
             continue
@@ -160,8 +192,8 @@ def map_order() -> list:
     """Suffixes of the drawn maps, in the order the report shows them."""
     order = []
     for o in OUTPUTS:
-        if o.report == "map" and o.suffix not in order:
-            order.append(o.suffix)
+        if o.report == "map" and o.label not in order:
+            order.append(o.label)
     return order
 
 
@@ -171,8 +203,8 @@ def registration_references() -> dict:
     for o in sorted((o for o in OUTPUTS if o.qc_reference is not None),
                     key=lambda o: o.qc_reference):  # fmt:skip
         refs.setdefault(o.section, [])
-        if o.suffix not in refs[o.section]:
-            refs[o.section].append(o.suffix)
+        if o.label not in refs[o.section]:
+            refs[o.section].append(o.label)
     return refs
 
 

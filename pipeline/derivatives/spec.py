@@ -49,6 +49,10 @@ class Output:
     ``bidsignore``: patterns hiding it from the validator (BIDS has no name for it yet).
     ``requires``: a context key that must be true for the output to be written (e.g. ``ve``
     only from a model that estimates it).
+    ``kind``: what the file holds when BIDS has no suffix for it and it is written as a
+    ``desc-`` of a standard suffix (``desc-delta_R2starmap`` is the ``dR2star`` map;
+    ``desc-percent_T1w`` an ``enhancement`` map): the report, the group level and the
+    evaluation read it by this name; ``None``: the suffix says what it is.
     """
 
     sink: str
@@ -63,6 +67,12 @@ class Output:
     qc_reference: int | None = None
     bidsignore: tuple = ()
     requires: str | None = None
+    kind: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What the file holds: its ``kind``, else its suffix."""
+        return self.kind or self.suffix
 
     @property
     def key(self) -> str:
@@ -91,7 +101,7 @@ class Output:
         return "_".join([*fixed, self.suffix])
 
 
-XFM = ("*_xfm.h5", "*_xfm.mat", "*_xfm.json")  # transforms (BEP014, not yet merged)
+XFM = ("*_xfm.h5", "*_xfm.mat", "*_xfm.txt", "*_xfm.json")  # transforms (BEP014, not yet merged)
 REGIONS = ("*_regions.tsv", "*_regions.json")
 ROIS_DESC = (
     "the ROIs of the {table} table (atlas regions, meningeal and calvarial bands, dural "

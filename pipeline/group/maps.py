@@ -3,7 +3,6 @@ into design inputs (mirrored to the headache side where asked) and loaded on one
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,16 @@ def _entities(name: str) -> tuple[dict, str]:
 
 
 def metric_label(ending: str) -> str:
-    """``desc-percent_enhancement`` → ``percent``; ``Ktrans`` → ``Ktrans``."""
-    ents, suffix = _entities(f"sub-x_{ending}{NIFTI}")
-    return re.sub(r"[^A-Za-z0-9]", "", ents.get("desc", suffix))
+    """The metric name of the maps of ``ending`` (``desc-percent_T1w`` → ``percent``,
+    ``desc-delta_R2starmap`` → ``dR2star``): the output registry's."""
+    from ..derivatives.registry import metric_label as label
+
+    return label(ending)
+
+
+def _ending(ents: dict, suffix: str) -> str:
+    """The ending of a template-space file: its ``desc-`` (if any) and suffix."""
+    return f"desc-{ents['desc']}_{suffix}" if ents.get("desc") else suffix
 
 
 def find_template_maps(output_dir, template: str, endings) -> pd.DataFrame:
@@ -38,12 +44,13 @@ def find_template_maps(output_dir, template: str, endings) -> pd.DataFrame:
     out = Path(output_dir)
     rows = []
     for path in sorted(out.glob(f"sub-*/**/*space-{template}*{NIFTI}")):
-        ents, _ = _entities(path.name)
+        ents, suffix = _entities(path.name)
         if ents.get("space") != template:
             continue
+        name_ending = _ending(ents, suffix)
         ents = {"sub": ents["subject"], **({"ses": ents["session"]} if "session" in ents else {})}
         for ending in endings:
-            if path.name.endswith(f"_{ending}{NIFTI}"):
+            if name_ending == ending:  # whole entities: R2starmap is not desc-delta_R2starmap
                 rows.append(
                     {
                         "participant_id": f"sub-{ents['sub']}",

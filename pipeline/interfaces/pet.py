@@ -302,3 +302,35 @@ class LateEarlyRatio(SimpleInterface):
             "RatioVoxels": int(np.isfinite(ratio).sum()),
         }
         return runtime
+
+
+class _FrameXfmInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="ITK text file, one transform per frame")
+    selected = traits.List(traits.Int, mandatory=True, desc="indices of the frames used")
+
+
+class _FrameXfmOutputSpec(TraitedSpec):
+    transforms = traits.List(traits.List(File), desc="per selected frame: [its transform]")
+
+
+class FrameTransforms(SimpleInterface):
+    """The per-frame transforms of a motion correction done elsewhere (PETPrep's
+    ``from-orig_to-petref_mode-image_xfm.txt``), one file per selected frame."""
+
+    input_spec = _FrameXfmInputSpec
+    output_spec = _FrameXfmOutputSpec
+
+    def _run_interface(self, runtime):
+        from pipeline.bids.reuse import itk_transform_blocks
+
+        blocks = itk_transform_blocks(self.inputs.in_file)
+        out = []
+        for i in self.inputs.selected:
+            if not 0 <= i < len(blocks):
+                raise ValueError(f"{self.inputs.in_file}: no transform for frame {i}")
+            path = os.path.join(runtime.cwd, f"frame{i:03d}_xfm.txt")
+            with open(path, "w") as fh:
+                fh.write(blocks[i])
+            out.append([path])
+        self._results["transforms"] = out
+        return runtime

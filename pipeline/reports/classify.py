@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 
-from pipeline.derivatives.registry import undrawn_native
+from pipeline.derivatives.registry import desc_names_kind, undrawn_native
 
 from .index import (
     MAP_ORDER,
@@ -138,6 +138,8 @@ def _units(f: Deriv) -> str:
 
 def _map_title(f: Deriv) -> str:
     desc = f.get("desc")
+    if desc_names_kind(f.suffix, desc):
+        desc = None  # desc-delta_R2starmap is titled dR2star
     return f"{f.suffix}" + (
         f" ({desc})" if desc and desc != "fit" else " (fit residual)" if desc == "fit" else ""
     )

@@ -74,7 +74,9 @@ NUMERIC_TABLE_COLUMNS = ("volume_mm3", "n_voxels", "peak_percent", "mean_percent
 
 @dataclass
 class Deriv:
-    """One derivative file: path, entities (short names) and suffix."""
+    """One derivative file: path, entities (short names) and ``suffix``: what it holds (the
+    registry's kind for a map written as a ``desc-`` of a standard suffix, e.g. ``dR2star``
+    for ``desc-delta_R2starmap``; else the file's suffix)."""
 
     path: Path
     entities: dict
@@ -117,7 +119,9 @@ def parse_name(path) -> Deriv | None:
         return None
     ext = next((e for e in EXTENSIONS if path.name.endswith(e)), "")
     short = dict(ENTITY_ORDER)
-    return Deriv(path, {short.get(k, k): str(v) for k, v in ents.items()}, suffix, ext)
+    ents = {short.get(k, k): str(v) for k, v in ents.items()}
+    # the report reads what a file holds: desc-delta_R2starmap is a dR2star map
+    return Deriv(path, ents, registry.kind_of(suffix, ents.get("desc")), ext)
 
 
 EXTENSIONS = (".nii.gz", ".nii", ".tsv", ".json", ".mat", ".h5", ".txt")
