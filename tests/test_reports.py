@@ -289,7 +289,7 @@ def test_report_from_synthetic_derivatives(synthetic):
     assert "sub-01_ses-01_ce-gadobutrol_T1map_desc-ont1w.png" in names  # via the .mat
     assert "sub-01_ses-01_ce-gadobutrol_Ktrans_desc-map.png" in names
     assert "sub-01_ses-01_ce-gadobutrol_space-MNI152NLin2009aSym_Ktrans_desc-map.png" in names
-    assert "sub-01_ses-01_trc-PBR28_SUVR_desc-map.png" in names
+    assert "sub-01_ses-01_trc-PBR28_desc-SUVR_pet_desc-map.png" in names
     assert _check_map_units(text) >= 4
     # a map whose sidecar is missing says so instead of showing a bare scale
     assert "enhancement (subtraction) [units not recorded]" in text
