@@ -36,7 +36,7 @@ def _true_effect(demo_run, pid, ses, hemisphere):
         / "groundtruth"
         / pid
         / ses
-        / f"{pid}_{ses}_ce-{AGENT}_desc-effect_desc-delta_R2starmap.nii.gz"
+        / f"{pid}_{ses}_ce-{AGENT}_desc-effect_dR2star.nii.gz"
     ).get_fdata()
     assert eff.shape == labels.shape
     return float(eff[labels == idx].mean())
