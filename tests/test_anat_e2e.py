@@ -216,8 +216,10 @@ def test_bands_are_the_same_tissue_in_both_sessions(demo_run):
     """Within-subject alignment (anat.same_rois_across_sessions): ses-02 takes the atlas
     labels and bands of ses-01 through a rigid registration. Checked with an independent
     rigid registration (antspyx here, not the pipeline's): ses-02's bands brought back onto
-    ses-01 overlap ses-01's own (Dice >= 0.85; each session segmented on its own gave
-    0.62-0.67 for the meningeal band at this 3 mm resolution)."""
+    ses-01 overlap ses-01's own (Dice >= 0.80; each session segmented on its own gave
+    0.62-0.67 for the meningeal band at this 3 mm resolution). The check's own registration
+    is not exact: its random sampling moves the meningeal Dice between 0.85 and 0.95 on one
+    and the same pipeline output (10 runs; 0.849 once in CI), hence the 0.80."""
     import ants
     import numpy as np
 
@@ -245,7 +247,7 @@ def test_bands_are_the_same_tissue_in_both_sessions(demo_run):
             a, b = np.isin(ref, idx), np.isin(back, idx)
             d = 2 * (a & b).sum() / (a.sum() + b.sum())
             print(sub, kind, round(float(d), 3))
-            assert d >= 0.85, (sub, kind, d)
+            assert d >= 0.80, (sub, kind, d)
 
 
 def test_geometric_atlas_is_named_approximate(demo_run):
