@@ -12,15 +12,24 @@ reported as failed.
 It also gives its workers the default ``SIGTERM`` action and makes them ignore ``SIGINT``,
 so that the main process alone decides how a run ends (:func:`terminate_workers` stops them
 after a ``SIGTERM`` from SLURM or a Ctrl-C), instead of workers surviving it.
+
+And it takes two waits out of nipype's scheduling loop (measured with cProfile on one
+demo participant): the full garbage collection nipype runs before every round of
+submissions (0.24 s each with the run's libraries on the heap, 84 s of a 230 s run; the
+heap that exists when the run starts is frozen, ``gc.freeze``), and the sleep after every
+round, which now ends as soon as a step's result comes back.
 """
 
 from __future__ import annotations
 
+import gc
 import signal
+import threading
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from nipype.pipeline.plugins import base as _plugin_base
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializer, run_node
 
 #: the plugins of this process still running (for :func:`terminate_workers`)
@@ -66,13 +75,33 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         )
         self._names = {}
         self._futures = {}
+        self._result_came = threading.Event()
 
     def run(self, graph, config, updatehash=False):
         _ACTIVE.append(self)
+        # nipype runs a full garbage collection before every round of submissions and after
+        # every step it runs itself (the sinks): with the run's libraries, templates and
+        # graph on the heap each took 0.24 s, 84 s of a 230 s participant run during which
+        # no step was submitted (cProfile). What exists now lives as long as the run:
+        # frozen, the collections only look at what the run allocates.
+        gc.collect()
+        gc.freeze()
+        # nipype's loop sleeps poll_sleep_duration after every round, also when a step has
+        # just finished: a worker then idles until the next round (with one process per
+        # participant, ~50 s of a 240 s run). The round's sleep ends as soon as a result
+        # comes back instead.
+        original_sleep = _plugin_base.sleep
+        _plugin_base.sleep = self._sleep
         try:
             return super().run(graph, config, updatehash=updatehash)
         finally:
+            _plugin_base.sleep = original_sleep
+            gc.unfreeze()
             _ACTIVE.remove(self)
+
+    def _sleep(self, seconds):
+        self._result_came.wait(seconds)
+        self._result_came.clear()
 
     def _submit_job(self, node, updatehash=False):
         # nipype's own, with the future registered before its callback can run
@@ -109,6 +138,7 @@ class SafeMultiProcPlugin(MultiProcPlugin):
                 tb = traceback.format_exception(exc)
             result = {"result": None, "taskid": taskid, "traceback": tb}
         self._taskresult[result["taskid"]] = result
+        self._result_came.set()
 
     def terminate(self, timeout: float = 10.0) -> int:
         """Stop every worker process now (running steps are abandoned); their number."""

@@ -34,8 +34,9 @@ class _Format(logging.Formatter):
         return text
 
 
-#: the progress bar shown on the last line of a terminal (None: no bar)
-_BAR = {"text": None}
+#: the progress bar shown on the last line of a terminal (None: no bar); ``shared``: another
+#: process draws it (participants side by side), so every line first clears the last line
+_BAR = {"text": None, "shared": False}
 CLEAR_LINE = "\r\x1b[K"
 
 
@@ -61,6 +62,11 @@ def show_bar(text: str) -> None:
     _BAR["text"] = text[:width]
     sys.stderr.write(CLEAR_LINE + _BAR["text"])
     sys.stderr.flush()
+
+
+def share_terminal() -> None:
+    """This process writes lines under a bar another process draws (it redraws the bar)."""
+    _BAR["shared"] = True
 
 
 def clear_bar() -> None:
@@ -90,7 +96,7 @@ class _Stderr(logging.StreamHandler):
 
     def emit(self, record):
         bar = _BAR["text"]
-        if bar is not None:
+        if bar is not None or _BAR["shared"]:
             sys.stderr.write(CLEAR_LINE)
         super().emit(record)
         if bar is not None:

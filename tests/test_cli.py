@@ -212,7 +212,7 @@ def test_installed_command_runs_without_an_activated_environment(small_ds, tmp_p
         ("sub_01_wf.gad_gadobutrol_ses_02_wf.percent", "ses-02 gadolinium: percent"),
         (
             "sub_01_wf.dce_gadobutrol_ses_01_wf._motion_correction13",
-            "ses-01 DCE: motion correction (one of a series)",
+            "ses-01 DCE: motion correction, frame 14",
         ),
         ("sub_01_wf.anat_wf.n4", "anatomy: n4"),
     ],
@@ -221,3 +221,19 @@ def test_progress_names_steps_for_people(fullname, label):
     from pipeline.cli.participant import describe_step
 
     assert describe_step(fullname) == label
+
+
+def test_progress_names_the_series_of_one_item_of_a_mapnode():
+    """nipype names a MapNode's items ``_<name><index>`` without their workflow; the
+    progress line gets it back from the item's folder."""
+    from types import SimpleNamespace
+
+    from pipeline.cli.participant import describe_step, step_fullname
+
+    item = SimpleNamespace(
+        fullname="_motion_correction13",
+        base_dir="/w/sub-01/sub_01_wf/dce_gadobutrol_ses_01_wf/motion_correction/mapflow",
+    )
+    assert describe_step(step_fullname(item)) == "ses-01 DCE: motion correction, frame 14"
+    plain = SimpleNamespace(fullname="sub_01_wf.anat_wf.n4", base_dir="/w/sub-01")
+    assert step_fullname(plain) == "sub_01_wf.anat_wf.n4"

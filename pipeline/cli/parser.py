@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--mem-gb", "--mem", type=float, default=None, help="memory limit, GB")
     g.add_argument(
+        "--parallel-participants",
+        type=int,
+        default=None,
+        metavar="N",
+        help="participants processed side by side, each with an equal share of --nprocs "
+        "(default: one per process, at most memory/3 GB; 1 with --stop-on-first-crash or a "
+        "cluster plugin)",
+    )
+    g.add_argument(
         "--use-plugin",
         metavar="FILE",
         help="nipype plugin YAML (plugin: MultiProc|Linear|SLURMGraph, plugin_args)",
@@ -199,7 +208,11 @@ PLUGINS = ("MultiProc", "Linear", "SLURMGraph", "SLURM")
 
 def check_resources(args) -> None:
     """``--nprocs``, ``--omp-nthreads`` and ``--mem-gb`` within their ranges (exit 64)."""
-    for opt, value, lo in (("--nprocs", args.nprocs, 1), ("--omp-nthreads", args.omp_nthreads, 1)):
+    for opt, value, lo in (
+        ("--nprocs", args.nprocs, 1),
+        ("--omp-nthreads", args.omp_nthreads, 1),
+        ("--parallel-participants", getattr(args, "parallel_participants", None), 1),
+    ):
         if value is not None and not lo <= value <= 4096:
             raise UsageError(f"{opt} {value}: must be a whole number from {lo} to 4096")
     if args.mem_gb is not None and not (args.mem_gb > 0 and args.mem_gb < 1e5):

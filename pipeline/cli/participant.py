@@ -8,28 +8,20 @@ from pathlib import Path
 
 from .. import log
 from ..errors import InflamapError, InputMissingError
+from .parallel import participants_at_once, run_settings_share
 from .plugin import (
     _GRAPH_PLUGINS,
     _LOCAL_POLL_SECONDS,
 )
-from .progress import _progress
+from .progress import _bar, _clock, _progress
 from .signals import Terminated, ignore_signals
 from .slurm import _wait_for_graph_jobs
 
 
 def run_participant(args, settings, layout, work) -> int:
-    from nipype import config as ncfg
-
-    from workflows.base import init_single_subject_wf
-
     from ..bids import select_participants
     from ..derivatives import write_dataset_description
-    from ..engine import SafeMultiProcPlugin, terminate_workers
-    from ..reports.boilerplate import boilerplate_for_run
-    from ..reports.participant import report_after_run
-    from ..resources import ResourceRecorder
     from ..templates import TemplateError, template_inputs
-    from ..utils import atomic_write_text, remove_stale_temporaries
 
     subjects = select_participants(layout, args.participant_label)
     anat = settings.workflow.anat
@@ -41,7 +33,7 @@ def run_participant(args, settings, layout, work) -> int:
         raise InputMissingError(str(exc)) from None
     # every input file of every participant checked before any workflow runs; a participant
     # with a problem is not run (and, with --stop-on-first-crash, nobody is)
-    from ..preflight import FailureMessage, preflight_participants, report_failures
+    from ..preflight import preflight_participants, report_failures
 
     n_participants = len(subjects)
     plans, failures = preflight_participants(
@@ -69,8 +61,63 @@ def run_participant(args, settings, layout, work) -> int:
         import getpass
 
         os.environ["LOGNAME"] = getpass.getuser()  # nipype's SLURM plugins read it
-    interrupted = 0
-    for i, plan in enumerate(plans, start=1):
+    at_once = participants_at_once(args, settings, len(plans))
+    run = _Run(args, settings, work, tfiles, len(plans))
+    if at_once > 1:
+        from .parallel import run_concurrently
+
+        _progress(
+            f"{len(plans)} participants, {at_once} at a time "
+            f"({run_settings_share(settings, at_once).nipype.nprocs} process(es) each)"
+        )
+        more, interrupted = run_concurrently(run, plans, at_once)
+        failures.extend(more)
+        if interrupted:
+            report_failures(failures, n_participants)
+            return interrupted
+    else:
+        for i, plan in enumerate(plans, start=1):
+            more, interrupted = run.one(i, plan)
+            failures.extend(more)
+            if interrupted:  # the summary, and the signal's exit code (no more participants)
+                _progress(f"sub-{plan.subject}: {more[-1][1]}")
+                report_failures(failures, n_participants)
+                return interrupted
+            if more and args.stop_on_first_crash:
+                break
+    if failures:  # participant, step, message and crash file of each; the exit code
+        return report_failures(failures, n_participants)
+    return 0
+
+
+class _Run:
+    """What every participant of a run shares; :meth:`one` runs one participant."""
+
+    def __init__(self, args, settings, work, tfiles, n_plans):
+        self.args, self.settings, self.work = args, settings, work
+        self.tfiles, self.n_plans = tfiles, n_plans
+
+    def one(self, i, plan, settings=None) -> tuple[list, int]:
+        """Run participant ``i`` of the run (locked, resource-recorded, its report after);
+        its failures ``[(subject, message, crash file)]`` and the exit code of a signal
+        that stopped it (0 otherwise)."""
+        from nipype import config as ncfg
+
+        from workflows.base import init_single_subject_wf
+
+        from ..engine import SafeMultiProcPlugin, terminate_workers
+        from ..preflight import FailureMessage
+        from ..reports.boilerplate import boilerplate_for_run
+        from ..reports.participant import report_after_run
+        from ..resources import ResourceRecorder
+        from ..utils import atomic_write_text, remove_stale_temporaries
+
+        args, work, tfiles = self.args, self.work, self.tfiles
+        settings = settings or self.settings
+        plugin = settings.nipype.plugin
+        n = self.n_plans
+        failures = []
+        interrupted = 0
         subject = plan.subject
         sub_work = work / f"sub-{subject}"  # one work folder per participant (no clobbering)
         run_started = time.time()  # older crash files are shown as from an earlier run
@@ -115,9 +162,7 @@ def run_participant(args, settings, layout, work) -> int:
                 )
             )
             _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
-            if args.stop_on_first_crash:
-                break
-            continue
+            return failures, 0
         recorder = ResourceRecorder().start()  # logs/sub-<label>/resources.json
         try:
             # temporaries of a killed run (SIGKILL, job out of time/memory): no one else
@@ -129,7 +174,7 @@ def run_participant(args, settings, layout, work) -> int:
                     "interrupted run"
                 )
             started = time.time()
-            _progress(f"sub-{subject} ({i}/{len(plans)}): building workflow")
+            _progress(f"sub-{subject} ({i}/{n}): building workflow")
             wf = init_single_subject_wf(plan, settings, tfiles)
             wf.base_dir = str(sub_work)
             boilerplate_for_run(
@@ -154,8 +199,7 @@ def run_participant(args, settings, layout, work) -> int:
             # the settings beside the derivatives: `--config` with this file reproduces the run
             atomic_write_text(settings.workflow.to_yaml(), crash_dir / "config.yml")
             _progress(
-                f"sub-{subject} ({i}/{len(plans)}): running "
-                f"{len(wf.list_node_names())} steps with {plugin}"
+                f"sub-{subject} ({i}/{n}): running {len(wf.list_node_names())} steps with {plugin}"
             )
             if plugin == "MultiProc":  # a dead worker fails its step instead of hanging
                 execgraph = wf.run(plugin=SafeMultiProcPlugin(plugin_args=plugin_args))
@@ -164,7 +208,7 @@ def run_participant(args, settings, layout, work) -> int:
             if tag is not None:
                 _wait_for_graph_jobs(subject, tag, execgraph, crash_dir)
             log.clear_bar()
-            _progress(f"sub-{subject} ({i}/{len(plans)}): done in {_clock(time.time() - started)}")
+            _progress(f"sub-{subject} ({i}/{n}): done in {_clock(time.time() - started)}")
         except InflamapError as exc:
             failures.append((subject, FailureMessage(str(exc), "workflow build", exc.code), None))
         except (Terminated, KeyboardInterrupt) as exc:
@@ -212,10 +256,8 @@ def run_participant(args, settings, layout, work) -> int:
                 settings,
                 failed=bool(failures) and failures[-1][0] == subject,
             )
-        if interrupted:  # the summary, and the signal's exit code (no more participants)
-            _progress(f"sub-{subject}: {failures[-1][1]}")
-            report_failures(failures, n_participants)
-            return interrupted
+        if interrupted:
+            return failures, interrupted
         # the report, also after a failure (errors on top); never changes the exit code
         report_after_run(
             settings.execution.output_dir,
@@ -224,13 +266,9 @@ def run_participant(args, settings, layout, work) -> int:
             since=run_started,
             progress=_progress,
         )
-        if failures and failures[-1][0] == subject:
+        if failures:
             _progress(f"sub-{subject}: FAILED: {failures[-1][1]}")
-            if args.stop_on_first_crash:
-                break
-    if failures:  # participant, step, message and crash file of each; the exit code
-        return report_failures(failures, n_participants)
-    return 0
+        return failures, 0
 
 
 #: a disk with less free space than this (bytes) is taken as the cause of a failed run
@@ -333,6 +371,23 @@ _STAGES = {
 }
 
 
+#: what the items of a MapNode are, for progress lines ("motion correction, frame 13")
+_ITEMS = {"motion_correction": "frame", "frames_on_reference": "frame"}
+
+
+def step_fullname(node) -> str:
+    """A node's full name; for one item of a MapNode (nipype names it ``_<name><index>``
+    with no hierarchy) the MapNode's, from its folder (``.../<wf>/<name>/mapflow``)."""
+    name = node.fullname
+    base = getattr(node, "base_dir", None) or ""
+    if name.startswith("_") and "." not in name and base.rstrip("/").endswith("mapflow"):
+        parts = Path(base).parent.parts
+        wf = next((k for k, p in enumerate(parts) if p.endswith("_wf")), None)
+        if wf is not None:
+            return ".".join([*parts[wf:-1], name])
+    return name
+
+
 def describe_step(fullname: str) -> str:
     """A progress label for a node's full name, e.g. ``sub_01_wf.anat_ses_01_wf.n4`` →
     ``ses-01 anatomy: n4``; a derivatives sink → ``ses-01 anatomy: saved a derivative``."""
@@ -351,23 +406,14 @@ def describe_step(fullname: str) -> str:
         what = _STAGES.get(words[1] if words[0] == "ds" and len(words) > 1 else words[0], "")
     if step.startswith("ds_"):
         label = "saved a derivative"
-    elif step.startswith("_"):  # one item of a MapNode: _<name><index>
-        label = re.sub(r"\d+$", "", step[1:]) + " (one of a series)"
+    elif re.fullmatch(r"_\w+?\d+", step):  # one item of a MapNode: _<name><index>
+        name, index = re.fullmatch(r"_(\w+?)(\d+)", step).groups()
+        label = f"{name}, {_ITEMS.get(name, 'item')} {int(index) + 1}"
     else:
         label = re.sub(r"_ses_[A-Za-z0-9]+|_\d+$", "", step)
     label = label.replace("_", " ").strip()
     where = " ".join(x for x in (f"ses-{ses.group(1)}" if ses else "", what) if x)
     return f"{where}: {label}" if where else label
-
-
-def _bar(done: int, total: int, width: int = 24) -> str:
-    filled = int(round(width * done / total)) if total else 0
-    return "█" * filled + "·" * (width - filled)
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle plugin args)
@@ -387,19 +433,28 @@ class _status_callback:  # noqa: N801 - a picklable callback (MapNodes pickle pl
             self.start = time.time()
         if status != "end":
             return
-        self.done += 1
+        fullname = step_fullname(node)
+        # one item of a MapNode (a frame): named, not counted (the MapNode is one step)
+        item = fullname != node.fullname
+        self.done += 0 if item else 1
         count = f"{min(self.done, self.total)}/{self.total}" if self.total else f"{self.done}"
         elapsed = time.time() - self.start
         left = ""
-        if self.total and 3 <= self.done < self.total:
+        # the first steps are quick (checks, sinks of the inputs): no estimate before a
+        # quarter of the steps
+        if self.total and self.total // 4 <= self.done < self.total and self.done >= 3:
             minutes = elapsed / self.done * (self.total - self.done) / 60
             left = f" (about {minutes:.0f} min left)" if minutes >= 1 else " (under a minute left)"
-        step = describe_step(node.fullname)
+        step = describe_step(fullname)
         line = f"sub-{self.subject}: [{count}] {step}{left}"
         if not log.bar_enabled():
             _progress(line)
             return
         log.to_file("cli", line)
+        from .parallel import send_step
+
+        if send_step(self.subject, self.done, self.total, step):  # the main process draws
+            return
         bar = _bar(min(self.done, self.total or self.done), self.total or self.done)
         rest = left.replace(" (", ", ")[:-1] if left else ""
         log.show_bar(f"sub-{self.subject} {bar} {count} {_clock(elapsed)}{rest}  {step}")

@@ -171,13 +171,13 @@ class Figures:
         """fMRIPrep's before/after registration view (niworkflows): the fixed image, and
         the moving one fading in while the pointer is over it, in ``cuts`` cuts per axis
         through the mask."""
-        from niworkflows.viz.utils import compose_view, cuts_from_bbox, plot_registration
+        from niworkflows.viz.utils import compose_view, cuts_from_bbox
 
         from pipeline.utils import atomic_output
 
-        kw = dict(estimate_brightness=True, cuts=cuts_from_bbox(mask_img, cuts=cuts))
-        fixed = plot_registration(fixed_img, "fixed-image", label=labels[0], **kw)
-        moving = plot_registration(moving_img, "moving-image", label=labels[1], **kw)
+        cut_coords = cuts_from_bbox(mask_img, cuts=cuts)
+        fixed = registration_panels(fixed_img, "fixed-image", labels[0], cut_coords)
+        moving = registration_panels(moving_img, "moving-image", labels[1], cut_coords)
         with atomic_output(self.folder / name) as tmp:
             compose_view(fixed, moving, out_file=str(tmp))
         return self.add(name)
@@ -190,6 +190,47 @@ class Figures:
             fig.savefig(str(tmp), dpi=self.dpi if name.endswith(".png") else None)
         plt.close(fig)
         return self.add(name)
+
+
+#: raster resolution of the images inside the before/after views: niworkflows' 300 dpi drew
+#: 1,200 px per row of 4 cuts, far more than the voxels of a head at 1 mm (~180 across a
+#: cut), and took half of a participant report's time (30 of 61 s, cProfile); at 150 dpi a
+#: cut still has more pixels than a 1 mm head has voxels
+REGISTRATION_DPI = 150
+
+
+def registration_panels(img, div_id, label, cut_coords, dpi=REGISTRATION_DPI):
+    """One image of an fMRIPrep-style before/after view: axial, coronal and sagittal rows
+    (nilearn ``plot_anat`` at ``cut_coords``, robust brightness limits as niworkflows'
+    ``plot_registration``), each an SVG element for niworkflows' ``compose_view``."""
+    from uuid import uuid4
+
+    import nibabel as nb
+    import numpy as np
+    from nilearn.plotting import plot_anat
+    from niworkflows.viz.utils import extract_svg, robust_set_limits
+    from svgutils.transform import fromstring
+
+    img = nb.Nifti1Image.from_image(img)
+    data = img.get_fdata()
+    finite = data[np.isfinite(data)]  # NaN outside a field of view: not a brightness
+    params = robust_set_limits(finite if finite.size else np.zeros(1), {})
+    if finite.size < data.size:
+        img = nb.Nifti1Image(np.nan_to_num(data, nan=float(params["vmin"])), img.affine)
+    out = []
+    for i, mode in enumerate(("z", "x", "y")):
+        display = plot_anat(
+            img,
+            display_mode=mode,
+            cut_coords=cut_coords[mode],
+            title=label if i == 0 else None,
+            colorbar=False,
+            **params,
+        )
+        svg = extract_svg(display, dpi=dpi)
+        display.close()
+        out.append(fromstring(svg.replace("figure_1", f"{div_id}-{mode}-{uuid4()}", 1)))
+    return out
 
 
 def atlas_colours(labels_img, lut):
