@@ -33,6 +33,7 @@ Files
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -195,7 +196,9 @@ def labels_on_source(name: str):
     tpl = nb.load(src["template"])
     brain = np.asarray(tpl.dataobj) > 0
     prob_img = nb.load(src["probabilities"])
-    probs = np.asarray(prob_img.dataobj, dtype=np.float32)
+    # kept in the file's type (uint8 percentages: 0.5 GB; as float32 the 113 maps took 2.1 GB
+    # and the template placement 4.7 GB), made float one map at a time
+    probs = np.asarray(prob_img.dataobj)
     names = pd.read_csv(src["labels"])["name"].tolist()
     if probs.shape[-1] != len(names):
         raise AtlasBuildError(
@@ -215,11 +218,11 @@ def labels_on_source(name: str):
                 src_sl.append(slice(lo - o, hi - o))
             out[tuple(dst_sl)] = volume[tuple(src_sl)]
             return out
-        img = nb.Nifti1Image(volume, prob_img.affine)
+        img = nb.Nifti1Image(np.asarray(volume, np.float32), prob_img.affine)
         return np.asarray(resample_from_to(img, tpl, order=1).dataobj, dtype=np.float32)
 
     region_of = {label: region for region, labels in regions.items() for label in labels}
-    total = on_template(probs.sum(axis=-1))
+    total = on_template(probs.sum(axis=-1, dtype=np.float32))
     # every label is summed into its region; labels of no region into "other" (value 0), so
     # that a voxel most likely in another structure is not given to the nearest region
     keys, maps = [("other", None)], [np.zeros(tpl.shape, np.float32)]
@@ -237,10 +240,16 @@ def labels_on_source(name: str):
             keys.append(key)
             maps.append(np.zeros(tpl.shape, np.float32))
         maps[keys.index(key)] += on_template(probs[..., k])
-    stack = np.stack(maps, axis=-1)
-    best = np.argmax(stack, axis=-1)
+    # the most probable region per voxel (the first on ties, as argmax), without stacking
+    # the maps into one more array of their size
+    best = np.zeros(tpl.shape, np.intp)
+    best_p = maps[0].copy()
+    for i, m in enumerate(maps[1:], start=1):
+        higher = m > best_p
+        best[higher] = i
+        best_p[higher] = m[higher]
     lut = np.array([0 if k[0] == "other" else index[k] for k in keys], dtype=np.uint8)
-    labelled = brain & (total >= MIN_PROBABILITY) & (stack.max(axis=-1) > ventricles)
+    labelled = brain & (total >= MIN_PROBABILITY) & (best_p > ventricles)
     out = np.where(labelled, lut[best], 0).astype(np.uint8)
     if complete:
         out = _complete(out, brain & ~labelled & (ventricles < 50.0), tpl.affine, index)
@@ -294,9 +303,52 @@ def install(home, template: str, seed: int = 42) -> list:
     """Place the published atlases (:data:`ATLASES`) on ``template`` in the TemplateFlow home
     ``home``, at every resolution it holds; idempotent; the written (or found) paths.
 
-    :class:`AtlasBuildError` (one line) when the template is not in the home, the sources
-    are missing, or the registration fails its overlap check.
+    The placement runs in a child process whose ITK uses one thread: ANTs' registration gives
+    a different transform from run to run with more than one (measured: 1 % of the labelled
+    voxels changed between two placements with 2 threads), and the atlases of every home
+    must be the same. :class:`AtlasBuildError` (one line) when the template is not in the
+    home, the sources are missing, or the registration fails its overlap check.
     """
+    import subprocess
+    import sys
+
+    tdir = Path(home) / f"tpl-{template}"
+    grids = _template_grids(tdir, template)
+    wanted = [atlas_paths(tdir, template, n, r) for n in ATLASES for r in grids]
+    done = [p for paths in wanted for p in paths]
+    if grids and all(p.is_file() and p.stat().st_size for p in done):
+        return sorted(set(done))
+    if os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS") == "1":
+        return _install(home, template, seed)
+    env = dict(os.environ, ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS="1")
+    code = (
+        "import sys\n"
+        "from pipeline.published_atlas import AtlasBuildError, _install\n"
+        "try:\n"
+        "    _install(sys.argv[1], sys.argv[2], int(sys.argv[3]))\n"
+        "except AtlasBuildError as exc:\n"
+        "    print(exc, file=sys.stderr)\n"
+        "    sys.exit(3)\n"
+    )
+    proc = subprocess.run(  # noqa: S603 - our own code, no shell
+        [sys.executable, "-c", code, str(home), template, str(seed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        if proc.returncode == 3:
+            raise AtlasBuildError(lines[-1])
+        raise AtlasBuildError(
+            f"placing the published atlases on {template} in {home} failed: {lines[-1]}"
+        )
+    return sorted(set(done))
+
+
+def _install(home, template: str, seed: int = 42) -> list:
+    """:func:`install` in this process (with the threads ITK has here)."""
     import ants
     import nibabel as nb
 
@@ -320,13 +372,16 @@ def install(home, template: str, seed: int = 42) -> list:
     moving = ants.image_read(str(src["template"]))
     spacing = tuple(float(z) for z in fixed.spacing)
     moving_small = ants.resample_image(moving, spacing, False, 1)
-    reg = ants.registration(
-        fixed,
-        moving_small,
-        type_of_transform="SyN",
-        random_seed=seed,
-        aff_random_sampling_rate=1.0,
-    )
+    # antspyx 0.6 ignores registration(random_seed=...): the seed it passes to ANTs
+    # (--random-seed) is its global ants.config._random_seed, set for this call only
+    previous = getattr(ants.config, "_random_seed", None)
+    ants.config._random_seed = seed
+    try:
+        reg = ants.registration(
+            fixed, moving_small, type_of_transform="SyN", aff_random_sampling_rate=1.0
+        )
+    finally:
+        ants.config._random_seed = previous
     xfm = reg["fwdtransforms"]
     brain = ants.threshold_image(moving, 0.5, 1e9, 1, 0)
     qc = {}

@@ -275,7 +275,12 @@ def test_evaluation_recovers_a_known_bias(reference_demo, tmp_path):
     """The evaluation itself, on a fabricated run whose every regional value is its truth
     x 0.9 (measured = 90 % of the truth): a bias of -10 % in every family and a planted
     change recovered at -10 %, whatever the pipeline does."""
-    from pipeline.demo.truth import bias_summary, planted_recovery, regional_bias
+    from pipeline.demo.truth import (
+        bias_summary,
+        meningeal_detection,
+        planted_recovery,
+        regional_bias,
+    )
 
     out = tmp_path / "out"
     for f in sorted((reference_demo / "groundtruth").glob("sub-*/ses-*/*_desc-truth_regions.tsv")):
@@ -295,3 +300,8 @@ def test_evaluation_recovers_a_known_bias(reference_demo, tmp_path):
     assert np.allclose(session_effects["change_bias_percent"], -10.0)
     summary = bias_summary(joined, rec)
     assert np.allclose(summary["bias_percent"].dropna(), -10.0)
+    # the meningeal leak: found in the one patient, on its headache side only
+    det = meningeal_detection(joined, reference_demo)
+    assert len(det) == 1 and det["found"].all()
+    assert det["change_headache_side"].iloc[0] > 0
+    assert abs(det["change_other_side"].iloc[0]) < 0.1 * det["change_headache_side"].iloc[0]

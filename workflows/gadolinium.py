@@ -197,7 +197,6 @@ reported as enhancement findings.
             reg,
             omp_nthreads,
             sampling_percentage=0.5,
-            convergence_threshold=1e-7,
             initial_moving_transform_com=0,
             write_composite_transform=False,
         ),

@@ -3,6 +3,8 @@ input-function charts (nilearn, Matplotlib Agg), and the registration similarity
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 from .cuts import PEAK_INSET_MM, _cuts, peak_cuts  # noqa: F401 - re-exported
@@ -118,29 +120,35 @@ def nmi(a, b, mask=None, bins=32) -> float | None:
     return (h(px) + h(py)) / hxy if hxy > 0 else None
 
 
-def _template_mask(template: str, ref_img):
-    """The template's brain mask from TemplateFlow at the resolution of ``ref_img``."""
+@functools.lru_cache(maxsize=64)
+def _template_file(home, template: str, resolution, desc, suffix):
+    """:func:`pipeline.templates.get_template_file`, once per process and TemplateFlow home
+    (a TemplateFlow query costs about a second; a report asks for the same files often);
+    None when TemplateFlow has no such file (remembered too)."""
     from pipeline.templates import get_template_file
 
+    try:
+        return get_template_file(template, resolution, desc=desc, suffix=suffix)
+    except Exception:  # noqa: BLE001 - the figure is drawn without it
+        return None
+
+
+def _template_query(template: str, resolution, desc=None, suffix=None):
+    return _template_file(os.environ.get("TEMPLATEFLOW_HOME"), template, resolution, desc, suffix)
+
+
+def _template_mask(template: str, ref_img):
+    """The template's brain mask from TemplateFlow at the resolution of ``ref_img``."""
     res = int(round(float(ref_img.header.get_zooms()[0])))
-    for r in (res, None):
-        try:
-            return get_template_file(template, r, desc="brain", suffix="mask")
-        except Exception:  # noqa: BLE001, S112
-            continue
-    return None
+    found = (_template_query(template, r, desc="brain", suffix="mask") for r in (res, None))
+    return next((f for f in found if f is not None), None)
 
 
 def _template_t1w(template: str, ref_img):
-    from pipeline.templates import get_template_file
-
     res = int(round(float(ref_img.header.get_zooms()[0])))
-    for r, desc in ((res, "brain"), (res, None), (None, "brain")):
-        try:
-            return get_template_file(template, r, desc=desc, suffix="T1w")
-        except Exception:  # noqa: BLE001, S112
-            continue
-    return None
+    tries = ((res, "brain"), (res, None), (None, "brain"))
+    found = (_template_query(template, r, desc=d, suffix="T1w") for r, d in tries)
+    return next((f for f in found if f is not None), None)
 
 
 class Figures:
