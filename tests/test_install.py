@@ -53,11 +53,22 @@ def installed(tmp_path_factory):
     )  # fmt:skip
     (wheel,) = wheels.glob("inflamap-*.whl")
     venv = tmp / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-        check=True,
-        timeout=300,
-    )
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # the dependencies come from the environment running the tests (a venv's own
+    # --system-site-packages would see the base interpreter's, which may have none)
+    import sysconfig
+
+    parent = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    probe = [
+        str(venv / "bin" / "python"),
+        "-c",
+        "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+    ]
+    site = Path(subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip())
+    (site / "_test_parent_env.pth").write_text("\n".join(sorted(parent)) + "\n")
+    # and the validator a dependency puts beside the interpreter, as pip would here
+    for exe in Path(sys.executable).parent.glob("bids-validator*"):
+        (venv / "bin" / exe.name).symlink_to(exe.resolve())
     subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index",
          "--ignore-installed", "-q", str(wheel)],

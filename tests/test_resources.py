@@ -181,17 +181,19 @@ def test_nprocs_and_mem_gb_reach_multiproc():
 def test_demo_run_wrote_resource_summaries(demo_run):
     """The shared demo run (--nprocs 2 --omp-nthreads 1): one summary per participant.
 
-    Read as the run left them (the fixture keeps them): later tests rerun sub-01 into the
-    same output folder with other settings, which rewrites its summary.
+    By default the two participants ran side by side, each with its share: one process of
+    the two, one thread. Read as the run left them (the fixture keeps them): later tests
+    rerun sub-01 into the same output folder with other settings, which rewrites its summary.
     """
     assert demo_run["participant"].returncode == 0, demo_run["participant"].stderr[-2000:]
+    assert "2 participants, 2 at a time (1 process(es) each)" in demo_run["participant"].stderr
     assert sorted(demo_run["resources"]) == ["sub-01", "sub-02"]
     for label in ("01", "02"):
         s = json.loads(demo_run["resources"][f"sub-{label}"])
         assert s["participant"] == label and s["status"] == "success"
-        assert s["settings"]["nprocs"] == 2 and s["settings"]["omp_nthreads"] == 1
+        assert s["settings"]["nprocs"] == 1 and s["settings"]["omp_nthreads"] == 1
         assert s["settings"]["plugin"] == "MultiProc"
-        assert s["settings"]["plugin_args"]["n_procs"] == 2
+        assert s["settings"]["plugin_args"]["n_procs"] == 1
         assert s["settings"]["thread_env"]["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "1"
         assert s["settings"]["thread_env"]["OMP_NUM_THREADS"] == "1"
         assert 1 < s["wall_time_s"] < 3600

@@ -97,7 +97,11 @@ def _participant_process(run, i, plan, settings, events, bar) -> None:
     if bar:  # the main process draws the bar; lines from here first clear it
         log.share_terminal()
     from ..preflight import FailureMessage
+    from ..resources import limit_threads
 
+    # this participant's share of the threads, for ITK/OpenMP/BLAS here and in the
+    # processes it starts (the main process set the run's own, for one participant at a time)
+    limit_threads(settings.nipype.omp_nthreads)
     try:
         failures, interrupted = run.one(i, plan, settings)
     except BaseException as exc:  # noqa: BLE001 - whatever happens is this participant's
