@@ -34,6 +34,8 @@ from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializ
 
 #: the plugins of this process still running (for :func:`terminate_workers`)
 _ACTIVE = []
+#: workers stopped by a run that ended on a signal or an error, not yet counted
+_STOPPED = []
 
 
 class WorkerDiedError(RuntimeError):
@@ -94,6 +96,14 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         _plugin_base.sleep = self._sleep
         try:
             return super().run(graph, config, updatehash=updatehash)
+        except BaseException:
+            # a signal (KeyboardInterrupt, Terminated) or an error leaves the scheduling
+            # loop: no worker outlives the run that started it. (The clean-up used to be
+            # left to the caller, but this run was no longer listed as active by the time
+            # the exception reached it: 0 workers stopped, and the interpreter's exit then
+            # waited for the running step to finish.)
+            _STOPPED.append(self.terminate())
+            raise
         finally:
             _plugin_base.sleep = original_sleep
             gc.unfreeze()
@@ -155,8 +165,11 @@ class SafeMultiProcPlugin(MultiProcPlugin):
 
 
 def terminate_workers() -> int:
-    """Stop the worker processes of every running :class:`SafeMultiProcPlugin`."""
-    return sum(plugin.terminate() for plugin in list(_ACTIVE))
+    """Stop the worker processes of every running :class:`SafeMultiProcPlugin`; the number
+    stopped, counting those a run stopped itself when a signal ended it."""
+    stopped = sum(plugin.terminate() for plugin in list(_ACTIVE)) + sum(_STOPPED)
+    _STOPPED.clear()
+    return stopped
 
 
 __all__ = ["SafeMultiProcPlugin", "WorkerDiedError", "terminate_workers"]

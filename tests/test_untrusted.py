@@ -387,6 +387,9 @@ def test_signal_stops_workers_writes_summary_and_exits(sig, code, words, demo_di
     assert rc == code, err
     assert time.time() - t0 < 60
     assert f"sub-01: {words}" in err, err
+    # the run's own workers were found and stopped (not left to finish their step)
+    stopped = rf"sub-01: {re.escape(words)}[^;\n]*; [1-9]\d* worker process\(es\) stopped"
+    assert re.search(stopped, err), err
     assert "inflamap: 1 of 1 participant(s) failed:" in err
     summary = json.loads((out / "logs" / "sub-01" / "resources.json").read_text())
     assert summary["status"] == "failed"
