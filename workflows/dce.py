@@ -100,6 +100,7 @@ def init_dce_wf(
     from .regional import init_regional_wf
     from .utils import (
         first,
+        frame_motion_correction,
         frames_on_reference,
         pv_weights_to_grid,
         rigid_registration,
@@ -162,12 +163,7 @@ brought to *{template}* space.
     ref = pe.Node(
         DCEReference(n_baseline=meta.n_baseline, n_frames=len(meta.times)), name="dce_reference"
     )
-    mc = pe.MapNode(
-        rigid_registration(settings.motion, omp_nthreads),
-        iterfield=["moving_image"],
-        name="motion_correction",
-        n_procs=omp_nthreads,
-    )
+    mc = frame_motion_correction(settings.motion, omp_nthreads)
     on_ref = frames_on_reference(omp_nthreads=omp_nthreads)
     merge = pe.Node(MergeFrames(), name="merge_frames")
     vfa = pe.Node(VFAT1Map(flip_angles=list(vfa_flip_angles), tr=vfa_tr), name="vfa_t1")

@@ -116,6 +116,7 @@ def init_pet_wf(
     from .utils import (
         atlas_source,
         first,
+        frame_motion_correction,
         frames_on_reference,
         listify,
         merge_dicts,
@@ -217,12 +218,7 @@ to *{template}* space.
     reg = settings.registration
     on_ref = frames_on_reference(omp_nthreads=omp_nthreads)
     if reuse is None:
-        mc = pe.MapNode(
-            rigid_registration(reg, omp_nthreads),
-            iterfield=["moving_image"],
-            name="motion_correction",
-            n_procs=omp_nthreads,
-        )
+        mc = frame_motion_correction(reg, omp_nthreads)
         workflow.connect([
             (select, mc, [("reference", "fixed_image"), ("frames", "moving_image")]),
             (select, on_ref, [("reference", "reference_image")]),

@@ -79,6 +79,27 @@ def rigid_registration(
     )
 
 
+#: share of the voxels sampled by the metric of a frame -> reference registration: frames of
+#: one series share contrast and grid, and 10 % recovered planted motion (up to 2 mm/2 deg and
+#: 5 mm/5 deg, 9 DCE frames of the demo each) as well as 25 % (mean error 0.149 vs 0.138 mm
+#: and 0.101 vs 0.108 mm) in half the time (1.4 vs 2.9 s a frame)
+FRAME_SAMPLING = 0.10
+
+
+def frame_motion_correction(settings, omp_nthreads: int, name: str = "motion_correction"):
+    """Every frame of a series rigidly onto its reference (a MapNode over ``moving_image``):
+    :func:`rigid_registration` with ``settings``' schedule, sampling
+    :data:`FRAME_SAMPLING` of the voxels."""
+    from nipype.pipeline import engine as pe
+
+    return pe.MapNode(
+        rigid_registration(settings, omp_nthreads, sampling_percentage=FRAME_SAMPLING),
+        iterfield=["moving_image"],
+        name=name,
+        n_procs=omp_nthreads,
+    )
+
+
 def to_template(name: str, template_file: str, interpolation: str = "Linear", **kwargs):
     """A value map resampled onto the template grid (one node): float, NaN outside the map's
     field of view (never 0, which would be taken for a value by the group level); transforms
