@@ -24,6 +24,30 @@ def _cuts(mask_img, n, axes="xyz"):
     return out
 
 
+#: distance maps already computed in this process ({key: distances}), see :func:`distance_in`
+_DISTANCES: dict = {}
+
+
+def distance_in(mask, zooms):
+    """Distance (mm) of every voxel of the boolean array ``mask`` to the nearest voxel
+    outside it (0 outside), on a grid of voxel sizes ``zooms``. A report draws many maps
+    on the grid of one brain mask: each distance map is computed once per process."""
+    import hashlib
+
+    import numpy as np
+    from scipy import ndimage
+
+    mask = np.asarray(mask, bool)
+    zooms = tuple(round(float(z), 5) for z in zooms)
+    digest = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).hexdigest()
+    key = (digest, mask.shape, zooms)
+    if key not in _DISTANCES:
+        if len(_DISTANCES) >= 4:  # float32: ~34 MB each on a 1 mm grid
+            _DISTANCES.pop(next(iter(_DISTANCES)))
+        _DISTANCES[key] = ndimage.distance_transform_edt(mask, sampling=zooms).astype(np.float32)
+    return _DISTANCES[key]
+
+
 #: the peak of a map is looked for this far inside the brain mask (mm), so that the dural
 #: sinuses and surface vessels beside it (large in enhancement and ΔR2* maps) are not it
 PEAK_INSET_MM = 4.0
@@ -46,7 +70,7 @@ def peak_cuts(img, mask_img, n=4, inset_mm=PEAK_INSET_MM):
         inside = np.asarray(mask_img.dataobj).reshape(img.shape[:3]) > 0.5
         ok &= inside
         zooms = nb.affines.voxel_sizes(img.affine)
-        deep = ndimage.distance_transform_edt(inside, sampling=zooms) > inset_mm
+        deep = distance_in(inside, zooms) > inset_mm
         if (ok & deep).sum() >= 10:
             ok &= deep
     if ok.sum() < 10:

@@ -7,22 +7,11 @@ import functools
 import os
 from pathlib import Path
 
-from .cuts import PEAK_INSET_MM, _cuts, peak_cuts  # noqa: F401 - re-exported
+from .cuts import PEAK_INSET_MM, _cuts, distance_in, peak_cuts  # noqa: F401 - re-exported
 from .index import (
     Deriv,
 )
-
-
-def _plt():
-    import matplotlib  # noqa: ICN001
-
-    if matplotlib.get_backend().lower() != "agg":
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.fonttype"] = "none"  # labels stay text: searchable, smaller files
-
-    return plt
+from .mosaic import _plt  # noqa: F401 - also used by the sections
 
 
 def _load(path):
@@ -66,7 +55,6 @@ def mask_to_head(img, brain_mask, margin_mm: float = HEAD_MARGIN_MM):
     bands stay. Unchanged when the mask is missing or on another grid."""
     import nibabel as nb
     import numpy as np
-    from scipy import ndimage as ndi
 
     if brain_mask is None or brain_mask.shape[:3] != img.shape[:3]:
         return img
@@ -74,7 +62,7 @@ def mask_to_head(img, brain_mask, margin_mm: float = HEAD_MARGIN_MM):
     if not brain.any():
         return img
     zooms = np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(axis=0))
-    head = ndi.distance_transform_edt(~brain, sampling=zooms) <= margin_mm
+    head = distance_in(~brain, zooms) <= margin_mm
     data = np.asarray(img.dataobj, dtype=np.float32).copy()
     data[~head] = 0
     return nb.Nifti1Image(data, img.affine)
@@ -176,18 +164,24 @@ class Figures:
         return self.add(name)
 
     def save_before_after(self, fixed_img, moving_img, mask_img, name, labels, cuts=4):
-        """fMRIPrep's before/after registration view (niworkflows): the fixed image, and
-        the moving one fading in while the pointer is over it, in ``cuts`` cuts per axis
-        through the mask."""
+        """fMRIPrep's before/after registration view (niworkflows' ``compose_view``): the
+        fixed image, and the moving one fading in while the pointer is over it, in
+        ``cuts`` cuts per axis through the mask, each image in its own robust grey range."""
         from niworkflows.viz.utils import compose_view, cuts_from_bbox
+        from svgutils.transform import fromstring
 
         from pipeline.utils import atomic_output
 
+        from .mosaic import mosaic_for, svg_view
+
         cut_coords = cuts_from_bbox(mask_img, cuts=cuts)
-        fixed = registration_panels(fixed_img, "fixed-image", labels[0], cut_coords)
-        moving = registration_panels(moving_img, "moving-image", labels[1], cut_coords)
+        mosaic = mosaic_for(cut_coords, fixed_img)
+        views = [
+            fromstring(svg_view(mosaic, img, label, _grey_limits(img)))
+            for img, label in zip((fixed_img, moving_img), labels, strict=True)
+        ]
         with atomic_output(self.folder / name) as tmp:
-            compose_view(fixed, moving, out_file=str(tmp))
+            compose_view([views[0]], [views[1]], out_file=str(tmp))
         return self.add(name)
 
     def save_fig(self, fig, name):
@@ -200,45 +194,16 @@ class Figures:
         return self.add(name)
 
 
-#: raster resolution of the images inside the before/after views: niworkflows' 300 dpi drew
-#: 1,200 px per row of 4 cuts, far more than the voxels of a head at 1 mm (~180 across a
-#: cut), and took half of a participant report's time (30 of 61 s, cProfile); at 150 dpi a
-#: cut still has more pixels than a 1 mm head has voxels
-REGISTRATION_DPI = 150
-
-
-def registration_panels(img, div_id, label, cut_coords, dpi=REGISTRATION_DPI):
-    """One image of an fMRIPrep-style before/after view: axial, coronal and sagittal rows
-    (nilearn ``plot_anat`` at ``cut_coords``, robust brightness limits as niworkflows'
-    ``plot_registration``), each an SVG element for niworkflows' ``compose_view``."""
-    from uuid import uuid4
-
-    import nibabel as nb
+def _grey_limits(img):
+    """niworkflows' robust brightness limits (``plot_registration``) of an image's finite
+    values (NaN outside a field of view is not a brightness)."""
     import numpy as np
-    from nilearn.plotting import plot_anat
-    from niworkflows.viz.utils import extract_svg, robust_set_limits
-    from svgutils.transform import fromstring
+    from niworkflows.viz.utils import robust_set_limits
 
-    img = nb.Nifti1Image.from_image(img)
-    data = img.get_fdata()
-    finite = data[np.isfinite(data)]  # NaN outside a field of view: not a brightness
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    finite = data[np.isfinite(data)]
     params = robust_set_limits(finite if finite.size else np.zeros(1), {})
-    if finite.size < data.size:
-        img = nb.Nifti1Image(np.nan_to_num(data, nan=float(params["vmin"])), img.affine)
-    out = []
-    for i, mode in enumerate(("z", "x", "y")):
-        display = plot_anat(
-            img,
-            display_mode=mode,
-            cut_coords=cut_coords[mode],
-            title=label if i == 0 else None,
-            colorbar=False,
-            **params,
-        )
-        svg = extract_svg(display, dpi=dpi)
-        display.close()
-        out.append(fromstring(svg.replace("figure_1", f"{div_id}-{mode}-{uuid4()}", 1)))
-    return out
+    return float(params["vmin"]), float(params["vmax"])
 
 
 def atlas_colours(labels_img, lut):
@@ -301,45 +266,42 @@ def _anat_figure(
 ):
     """T1w-like image with contours (a mask), edges (another image), an ROI overlay, the
     boundaries of a tissue segmentation (1 CSF, 2 GM, 3 WM) or ``outlines`` (``{colour:
-    mask image}``, e.g. the extra-cerebral bands)."""
-    from nilearn import plotting
+    mask image}``, e.g. the extra-cerebral bands); axial, coronal and sagittal rows of
+    ``cuts`` slices spread over ``cut_mask`` (or ``contours``, or the image)."""
+    from .mosaic import cuts_over, draw, mosaic_for, robust_limits
 
+    bg = _as_image(bg)
     coords = _cuts(cut_mask if cut_mask is not None else contours, cuts)
-    if rois is not None:
-        display = plotting.plot_roi(
-            rois,
-            bg_img=bg,
-            display_mode="mosaic",
-            cut_coords=coords,
-            title=title,
-            alpha=0.45,
-            cmap=rois_cmap if rois_cmap is not None else "tab20",
-            **({"vmin": 0.5, "vmax": rois_cmap.N + 0.5} if rois_cmap is not None else {}),
-            draw_cross=False,
-            annotate=True,
-            colorbar=False,
-        )
-    else:
-        display = plotting.plot_anat(
-            bg,
-            display_mode="mosaic",
-            cut_coords=coords,
-            title=title,
-            draw_cross=False,
-            dim=-0.3,
-            vmax=vmax,
-            colorbar=False,
-        )
+    if not isinstance(coords, dict):
+        coords = cuts_over(bg, cuts)
+    mosaic = mosaic_for(coords, bg)
+    lines = []
     if contours is not None:
-        display.add_contours(contours, levels=[0.5], colors="r", linewidths=1.0)
-    if edges is not None:
-        display.add_edges(edges, color="r")
+        lines.append((contours, 0.5, "red"))
     if tissues is not None:
-        display.add_contours(tissues, levels=[1.5], colors="deepskyblue", linewidths=0.8)
-        display.add_contours(tissues, levels=[2.5], colors="yellow", linewidths=0.8)
-    for colour, img in (outlines or {}).items():
-        display.add_contours(img, levels=[0.5], colors=colour, linewidths=0.8)
-    return figs.save_display(display, name)
+        lines += [(tissues, 1.5, "deepskyblue"), (tissues, 2.5, "yellow")]
+    lines += [(img, 0.5, colour) for colour, img in (outlines or {}).items()]
+    overlay = {}
+    if rois is not None:
+        from matplotlib import colormaps
+
+        cmap = rois_cmap if rois_cmap is not None else colormaps["tab20"]
+        overlay = dict(overlay=rois, cmap=cmap, vmin=0.5, vmax=cmap.N + 0.5, threshold=0.5,
+                       alpha=0.45)  # fmt:skip
+    limits = None
+    if vmax is not None:
+        import numpy as np
+
+        limits = (robust_limits(np.asarray(bg.dataobj, np.float32))[0], float(vmax))
+    fig = draw(mosaic, bg, contours=lines, edges=edges, title=title, bg_limits=limits,
+               dpi=figs.dpi, **overlay)  # fmt:skip
+    return figs.save_fig(fig, name)
+
+
+def _as_image(img):
+    import nibabel as nb
+
+    return nb.load(img) if not hasattr(img, "affine") else img
 
 
 #: colours of the extra-cerebral ROI outlines in the report (name prefix or names -> colour)
@@ -370,39 +332,36 @@ def band_outlines(rois_img, lut) -> dict:
 
 
 def _map_figure(figs, img, bg, name, title, units="", cuts=4, cut_mask=None):
-    """A quantitative map over an anatomical background, with a colour bar: sagittal,
-    coronal and axial rows of ``cuts`` slices, one of each through the region of largest
-    |value| (:func:`peak_cuts`, named in the title)."""
-    from nilearn import plotting
+    """A quantitative map over an anatomical background, with a colour bar in its units:
+    axial, coronal and sagittal rows of ``cuts`` slices, one of each through the region of
+    largest |value| (:func:`peak_cuts`, named in the title); a diverging scale centred on 0
+    for signed maps."""
+    from matplotlib import colormaps
+    from nilearn.plotting.cm import cold_hot
 
+    from .mosaic import cuts_over, draw, mosaic_for
+
+    img = _as_image(img)
+    bg = _as_image(bg) if bg is not None else None
     vmin, vmax, sym = _range(img)
     coords, peak = peak_cuts(img, cut_mask, cuts)
     where = f"; peak |value| at ({peak[0]:.0f}, {peak[1]:.0f}, {peak[2]:.0f}) mm" if peak else ""
-    kw = dict(
-        cmap="cold_hot" if sym else "inferno",
+    if not isinstance(coords, dict):
+        coords = cuts_over(bg if bg is not None else img, cuts)
+    mosaic = mosaic_for(coords, *([bg] if bg is not None else []), img)
+    fig = draw(
+        mosaic,
+        bg,
+        img,
+        cmap=cold_hot if sym else colormaps["inferno"],
+        vmin=-abs(vmax) if sym else vmin,
         vmax=vmax,
-        symmetric_cbar=sym,
         threshold=abs(vmax) * 1e-4,
-        colorbar=True,
-        display_mode="mosaic" if peak else "z",
-        cut_coords=coords,
-        draw_cross=False,
-        annotate=True,
         title=f"{title}" + (f" [{units}]" if units else "") + where,
+        colorbar_label=units or "value",
+        dpi=figs.dpi,
     )
-    if not sym:
-        kw["vmin"] = vmin
-    if bg is None:  # no anatomy: a black background on the map's own grid
-        import nibabel as nb
-        import numpy as np
-
-        bg = nb.Nifti1Image(np.zeros(img.shape[:3], np.float32), img.affine)
-    import warnings
-
-    with warnings.catch_warnings():  # the all-zero background has no "brain" to find
-        warnings.filterwarnings("ignore", message="empty mask")
-        display = plotting.plot_stat_map(img, bg_img=bg, black_bg=True, dim=-0.3, **kw)
-    return figs.save_display(display, name)
+    return figs.save_fig(fig, name)
 
 
 def _read_table(path):

@@ -157,6 +157,7 @@ class ModalitySections:
         if post is None or t1w is None:
             return
         pre_img, post_img = _load(t1w.path), _load(post.path)
+        m = _load(mask.path) if mask is not None else None
         src = self._try(
             "post-on-pre figure",
             _anat_figure,
@@ -165,6 +166,7 @@ class ModalitySections:
             f"{post.stem}_desc-postonpre.png",
             f"pre-contrast T1w with post-contrast ({agent}) edges",
             edges=post_img,
+            cut_mask=m,
         )
         if src:
             sec["figures"].append(
@@ -176,7 +178,6 @@ class ModalitySections:
                     "file": post.name,
                 }
             )
-        m = _load(mask.path) if mask is not None else None
         if m is not None:  # before/after: the pre-contrast T1w, the post fading in
             self._flicker(
                 sec, pre_img, post_img, m, post, ("pre-contrast T1w", f"post-contrast ({agent})"),
