@@ -99,6 +99,7 @@ def init_dce_wf(
 
     from .regional import init_regional_wf
     from .utils import (
+        FRAME_SAMPLING,
         first,
         frame_motion_correction,
         frames_on_reference,
@@ -119,8 +120,9 @@ def init_dce_wf(
     workflow.__desc__ = f"""\
 Dynamic contrast-enhanced (DCE, {agent}) MRI was analysed as follows. A T1 map was estimated
 from the variable-flip-angle images (DESPOT1 [@despot1]). Every frame of the dynamic series
-was rigidly registered (`antsRegistration`, mutual information) to the mean of the
-pre-contrast frames, which was rigidly registered to the T1w to bring the atlas and
+was rigidly registered (`antsRegistration`, mutual information on a regular
+{FRAME_SAMPLING:.0%} sample of the voxels) to the mean of the pre-contrast frames, which was
+rigidly registered to the T1w to bring the atlas and
 extra-cerebral regions to the DCE grid. Signal was converted to concentration with the
 spoiled gradient-echo equation (r1 = {settings.relaxivity:g} /mM/s). The venous input
 function was taken from the frame-wise median of the {settings.vif_voxels} {source} voxels

@@ -114,6 +114,7 @@ def init_pet_wf(
 
     from .regional import init_regional_wf
     from .utils import (
+        FRAME_SAMPLING,
         atlas_source,
         first,
         frame_motion_correction,
@@ -136,7 +137,8 @@ def init_pet_wf(
     )
     motion = (
         "Each selected frame was rigidly registered to their duration-weighted mean "
-        "(`antsRegistration`, mutual information) and the aligned frames were averaged with "
+        f"(`antsRegistration`, mutual information on a regular {FRAME_SAMPLING:.0%} sample of "
+        "the voxels) and the aligned frames were averaged with "
         "their durations as weights."
         if reuse is None
         else "The head-motion correction of "
