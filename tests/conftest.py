@@ -123,3 +123,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, MODULE_MARKS[module]))
         if "demo_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_given_back(request):
+    """A test that changes this process's SIGINT/SIGTERM handling fails and the handling is
+    given back: a SIGINT left ignored is inherited by the processes later tests start (an
+    ignored SIGINT stays ignored across exec), whose Ctrl-C then does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    changed = [sig.name for sig, h in before.items() if signal.getsignal(sig) != h]
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+    if changed:
+        pytest.fail(f"{request.node.nodeid} left the handling of {', '.join(changed)} changed")

@@ -120,7 +120,10 @@ def test_sigterm_stops_the_participants_and_starts_no_more(tmp_path):
 
     from pipeline.cli.signals import handle_signals
 
-    saved = signal.getsignal(signal.SIGTERM)
+    # the clean-up ignores both signals from then on: both are given back (a SIGINT left
+    # ignored here was inherited by the CLI processes of later tests, which Ctrl-C then
+    # could not stop)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     handle_signals()
     try:
         run = _FakeRun(tmp_path, _settings(nprocs=2), seconds=20)
@@ -128,7 +131,8 @@ def test_sigterm_stops_the_participants_and_starts_no_more(tmp_path):
         started = time.time()
         failures, code = run_concurrently(run, _plans(4), 2)
     finally:
-        signal.signal(signal.SIGTERM, saved)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     assert time.time() - started < 15  # not the 20 s a participant takes
     assert code == 143
     by = {f[0]: str(f[1]) for f in failures}
