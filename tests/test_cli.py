@@ -142,6 +142,22 @@ def test_demo_command_validation(tmp_path):
     assert p.returncode == 64 and "at least 2 participants" in _err_line(p)
 
 
+def test_demo_into_a_used_folder_ends_before_any_work(tmp_path, monkeypatch, capsys):
+    """A demo folder that already holds a dataset: exit 64 and one line naming it, before
+    the TemplateFlow home (built alongside the participants) is touched."""
+    from pipeline.cli.main import demo_main
+
+    (tmp_path / "d" / "bids" / "sub-01").mkdir(parents=True)
+    home = tmp_path / "tf"
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(home))
+    assert demo_main([str(tmp_path / "d")]) == 64
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty; choose a new demo folder" in err[0], err
+    assert not home.exists()
+    assert demo_main([str(tmp_path / "e"), "--nprocs", "0"]) == 64
+    assert "--nprocs 0" in capsys.readouterr().err and not home.exists()
+
+
 def test_a_dataset_folder_named_demo_is_processed_not_taken_for_the_tool(tmp_path, demo_dir):
     """``inflamap demo OUT participant`` is a BIDS-App call on a folder named ``demo``; the
     tools have console scripts of their own (the old spelling still works, with a note)."""

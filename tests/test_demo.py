@@ -54,15 +54,27 @@ def test_planted_enhancement_visible_in_raw_images(demo_dir):
 
 
 @pytest.mark.slow  # builds the demo twice (~30 s): full suite only
-def test_demo_is_deterministic(tmp_path, tf_home):
+def test_demo_is_deterministic_one_or_two_processes(tmp_path, tf_home):
+    """The same seed gives the same dataset, participants written one after the other or
+    side by side in two processes (each draws from its own random stream); another seed
+    gives another."""
     from pipeline.demo import make_demo
 
-    a = make_demo(tmp_path / "a", participants=2, resolution=6.0, seed=3)
-    b = make_demo(tmp_path / "b", participants=2, resolution=6.0, seed=3)
+    a = make_demo(tmp_path / "a", participants=3, resolution=6.0, seed=3, n_procs=1)
+    b = make_demo(tmp_path / "b", participants=3, resolution=6.0, seed=3, n_procs=2)
+    c = make_demo(tmp_path / "c", participants=3, resolution=6.0, seed=4, n_procs=2)
     fa = sorted(p.relative_to(a) for p in a.rglob("*.nii.gz"))
     assert fa == sorted(p.relative_to(b) for p in b.rglob("*.nii.gz"))
-    for rel in fa[:5]:
-        np.testing.assert_array_equal(nb.load(a / rel).get_fdata(), nb.load(b / rel).get_fdata())
+    assert len(fa) > 30
+    for rel in fa:
+        np.testing.assert_array_equal(
+            np.asanyarray(nb.load(a / rel).dataobj), np.asanyarray(nb.load(b / rel).dataobj)
+        )
+    for rel in ("bids/participants.tsv", "groundtruth/groundtruth.json"):
+        assert (a / rel).read_text() == (b / rel).read_text(), rel
+    assert (a / "groundtruth/groundtruth.json").read_text() != (
+        c / "groundtruth/groundtruth.json"
+    ).read_text()
 
 
 def test_validator_found_beside_python_and_warnings_reported(demo_dir, monkeypatch):

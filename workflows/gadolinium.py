@@ -126,8 +126,8 @@ the pre-contrast image ({settings.normalisation}{
     }); the subtraction
 (post − pre) and the percent enhancement 100·(post − pre)/max(pre, floor), with the floor at
 {settings.floor_fraction:g} × the brain median of the pre-contrast image, were computed
-and brought to *{template}* space. Regional means were computed over the atlas, meningeal,
-calvarial and dural-sinus regions; clusters of voxels above {
+and brought to *{template}* space (linear interpolation). Regional means were computed over
+the atlas, meningeal, calvarial and dural-sinus regions; clusters of voxels above {
         settings.finding_threshold_percent:g} %
 enhancement{
         f" whose subtraction also exceeded {settings.finding_noise_sd:g} times its noise (the "
@@ -254,12 +254,14 @@ reported as enhancement findings.
         ),
         name="findings",
     )
+    # onto the template linearly, like every value map: no ringing beside the sinuses and
+    # the dura for the voxelwise group level to read as (negative) enhancement
     to_tpl = {}
     for key in ("percent", "subtraction"):
         to_tpl[key] = to_template(
             f"{key}_to_template",
             template_file,
-            "LanczosWindowedSinc",
+            "Linear",
             num_threads=omp_nthreads,
             mem_gb=mem_gb,
         )

@@ -160,6 +160,12 @@ def build_demo_parser():
         "template: the older phantom drawn from the pipeline's template (fast test fixture, "
         "no evidence of accuracy)",
     )
+    p.add_argument(
+        "--nprocs",
+        type=int,
+        default=None,
+        help="participants written side by side (default: the CPUs allocated to this process)",
+    )
     return p
 
 

@@ -23,8 +23,33 @@ def run_demo(argv) -> int:
     args = build_demo_parser().parse_args(argv)
     from ..demo import make_demo
     from ..templates import build_offline_home
+    from .plugin import _allocated_cpus
 
-    build_offline_home(_tf_home())
+    nprocs = _allocated_cpus() if args.nprocs is None else args.nprocs
+    if nprocs < 1:
+        raise UsageError(f"--nprocs {args.nprocs}: must be at least 1")
+    if args.anatomy != "colin27":  # the template phantom is drawn from the template
+        build_offline_home(_tf_home())
+        _make_demo(make_demo, args, {})
+    else:  # the reference head does not need the template: its home is built alongside
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        from ..demo.common import demo_folders
+
+        try:  # a wrong request ends before any work starts
+            demo_folders(args.out_dir, args.participants, args.resolution)
+        except (ValueError, FileExistsError) as exc:
+            raise UsageError(str(exc)) from None
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as side:
+            home = side.submit(build_offline_home, _tf_home())
+            _make_demo(make_demo, args, {"n_procs": nprocs})
+            home.result()
+    _progress(f"demo written to {args.out_dir} (BIDS: {Path(args.out_dir) / 'bids'})")
+    return 0
+
+
+def _make_demo(make_demo, args, extra: dict):
     try:
         make_demo(
             args.out_dir,
@@ -33,11 +58,10 @@ def run_demo(argv) -> int:
             seed=args.seed,
             anatomy=args.anatomy,
             progress=_progress,
+            **extra,
         )
     except (ValueError, FileExistsError) as exc:
         raise UsageError(str(exc)) from None
-    _progress(f"demo written to {args.out_dir} (BIDS: {Path(args.out_dir) / 'bids'})")
-    return 0
 
 
 def run_templates(argv) -> int:

@@ -192,15 +192,19 @@ def make_reference(
     resolution: float = 3.0,
     seed: int = 0,
     progress=None,
+    n_procs: int = 1,
 ) -> Path:
-    """Write the reference demo dataset (BIDS, truth, configuration) to ``out_dir``."""
+    """Write the reference demo dataset (BIDS, truth, configuration) to ``out_dir``.
+
+    Every participant draws from its own random stream (spawned from ``seed``), so the
+    dataset is the same whether its participants are written one after the other or
+    ``n_procs`` side by side (separate processes).
+    """
     bids, truth_dir = demo_folders(out_dir, participants, resolution)
     say = progress or (lambda msg: None)
     out_dir = Path(out_dir)
-    rng = np.random.default_rng(seed)
-    anatomy = load_anatomy()
-    k = max(1, int(np.ceil(resolution - 1e-6))) if resolution > 1 else 2
-    shape, aff = acquisition_grid(resolution)
+    root = np.random.SeedSequence(seed)
+    rng = np.random.default_rng(root)
     n_ma = participants // 2
     groups = ["HC"] * (participants - n_ma) + ["MA"] * n_ma
     rng.shuffle(groups)
@@ -208,8 +212,9 @@ def make_reference(
         "generator": f"inflamap {__version__} reference demo",
         "anatomy": "Colin27 (mricron-data), segmented by pipeline.demo.anatomy",
         "seed": seed,
+        "random_streams": "one per participant: numpy SeedSequence(seed).spawn(participants)",
         "resolution_mm": resolution,
-        "subvoxels_per_axis": k,
+        "subvoxels_per_axis": _subvoxels(resolution),
         "hematocrit": HEMATOCRIT,
         "gadolinium_r1_per_mM_s": R1_GAD,
         "tissues": {t: dict(zip(PARAM_NAMES, v)) for t, v in TISSUE_PARAMS.items()},
@@ -217,87 +222,111 @@ def make_reference(
         "effects": EFFECTS,
         "participants": {},
     }
+    jobs = [
+        (f"sub-{i:02d}", group, stream, resolution, bids, truth_dir)
+        for i, (group, stream) in enumerate(zip(groups, root.spawn(participants)), start=1)
+    ]
+    results = {}
+    if n_procs > 1 and participants > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawned workers: the caller may hold threads (ITK, BLAS) that a fork would copy
+        with ProcessPoolExecutor(
+            min(n_procs, participants), mp_context=mp.get_context("spawn")
+        ) as pool:
+            futures = {pool.submit(_write_participant, *job): job[:2] for job in jobs}
+            for fut in as_completed(futures):
+                pid, group = futures[fut]
+                results[pid] = fut.result()
+                say(f"{pid} ({group}) written")
+    else:
+        for job in jobs:
+            results[job[0]] = _write_participant(*job)
+            say(f"{job[0]} ({job[1]}) written")
     part_rows = []
-    for i, group in enumerate(groups, start=1):
-        pid = f"sub-{i:02d}"
-        say(f"{pid} ({group})")
-        row = participant_row(rng, pid, group)
-        side, weight = row.pop("headache_side"), row["body_weight"]
+    for pid, _, _, _, _, _ in jobs:
+        row, ptruth = results[pid]
         part_rows.append(row)
-        head = Head(rng, anatomy)
-        spread = participant_spread(rng)
-        # the participant's true anatomy, 1 mm, in its own frame (for the truth tables)
-        t_shape, t_aff = acquisition_grid(1.0)
-        tt, tr = head.sample(np.eye(4), t_shape, t_aff, 1)
-        codes_t = codes_of(tt, tr, side if side != "none" else "left")
-        present_t, counts_t = region_counts(tr, codes_t)
-        del tt, tr, codes_t
-        ptruth = {
-            "group": group,
-            "headache_side": side,
-            "anatomical_scale": head.scale.tolist(),
-            "warp_min_jacobian": head.min_jacobian,
-            "warp_max_displacement_mm": head.max_displacement_mm,
-            "sessions": {},
-        }
-        sess_rows = []
-        for s, phase in ((1, "interictal"), (2, "ictal")):
-            ses = f"ses-{s:02d}"
-            phase = phase if group != "HC" else "n/a"
-            srow = {
-                "session_id": ses,
-                "phase": phase,
-                "headache_side": side,
-                "hours_since_onset": float(np.round(rng.uniform(2, 12), 1))
-                if phase == "ictal"
-                else "n/a",
-                "treatment": str(rng.choice(["none", "sumatriptan"]))
-                if phase == "ictal"
-                else "n/a",
-            }
-            sess_rows.append(srow)
-            active = {
-                e["id"]
-                for e in EFFECTS
-                if group == "MA" and (e["phase"] == "any" or e["phase"] == phase)
-            }
-            phys = Physiology(spread, active)
-            stem = f"{pid}_{ses}"
-            files = _session_images(
-                rng,
-                head,
-                phys,
-                side,
-                weight,
-                (shape, aff),
-                k,
-                bids,
-                pid,
-                ses,
-                truth_dir / pid / ses,
-            )
-            table = truth_table(phys, present_t, counts_t)
-            table.insert(0, "session_id", ses)
-            table.insert(0, "participant_id", pid)
-            (truth_dir / pid / ses).mkdir(parents=True, exist_ok=True)
-            table.to_csv(
-                truth_dir / pid / ses / f"{stem}_desc-truth_regions.tsv",
-                sep="\t",
-                index=False,
-                float_format="%.6g",
-            )
-            ptruth["sessions"][ses] = {
-                "phase": phase,
-                "headache_side": side,
-                "effects": sorted(active),
-                "files": files,
-            }
-        pd.DataFrame(sess_rows).to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t", index=False)
         truth["participants"][pid] = ptruth
     write_dataset_files(bids, pd.DataFrame(part_rows), seed)
     atomic_write_text(json.dumps(truth, indent=1), truth_dir / "groundtruth.json")
     atomic_write_text(CONFIG, out_dir / "inflamap-demo.yml")
     return out_dir
+
+
+def _subvoxels(resolution: float) -> int:
+    """Sub-voxels per axis of the fine grid an image is simulated on (at most 1 mm)."""
+    return max(1, int(np.ceil(resolution - 1e-6))) if resolution > 1 else 2
+
+
+def _write_participant(pid, group, stream, resolution, bids, truth_dir) -> tuple:
+    """Write one participant's sessions and truth tables from its own random ``stream``;
+    returns its ``participants.tsv`` row and its ground-truth entry."""
+    rng = np.random.default_rng(stream)
+    anatomy = load_anatomy()
+    k = _subvoxels(resolution)
+    shape, aff = acquisition_grid(resolution)
+    row = participant_row(rng, pid, group)
+    side, weight = row.pop("headache_side"), row["body_weight"]
+    head = Head(rng, anatomy)
+    spread = participant_spread(rng)
+    # the participant's true anatomy, 1 mm, in its own frame (for the truth tables)
+    t_shape, t_aff = acquisition_grid(1.0)
+    tt, tr = head.sample(np.eye(4), t_shape, t_aff, 1)
+    codes_t = codes_of(tt, tr, side if side != "none" else "left")
+    present_t, counts_t = region_counts(tr, codes_t)
+    del tt, tr, codes_t
+    ptruth = {
+        "group": group,
+        "headache_side": side,
+        "anatomical_scale": head.scale.tolist(),
+        "warp_min_jacobian": head.min_jacobian,
+        "warp_max_displacement_mm": head.max_displacement_mm,
+        "sessions": {},
+    }
+    sess_rows = []
+    for s, phase in ((1, "interictal"), (2, "ictal")):
+        ses = f"ses-{s:02d}"
+        phase = phase if group != "HC" else "n/a"
+        srow = {
+            "session_id": ses,
+            "phase": phase,
+            "headache_side": side,
+            "hours_since_onset": float(np.round(rng.uniform(2, 12), 1))
+            if phase == "ictal"
+            else "n/a",
+            "treatment": str(rng.choice(["none", "sumatriptan"])) if phase == "ictal" else "n/a",
+        }
+        sess_rows.append(srow)
+        active = {
+            e["id"]
+            for e in EFFECTS
+            if group == "MA" and (e["phase"] == "any" or e["phase"] == phase)
+        }
+        phys = Physiology(spread, active)
+        stem = f"{pid}_{ses}"
+        files = _session_images(
+            rng, head, phys, side, weight, (shape, aff), k, bids, pid, ses, truth_dir / pid / ses
+        )
+        table = truth_table(phys, present_t, counts_t)
+        table.insert(0, "session_id", ses)
+        table.insert(0, "participant_id", pid)
+        (truth_dir / pid / ses).mkdir(parents=True, exist_ok=True)
+        table.to_csv(
+            truth_dir / pid / ses / f"{stem}_desc-truth_regions.tsv",
+            sep="\t",
+            index=False,
+            float_format="%.6g",
+        )
+        ptruth["sessions"][ses] = {
+            "phase": phase,
+            "headache_side": side,
+            "effects": sorted(active),
+            "files": files,
+        }
+    pd.DataFrame(sess_rows).to_csv(bids / pid / f"{pid}_sessions.tsv", sep="\t", index=False)
+    return row, ptruth
 
 
 #: the configuration of a demo run: the defaults (published atlases) but the offline template
