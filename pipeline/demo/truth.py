@@ -272,6 +272,21 @@ def truth_group_table(demo_dir, output_dir) -> pd.DataFrame:
     return out[out["mean"].notna()]
 
 
+#: tests whose estimate is the difference of the two means (paired: the mean difference)
+MEAN_DIFFERENCE_TESTS = ("welch", "paired_t")
+
+
+def true_estimates(truth: pd.DataFrame) -> np.ndarray:
+    """The estimand of every test run on the truth: its estimate, or, for a difference of
+    means the truth's own test could not run (no variance: exact truth can change by the
+    same planted amount in every patient), the difference of the two means."""
+    est = truth["estimate"].to_numpy(float).copy()
+    diff = truth["mean_a"].to_numpy(float) - truth["mean_b"].to_numpy(float)
+    fill = np.isnan(est) & truth["test"].isin(MEAN_DIFFERENCE_TESTS).to_numpy()
+    est[fill] = diff[fill]
+    return est
+
+
 def group_truth(demo_dir, output_dir, config=None):
     """Group tests of the run against the same tests on the truth.
 
@@ -290,6 +305,7 @@ def group_truth(demo_dir, output_dir, config=None):
     measured = read_tsv(output_dir / "group" / "desc-roistats_stats.tsv")
     tt = truth_group_table(demo_dir, output_dir)
     truth = group_statistics(tt.drop(columns=["baseline"]), **g.statistics_options())
+    truth = truth.assign(estimate=true_estimates(truth))
     joined = measured.merge(
         truth[[*JOIN, "estimate"]].rename(columns={"estimate": "true_estimate"}),
         on=JOIN,
