@@ -118,7 +118,7 @@ def test_true_estimate_is_the_estimand_where_the_truths_own_test_cannot_run():
     """Exact truth can change by the same planted amount in every patient (ΔR2* +3/s in the
     ACA of three right-sided patients): the paired test on it has no variance and gives no
     estimate, but the true change is the mean difference, and the planted effect is judged
-    against it (seed 1 of the quick-start demo failed 8/9 on this before)."""
+    against it (the quick-start demo, seed 0, failed 8/9 on this before)."""
     from pipeline.group.inference import paired_t_test
 
     a, b = np.array([4.88702, 4.76729, 4.76311]), np.array([1.88702, 1.76729, 1.76311])
