@@ -119,3 +119,33 @@ def test_vif_mask_setting_resolution(tmp_path):
     ).to_filename(wrong)
     with pytest.raises(DataError, match="draw it on the DCE grid"):
         check_vif_mask(str(wrong), series)
+
+
+def test_input_function_volume_sets_the_voxels_at_any_resolution(tmp_path):
+    """``dce.vif_volume_ml`` (default) picks as many sinus voxels as make up that volume at the
+    series' voxel size (at least 4); ``vif_voxels`` overrides it; the fit records both."""
+    from pipeline.config import default_config
+    from pipeline.interfaces.dce import vif_voxel_count
+
+    dce = default_config().dce
+    assert dce.vif_voxels is None and dce.vif_volume_ml == 0.2
+    assert vif_voxel_count(None, 0.2, 0.027) == 7  # 3 mm
+    assert vif_voxel_count(None, 0.2, 0.008) == 25  # 2 mm
+    assert vif_voxel_count(None, 0.2, 0.001) == 200  # 1 mm
+    assert vif_voxel_count(None, 0.01, 0.027) == 4
+    assert vif_voxel_count(12, 0.2, 0.027) == 12
+    _series(tmp_path)  # 2 mm voxels: 0.008 ml; 128 decoy-sinus voxels
+    node = DCEFit(
+        in_file=str(tmp_path / "series.nii.gz"),
+        t1_map=str(tmp_path / "t1.nii.gz"),
+        rois=str(tmp_path / "rois.nii.gz"),
+        lut=str(tmp_path / "lut.tsv"),
+        times=T.tolist(),
+        flip_angle=FA,
+        tr=TR,
+        n_baseline=N_BASE,
+        relaxivity=R1,
+        vif_volume_ml=0.4,
+    )
+    prov = node.run(cwd=str(tmp_path)).outputs.provenance
+    assert prov["VIFVoxels"] == 50 and prov["VIFVolume_ml"] == pytest.approx(0.4)

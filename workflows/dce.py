@@ -111,7 +111,7 @@ def init_dce_wf(
 
     workflow = Workflow(name=name)
     patlak = settings.model == "patlak"
-    source = "user-delineated" if vif_mask else "superior-sagittal-sinus"
+    source = "user-delineated" if vif_mask else settings.vif_roi.replace("_", "-")
     fit_how = (
         " (linear least squares)"
         if patlak
@@ -125,7 +125,11 @@ was rigidly registered (`antsRegistration`, mutual information on a regular
 rigidly registered to the T1w to bring the atlas and
 extra-cerebral regions to the DCE grid. Signal was converted to concentration with the
 spoiled gradient-echo equation (r1 = {settings.relaxivity:g} /mM/s). The venous input
-function was taken from the frame-wise median of the {settings.vif_voxels} {source} voxels
+function was taken from the frame-wise median of the {
+        f"{settings.vif_voxels} {source} voxels"
+        if settings.vif_voxels is not None
+        else f"{source} voxels making up {settings.vif_volume_ml:g} ml"
+    }
 with the largest area under the curve after excluding partial-volume voxels (peak below
 {settings.vif_min_peak_fraction:g} of the 95th percentile) and converted to plasma with a
 haematocrit of {settings.hematocrit:g}. The {settings.model.replace("_", " ")} model
@@ -185,7 +189,7 @@ brought to *{template}* space.
             hematocrit=settings.hematocrit,
             model=settings.model,
             vif_roi=settings.vif_roi,
-            vif_voxels=settings.vif_voxels,
+            vif_volume_ml=settings.vif_volume_ml,
             vif_min_peak_fraction=settings.vif_min_peak_fraction,
             delays_s=[float(d) for d in settings.delays_s],
         ),
@@ -194,6 +198,8 @@ brought to *{template}* space.
     )
     if vif_mask:
         fit.inputs.vif_mask = vif_mask
+    if settings.vif_voxels is not None:
+        fit.inputs.vif_voxels = settings.vif_voxels
     regional_wf = init_regional_wf(
         participant_id,
         session_id,

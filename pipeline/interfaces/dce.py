@@ -149,7 +149,10 @@ class _FitInputSpec(BaseInterfaceInputSpec):
         desc="user-drawn input-function mask on the DCE grid; "
         "replaces ``vif_roi`` as the candidate voxels",
     )
-    vif_voxels = traits.Int(24, usedefault=True)
+    vif_volume_ml = traits.Float(
+        0.2, usedefault=True, desc="sinus volume combined into the input function"
+    )
+    vif_voxels = traits.Int(desc="a number of voxels instead of ``vif_volume_ml``")
     vif_min_peak_fraction = traits.Float(0.6, usedefault=True)
     delays_s = traits.List(traits.Float)
 
@@ -161,6 +164,14 @@ class _FitOutputSpec(TraitedSpec):
     residual = File()
     vif = File(desc="TSV: time, blood and plasma concentration")
     provenance = traits.Dict(traits.Str, traits.Any)
+
+
+def vif_voxel_count(voxels, volume_ml: float, voxel_ml: float) -> int:
+    """Voxels combined into the input function: ``voxels`` when set, else as many as make
+    up ``volume_ml`` at this voxel size (at least 4: a median of fewer is not robust)."""
+    if isdefined(voxels) and voxels is not None:
+        return int(voxels)
+    return max(4, int(round(volume_ml / voxel_ml)))
 
 
 class DCEFit(SimpleInterface):
@@ -198,11 +209,13 @@ class DCEFit(SimpleInterface):
             region = self.inputs.vif_roi
             vif_idx = lut.loc[lut["name"] == region, "index"].astype(int).tolist()
             cand = np.isin(rois, vif_idx) & np.isfinite(t1)
-        if cand.sum() < min(self.inputs.vif_voxels, 4):
+        voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000.0
+        n_vif = vif_voxel_count(self.inputs.vif_voxels, self.inputs.vif_volume_ml, voxel_ml)
+        if cand.sum() < min(n_vif, 4):
             raise ValueError(
                 f"{self.inputs.in_file}: only {int(cand.sum())} voxels of "
                 f"'{region}' in the field of view; the venous input function "
-                f"needs at least {min(self.inputs.vif_voxels, 4)}"
+                f"needs at least {min(n_vif, 4)}"
             )
         fit_mask = (rois > 0) & np.isfinite(t1)
         conc = np.full(sig.shape, np.nan, np.float32)
@@ -215,9 +228,7 @@ class DCEFit(SimpleInterface):
             self.inputs.relaxivity,
             self.inputs.n_baseline,
         )
-        cb, chosen = select_vif(
-            conc[cand], self.inputs.vif_voxels, self.inputs.vif_min_peak_fraction
-        )
+        cb, chosen = select_vif(conc[cand], n_vif, self.inputs.vif_min_peak_fraction)
         cp = cb / (1.0 - self.inputs.hematocrit)
         t = np.asarray(self.inputs.times)
         ct = np.nan_to_num(conc[fit_mask])
@@ -246,6 +257,7 @@ class DCEFit(SimpleInterface):
             "Hematocrit": self.inputs.hematocrit,
             "VIFRegion": region,
             "VIFVoxels": int(chosen),
+            "VIFVolume_ml": round(int(chosen) * voxel_ml, 4),
             "VIFPeakBlood_mM": float(cb.max()),
             "VIFPeakPlasma_mM": float(cp.max()),
             "BaselineFrames": self.inputs.n_baseline,

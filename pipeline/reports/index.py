@@ -55,6 +55,7 @@ QC_KEYS = {
     "Model": ("model", "s"),
     "VIFRegion": ("input-function region", "s"),
     "VIFVoxels": ("input-function voxels (VIFVoxels)", "d"),
+    "VIFVolume_ml": ("input-function volume, ml (VIFVolume_ml)", ".3g"),
     "VIFPeakBlood_mM": ("input-function peak, blood (mM)", ".3g"),
     "VIFPeakPlasma_mM": ("input-function peak, plasma (mM)", ".3g"),
     "BaselineFrames": ("baseline frames", "d"),
